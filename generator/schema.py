@@ -1,0 +1,292 @@
+"""The data model shared by every part of gapfill: chat messages, examples, gaps, candidates,
+review decisions and run configs.
+
+These pydantic models are the boundary: whatever enters the store or leaves as an export has been
+validated by them. Chat layouts follow TRL's conversational formats, so an exported example is
+exactly what ``trl`` loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+
+Role = Literal["system", "user", "assistant"]
+
+# Run and gap ids appear inside Redis keys and index fields, so they are kept to a safe alphabet.
+Identifier = Annotated[
+    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Message(BaseModel):
+    """One chat turn, as TRL and the OpenAI chat API lay it out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Role
+    content: str = Field(description="The turn's text; must contain something besides whitespace.")
+
+    @field_validator("content")
+    @classmethod
+    def _content_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("content is empty")
+        return value
+
+
+def _check_alternation(messages: list[Message], *, must_end_with: Role, field: str) -> None:
+    """Roles go [system] user assistant user assistant ... and end with ``must_end_with``."""
+    if not messages:
+        raise ValueError(f"{field}: no messages")
+    turns = messages[1:] if messages[0].role == "system" else messages
+    if not turns:
+        raise ValueError(f"{field}: only a system message")
+    for index, message in enumerate(turns):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if message.role != expected:
+            position = index + (len(messages) - len(turns))
+            raise ValueError(
+                f"{field}.{position}.role: {message.role!r}, expected {expected!r} "
+                "(roles must alternate user/assistant after an optional system turn)"
+            )
+    if turns[-1].role != must_end_with:
+        raise ValueError(f"{field}: the last message must be from the {must_end_with}")
+
+
+class SFTExample(BaseModel):
+    """A supervised example: TRL's conversational ``{"messages": [...]}`` layout."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    messages: list[Message]
+
+    @model_validator(mode="after")
+    def _roles_alternate(self) -> SFTExample:
+        _check_alternation(self.messages, must_end_with="assistant", field="messages")
+        return self
+
+    def prompt_text(self) -> str:
+        """The last user turn: what the example asks."""
+        return next(m.content for m in reversed(self.messages) if m.role == "user")
+
+    def response_text(self) -> str:
+        return self.messages[-1].content
+
+
+class PreferenceExample(BaseModel):
+    """A preference pair in TRL's conversational layout: a shared prompt and two completions."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt: list[Message]
+    chosen: list[Message]
+    rejected: list[Message]
+
+    @model_validator(mode="after")
+    def _well_formed(self) -> PreferenceExample:
+        _check_alternation(self.prompt, must_end_with="user", field="prompt")
+        for name in ("chosen", "rejected"):
+            completion: list[Message] = getattr(self, name)
+            if not completion:
+                raise ValueError(f"{name}: no messages")
+            if any(m.role != "assistant" for m in completion):
+                raise ValueError(f"{name}: must hold assistant turns only")
+        return self
+
+    def prompt_text(self) -> str:
+        return next(m.content for m in reversed(self.prompt) if m.role == "user")
+
+
+Example = SFTExample | PreferenceExample
+
+
+class CandidateKind(StrEnum):
+    SFT = "sft"
+    PREFERENCE = "preference"
+
+
+class CandidateStatus(StrEnum):
+    """Where a candidate is in its life.
+
+    generated -> (filters) -> pending | auto_rejected; pending -> (review) -> accepted | rejected.
+    A reviewer can send an auto-rejected item back to pending.
+    """
+
+    GENERATED = "generated"
+    PENDING = "pending"
+    AUTO_REJECTED = "auto_rejected"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Score(BaseModel):
+    """One filter's verdict on one candidate. Filters annotate; the pipeline routes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    filter: str
+    value: float
+    passed: bool
+    reason: str = ""
+    evidence: dict[str, Any] = Field(default_factory=dict)
+
+
+class Provenance(BaseModel):
+    """How a candidate was made: enough to reproduce it or to find every sibling of a bad one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: Literal["generated", "imported"] = "generated"
+    backend: str | None = None
+    model: str | None = None
+    sampling: dict[str, Any] = Field(default_factory=dict)
+    template_name: str | None = None
+    template_hash: str | None = None
+    rendered_prompt: list[Message] | str | None = None
+    run_id: str | None = None
+    worker_id: str | None = None
+    source_file: str | None = None
+    source_line: int | None = None
+    timings: dict[str, float] = Field(default_factory=dict)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+def content_hash(kind: str, content: Any) -> str:
+    """A stable id for a piece of content: the same content always gets the same id.
+
+    128 bits of SHA-256 over canonical JSON (sorted keys), so ids are short enough for keys and
+    collisions are not a practical concern.
+    """
+    canonical = orjson.dumps({"kind": kind, "content": content}, option=orjson.OPT_SORT_KEYS)
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+class Candidate(BaseModel):
+    """A generated (or imported) example waiting to be filtered, reviewed and maybe exported.
+
+    ``payload`` is ``None`` only for malformed output, whose raw text is kept in ``raw`` so a
+    reviewer (or a later parser) can still see what the model wrote.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ""
+    kind: CandidateKind
+    payload: SFTExample | PreferenceExample | None = None
+    raw: str | None = None
+    run_id: Identifier
+    gap_id: Identifier = "none"
+    provenance: Provenance = Field(default_factory=Provenance)
+    scores: dict[str, Score] = Field(default_factory=dict)
+    status: CandidateStatus = CandidateStatus.GENERATED
+    priority: float = 0.0
+    version: int = 0
+    edited: SFTExample | PreferenceExample | None = None
+    created_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _payload_matches_kind_and_id(self) -> Candidate:
+        if self.payload is None and self.raw is None:
+            raise ValueError("a candidate needs a payload or, for malformed output, its raw text")
+        expected = SFTExample if self.kind is CandidateKind.SFT else PreferenceExample
+        if self.payload is not None and not isinstance(self.payload, expected):
+            raise ValueError(f"a {self.kind.value} candidate needs a {expected.__name__} payload")
+        if not self.id:
+            self.id = self.compute_id()
+        return self
+
+    def compute_id(self) -> str:
+        content = self.payload.model_dump(mode="json") if self.payload is not None else self.raw
+        return content_hash(self.kind.value, content)
+
+
+Verdict = Literal["accept", "reject", "edit", "skip"]
+
+
+class Decision(BaseModel):
+    """A reviewer's decision on one item, as appended to the (never rewritten) decision log."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    item_id: str
+    run_id: Identifier
+    gap_id: Identifier = "none"
+    reviewer: str = Field(min_length=1)
+    verdict: Verdict
+    reason_tags: list[str] = Field(default_factory=list)
+    note: str = ""
+    edited_payload: SFTExample | PreferenceExample | None = None
+    item_version: int = Field(ge=0, description="The item version the reviewer saw and decided on.")
+    decided_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _edit_has_payload(self) -> Decision:
+        if self.verdict == "edit" and self.edited_payload is None:
+            raise ValueError("an edit decision needs the edited payload")
+        if self.verdict != "edit" and self.edited_payload is not None:
+            raise ValueError("only an edit decision carries an edited payload")
+        return self
+
+
+class Gap(BaseModel):
+    """Something the existing data covers too thinly: a taxonomy cell or a reference cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: Identifier
+    run_id: Identifier
+    kind: Literal["taxonomy", "reference", "manual"] = "manual"
+    label: str
+    description: str = ""
+    have: int = Field(default=0, ge=0)
+    target: int = Field(default=0, ge=0)
+    examples: list[str] = Field(default_factory=list)
+
+    @property
+    def deficit(self) -> int:
+        return max(self.target - self.have, 0)
+
+
+class SamplingParams(BaseModel):
+    """Sampling settings shared by every backend; out-of-range values are refused up front."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(default=1, ge=1, le=64)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=256, ge=1, le=32768)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+
+
+class ReviewSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lease_seconds: int = Field(default=300, ge=5, le=86_400)
+    reviewers_per_item: int = Field(default=1, ge=1, le=10)
+
+
+class RunConfig(BaseModel):
+    """What one campaign run is asked to do; stored with the run so every item can be traced."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: Identifier
+    kind: CandidateKind = CandidateKind.SFT
+    description: str = ""
+    backend: str = "local"
+    model: str | None = None
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+    created_at: datetime = Field(default_factory=utcnow)

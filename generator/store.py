@@ -1,0 +1,556 @@
+"""The store: Redis as gapfill's system of record.
+
+Layout, under one configurable prefix ``P`` so campaigns and test sessions never collide::
+
+    P:item:<id>                hash   data (candidate JSON), status, version, run, gap, priority,
+                                      lease_owner, lease_expires (ms), edited, decided_by
+    P:runs                     set    run ids
+    P:run:<run>:config         string the RunConfig JSON
+    P:run:<run>:counts         hash   "<gap>|<status>" -> count (O(1) status figures)
+    P:run:<run>:status:<s>     set    item ids with status s
+    P:run:<run>:pending        zset   the review queue: pending, unleased items by priority
+    P:run:<run>:leased         zset   leased items by lease expiry (ms, server clock)
+    P:run:<run>:skipped:<rev>  set    items a reviewer skipped (not handed to them again)
+    P:log                      stream the decision log: appended, never trimmed or rewritten
+
+Every change that touches more than one key runs as one Lua script, so it is atomic and costs a
+single round trip; lease times come from the server's clock (``TIME``), so reviewers on machines
+with skewed clocks still agree on who holds what. Scripts build some key names from item ids,
+which keeps them single-instance (not Redis Cluster) safe: gapfill targets one primary, as RQ does.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, cast
+
+import orjson
+import redis
+
+from generator.errors import (
+    InvalidTransitionError,
+    ItemNotFoundError,
+    LeaseError,
+    StaleVersionError,
+    StoreError,
+)
+from generator.schema import (
+    Candidate,
+    CandidateStatus,
+    Decision,
+    PreferenceExample,
+    RunConfig,
+    SFTExample,
+    Verdict,
+)
+
+logger = logging.getLogger(__name__)
+
+# No ':' or glob characters, so one prefix's keys can never match another prefix's SCAN pattern.
+_PREFIX = re.compile(r"[A-Za-z0-9_.-]+")
+
+# The fields of a candidate that the store owns and keeps outside the immutable data blob.
+_MUTABLE_FIELDS = {"status", "version", "priority", "edited"}
+
+_VERDICT_STATUS: dict[str, CandidateStatus] = {
+    "accept": CandidateStatus.ACCEPTED,
+    "edit": CandidateStatus.ACCEPTED,
+    "reject": CandidateStatus.REJECTED,
+    "skip": CandidateStatus.PENDING,
+}
+
+# Shared Lua helpers, prepended to each script.
+_LUA_COMMON = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+local function move_status(prefix, id, item, run, gap, from, to)
+  if from == to then return end
+  local p = prefix .. ':run:' .. run
+  redis.call('HINCRBY', p .. ':counts', gap .. '|' .. from, -1)
+  redis.call('HINCRBY', p .. ':counts', gap .. '|' .. to, 1)
+  redis.call('SMOVE', p .. ':status:' .. from, p .. ':status:' .. to, id)
+  redis.call('HSET', item, 'status', to)
+end
+"""
+
+# KEYS: item, runs. ARGV: prefix, id, data, status, run, gap, priority
+_LUA_PUT = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+local prefix, id, data, status, run, gap, priority = unpack(ARGV)
+local p = prefix .. ':run:' .. run
+redis.call('HSET', KEYS[1], 'data', data, 'status', status, 'version', 0,
+           'run', run, 'gap', gap, 'priority', priority)
+redis.call('HINCRBY', p .. ':counts', gap .. '|' .. status, 1)
+redis.call('SADD', p .. ':status:' .. status, id)
+redis.call('SADD', KEYS[2], run)
+if status == 'pending' then redis.call('ZADD', p .. ':pending', priority, id) end
+return 1
+"""
+
+# KEYS: item. ARGV: prefix, id, to_status, priority ('' keeps it), data ('' keeps it),
+# expected_version ('' = any)
+_LUA_ROUTE = """
+local prefix, id, to, priority, data, expected = unpack(ARGV)
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
+local f = redis.call('HMGET', KEYS[1], 'status', 'version', 'run', 'gap', 'priority')
+local from, version, run, gap = f[1], f[2], f[3], f[4]
+if expected ~= '' and tonumber(expected) ~= tonumber(version) then
+  return redis.error_reply('STALE ' .. version)
+end
+if from == 'accepted' or from == 'rejected' then
+  return redis.error_reply('TRANSITION ' .. from)
+end
+if priority == '' then priority = f[5] end
+local p = prefix .. ':run:' .. run
+redis.call('ZREM', p .. ':pending', id)
+redis.call('ZREM', p .. ':leased', id)
+redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
+move_status(prefix, id, KEYS[1], run, gap, from, to)
+redis.call('HSET', KEYS[1], 'priority', priority)
+if data ~= '' then redis.call('HSET', KEYS[1], 'data', data) end
+if to == 'pending' then redis.call('ZADD', p .. ':pending', priority, id) end
+return redis.call('HINCRBY', KEYS[1], 'version', 1)
+"""
+
+# KEYS: pending, leased, skipped(reviewer). ARGV: prefix, reviewer, lease_ms, scan
+_LUA_CLAIM = """
+local prefix, reviewer, lease_ms, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+local now = now_ms()
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
+  redis.call('ZREM', KEYS[2], id)
+  local item = prefix .. ':item:' .. id
+  local f = redis.call('HMGET', item, 'status', 'priority')
+  redis.call('HDEL', item, 'lease_owner', 'lease_expires')
+  if f[1] == 'pending' then redis.call('ZADD', KEYS[1], f[2], id) end
+end
+local offset = 0
+while true do
+  local batch = redis.call('ZREVRANGE', KEYS[1], offset, offset + scan - 1)
+  if #batch == 0 then return false end
+  for _, id in ipairs(batch) do
+    if redis.call('SISMEMBER', KEYS[3], id) == 0 then
+      local expires = now + lease_ms
+      local item = prefix .. ':item:' .. id
+      redis.call('ZREM', KEYS[1], id)
+      redis.call('ZADD', KEYS[2], expires, id)
+      redis.call('HSET', item, 'lease_owner', reviewer, 'lease_expires', expires)
+      local f = redis.call('HMGET', item, 'version', 'data', 'status', 'priority', 'edited')
+      return {id, tostring(expires), f[1], f[2], f[3], f[4], f[5] or ''}
+    end
+  end
+  offset = offset + scan
+end
+"""
+
+# KEYS: item, pending, leased, skipped(reviewer), log.
+# ARGV: prefix, id, reviewer, verdict, expected_version, to_status, decision_json, edited_json
+_LUA_DECIDE = """
+local prefix, id, reviewer, verdict, expected, to, decision, edited = unpack(ARGV)
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
+local f = redis.call('HMGET', KEYS[1], 'status', 'version', 'lease_owner', 'lease_expires',
+                     'run', 'gap', 'priority')
+local status, version, owner, expires, run, gap, priority = f[1], f[2], f[3], f[4], f[5], f[6], f[7]
+if status ~= 'pending' then return redis.error_reply('TRANSITION ' .. status) end
+if tonumber(expected) ~= tonumber(version) then return redis.error_reply('STALE ' .. version) end
+if owner ~= reviewer then return redis.error_reply('NOT_LEASED ' .. tostring(owner or '')) end
+if tonumber(expires) < now_ms() then
+  redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZADD', KEYS[2], priority, id)
+  return redis.error_reply('LEASE_EXPIRED')
+end
+redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
+redis.call('ZREM', KEYS[3], id)
+local new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+if verdict == 'skip' then
+  redis.call('SADD', KEYS[4], id)
+  redis.call('ZADD', KEYS[2], priority, id)
+else
+  move_status(prefix, id, KEYS[1], run, gap, 'pending', to)
+  redis.call('HSET', KEYS[1], 'decided_by', reviewer)
+  if edited ~= '' then redis.call('HSET', KEYS[1], 'edited', edited) end
+end
+local entry = redis.call('XADD', KEYS[5], '*', 'item', id, 'run', run, 'gap', gap,
+                         'verdict', verdict, 'decision', decision)
+return {new_version, entry, run, gap}
+"""
+
+# KEYS: item, pending, leased. ARGV: id, reviewer
+_LUA_RELEASE = """
+local f = redis.call('HMGET', KEYS[1], 'lease_owner', 'status', 'priority')
+if f[1] ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
+redis.call('ZREM', KEYS[3], ARGV[1])
+if f[2] == 'pending' then redis.call('ZADD', KEYS[2], f[3], ARGV[1]) end
+return 1
+"""
+
+
+@dataclass(frozen=True)
+class Lease:
+    """An item handed to one reviewer until ``expires_at``; decide with ``version``."""
+
+    item: Candidate
+    reviewer: str
+    expires_at: datetime
+
+    @property
+    def item_id(self) -> str:
+        return self.item.id
+
+    @property
+    def version(self) -> int:
+        return self.item.version
+
+
+@dataclass(frozen=True)
+class LoggedDecision:
+    """A decision as it stands in the log, with the stream entry id that orders it."""
+
+    entry_id: str
+    decision: Decision
+
+
+class Keys:
+    """Key names under one prefix."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.runs = f"{prefix}:runs"
+        self.log = f"{prefix}:log"
+
+    def item(self, item_id: str) -> str:
+        return f"{self.prefix}:item:{item_id}"
+
+    def run(self, run_id: str, suffix: str) -> str:
+        return f"{self.prefix}:run:{run_id}:{suffix}"
+
+
+class Store:
+    """Candidates, their status indexes, review leases and the decision log, on Redis."""
+
+    def __init__(self, client: redis.Redis, prefix: str = "gapfill", lease_seconds: int = 300):
+        if not _PREFIX.fullmatch(prefix):
+            raise StoreError(f"key prefix {prefix!r} must match {_PREFIX.pattern}")
+        if not client.get_connection_kwargs().get("decode_responses"):
+            raise StoreError("the store needs a Redis client created with decode_responses=True")
+        self.redis = client
+        self.keys = Keys(prefix)
+        self.lease_seconds = lease_seconds
+        register = client.register_script
+        self._put = register(_LUA_COMMON + _LUA_PUT)
+        self._route = register(_LUA_COMMON + _LUA_ROUTE)
+        self._claim = register(_LUA_COMMON + _LUA_CLAIM)
+        self._decide = register(_LUA_COMMON + _LUA_DECIDE)
+        self._release = register(_LUA_RELEASE)
+
+    # -- writing candidates -------------------------------------------------------------
+
+    def put(self, candidate: Candidate) -> bool:
+        """Store a candidate; False (and nothing changed) if the same content is already stored."""
+        return self.put_many([candidate]) == 1
+
+    def put_many(self, candidates: Iterable[Candidate]) -> int:
+        """Store candidates in one MULTI/EXEC transaction; returns how many were new.
+
+        All of them are serialised before anything is sent, so a bad candidate fails the whole
+        call with nothing written.
+        """
+        rows = [(c, self._serialise(c)) for c in candidates]
+        if not rows:
+            return 0
+        with self.redis.pipeline(transaction=True) as pipe:
+            for candidate, data in rows:
+                self._put(
+                    keys=[self.keys.item(candidate.id), self.keys.runs],
+                    args=[
+                        self.keys.prefix,
+                        candidate.id,
+                        data,
+                        candidate.status.value,
+                        candidate.run_id,
+                        candidate.gap_id,
+                        repr(float(candidate.priority)),
+                    ],
+                    client=pipe,
+                )
+            results = pipe.execute()
+        return sum(int(r) for r in results)
+
+    @staticmethod
+    def _serialise(candidate: Candidate) -> str:
+        if candidate.id != candidate.compute_id():
+            raise StoreError(f"candidate {candidate.id}: id does not match its content hash")
+        return candidate.model_dump_json(exclude=_MUTABLE_FIELDS)
+
+    def route(
+        self,
+        item_id: str,
+        status: CandidateStatus,
+        *,
+        priority: float | None = None,
+        candidate: Candidate | None = None,
+        expected_version: int | None = None,
+    ) -> int:
+        """Move an undecided item to ``status`` (the filters' routing, or "send back to review").
+
+        Optionally replaces the stored data (e.g. with new filter scores). Returns the new version.
+        Decided items (accepted/rejected) cannot be re-routed.
+        """
+        data = self._serialise(candidate) if candidate is not None else ""
+        try:
+            version = self._route(
+                keys=[self.keys.item(item_id)],
+                args=[
+                    self.keys.prefix,
+                    item_id,
+                    status.value,
+                    "" if priority is None else repr(float(priority)),
+                    data,
+                    "" if expected_version is None else expected_version,
+                ],
+            )
+        except redis.ResponseError as exc:
+            raise self._translate(exc, item_id) from exc
+        return int(version)
+
+    def save_run(self, config: RunConfig) -> None:
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.set(self.keys.run(config.run_id, "config"), config.model_dump_json())
+            pipe.sadd(self.keys.runs, config.run_id)
+            pipe.execute()
+
+    def get_run(self, run_id: str) -> RunConfig | None:
+        raw = self.redis.get(self.keys.run(run_id, "config"))
+        return RunConfig.model_validate_json(raw) if raw else None
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def get(self, item_id: str) -> Candidate:
+        fields = cast(dict[str, str], self.redis.hgetall(self.keys.item(item_id)))
+        if not fields:
+            raise ItemNotFoundError(f"no item {item_id!r} under prefix {self.keys.prefix!r}")
+        return self._candidate(fields)
+
+    def get_many(self, item_ids: Iterable[str]) -> list[Candidate]:
+        ids = list(item_ids)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for item_id in ids:
+                pipe.hgetall(self.keys.item(item_id))
+            replies = pipe.execute()
+        missing = [i for i, r in zip(ids, replies, strict=True) if not r]
+        if missing:
+            raise ItemNotFoundError(f"no item {missing[0]!r} under prefix {self.keys.prefix!r}")
+        return [self._candidate(r) for r in replies]
+
+    @staticmethod
+    def _candidate(fields: dict[str, str]) -> Candidate:
+        data: dict[str, Any] = orjson.loads(fields["data"])
+        data["status"] = fields["status"]
+        data["version"] = int(fields["version"])
+        data["priority"] = float(fields["priority"])
+        if fields.get("edited"):
+            data["edited"] = orjson.loads(fields["edited"])
+        return Candidate.model_validate(data)
+
+    def exists(self, item_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.item(item_id)))
+
+    def runs(self) -> list[str]:
+        return sorted(cast(set[str], self.redis.smembers(self.keys.runs)))
+
+    def counts(self, run_id: str) -> dict[str, dict[str, int]]:
+        """``{gap: {status: count}}`` for a run, zero counts left out. One O(gaps) read."""
+        raw = cast(dict[str, str], self.redis.hgetall(self.keys.run(run_id, "counts")))
+        table: dict[str, dict[str, int]] = {}
+        for field, value in raw.items():
+            gap, _, status = field.rpartition("|")
+            if int(value):
+                table.setdefault(gap, {})[status] = int(value)
+        return table
+
+    def count(self, run_id: str, status: CandidateStatus, gap_id: str | None = None) -> int:
+        """One figure in O(1): items of a run (and gap) with a status."""
+        if gap_id is not None:
+            value = self.redis.hget(self.keys.run(run_id, "counts"), f"{gap_id}|{status.value}")
+            return int(cast(str, value) or 0)
+        return int(cast(int, self.redis.scard(self.keys.run(run_id, f"status:{status.value}"))))
+
+    def ids(self, run_id: str, status: CandidateStatus) -> Iterator[str]:
+        """Ids of a run's items with a status (SSCAN: no blocking on large sets)."""
+        key = self.keys.run(run_id, f"status:{status.value}")
+        yield from cast(Iterator[str], self.redis.sscan_iter(key, count=1000))
+
+    def queue_depth(self, run_id: str) -> int:
+        """Pending items not currently leased."""
+        return int(cast(int, self.redis.zcard(self.keys.run(run_id, "pending"))))
+
+    # -- review -----------------------------------------------------------------------------
+
+    def claim(self, reviewer: str, run_id: str, lease_seconds: int | None = None) -> Lease | None:
+        """Atomically lease the highest-priority pending item to ``reviewer``.
+
+        Expired leases go back to the queue first. Items this reviewer skipped are not handed to
+        them again. Returns None when nothing is left for them.
+        """
+        if not reviewer:
+            raise LeaseError("a reviewer id is required to claim an item")
+        seconds = lease_seconds or self.lease_seconds
+        reply = self._claim(
+            keys=[
+                self.keys.run(run_id, "pending"),
+                self.keys.run(run_id, "leased"),
+                self.keys.run(run_id, f"skipped:{reviewer}"),
+            ],
+            args=[self.keys.prefix, reviewer, seconds * 1000, 64],
+        )
+        if not reply:
+            return None
+        _id, expires, version, data, status, priority, edited = reply
+        item = self._candidate(
+            {
+                "data": data,
+                "status": status,
+                "version": version,
+                "priority": priority,
+                "edited": edited,
+            }
+        )
+        expires_at = datetime.fromtimestamp(int(expires) / 1000, tz=UTC)
+        return Lease(item=item, reviewer=reviewer, expires_at=expires_at)
+
+    def release(self, item_id: str, reviewer: str) -> bool:
+        """Give a lease back without deciding; the item returns to the queue at once."""
+        run_id = self._run_of(item_id)
+        released = self._release(
+            keys=[
+                self.keys.item(item_id),
+                self.keys.run(run_id, "pending"),
+                self.keys.run(run_id, "leased"),
+            ],
+            args=[item_id, reviewer],
+        )
+        return bool(released)
+
+    def decide(
+        self,
+        item_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        expected_version: int,
+        *,
+        reason_tags: list[str] | None = None,
+        note: str = "",
+        edited_payload: SFTExample | PreferenceExample | None = None,
+    ) -> LoggedDecision:
+        """Record a decision, compare-and-set on the item's version and the reviewer's lease.
+
+        Refused, with nothing changed, when the item is not pending, the version is stale, or the
+        reviewer does not hold the lease; when the lease has expired the item goes back to the
+        queue. An accepted decision is appended to the log in the same atomic step.
+        """
+        run_id = self._run_of(item_id)
+        decision = Decision(
+            item_id=item_id,
+            run_id=run_id,
+            reviewer=reviewer,
+            verdict=verdict,
+            reason_tags=reason_tags or [],
+            note=note,
+            edited_payload=edited_payload,
+            item_version=expected_version,
+        )
+        edited = edited_payload.model_dump_json() if edited_payload is not None else ""
+        try:
+            version, entry_id, _run, gap = self._decide(
+                keys=[
+                    self.keys.item(item_id),
+                    self.keys.run(run_id, "pending"),
+                    self.keys.run(run_id, "leased"),
+                    self.keys.run(run_id, f"skipped:{reviewer}"),
+                    self.keys.log,
+                ],
+                args=[
+                    self.keys.prefix,
+                    item_id,
+                    reviewer,
+                    verdict,
+                    expected_version,
+                    _VERDICT_STATUS[verdict].value,
+                    decision.model_dump_json(exclude={"run_id", "gap_id"}),
+                    edited,
+                ],
+            )
+        except redis.ResponseError as exc:
+            raise self._translate(exc, item_id, reviewer) from exc
+        logger.debug("item %s: %s by %s (v%s)", item_id, verdict, reviewer, version)
+        return LoggedDecision(entry_id, decision.model_copy(update={"gap_id": gap}))
+
+    def decisions(
+        self, run_id: str | None = None, *, after: str = "-", count: int | None = None
+    ) -> list[LoggedDecision]:
+        """The decision log in append order, optionally for one run and after an entry id."""
+        start = after if after == "-" else f"({after}"
+        entries = cast(
+            list[tuple[str, dict[str, str]]], self.redis.xrange(self.keys.log, start, "+", count)
+        )
+        logged = []
+        for entry_id, fields in entries:
+            if run_id is not None and fields["run"] != run_id:
+                continue
+            data = orjson.loads(fields["decision"])
+            data.update(run_id=fields["run"], gap_id=fields["gap"])
+            logged.append(LoggedDecision(entry_id, Decision.model_validate(data)))
+        return logged
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _run_of(self, item_id: str) -> str:
+        run_id = self.redis.hget(self.keys.item(item_id), "run")
+        if run_id is None:
+            raise ItemNotFoundError(f"no item {item_id!r} under prefix {self.keys.prefix!r}")
+        return cast(str, run_id)
+
+    @staticmethod
+    def _translate(
+        exc: redis.ResponseError, item_id: str, reviewer: str | None = None
+    ) -> StoreError:
+        code, _, detail = str(exc).partition(" ")
+        if code == "NOT_FOUND":
+            return ItemNotFoundError(f"no item {item_id!r}")
+        if code == "STALE":
+            return StaleVersionError(
+                f"item {item_id} changed since it was read (now version {detail}); reload it"
+            )
+        if code == "TRANSITION":
+            return InvalidTransitionError(f"item {item_id} is already {detail}")
+        if code == "NOT_LEASED":
+            holder = f"it is leased to {detail!r}" if detail else "nobody holds it"
+            return LeaseError(f"{reviewer} does not hold the lease on item {item_id} ({holder})")
+        if code == "LEASE_EXPIRED":
+            return LeaseError(
+                f"{reviewer}'s lease on item {item_id} expired; it went back to the queue"
+            )
+        return StoreError(f"item {item_id}: {exc}")
+
+    def delete_prefix(self) -> int:
+        """Delete every key under this store's prefix (tests, and `gapfill` campaign cleanup).
+
+        Uses SCAN + UNLINK in batches, never FLUSHDB, so other programs' keys are untouched.
+        """
+        deleted = 0
+        batch: list[str] = []
+        for key in self.redis.scan_iter(match=f"{self.keys.prefix}:*", count=1000):
+            batch.append(key)
+            if len(batch) >= 1000:
+                deleted += int(self.redis.unlink(*batch))
+                batch.clear()
+        if batch:
+            deleted += int(self.redis.unlink(*batch))
+        return deleted
