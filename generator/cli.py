@@ -23,6 +23,7 @@ from generator.config import Settings, load_settings
 from generator.connection import connect, eviction_warning, redis_url
 from generator.errors import GapfillError
 from generator.importers import FORMATS, Format, read_examples
+from generator.ingest import ingest_file
 from generator.redis_server import EmbeddedServer
 from generator.schema import CandidateStatus
 from generator.store import Store
@@ -111,17 +112,29 @@ def status(
     table = Table(title="gapfill status", caption=_where(settings))
     for column in ["run", "gap", *_STATUS_COLUMNS, "total"]:
         table.add_column(column, justify="left" if column in ("run", "gap") else "right")
+    queues = []
     for run_id in runs:
         counts = store.counts(run_id)
+        totals: dict[str, int] = {}
         for gap_id in sorted(counts):
             row = counts[gap_id]
-            figures = [str(row.get(s, 0)) for s in _STATUS_COLUMNS]
-            table.add_row(run_id, gap_id, *figures, str(sum(row.values())))
-        queue = store.queue_depth(run_id)
-        table.add_row(run_id, "[dim](review queue, unleased)[/]", str(queue), end_section=True)
+            for key, value in row.items():
+                totals[key] = totals.get(key, 0) + value
+            table.add_row(run_id, gap_id, *_figures(row))
+        table.add_row(run_id, "[bold]all gaps[/]", *_figures(totals), end_section=True)
+        queues.append(
+            f"{run_id}: {store.queue_depth(run_id)} waiting for review, "
+            f"{store.leased_count(run_id)} leased to reviewers"
+        )
     if not runs:
         table.caption = f"no runs yet; {_where(settings)}"
     console.print(table)
+    for line in queues:
+        console.print(line, highlight=False)
+
+
+def _figures(row: dict[str, int]) -> list[str]:
+    return [str(row.get(s, 0)) for s in _STATUS_COLUMNS] + [str(sum(row.values()))]
 
 
 def _where(settings: Settings) -> str:
@@ -185,6 +198,28 @@ def validate(
         err_console.print(f"[bold red]{escape(summary)}[/]", highlight=False)
         raise typer.Exit(1)
     console.print(f"[green]{escape(summary)}[/]", highlight=False)
+
+
+@app.command("import")
+@user_errors
+def import_file(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="JSONL, JSONL.gz, JSON array or Parquet file.")],
+    run: Annotated[str, typer.Option(help="The run the rows join.")],
+    row_format: Annotated[
+        str | None,
+        typer.Option("--format", "-f", help=f"Row format (default: detect): {', '.join(FORMATS)}"),
+    ] = None,
+    gap: Annotated[str, typer.Option(help="Gap id recorded on the imported items.")] = "imported",
+) -> None:
+    """Put a dataset's rows in the review queue. All or nothing: one bad row stores none."""
+    chosen: Format | None = row_format  # type: ignore[assignment]  # checked by read_examples
+    result = ingest_file(_store(_settings(ctx)), file, run, row_format=chosen, gap_id=gap)
+    console.print(
+        f"{file}: {result.rows} rows ({result.format}); {result.stored} stored in run {run!r}, "
+        f"{result.already_present} already present",
+        highlight=False,
+    )
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -13,6 +13,8 @@ Row formats (detected from the first readable row, or given explicitly):
 ``prompt_completion``     ``{"prompt", "completion"}``, strings or message lists
 ``hh``                    Anthropic HH: ``{"chosen", "rejected"}`` as ``\\n\\nHuman: ...``
                           ``\\n\\nAssistant: ...`` transcripts
+``self_instruct``         Self-Instruct tasks: ``{"instruction", "instances": [{"input",
+                          "output"}]}``; the first instance makes the example
 ========================  ================================================================
 
 Every problem is an ``InvalidRowError`` naming the file, the line (row number for Parquet and JSON
@@ -35,7 +37,9 @@ from pydantic import ValidationError
 from generator.errors import DataFileError, InvalidRowError
 from generator.schema import Example, PreferenceExample, SFTExample
 
-Format = Literal["messages", "preference", "sharegpt", "alpaca", "prompt_completion", "hh"]
+Format = Literal[
+    "messages", "preference", "sharegpt", "alpaca", "prompt_completion", "hh", "self_instruct"
+]
 FORMATS: tuple[str, ...] = get_args(Format)
 
 
@@ -139,6 +143,8 @@ def detect_format(record: dict[str, Any]) -> Format:
         return "sharegpt"
     if {"instruction", "output"} <= keys:
         return "alpaca"
+    if {"instruction", "instances"} <= keys:
+        return "self_instruct"
     if {"chosen", "rejected"} <= keys:
         if "prompt" not in keys and isinstance(record["chosen"], str):
             return "hh"
@@ -213,6 +219,14 @@ def _from_alpaca(record: dict[str, Any]) -> Example:
     if system.strip():
         messages.insert(0, {"role": "system", "content": system})
     return SFTExample.model_validate({"messages": messages})
+
+
+def _from_self_instruct(record: dict[str, Any]) -> Example:
+    _require(record, "instruction", "instances")
+    instances = record["instances"]
+    if not isinstance(instances, list) or not instances or not isinstance(instances[0], dict):
+        raise RowError("instances: expected a non-empty list of {input, output} objects")
+    return _from_alpaca({"instruction": record["instruction"], **instances[0]})
 
 
 def _from_prompt_completion(record: dict[str, Any]) -> Example:
@@ -306,6 +320,7 @@ CONVERTERS: dict[str, Callable[[dict[str, Any]], Example]] = {
     "alpaca": _from_alpaca,
     "prompt_completion": _from_prompt_completion,
     "hh": _from_hh,
+    "self_instruct": _from_self_instruct,
 }
 
 

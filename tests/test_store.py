@@ -1,0 +1,279 @@
+"""The store, against real servers: the embedded Valkey and (in CI) the machine's Redis."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import pytest
+import redis
+
+from generator.errors import (
+    InvalidTransitionError,
+    ItemNotFoundError,
+    LeaseError,
+    StaleVersionError,
+    StoreError,
+)
+from generator.schema import CandidateStatus, RunConfig
+from generator.store import Store
+from tests.factories import candidate, preference, sft
+
+PENDING = CandidateStatus.PENDING
+ACCEPTED = CandidateStatus.ACCEPTED
+REJECTED = CandidateStatus.REJECTED
+
+
+def test_the_same_content_put_twice_is_one_item(store: Store) -> None:
+    assert store.put(candidate(1)) is True
+    assert store.put(candidate(1)) is False
+    assert store.put_many([candidate(1), candidate(2)]) == 1
+    assert store.counts("run-1") == {"gap-a": {"pending": 2}}
+    assert store.get(candidate(1).id).payload == candidate(1).payload
+
+
+def test_item_round_trips_with_its_provenance_and_status(store: Store) -> None:
+    item = preference(7)
+    store.put(item)
+    loaded = store.get(item.id)
+    assert loaded.model_dump(exclude={"version"}) == item.model_dump(exclude={"version"})
+    assert loaded.version == 0
+
+
+def test_counts_are_kept_per_run_gap_and_status(store: Store) -> None:
+    store.put_many(candidate(i, gap="gap-a") for i in range(3))
+    store.put_many(candidate(i, gap="gap-b", status=CandidateStatus.GENERATED) for i in range(3, 5))
+    store.put(candidate(9, run="run-2"))
+    assert store.runs() == ["run-1", "run-2"]
+    assert store.counts("run-1") == {"gap-a": {"pending": 3}, "gap-b": {"generated": 2}}
+    assert store.count("run-1", PENDING) == 3
+    assert store.count("run-1", CandidateStatus.GENERATED, gap_id="gap-b") == 2
+    assert store.queue_depth("run-1") == 3
+    assert sorted(store.ids("run-1", PENDING)) == sorted(candidate(i).id for i in range(3))
+
+
+def test_routing_moves_generated_items_into_the_queue_or_out(store: Store) -> None:
+    generated = [candidate(i, status=CandidateStatus.GENERATED) for i in range(2)]
+    store.put_many(generated)
+    assert store.queue_depth("run-1") == 0
+    assert store.route(generated[0].id, PENDING, priority=5.0) == 1
+    assert store.route(generated[1].id, CandidateStatus.AUTO_REJECTED) == 1
+    assert store.counts("run-1") == {"gap-a": {"pending": 1, "auto_rejected": 1}}
+    lease = store.claim("alice", "run-1")
+    assert lease is not None and lease.item_id == generated[0].id
+    assert lease.item.priority == 5.0
+
+
+def test_claim_hands_out_the_highest_priority_first(store: Store) -> None:
+    store.put_many(candidate(i, priority=float(p)) for i, p in enumerate([1, 9, 5]))
+    order = []
+    while (lease := store.claim("alice", "run-1")) is not None:
+        order.append(lease.item.priority)
+    assert order == [9.0, 5.0, 1.0]
+
+
+def test_claim_on_an_empty_queue_returns_none(store: Store) -> None:
+    assert store.claim("alice", "no-such-run") is None
+
+
+def test_eight_racing_reviewers_each_get_distinct_items(store: Store) -> None:
+    store.put_many(candidate(i) for i in range(500))
+    claimed: dict[str, list[str]] = {}
+    errors: list[BaseException] = []
+    start = threading.Barrier(8)
+
+    def review(reviewer: str) -> None:
+        own = Store(redis.Redis.from_url(_url(store), decode_responses=True), store.keys.prefix)
+        mine: list[str] = []
+        try:
+            start.wait()
+            while (lease := own.claim(reviewer, "run-1")) is not None:
+                mine.append(lease.item_id)
+                own.decide(lease.item_id, reviewer, "accept", lease.version)
+        except BaseException as exc:
+            errors.append(exc)
+        claimed[reviewer] = mine
+
+    threads = [threading.Thread(target=review, args=(f"r{i}",)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert not errors
+    every_claim = [item for items in claimed.values() for item in items]
+    assert len(every_claim) == 500
+    assert len(set(every_claim)) == 500, "an item was handed to two reviewers"
+    assert sum(1 for items in claimed.values() if items) > 1, "the race never happened"
+    assert store.count("run-1", ACCEPTED) == 500
+    assert Counter(d.decision.item_id for d in store.decisions("run-1")) == Counter(every_claim)
+
+
+def _url(store: Store) -> str:
+    kwargs = store.redis.get_connection_kwargs()
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def test_an_expired_lease_returns_the_item_to_the_queue(store: Store) -> None:
+    store.put(candidate(1))
+    first = store.claim("alice", "run-1", lease_seconds=0.2)
+    assert first is not None
+    assert store.claim("bob", "run-1") is None  # still leased to alice
+    time.sleep(0.3)
+    second = store.claim("bob", "run-1")
+    assert second is not None and second.item_id == first.item_id
+    with pytest.raises(LeaseError, match="leased to 'bob'"):
+        store.decide(first.item_id, "alice", "accept", first.version)
+    store.decide(second.item_id, "bob", "accept", second.version)
+    assert store.get(first.item_id).status is ACCEPTED
+
+
+def test_a_decision_after_the_lease_expired_is_refused_and_requeues(store: Store) -> None:
+    store.put(candidate(1))
+    lease = store.claim("alice", "run-1", lease_seconds=0.1)
+    assert lease is not None
+    time.sleep(0.2)
+    with pytest.raises(LeaseError, match="expired"):
+        store.decide(lease.item_id, "alice", "accept", lease.version)
+    assert store.get(lease.item_id).status is PENDING
+    assert store.queue_depth("run-1") == 1
+    assert store.decisions() == []
+
+
+def test_a_stale_version_is_refused_and_changes_nothing(store: Store) -> None:
+    store.put(candidate(1))
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    with pytest.raises(StaleVersionError):
+        store.decide(lease.item_id, "alice", "accept", lease.version + 1)
+    item = store.get(lease.item_id)
+    assert (item.status, item.version) == (PENDING, lease.version)
+    assert store.decisions() == []
+    store.decide(lease.item_id, "alice", "reject", lease.version, reason_tags=["wrong"])
+    assert store.get(lease.item_id).status is REJECTED
+
+
+def test_a_foreign_decision_is_refused(store: Store) -> None:
+    store.put(candidate(1))
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    with pytest.raises(LeaseError, match="leased to 'alice'"):
+        store.decide(lease.item_id, "mallory", "accept", lease.version)
+    assert store.get(lease.item_id).status is PENDING
+    assert store.decisions() == []
+
+
+def test_an_unclaimed_item_cannot_be_decided(store: Store) -> None:
+    store.put(candidate(1))
+    with pytest.raises(LeaseError, match="nobody holds it"):
+        store.decide(candidate(1).id, "alice", "accept", 0)
+
+
+def test_a_decided_item_cannot_be_decided_or_routed_again(store: Store) -> None:
+    store.put(candidate(1))
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    store.decide(lease.item_id, "alice", "accept", lease.version)
+    with pytest.raises(InvalidTransitionError, match="already accepted"):
+        store.decide(lease.item_id, "alice", "reject", lease.version + 1)
+    with pytest.raises(InvalidTransitionError):
+        store.route(lease.item_id, PENDING)
+
+
+def test_unknown_items_are_reported(store: Store) -> None:
+    with pytest.raises(ItemNotFoundError):
+        store.get("nope")
+    with pytest.raises(ItemNotFoundError):
+        store.decide("nope", "alice", "accept", 0)
+    with pytest.raises(ItemNotFoundError):
+        store.route("nope", PENDING)
+
+
+def test_skip_returns_the_item_to_others_but_not_to_the_skipper(store: Store) -> None:
+    store.put(candidate(1))
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    store.decide(lease.item_id, "alice", "skip", lease.version)
+    assert store.get(lease.item_id).status is PENDING
+    assert store.claim("alice", "run-1") is None
+    again = store.claim("bob", "run-1")
+    assert again is not None and again.item_id == lease.item_id
+    assert again.version == lease.version + 1
+
+
+def test_release_gives_the_item_back_at_once(store: Store) -> None:
+    store.put(candidate(1))
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    assert store.release(lease.item_id, "bob") is False
+    assert store.release(lease.item_id, "alice") is True
+    assert store.claim("bob", "run-1") is not None
+
+
+def test_an_edit_keeps_the_original_and_stores_the_edited_payload(store: Store) -> None:
+    original = candidate(1)
+    store.put(original)
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    edited = sft("Question number 1?", "A better answer.")
+    store.decide(lease.item_id, "alice", "edit", lease.version, edited_payload=edited)
+    item = store.get(original.id)
+    assert item.status is ACCEPTED
+    assert item.payload == original.payload
+    assert item.edited == edited
+    [logged] = store.decisions()
+    assert logged.decision.edited_payload == edited
+
+
+def test_the_log_holds_every_decision_in_order(store: Store) -> None:
+    store.put_many(candidate(i, priority=float(-i)) for i in range(6))
+    verdicts = ["accept", "reject", "skip", "accept", "reject", "accept", "accept"]
+    made = []
+    for verdict in verdicts:
+        lease = store.claim("alice" if verdict != "accept" or len(made) % 2 else "bob", "run-1")
+        assert lease is not None
+        logged = store.decide(lease.item_id, lease.reviewer, verdict, lease.version)  # type: ignore[arg-type]
+        made.append((lease.item_id, verdict, lease.reviewer))
+        assert logged.decision.gap_id == "gap-a"
+    log = store.decisions("run-1")
+    assert [(d.decision.item_id, d.decision.verdict, d.decision.reviewer) for d in log] == made
+    entry_ids = [tuple(map(int, d.entry_id.split("-"))) for d in log]
+    assert entry_ids == sorted(entry_ids)
+    assert store.decisions("other-run") == []
+    assert store.decisions(after=log[2].entry_id) == log[3:]
+
+
+def test_run_configs_are_stored(store: Store) -> None:
+    config = RunConfig(run_id="run-1", description="filling gaps")
+    store.save_run(config)
+    assert store.get_run("run-1") == config
+    assert store.get_run("missing") is None
+    assert "run-1" in store.runs()
+
+
+def test_prefixes_never_see_each_other(store: Store) -> None:
+    other = Store(store.redis, prefix=store.keys.prefix + "-other")
+    try:
+        other.put(candidate(1))
+        assert not store.exists(candidate(1).id)
+        assert store.runs() == []
+        store.put(candidate(2))
+        store.delete_prefix()
+        assert other.exists(candidate(1).id)
+    finally:
+        other.delete_prefix()
+
+
+def test_a_candidate_whose_id_does_not_match_its_content_is_refused(store: Store) -> None:
+    forged = candidate(1).model_copy(update={"id": "0" * 32})
+    with pytest.raises(StoreError, match="content hash"):
+        store.put(forged)
+    assert store.runs() == []
+
+
+def test_the_store_refuses_unsafe_prefixes_and_byte_clients(server_url: str) -> None:
+    text_client = redis.Redis.from_url(server_url, decode_responses=True)
+    with pytest.raises(StoreError, match="prefix"):
+        Store(text_client, prefix="a:b*")
+    with pytest.raises(StoreError, match="decode_responses"):
+        Store(redis.Redis.from_url(server_url), prefix="x")
