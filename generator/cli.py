@@ -225,3 +225,7 @@ def import_file(
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point."""
     return app(args=argv if argv is not None else sys.argv[1:], prog_name="gapfill")
+
+
+if __name__ == "__main__":
+    main()

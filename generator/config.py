@@ -38,7 +38,7 @@ class Settings(BaseSettings):
 
     redis_url: str | None = Field(
         default=None,
-        validation_alias=AliasChoices("redis_url", "GAPFILL_REDIS_URL", "REDIS_URL"),
+        validation_alias=AliasChoices("GAPFILL_REDIS_URL", "REDIS_URL", "redis_url"),
         description="A Redis/Valkey server to use. Unset: start the embedded Valkey server.",
     )
     data_dir: Path = Field(
@@ -111,6 +111,8 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
     except ValidationError as exc:
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or "settings"
+        if field in ("GAPFILL_REDIS_URL", "REDIS_URL"):
+            field = "redis_url (or $REDIS_URL / $GAPFILL_REDIS_URL)"
         where = f"{source}: " if source else ""
         message = str(error["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{where}{field}: {message}") from exc

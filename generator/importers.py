@@ -71,8 +71,8 @@ class ImportReport:
 # -- reading raw records ---------------------------------------------------------------------
 
 
-def _json_lines(path: Path, opener: Callable[[Path], Any]) -> Iterator[tuple[int, Any]]:
-    with opener(path) as handle:
+def _json_lines(path: Path, compressed: bool) -> Iterator[tuple[int, Any]]:
+    with gzip.open(path, "rb") if compressed else open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
                 text = raw.decode("utf-8")
@@ -123,13 +123,13 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
         magic = probe.read(4)
     suffixes = [s.lower() for s in path.suffixes]
     if magic[:2] == b"\x1f\x8b":
-        yield from _json_lines(path, lambda p: gzip.open(p, "rb"))
+        yield from _json_lines(path, compressed=True)
     elif magic == b"PAR1" or suffixes[-1:] == [".parquet"]:
         yield from _parquet(path)
     elif suffixes[-1:] == [".json"]:
         yield from _json_array(path)
     else:
-        yield from _json_lines(path, lambda p: open(p, "rb"))
+        yield from _json_lines(path, compressed=False)
 
 
 # -- detecting and converting row formats ----------------------------------------------------
@@ -214,7 +214,10 @@ def _from_alpaca(record: dict[str, Any]) -> Example:
     _require(record, "instruction", "output")
     instruction, extra = _text(record, "instruction"), _text(record, "input")
     user = f"{instruction}\n\n{extra}" if extra.strip() else instruction
-    messages = [{"role": "user", "content": user}, {"role": "assistant", "content": record["output"]}]
+    messages = [
+        {"role": "user", "content": user},
+        {"role": "assistant", "content": record["output"]},
+    ]
     system = _text(record, "system")
     if system.strip():
         messages.insert(0, {"role": "system", "content": system})
@@ -233,7 +236,10 @@ def _from_prompt_completion(record: dict[str, Any]) -> Example:
     _require(record, "prompt", "completion")
     prompt, completion = record["prompt"], record["completion"]
     if isinstance(prompt, str) and isinstance(completion, str):
-        messages = [{"role": "user", "content": prompt}, {"role": "assistant", "content": completion}]
+        messages = [
+            {"role": "user", "content": prompt},
+            {"role": "assistant", "content": completion},
+        ]
     else:
         messages = _messages(prompt, "prompt") + _messages(completion, "completion")
     return SFTExample.model_validate({"messages": messages})
@@ -372,4 +378,3 @@ def read_examples(
 def load_examples(path: str | Path, row_format: Format | None = None) -> list[Example]:
     """All examples of a file, or an ``InvalidRowError`` for the first bad row."""
     return [row.example for row in read_examples(path, row_format).examples]
-

@@ -382,7 +382,7 @@ class Store:
         if gap_id is not None:
             value = self.redis.hget(self.keys.run(run_id, "counts"), f"{gap_id}|{status.value}")
             return int(cast(str, value) or 0)
-        return int(cast(int, self.redis.scard(self.keys.run(run_id, f"status:{status.value}"))))
+        return self.redis.scard(self.keys.run(run_id, f"status:{status.value}"))
 
     def ids(self, run_id: str, status: CandidateStatus) -> Iterator[str]:
         """Ids of a run's items with a status (SSCAN: no blocking on large sets)."""
@@ -391,17 +391,15 @@ class Store:
 
     def queue_depth(self, run_id: str) -> int:
         """Pending items not currently leased."""
-        return int(cast(int, self.redis.zcard(self.keys.run(run_id, "pending"))))
+        return self.redis.zcard(self.keys.run(run_id, "pending"))
 
     def leased_count(self, run_id: str) -> int:
         """Items currently leased (including leases expired but not yet reclaimed)."""
-        return int(cast(int, self.redis.zcard(self.keys.run(run_id, "leased"))))
+        return self.redis.zcard(self.keys.run(run_id, "leased"))
 
     # -- review -----------------------------------------------------------------------------
 
-    def claim(
-        self, reviewer: str, run_id: str, lease_seconds: float | None = None
-    ) -> Lease | None:
+    def claim(self, reviewer: str, run_id: str, lease_seconds: float | None = None) -> Lease | None:
         """Atomically lease the highest-priority pending item to ``reviewer``.
 
         Expired leases go back to the queue first. Items this reviewer skipped are not handed to

@@ -1,0 +1,154 @@
+"""The gapfill command as a user runs it: a real process, the real embedded server."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generator.connection import connect
+from generator.redis_server import EmbeddedServer
+from generator.store import Store
+from tests.factories import candidate
+
+GAPFILL = [sys.executable, "-m", "generator.cli"]
+
+
+def gapfill(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
+    return subprocess.run(
+        [*GAPFILL, *args], capture_output=True, text=True, env=full_env, timeout=120
+    )
+
+
+@pytest.fixture
+def data_dir() -> Path:
+    return Path(os.environ["GAPFILL_DATA_DIR"])
+
+
+@pytest.fixture
+def embedded(data_dir: Path):  # type: ignore[no-untyped-def]
+    server = EmbeddedServer(data_dir)
+    yield server
+    server.stop()
+
+
+def test_status_on_a_fresh_machine_starts_the_server_and_prints_an_empty_table(
+    embedded: EmbeddedServer,
+) -> None:
+    result = gapfill("status")
+    assert result.returncode == 0, result.stderr
+    assert "gapfill status" in result.stdout
+    assert "no runs yet" in result.stdout
+    assert embedded.info() is not None
+    assert (embedded.dir / "appendonlydir").is_dir()
+
+
+def test_status_shows_counts_per_run_gap_and_status(embedded: EmbeddedServer) -> None:
+    info = embedded.ensure_running()
+    store = Store(connect(info.url))
+    store.put_many(candidate(i, gap="gap-a", priority=float(i == 0)) for i in range(3))
+    store.put_many(candidate(i, gap="gap-b") for i in range(3, 5))
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    store.decide(lease.item_id, "alice", "accept", lease.version)
+    result = gapfill("status")
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    rows = {tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in lines}
+    # run, gap, generated, pending, auto_rejected, accepted, rejected, total
+    assert lease.item.gap_id == "gap-a"
+    assert ("run-1", "gap-a", "0", "2", "0", "1", "0", "3") in rows
+    assert ("run-1", "gap-b", "0", "2", "0", "0", "0", "2") in rows
+    assert ("run-1", "all gaps", "0", "4", "0", "1", "0", "5") in rows
+    assert "run-1: 4 waiting for review, 0 leased to reviewers" in result.stdout
+
+
+def test_server_start_info_stop(embedded: EmbeddedServer) -> None:
+    started = gapfill("server", "start")
+    assert started.returncode == 0 and "embedded Valkey running" in started.stdout
+    info = gapfill("server", "info")
+    assert info.returncode == 0 and started.stdout.split(",")[0] in info.stdout
+    assert gapfill("server", "stop").stdout.strip() == "embedded Valkey stopped"
+    assert gapfill("server", "info").returncode == 3
+
+
+def test_redis_url_means_no_embedded_server(valkey_url: str, data_dir: Path) -> None:
+    result = gapfill("status", env={"REDIS_URL": valkey_url})
+    assert result.returncode == 0, result.stderr
+    assert valkey_url in result.stdout
+    assert not (data_dir / "valkey").exists()
+
+
+def test_an_evicting_server_gets_a_loud_warning(tmp_path: Path) -> None:
+    server = EmbeddedServer(tmp_path / "other")
+    info = server.ensure_running()
+    try:
+        connect(info.url).config_set("maxmemory-policy", "allkeys-lru")
+        result = gapfill("status", env={"REDIS_URL": info.url})
+        assert result.returncode == 0
+        assert "WARNING" in result.stderr and "allkeys-lru" in result.stderr
+    finally:
+        server.stop()
+
+
+def test_validate_reports_each_bad_row_as_file_line_reason(tmp_path: Path) -> None:
+    path = tmp_path / "data.jsonl"
+    good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
+    bad = {"messages": [{"role": "user", "content": "q"}]}
+    path.write_bytes((json.dumps(good) + "\n" + json.dumps(bad) + "\n{oops\n").encode() + b"\xff\n")
+    result = gapfill("validate", str(path))
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        f"{path}:2: messages: the last message must be from the assistant",
+        f"{path}:3: invalid JSON: Expecting property name enclosed in double quotes (column 2)",
+        f"{path}:4: not valid UTF-8 (byte 1 of the line)",
+    ]
+    assert "format messages, 4 rows, 1 valid, 3 invalid" in result.stderr
+
+
+def test_validate_passes_the_real_seed_tasks(shared_data: Path) -> None:
+    path = shared_data / "self-instruct" / "seed_tasks.jsonl"
+    result = gapfill("validate", str(path))
+    assert result.returncode == 0, result.stderr
+    assert "format self_instruct, 175 rows, 175 valid, 0 invalid" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "message"),
+    [
+        (["validate", "/no/such.jsonl"], {}, "error: /no/such.jsonl: no such file"),
+        (["validate", "x.jsonl", "--format", "csv"], {}, "error: unknown format 'csv'"),
+        (["status"], {"REDIS_URL": "redis://127.0.0.1:1/0"}, "error: cannot reach Redis at"),
+        (["status"], {"REDIS_URL": "http://x"}, "must start with redis://"),
+        (["status"], {"GAPFILL_KEY_PREFIX": "a b"}, "error: key_prefix: String should match"),
+        (["--config", "/no/cfg.yaml", "status"], {}, "error: /no/cfg.yaml: config file not found"),
+    ],
+)
+def test_user_errors_are_one_line_without_a_traceback(
+    args: list[str], env: dict[str, str], message: str
+) -> None:
+    result = gapfill(*args, env=env)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_import_is_all_or_nothing(tmp_path: Path, embedded: EmbeddedServer) -> None:
+    path = tmp_path / "rows.jsonl"
+    rows = [{"instruction": f"Task {i}", "output": "Done."} for i in range(3)]
+    path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"instruction": "x"}\n')
+    failed = gapfill("import", str(path), "--run", "r1")
+    assert failed.returncode == 1
+    assert f"{path}:4: missing field 'output'" in failed.stderr
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    result = gapfill("import", str(path), "--run", "r1")
+    assert result.returncode == 0, result.stderr
+    assert "3 rows (alpaca); 3 stored in run 'r1'" in result.stdout
+    store = Store(connect(embedded.ensure_running().url))
+    assert store.counts("r1") == {"imported": {"pending": 3}}

@@ -1,0 +1,121 @@
+"""The embedded Valkey server: started on demand, reused, durable across kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from generator.connection import connect, eviction_warning
+from generator.redis_server import EmbeddedServer
+from generator.store import Store
+from tests.factories import candidate
+
+
+def test_the_server_starts_once_and_is_reused(tmp_path: Path) -> None:
+    server = EmbeddedServer(tmp_path)
+    try:
+        first = server.ensure_running()
+        second = EmbeddedServer(tmp_path).ensure_running()
+        assert second.pid == first.pid and second.port == first.port
+        client = connect(first.url)
+        assert client.config_get("appendonly")["appendonly"] == "yes"
+        assert client.config_get("appendfsync")["appendfsync"] == "always"
+        assert eviction_warning(client) is None
+        assert (tmp_path / "valkey" / "server.json").exists()
+    finally:
+        assert server.stop() is True
+    assert server.info() is None
+    assert server.stop() is False
+
+
+def test_a_stale_state_file_is_ignored(tmp_path: Path) -> None:
+    server = EmbeddedServer(tmp_path)
+    info = server.ensure_running()
+    os.kill(info.pid, signal.SIGKILL)
+    _wait_dead(info.pid)
+    assert server.info() is None
+    restarted = server.ensure_running()
+    try:
+        assert restarted.pid != info.pid
+    finally:
+        server.stop()
+
+
+def _wait_dead(pid: int) -> None:
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline:
+        try:
+            finished, _ = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if finished:
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"process {pid} did not die")
+
+
+@pytest.mark.parametrize("decisions", [37])
+def test_no_decision_is_lost_when_the_server_is_killed(tmp_path: Path, decisions: int) -> None:
+    server = EmbeddedServer(tmp_path, appendfsync="always")
+    info = server.ensure_running()
+    store = Store(connect(info.url), prefix="durable")
+    store.put_many(candidate(i) for i in range(60))
+    made = []
+    for _ in range(decisions):
+        lease = store.claim("alice", "run-1")
+        assert lease is not None
+        store.decide(lease.item_id, "alice", "accept", lease.version)
+        made.append(lease.item_id)
+    os.kill(info.pid, signal.SIGKILL)  # no shutdown, no final fsync
+    _wait_dead(info.pid)
+    store.redis.close()
+
+    restarted = server.ensure_running()
+    try:
+        assert restarted.pid != info.pid
+        after = Store(connect(restarted.url), prefix="durable")
+        assert [d.decision.item_id for d in after.decisions("run-1")] == made
+        assert after.count("run-1", after.get(made[0]).status) == decisions
+        assert after.counts("run-1") == {
+            "gap-a": {"accepted": decisions, "pending": 60 - decisions}
+        }
+        assert all(after.get(item_id).status.value == "accepted" for item_id in made)
+        assert after.queue_depth("run-1") + after.leased_count("run-1") == 60 - decisions
+    finally:
+        server.stop()
+
+
+def test_an_evicting_server_is_reported(tmp_path: Path) -> None:
+    server = EmbeddedServer(tmp_path)
+    info = server.ensure_running()
+    try:
+        client = connect(info.url)
+        client.config_set("maxmemory-policy", "allkeys-lru")
+        warning = eviction_warning(client)
+        assert warning is not None and "allkeys-lru" in warning and "EVICT" in warning
+    finally:
+        server.stop()
+
+
+def test_an_unreachable_server_is_one_clear_error() -> None:
+    from generator.errors import StoreUnavailableError
+
+    with pytest.raises(
+        StoreUnavailableError, match=r"cannot reach Redis at redis://127\.0\.0\.1:1"
+    ):
+        connect("redis://127.0.0.1:1/0")
+
+
+def test_connect_returns_bytes_clients_for_rq(valkey_url: str) -> None:
+    client = connect(valkey_url, decode_responses=False)
+    client.set("gapfill-test-bytes", "x")
+    try:
+        assert client.get("gapfill-test-bytes") == b"x"
+    finally:
+        client.delete("gapfill-test-bytes")
+    assert isinstance(client, redis.Redis)

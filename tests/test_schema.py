@@ -1,0 +1,121 @@
+"""The data model: what counts as a valid example, candidate and decision."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from generator.schema import (
+    Candidate,
+    CandidateKind,
+    Decision,
+    Gap,
+    Message,
+    PreferenceExample,
+    SamplingParams,
+    SFTExample,
+)
+from tests.factories import candidate, sft
+
+
+def msg(role: str, content: str = "text") -> dict[str, str]:
+    return {"role": role, "content": content}
+
+
+@pytest.mark.parametrize(
+    "roles",
+    [["user", "assistant"], ["system", "user", "assistant"], ["user", "assistant"] * 3],
+)
+def test_alternating_conversations_ending_with_the_assistant_are_valid(roles: list[str]) -> None:
+    SFTExample.model_validate({"messages": [msg(r) for r in roles]})
+
+
+@pytest.mark.parametrize(
+    ("roles", "reason"),
+    [
+        ([], "no messages"),
+        (["system"], "only a system message"),
+        (["user"], "last message must be from the assistant"),
+        (["assistant", "user"], "messages.0.role"),
+        (["user", "user", "assistant"], "messages.1.role"),
+        (["system", "system", "user", "assistant"], "messages.1.role"),
+        (["user", "assistant", "system"], "messages.2.role"),
+    ],
+)
+def test_bad_role_orders_are_refused(roles: list[str], reason: str) -> None:
+    with pytest.raises(ValidationError, match=reason):
+        SFTExample.model_validate({"messages": [msg(r) for r in roles]})
+
+
+@pytest.mark.parametrize("content", ["", "   ", "\n\t"])
+def test_blank_content_is_refused(content: str) -> None:
+    with pytest.raises(ValidationError, match="content is empty"):
+        Message(role="user", content=content)
+
+
+def test_unknown_roles_and_extra_fields_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        Message.model_validate({"role": "tool", "content": "x"})
+    with pytest.raises(ValidationError):
+        Message.model_validate({"role": "user", "content": "x", "weight": 1})
+
+
+def test_preference_pairs_need_a_user_prompt_and_assistant_completions() -> None:
+    good = {"prompt": [msg("user")], "chosen": [msg("assistant")], "rejected": [msg("assistant")]}
+    PreferenceExample.model_validate(good)
+    with pytest.raises(ValidationError, match="prompt: the last message must be from the user"):
+        PreferenceExample.model_validate({**good, "prompt": [msg("user"), msg("assistant")]})
+    with pytest.raises(ValidationError, match="rejected: must hold assistant turns only"):
+        PreferenceExample.model_validate({**good, "rejected": [msg("user")]})
+    with pytest.raises(ValidationError, match="chosen: no messages"):
+        PreferenceExample.model_validate({**good, "chosen": []})
+
+
+def test_candidate_ids_are_content_hashes() -> None:
+    assert candidate(1).id == candidate(1, run="other", gap="elsewhere", priority=3).id
+    assert candidate(1).id != candidate(2).id
+    assert len(candidate(1).id) == 32
+
+
+def test_malformed_output_is_kept_as_raw_text() -> None:
+    broken = Candidate(kind=CandidateKind.SFT, raw='{"instructions": [', run_id="r")
+    assert broken.payload is None and broken.id == broken.compute_id()
+    with pytest.raises(ValidationError, match="needs a payload"):
+        Candidate(kind=CandidateKind.SFT, run_id="r")
+
+
+def test_a_candidate_payload_must_match_its_kind() -> None:
+    with pytest.raises(ValidationError, match="needs a PreferenceExample"):
+        Candidate(kind=CandidateKind.PREFERENCE, payload=sft("q"), run_id="r")
+
+
+@pytest.mark.parametrize("run_id", ["", "has space", "a|b", "x" * 129])
+def test_run_ids_are_key_safe(run_id: str) -> None:
+    with pytest.raises(ValidationError):
+        Candidate(kind=CandidateKind.SFT, payload=sft("q"), run_id=run_id)
+
+
+def test_an_edit_decision_carries_the_edited_payload_and_only_an_edit_does() -> None:
+    base = {"item_id": "i", "run_id": "r", "reviewer": "alice", "item_version": 0}
+    Decision.model_validate({**base, "verdict": "edit", "edited_payload": sft("q").model_dump()})
+    with pytest.raises(ValidationError, match="needs the edited payload"):
+        Decision.model_validate({**base, "verdict": "edit"})
+    with pytest.raises(ValidationError, match="only an edit"):
+        Decision.model_validate(
+            {**base, "verdict": "accept", "edited_payload": sft("q").model_dump()}
+        )
+    with pytest.raises(ValidationError):
+        Decision.model_validate({**base, "verdict": "maybe"})
+
+
+@pytest.mark.parametrize(
+    "params", [{"temperature": -0.1}, {"top_p": 0}, {"n": 0}, {"max_tokens": 0}, {"top_k": 5}]
+)
+def test_sampling_parameters_out_of_range_are_refused(params: dict[str, float]) -> None:
+    with pytest.raises(ValidationError):
+        SamplingParams.model_validate(params)
+
+
+def test_a_gap_deficit_never_goes_negative() -> None:
+    assert Gap(id="g", run_id="r", label="x", have=3, target=10).deficit == 7
+    assert Gap(id="g", run_id="r", label="x", have=30, target=10).deficit == 0
