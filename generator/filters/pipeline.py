@@ -1,0 +1,71 @@
+"""The filter pipeline: score candidates in cost order, then route them.
+
+Routing: a failed *hard* filter -> ``auto_rejected`` (with every reason kept on the item);
+otherwise -> ``pending`` review, with a priority. Nothing is deleted: a reviewer can see why an
+item was auto-rejected and send it back.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from generator.filters.base import Filter
+from generator.filters.malformed import MalformedFilter
+from generator.schema import Candidate, CandidateStatus
+from generator.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Routed:
+    reviewed: int
+    auto_rejected: int
+
+
+class FilterPipeline:
+    def __init__(self, filters: Sequence[Filter], *, skip_after_hard_failure: bool = True) -> None:
+        self.filters = sorted(filters, key=lambda f: f.cost)
+        self.skip_after_hard_failure = skip_after_hard_failure
+
+    @classmethod
+    def default(cls) -> FilterPipeline:
+        return cls([MalformedFilter()])
+
+    def score(self, candidates: list[Candidate]) -> list[Candidate]:
+        """Candidates with every filter's score added (expensive filters skip hard failures)."""
+        scored = [c.model_copy(update={"scores": dict(c.scores)}) for c in candidates]
+        for candidate_filter in self.filters:
+            todo = [c for c in scored if not (self.skip_after_hard_failure and self._failed(c))]
+            if not todo:
+                continue
+            for candidate, score in zip(todo, candidate_filter.score(todo), strict=True):
+                candidate.scores[candidate_filter.name] = score
+        return scored
+
+    def _failed(self, candidate: Candidate) -> bool:
+        hard = {f.name for f in self.filters if f.hard}
+        return any(not s.passed for name, s in candidate.scores.items() if name in hard)
+
+    def route(self, candidate: Candidate) -> CandidateStatus:
+        return CandidateStatus.AUTO_REJECTED if self._failed(candidate) else CandidateStatus.PENDING
+
+    def score_and_route(self, store: Store, item_ids: list[str]) -> Routed:
+        """Score stored ``generated`` items and move each to review or auto-rejection."""
+        items = [c for c in store.get_many(item_ids) if c.status is CandidateStatus.GENERATED]
+        reviewed = rejected = 0
+        for candidate in self.score(items):
+            status = self.route(candidate)
+            store.route(
+                candidate.id, status, candidate=candidate, expected_version=candidate.version
+            )
+            if status is CandidateStatus.PENDING:
+                reviewed += 1
+            else:
+                rejected += 1
+        logger.info(
+            "scored %s items: %s to review, %s auto-rejected", len(items), reviewed, rejected
+        )
+        return Routed(reviewed=reviewed, auto_rejected=rejected)

@@ -1,0 +1,262 @@
+"""Running a batch of generation tasks through a backend and storing what comes out.
+
+This is the body of a generation job, kept in the library so it runs the same in an RQ worker,
+in-process, or in a test. Each task is completed exactly once (``Store.complete_task``): a job
+that is retried after its worker died skips the tasks already stored and redoes only the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from generator.backends import Backend, ChatRequest, ChatResult
+from generator.schema import (
+    Candidate,
+    CandidateKind,
+    CandidateStatus,
+    GenerationTask,
+    Message,
+    PreferenceExample,
+    Provenance,
+    SamplingParams,
+    SFTExample,
+    TaskStage,
+)
+from generator.store import Store
+
+logger = logging.getLogger(__name__)
+
+_FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
+
+
+@dataclass
+class BatchOutcome:
+    """What one batch produced; returned by the job (small, not the system of record)."""
+
+    tasks_done: int = 0
+    tasks_skipped: int = 0
+    candidate_ids: list[str] = field(default_factory=list)
+    new_task_ids: list[str] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "tasks_done": self.tasks_done,
+            "tasks_skipped": self.tasks_skipped,
+            "candidates": len(self.candidate_ids),
+            "new_tasks": len(self.new_task_ids),
+            "completion_tokens": self.completion_tokens,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def parse_instructions(text: str) -> list[str] | None:
+    """The user requests in an instruction-generation output, or None if it is not usable JSON.
+
+    Accepts ``{"instructions": [...]}`` or a bare list, inside a code fence or surrounded by
+    chatter (small models add both).
+    """
+    cleaned = _FENCE.sub("", text.strip())
+    candidates = [cleaned]
+    for opening, closing in (("{", "}"), ("[", "]")):
+        start, end = cleaned.find(opening), cleaned.rfind(closing)
+        if 0 <= start < end:
+            candidates.append(cleaned[start : end + 1])
+    for snippet in candidates:
+        try:
+            data = json.loads(snippet)
+        except json.JSONDecodeError:
+            continue
+        items = data.get("instructions") if isinstance(data, dict) else data
+        if isinstance(items, list):
+            found = [item.strip() for item in items if isinstance(item, str) and item.strip()]
+            if found:
+                return list(dict.fromkeys(found))  # drop repeats, keep order
+    return None
+
+
+def requests_for(task: GenerationTask) -> list[ChatRequest]:
+    """A preference response task asks once per sampling variant; any other task asks once."""
+    if task.stage is TaskStage.RESPONSE and task.kind is CandidateKind.PREFERENCE:
+        return [
+            ChatRequest(
+                id=f"{task.id}:{index}",
+                messages=task.messages,
+                sampling=variant.model_copy(update={"n": 1}),
+            )
+            for index, variant in enumerate(task.variants)
+        ]
+    return [
+        ChatRequest(
+            id=task.id, messages=task.messages, sampling=task.sampling, json_schema=task.json_schema
+        )
+    ]
+
+
+class _Outputs:
+    """Turns one task's results into candidates and follow-up tasks."""
+
+    def __init__(self, task: GenerationTask, backend: Backend, worker_id: str, batch: int) -> None:
+        self.task, self.backend, self.worker_id, self.batch = task, backend, worker_id, batch
+
+    def provenance(
+        self, sampling: dict[str, Any], finish_reason: str, seconds: float
+    ) -> Provenance:
+        task = self.task
+        return Provenance(
+            source="generated",
+            backend=self.backend.name,
+            model=self.backend.model,
+            sampling=sampling,
+            template_name=task.template_name,
+            template_hash=task.template_hash,
+            rendered_prompt=task.messages,
+            run_id=task.run_id,
+            worker_id=self.worker_id,
+            task_id=task.id,
+            finish_reason=finish_reason,
+            timings={"batch_seconds": round(seconds, 4), "batch_requests": float(self.batch)},
+        )
+
+    def candidate(self, payload: Any, raw: str, provenance: Provenance) -> Candidate:
+        task = self.task
+        common = {
+            "kind": task.kind,
+            "run_id": task.run_id,
+            "gap_id": task.gap_id,
+            "provenance": provenance,
+            "status": CandidateStatus.GENERATED,
+            "priority": task.priority,
+        }
+        try:
+            return Candidate(payload=payload(), **common)
+        except ValidationError:
+            return Candidate(raw=raw, **common)  # empty or invalid: kept, filters flag it
+
+    def from_instructions(self, result: ChatResult) -> tuple[list[Candidate], list[GenerationTask]]:
+        task = self.task
+        candidates: list[Candidate] = []
+        children: list[GenerationTask] = []
+        sampling = task.sampling.model_dump()
+        for completion in result.completions:
+            instructions = parse_instructions(completion.text)
+            if instructions is None:
+                provenance = self.provenance(sampling, completion.finish_reason, result.seconds)
+                candidates.append(Candidate(
+                    kind=task.kind, raw=completion.text or "(empty output)", run_id=task.run_id,
+                    gap_id=task.gap_id, provenance=provenance, status=CandidateStatus.GENERATED,
+                    priority=task.priority,
+                ))  # fmt: skip
+                continue
+            children.extend(self.response_task(text) for text in instructions)
+        return candidates, children
+
+    def response_task(self, instruction: str) -> GenerationTask:
+        task = self.task
+        user = Message(role="user", content=instruction)
+        system = (
+            [Message(role="system", content=task.response_system)] if task.response_system else []
+        )
+        return GenerationTask(
+            run_id=task.run_id,
+            gap_id=task.gap_id,
+            stage=TaskStage.RESPONSE,
+            kind=task.kind,
+            messages=[*system, user],
+            example_prompt=[user],
+            sampling=task.response_sampling or SamplingParams(),
+            variants=task.variants,
+            template_name=task.template_name,
+            template_hash=task.template_hash,
+            parent_id=task.id,
+            priority=task.priority,
+        )
+
+    def from_responses(self, result: ChatResult) -> list[Candidate]:
+        task = self.task
+        sampling = task.sampling.model_dump()
+        return [
+            self.candidate(
+                lambda text=completion.text: SFTExample(
+                    messages=[*task.example_prompt, Message(role="assistant", content=text)]
+                ),
+                completion.text,
+                self.provenance(sampling, completion.finish_reason, result.seconds),
+            )
+            for completion in result.completions
+        ]
+
+    def from_pair(self, results: Sequence[ChatResult]) -> list[Candidate]:
+        """The first two variants' answers, proposed as chosen/rejected (a reviewer confirms or
+        swaps them; the judge can propose the order)."""
+        task = self.task
+        chosen, rejected = (r.completions[0] for r in results[:2])
+        finish = "length" if "length" in (chosen.finish_reason, rejected.finish_reason) else "stop"
+        sampling = {
+            "chosen": task.variants[0].model_dump(),
+            "rejected": task.variants[1].model_dump(),
+        }
+        raw = json.dumps({"chosen": chosen.text, "rejected": rejected.text})
+        return [
+            self.candidate(
+                lambda: PreferenceExample(
+                    prompt=task.example_prompt,
+                    chosen=[Message(role="assistant", content=chosen.text)],
+                    rejected=[Message(role="assistant", content=rejected.text)],
+                ),
+                raw,
+                self.provenance(sampling, finish, results[0].seconds),
+            )
+        ]
+
+
+def run_batch(
+    store: Store, backend: Backend, task_ids: Sequence[str], *, worker_id: str = "local"
+) -> BatchOutcome:
+    """Generate for every open task of the batch and store each task's outputs exactly once."""
+    outcome = BatchOutcome()
+    tasks = [t for t in store.get_tasks(task_ids) if not store.task_done(t.id)]
+    outcome.tasks_skipped = len(task_ids) - len(tasks)
+    if not tasks:
+        return outcome
+    requests = {task.id: requests_for(task) for task in tasks}
+    flat = [request for batch in requests.values() for request in batch]
+    results = {r.request_id: r for r in backend.generate(flat)}
+    for task in tasks:
+        task_results = [results[r.id] for r in requests[task.id]]
+        outputs = _Outputs(task, backend, worker_id, len(flat))
+        children: list[GenerationTask] = []
+        if task.stage is TaskStage.INSTRUCTIONS:
+            candidates, children = outputs.from_instructions(task_results[0])
+        elif task.kind is CandidateKind.PREFERENCE:
+            candidates = outputs.from_pair(task_results)
+        else:
+            candidates = outputs.from_responses(task_results[0])
+        prompt_tokens = sum(r.prompt_tokens for r in task_results)
+        completion_tokens = sum(r.completion_tokens for r in task_results)
+        stats: dict[str, float] = {
+            "tasks_done": 1,
+            "candidates": len(candidates),
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+        }
+        if not store.complete_task(task, candidates, children, stats):
+            outcome.tasks_skipped += 1  # another worker finished it first
+            continue
+        outcome.tasks_done += 1
+        outcome.candidate_ids.extend(c.id for c in candidates)
+        outcome.new_task_ids.extend(t.id for t in children)
+        outcome.prompt_tokens += prompt_tokens
+        outcome.completion_tokens += completion_tokens
+    outcome.seconds = max((r.seconds for r in results.values()), default=0.0)
+    logger.info("batch: %s", outcome.summary())
+    return outcome

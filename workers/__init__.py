@@ -1,0 +1,1 @@
+"""RQ workers for gapfill: job functions and the worker that loads its LLM backend once."""

@@ -1,0 +1,49 @@
+"""RQ job functions. Module-level, taking ids; outputs go to the store, keyed by content hash.
+
+A job's return value is a small summary for `rq info`-style inspection, never the data itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from rq import get_current_job
+
+from generator.config import QueueSettings
+from generator.filters import FilterPipeline
+from generator.generation import run_batch
+from workers.registry import context
+
+logger = logging.getLogger(__name__)
+
+
+def _connection() -> Any:
+    job = get_current_job()
+    if job is None:
+        raise RuntimeError("gapfill job functions run inside an RQ job")
+    return job.connection
+
+
+def generate_batch(
+    prefix: str, run_id: str, task_ids: list[str], queue_settings: dict[str, Any]
+) -> dict[str, Any]:
+    """Generate for a batch of tasks, store the outputs, and enqueue what follows from them:
+    response tasks spawned by instruction tasks, and scoring for the new candidates."""
+    ctx = context()
+    connection = _connection()
+    store = ctx.store(prefix, connection)
+    outcome = run_batch(store, ctx.require_backend(), task_ids, worker_id=ctx.worker_id)
+    work = ctx.queue(prefix, connection, QueueSettings.model_validate(queue_settings))
+    if outcome.new_task_ids:
+        work.enqueue_tasks(run_id, outcome.new_task_ids)
+    if outcome.candidate_ids:
+        work.enqueue_scoring(run_id, outcome.candidate_ids)
+    return outcome.summary()
+
+
+def score_batch(prefix: str, run_id: str, item_ids: list[str]) -> dict[str, Any]:
+    """Run the filter pipeline on stored candidates and route them (review or auto-reject)."""
+    store = context().store(prefix, _connection())
+    routed = FilterPipeline.default().score_and_route(store, item_ids)
+    return {"run": run_id, "reviewed": routed.reviewed, "auto_rejected": routed.auto_rejected}

@@ -1,0 +1,61 @@
+"""Starting a worker: connect, load the backend once, then serve the queues."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+
+from rq import Queue
+
+from generator.backends import BackendOptions, create_backend
+from generator.config import Settings
+from generator.connection import connect, redis_url
+from generator.queueing import queue_names
+from workers.registry import install
+from workers.worker import GapfillWorker, wait_for_server
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class WorkerSpec:
+    backend: str
+    model: str | None
+    options: BackendOptions
+    queues: list[str] | None = None
+    name: str | None = None
+
+
+def load_backend(settings: Settings, spec: WorkerSpec) -> float:
+    """Create and load the backend, install it for this process's jobs; returns load seconds.
+
+    Fails (BackendError) before any job is taken, so a misconfigured worker loses no work.
+    """
+    started = time.perf_counter()
+    backend = create_backend(spec.backend, spec.model, spec.options, data_dir=settings.data_dir)
+    backend.load()
+    install(backend)
+    seconds = time.perf_counter() - started
+    logger.warning("backend %s (%s) loaded in %.1fs", backend.name, backend.model, seconds)
+    return seconds
+
+
+def make_worker(settings: Settings, spec: WorkerSpec) -> GapfillWorker:
+    connection = connect(redis_url(settings), decode_responses=False)
+    wait_for_server(connection)
+    names = spec.queues or list(queue_names(settings.key_prefix))
+    return GapfillWorker(
+        [Queue(name, connection=connection) for name in names],
+        connection=connection,
+        name=spec.name,
+        maintenance_interval=settings.maintenance_interval_s,
+        heartbeat_seconds=settings.worker_heartbeat_s,
+    )
+
+
+def run_worker(settings: Settings, spec: WorkerSpec, *, burst: bool = False) -> None:
+    """Serve until stopped (SIGTERM finishes the current batch first), or until empty (burst)."""
+    load_backend(settings, spec)
+    worker = make_worker(settings, spec)
+    worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

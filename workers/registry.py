@@ -1,0 +1,60 @@
+"""The worker process's loaded resources: its backend (loaded once at start-up) and stores.
+
+Job functions look the backend up here instead of loading it, so a vLLM engine or a model's
+weights are loaded once per worker process, not once per job.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+
+import redis
+
+from generator.backends import Backend
+from generator.config import QueueSettings
+from generator.errors import BackendError
+from generator.queueing import WorkQueue
+from generator.store import Store
+
+
+@dataclass
+class WorkerContext:
+    backend: Backend | None = None
+    worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
+    _stores: dict[str, Store] = field(default_factory=dict)
+
+    def store(self, prefix: str, connection: redis.Redis) -> Store:
+        """A text-mode store on the job's server (RQ's own connection is in bytes mode)."""
+        if prefix not in self._stores:
+            kwargs = dict(connection.connection_pool.connection_kwargs)
+            kwargs["decode_responses"] = True
+            pool = redis.ConnectionPool(
+                connection_class=connection.connection_pool.connection_class, **kwargs
+            )
+            self._stores[prefix] = Store(redis.Redis(connection_pool=pool), prefix=prefix)
+        return self._stores[prefix]
+
+    def queue(self, prefix: str, connection: redis.Redis, settings: QueueSettings) -> WorkQueue:
+        return WorkQueue(self.store(prefix, connection), connection, settings)
+
+    def require_backend(self) -> Backend:
+        if self.backend is None:
+            raise BackendError(
+                "this worker has no LLM backend loaded; start it with gapfill worker --backend ..."
+            )
+        return self.backend
+
+
+_context = WorkerContext()
+
+
+def context() -> WorkerContext:
+    return _context
+
+
+def install(backend: Backend | None) -> WorkerContext:
+    """Make ``backend`` (already loaded) the one this process's jobs use."""
+    _context.backend = backend
+    return _context

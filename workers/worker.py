@@ -1,0 +1,67 @@
+"""The gapfill worker: an RQ ``SimpleWorker`` (no fork per job) that heartbeats while it works.
+
+RQ's SimpleWorker runs jobs in the worker process itself, which is what lets a vLLM engine or a
+model stay loaded between jobs. But it sends no heartbeat during a job, so a worker killed
+mid-batch leaves its job "started" for ``job_timeout + 60`` seconds, and RQ's maintenance (which
+moves abandoned jobs to their retry) runs only every 10 minutes. This worker heartbeats from a
+thread every few seconds with a short TTL, and runs maintenance more often: a batch whose worker
+died is retried, through RQ's own abandoned-job path, within about half a minute.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+import redis
+from rq import Queue, SimpleWorker
+from rq.job import Job
+from rq.worker import WorkerStatus
+
+logger = logging.getLogger(__name__)
+
+
+class GapfillWorker(SimpleWorker):
+    def __init__(self, *args: Any, heartbeat_seconds: int = 5, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.heartbeat_seconds = heartbeat_seconds
+
+    def get_heartbeat_ttl(self, job: Job) -> int:
+        # Three missed beats and the job counts as abandoned.
+        return self.heartbeat_seconds * 3
+
+    def execute_job(self, job: Job, queue: Queue) -> None:
+        self.prepare_execution(job)
+        done = threading.Event()
+        beat = threading.Thread(
+            target=self._beat, args=(job, done), name="gapfill-heartbeat", daemon=True
+        )
+        beat.start()
+        try:
+            self.perform_job(job, queue)
+        finally:
+            done.set()
+            beat.join()
+        self.set_state(WorkerStatus.IDLE)
+
+    def _beat(self, job: Job, done: threading.Event) -> None:
+        while not done.wait(self.heartbeat_seconds):
+            try:
+                self.maintain_heartbeats(job)
+            except redis.RedisError as exc:  # a blip: the next beat tries again
+                logger.warning("heartbeat for job %s failed: %s", job.id, exc)
+
+
+def wait_for_server(connection: redis.Redis, seconds: float = 30.0) -> None:
+    """Block until the server answers (workers may start before Redis in compose)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            connection.ping()
+            return
+        except redis.ConnectionError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
