@@ -9,24 +9,30 @@ from __future__ import annotations
 import functools
 import logging
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from generator import __version__
+from generator.backends import BACKENDS, BackendOptions
 from generator.config import Settings, load_settings
 from generator.connection import connect, eviction_warning, redis_url
-from generator.errors import GapfillError
+from generator.errors import ConfigError, GapfillError
 from generator.importers import FORMATS, Format, read_examples
 from generator.ingest import ingest_file
+from generator.progress import RunProgress
+from generator.queueing import WorkQueue
 from generator.redis_server import EmbeddedServer
 from generator.schema import CandidateStatus
 from generator.store import Store
+from generator.tasks_file import read_tasks
 
 app = typer.Typer(
     name="gapfill",
@@ -131,6 +137,22 @@ def status(
     console.print(table)
     for line in queues:
         console.print(line, highlight=False)
+    _print_queues(settings, store, runs)
+
+
+def _print_queues(settings: Settings, store: Store, runs: list[str]) -> None:
+    work = WorkQueue(
+        store, connect(redis_url(settings), decode_responses=False), settings.queue_settings()
+    )
+    for run_id in runs:
+        done, total = store.task_counts(run_id)
+        if total:
+            console.print(f"{run_id}: generation tasks {done}/{total} done", highlight=False)
+    for queue, figures in work.depths().items():
+        counts = ", ".join(f"{value} {name}" for name, value in figures.items())
+        console.print(f"queue {queue}: {counts}", highlight=False)
+    for queue, job_id, error in work.failed_jobs():
+        console.print(f"[red]failed job[/] {job_id} on {queue}: {escape(error)}", highlight=False)
 
 
 def _figures(row: dict[str, int]) -> list[str]:
@@ -220,6 +242,208 @@ def import_file(
         f"{result.already_present} already present",
         highlight=False,
     )
+
+
+# -- generation ---------------------------------------------------------------------------------
+
+BackendName = Annotated[
+    str, typer.Option("--backend", "-b", help=f"LLM backend: {', '.join(BACKENDS)}.")
+]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model", "-m", help="Model: a local directory (local, vllm) or a served name (openai)."
+    ),
+]
+BaseUrl = Annotated[
+    str | None,
+    typer.Option(envvar="OPENAI_BASE_URL", help="openai: the endpoint, e.g. http://host:8000/v1"),
+]
+ApiKey = Annotated[str, typer.Option(envvar="OPENAI_API_KEY", help="openai: the API key.")]
+EngineBatch = Annotated[int, typer.Option(help="local: prompts per forward batch.")]
+Device = Annotated[str, typer.Option(help="local: auto, cpu or cuda.")]
+Concurrency = Annotated[int, typer.Option(help="openai: concurrent requests at most.")]
+TensorParallel = Annotated[int, typer.Option(help="vllm: GPUs per engine.")]
+GpuMemory = Annotated[float, typer.Option(help="vllm: share of GPU memory for the engine.")]
+MaxModelLen = Annotated[int | None, typer.Option(help="vllm: context length limit.")]
+DType = Annotated[str, typer.Option(help="vllm: dtype (auto, float32, bfloat16...).")]
+EnforceEager = Annotated[bool, typer.Option(help="vllm: skip CUDA graph capture.")]
+
+
+def _backend_options(
+    base_url: str | None,
+    api_key: str,
+    engine_batch: int,
+    device: str,
+    concurrency: int,
+    tensor_parallel: int,
+    gpu_memory: float,
+    max_model_len: int | None,
+    dtype: str,
+    enforce_eager: bool,
+) -> BackendOptions:
+    try:
+        return BackendOptions(
+            base_url=base_url,
+            api_key=api_key,
+            batch_size=engine_batch,
+            device=device,  # validated by pydantic
+            max_concurrency=concurrency,
+            tensor_parallel_size=tensor_parallel,
+            gpu_memory_utilization=gpu_memory,
+            max_model_len=max_model_len,
+            dtype=dtype,
+            enforce_eager=enforce_eager,
+        )
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise ConfigError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from exc
+
+
+@app.command()
+@user_errors
+def worker(
+    ctx: typer.Context,
+    backend: BackendName = "local",
+    model: ModelOption = None,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default: this prefix's two).")
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
+    name: Annotated[str | None, typer.Option(help="Worker name (default: host and pid).")] = None,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = "EMPTY",
+    engine_batch: EngineBatch = 8,
+    device: Device = "auto",
+    concurrency: Concurrency = 8,
+    tensor_parallel: TensorParallel = 1,
+    gpu_memory: GpuMemory = 0.9,
+    max_model_len: MaxModelLen = None,
+    dtype: DType = "auto",
+    enforce_eager: EnforceEager = False,
+) -> None:
+    """Serve generation and scoring jobs; the backend is loaded once, before any job is taken."""
+    from workers.main import WorkerSpec, run_worker
+
+    options = _backend_options(
+        base_url, api_key, engine_batch, device, concurrency, tensor_parallel, gpu_memory,
+        max_model_len, dtype, enforce_eager,
+    )  # fmt: skip
+    spec = WorkerSpec(
+        backend=backend,
+        model=model,
+        options=options,
+        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+        name=name,
+    )
+    run_worker(_settings(ctx), spec, burst=burst)
+
+
+@app.command()
+@user_errors
+def generate(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option(help="The run whose open tasks to generate.")],
+    requests: Annotated[
+        Path | None, typer.Option(help="Add these tasks to the run first (JSONL, one per line).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Show progress until the run is done.")] = False,
+    in_process: Annotated[
+        bool, typer.Option(help="Run a burst worker in this process instead of external ones.")
+    ] = False,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Tasks per job (default: generate_batch_size).")
+    ] = None,
+    backend: BackendName = "local",
+    model: ModelOption = None,
+    base_url: BaseUrl = None,
+    api_key: ApiKey = "EMPTY",
+    engine_batch: EngineBatch = 8,
+    device: Device = "auto",
+    concurrency: Concurrency = 8,
+    tensor_parallel: TensorParallel = 1,
+    gpu_memory: GpuMemory = 0.9,
+    max_model_len: MaxModelLen = None,
+    dtype: DType = "auto",
+    enforce_eager: EnforceEager = False,
+) -> None:
+    """Enqueue a run's open generation tasks as batch jobs (and optionally run or watch them)."""
+    settings = _settings(ctx)
+    if batch_size is not None:
+        settings = settings.model_copy(update={"generate_batch_size": batch_size})
+    store = _store(settings)
+    if requests is not None:
+        added = store.add_tasks(read_tasks(requests, run))
+        console.print(f"{requests}: {added} new tasks in run {run!r}", highlight=False)
+    spec = None
+    if in_process:
+        from workers.main import WorkerSpec, load_backend
+
+        options = _backend_options(
+            base_url, api_key, engine_batch, device, concurrency, tensor_parallel, gpu_memory,
+            max_model_len, dtype, enforce_eager,
+        )  # fmt: skip
+        spec = WorkerSpec(backend=backend, model=model, options=options)
+        seconds = load_backend(settings, spec)  # before enqueueing: a bad backend loses no work
+        console.print(f"backend {backend} loaded in {seconds:.1f}s", highlight=False)
+    work = WorkQueue(
+        store, connect(redis_url(settings), decode_responses=False), settings.queue_settings()
+    )
+    enqueued = work.enqueue_tasks(run)
+    console.print(
+        f"run {run!r}: {enqueued.tasks} tasks enqueued in {len(enqueued.jobs)} jobs "
+        f"on {work.generate.name}",
+        highlight=False,
+    )
+    if spec is not None:
+        _run_in_process(settings, spec, store, work, run)
+    elif wait:
+        RunProgress(store, run, console).watch(lambda: not work.busy())
+    _print_outcome(store, work, run)
+
+
+def _run_in_process(
+    settings: Settings, spec: Any, store: Store, work: WorkQueue, run_id: str
+) -> None:
+    from workers.main import make_worker
+
+    progress = RunProgress(store, run_id, console)
+    stop = progress.in_background()
+    try:
+        # Burst until nothing is queued, running or waiting for a retry (retries are scheduled).
+        while True:
+            make_worker(settings, spec).work(burst=True, with_scheduler=True, logging_level="ERROR")
+            if not work.busy():
+                break
+            time.sleep(1.0)
+    finally:
+        stop()
+
+
+def _print_outcome(store: Store, work: WorkQueue, run_id: str) -> None:
+    done, total = store.task_counts(run_id)
+    stats = store.run_stats(run_id)
+    console.print(
+        f"run {run_id!r}: {done}/{total} tasks done, {int(stats.get('candidates', 0))} candidates, "
+        f"{int(stats.get('completion_tokens', 0))} tokens generated",
+        highlight=False,
+    )
+    for queue, job_id, error in work.failed_jobs():
+        err_console.print(
+            f"[red]failed job[/] {job_id} on {queue}: {escape(error)}", highlight=False
+        )
+
+
+@app.command("requeue-failed")
+@user_errors
+def requeue_failed(ctx: typer.Context) -> None:
+    """Put every failed generation and scoring job back on its queue."""
+    settings = _settings(ctx)
+    store = _store(settings)
+    work = WorkQueue(
+        store, connect(redis_url(settings), decode_responses=False), settings.queue_settings()
+    )
+    console.print(f"requeued {work.requeue_failed()} failed jobs", highlight=False)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -66,12 +66,15 @@ def parse_instructions(text: str) -> list[str] | None:
     chatter (small models add both).
     """
     cleaned = _FENCE.sub("", text.strip())
-    candidates = [cleaned]
-    for opening, closing in (("{", "}"), ("[", "]")):
-        start, end = cleaned.find(opening), cleaned.rfind(closing)
-        if 0 <= start < end:
-            candidates.append(cleaned[start : end + 1])
-    for snippet in candidates:
+    snippets = [cleaned]
+    try:
+        json.loads(cleaned)
+    except json.JSONDecodeError:  # only then look for JSON inside surrounding chatter
+        for opening, closing in (("{", "}"), ("[", "]")):
+            start, end = cleaned.find(opening), cleaned.rfind(closing)
+            if 0 <= start < end:
+                snippets.append(cleaned[start : end + 1])
+    for snippet in snippets:
         try:
             data = json.loads(snippet)
         except json.JSONDecodeError:
@@ -81,6 +84,7 @@ def parse_instructions(text: str) -> list[str] | None:
             found = [item.strip() for item in items if isinstance(item, str) and item.strip()]
             if found:
                 return list(dict.fromkeys(found))  # drop repeats, keep order
+        return None
     return None
 
 

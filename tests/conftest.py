@@ -80,3 +80,22 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.fail(f"the shared data directory is missing: {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded SmolLM2 model, converted from its GGUF once per test session (~20 s)."""
+    from generator.embedded_model import ensure_converted
+
+    return ensure_converted(tmp_path_factory.mktemp("models"))
+
+
+@pytest.fixture(scope="session")
+def local_backend(model_dir: Path):  # type: ignore[no-untyped-def]
+    """The real local backend on the real embedded model, loaded once per session."""
+    from generator.backends import BackendOptions, create_backend
+
+    backend = create_backend("local", str(model_dir), BackendOptions(), data_dir=model_dir.parent)
+    backend.load()
+    yield backend
+    backend.close()

@@ -37,7 +37,7 @@ def load_backend(settings: Settings, spec: WorkerSpec) -> float:
     backend.load()
     install(backend)
     seconds = time.perf_counter() - started
-    logger.warning("backend %s (%s) loaded in %.1fs", backend.name, backend.model, seconds)
+    logger.info("backend %s (%s) loaded in %.1fs", backend.name, backend.model, seconds)
     return seconds
 
 

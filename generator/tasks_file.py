@@ -1,0 +1,48 @@
+"""Reading generation tasks from a JSONL (or Parquet, JSON array) file for ``gapfill generate``.
+
+One task per row: the fields of ``GenerationTask`` (``run_id`` comes from the command line), or
+the shorthand ``{"prompt": "...", "gap_id": ...}`` for a single user turn. Every row is checked
+before anything is stored; a bad row is one ``FILE:LINE: field: reason`` error.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from generator.errors import DataFileError, InvalidRowError
+from generator.importers import RowError, iter_records
+from generator.schema import GenerationTask
+
+
+def _describe(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def read_tasks(path: str | Path, run_id: str) -> list[GenerationTask]:
+    tasks = []
+    for line, record in iter_records(Path(path)):
+        if isinstance(record, RowError):
+            raise InvalidRowError(str(path), line, str(record))
+        if not isinstance(record, dict):
+            raise InvalidRowError(str(path), line, "expected a JSON object")
+        row = dict(record)
+        if "prompt" in row:
+            prompt = row.pop("prompt")
+            if not isinstance(prompt, str):
+                raise InvalidRowError(str(path), line, "prompt: must be a string")
+            row.setdefault("messages", [{"role": "user", "content": prompt}])
+        if row.get("run_id", run_id) != run_id:
+            raise InvalidRowError(str(path), line, f"run_id: {row['run_id']!r} is not {run_id!r}")
+        row["run_id"] = run_id
+        try:
+            tasks.append(GenerationTask.model_validate(row))
+        except ValidationError as exc:
+            raise InvalidRowError(str(path), line, _describe(exc)) from exc
+    if not tasks:
+        raise DataFileError(f"{path}: no tasks")
+    return tasks

@@ -1,0 +1,206 @@
+"""Generation batches: tasks in, candidates (or follow-up tasks) out, each task stored once."""
+
+from __future__ import annotations
+
+import pytest
+
+from generator.backends import Backend, ChatRequest, ChatResult, Completion
+from generator.filters import FilterPipeline
+from generator.generation import parse_instructions, requests_for, run_batch
+from generator.schema import (
+    CandidateKind,
+    CandidateStatus,
+    GenerationTask,
+    Message,
+    PreferenceExample,
+    SamplingParams,
+    SFTExample,
+    TaskStage,
+)
+from generator.store import Store
+
+
+def response_task(
+    question: str, *, gap: str = "gap-a", n: int = 1, tokens: int = 24
+) -> GenerationTask:
+    return GenerationTask(
+        run_id="run-1",
+        gap_id=gap,
+        messages=[Message(role="user", content=question)],
+        sampling=SamplingParams(max_tokens=tokens, n=n, seed=1),
+        template_name="answer",
+        template_hash="abc123",
+    )
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"instructions": ["a", "b"]}', ["a", "b"]),
+        ('```json\n{"instructions": ["a", " b "]}\n```', ["a", "b"]),
+        ('Sure! Here you go: {"instructions": ["a"]} Hope it helps.', ["a"]),
+        ('["a", "a", "b"]', ["a", "b"]),
+        ('{"instructions": []}', None),
+        ('{"questions": ["a"]}', None),
+        ("1. How do I cook rice?\n2. What is pasta?", None),
+        ("", None),
+    ],
+)
+def test_instruction_output_is_parsed_leniently_or_refused(
+    text: str, expected: list[str] | None
+) -> None:
+    assert parse_instructions(text) == expected
+
+
+def test_a_preference_task_asks_once_per_variant() -> None:
+    task = GenerationTask(
+        run_id="r",
+        kind=CandidateKind.PREFERENCE,
+        messages=[Message(role="user", content="q")],
+        variants=[SamplingParams(temperature=0.2, n=3), SamplingParams(temperature=1.2)],
+    )
+    requests = requests_for(task)
+    assert [r.sampling.temperature for r in requests] == [0.2, 1.2]
+    assert all(r.sampling.n == 1 for r in requests)
+
+
+def test_a_preference_task_needs_two_variants() -> None:
+    with pytest.raises(ValueError, match="two sampling variants"):
+        GenerationTask(
+            run_id="r", kind=CandidateKind.PREFERENCE, messages=[Message(role="user", content="q")]
+        )
+
+
+def test_responses_become_candidates_with_their_provenance(
+    store: Store, local_backend: Backend
+) -> None:
+    tasks = [response_task("What is bread?", n=2), response_task("Name a river.", gap="gap-b")]
+    store.add_tasks(tasks)
+    outcome = run_batch(store, local_backend, [t.id for t in tasks], worker_id="w1")
+    assert (outcome.tasks_done, outcome.tasks_skipped) == (2, 0)
+    assert outcome.completion_tokens > 0
+    items = store.get_many(outcome.candidate_ids)
+    assert len(items) == 3
+    first = next(i for i in items if i.gap_id == "gap-a")
+    assert first.status is CandidateStatus.GENERATED
+    assert isinstance(first.payload, SFTExample)
+    assert first.payload.messages[0].content == "What is bread?"
+    provenance = first.provenance
+    assert (provenance.backend, provenance.model) == ("local", local_backend.model)
+    assert provenance.sampling["seed"] == 1 and provenance.sampling["n"] == 2
+    assert (provenance.template_name, provenance.template_hash) == ("answer", "abc123")
+    assert provenance.rendered_prompt == tasks[0].messages
+    assert (provenance.run_id, provenance.worker_id, provenance.task_id) == (
+        "run-1",
+        "w1",
+        tasks[0].id,
+    )
+    assert provenance.finish_reason in ("stop", "length")
+    assert provenance.timings["batch_seconds"] > 0
+    assert store.task_counts("run-1") == (2, 2)
+    assert store.run_stats("run-1")["candidates"] == 3
+
+
+def test_a_task_is_stored_once_even_if_its_batch_runs_twice(
+    store: Store, local_backend: Backend
+) -> None:
+    task = response_task("Describe a cat.")
+    store.add_tasks([task])
+    first = run_batch(store, local_backend, [task.id])
+    again = run_batch(store, local_backend, [task.id])
+    assert (first.tasks_done, again.tasks_done, again.tasks_skipped) == (1, 0, 1)
+    assert store.count("run-1", CandidateStatus.GENERATED) == 1
+    assert store.task_result(task.id) == {"candidates": first.candidate_ids, "tasks": []}
+
+
+class ScriptedBackend:
+    """A fake for the pure routing logic only; real-model behaviour is tested above."""
+
+    name, model = "scripted", "script"
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+
+    def load(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        return [
+            ChatResult(
+                request_id=r.id,
+                completions=[
+                    Completion(text=t, finish_reason="stop", tokens=3)
+                    for t in self.texts[: r.sampling.n]
+                ],
+                prompt_tokens=5,
+                seconds=0.01,
+            )
+            for r in requests
+        ]
+
+
+def instruction_task(n: int = 1) -> GenerationTask:
+    return GenerationTask(
+        run_id="run-1",
+        gap_id="cooking",
+        stage=TaskStage.INSTRUCTIONS,
+        messages=[Message(role="user", content="Write cooking questions as JSON.")],
+        sampling=SamplingParams(n=n),
+        response_sampling=SamplingParams(max_tokens=32, temperature=0.3),
+        response_system="You are a chef.",
+    )
+
+
+def test_instructions_spawn_response_tasks_and_junk_is_kept_as_malformed(store: Store) -> None:
+    task = instruction_task(n=2)
+    assert task.json_schema is not None  # instruction tasks ask for structured output
+    store.add_tasks([task])
+    backend = ScriptedBackend(
+        ['{"instructions": ["How long to boil an egg?", "What is roux?"]}', "Sure, here are some!"]
+    )
+    outcome = run_batch(store, backend, [task.id])
+    children = store.get_tasks(outcome.new_task_ids)
+    assert [c.example_prompt[0].content for c in children] == [
+        "How long to boil an egg?",
+        "What is roux?",
+    ]
+    assert all(c.messages[0] == Message(role="system", content="You are a chef.") for c in children)
+    assert all(c.sampling.temperature == 0.3 and c.parent_id == task.id for c in children)
+    [malformed] = store.get_many(outcome.candidate_ids)
+    assert malformed.payload is None and malformed.raw == "Sure, here are some!"
+    assert sorted(store.open_tasks("run-1")) == sorted(outcome.new_task_ids)
+    FilterPipeline.default().score_and_route(store, outcome.candidate_ids)
+    routed = store.get(malformed.id)
+    assert routed.status is CandidateStatus.AUTO_REJECTED
+    assert routed.scores["malformed"].reason == "unparseable output (expected JSON)"
+    assert routed.scores["malformed"].evidence["raw"] == "Sure, here are some!"
+
+
+def test_preference_tasks_make_pairs_from_two_variants(
+    store: Store, local_backend: Backend
+) -> None:
+    task = GenerationTask(
+        run_id="run-1",
+        kind=CandidateKind.PREFERENCE,
+        messages=[Message(role="user", content="Give advice on sleeping well.")],
+        variants=[
+            SamplingParams(temperature=0.3, max_tokens=24, seed=1),
+            SamplingParams(temperature=1.3, max_tokens=24, seed=2),
+        ],
+    )
+    store.add_tasks([task])
+    outcome = run_batch(store, local_backend, [task.id])
+    [pair] = store.get_many(outcome.candidate_ids)
+    assert isinstance(pair.payload, PreferenceExample)
+    assert pair.payload.prompt_text() == "Give advice on sleeping well."
+    assert pair.provenance.sampling["chosen"]["temperature"] == 0.3
+    assert pair.provenance.sampling["rejected"]["temperature"] == 1.3
+
+
+def test_an_empty_answer_is_kept_as_malformed(store: Store) -> None:
+    task = response_task("Say nothing.")
+    store.add_tasks([task])
+    outcome = run_batch(store, ScriptedBackend(["   "]), [task.id])
+    [item] = store.get_many(outcome.candidate_ids)
+    assert item.payload is None and item.raw == "   "
