@@ -28,6 +28,12 @@ class GapfillWorker(SimpleWorker):
         super().__init__(*args, **kwargs)
         self.heartbeat_seconds = heartbeat_seconds
 
+    @property
+    def dequeue_timeout(self) -> int:
+        # RQ blocks ~405 s in BLPOP between maintenance runs; an idle worker must wake up to
+        # requeue jobs of dead workers as often as maintenance_interval says.
+        return max(1, min(self.worker_ttl - 15, self.maintenance_interval))
+
     def get_heartbeat_ttl(self, job: Job) -> int:
         # Three missed beats and the job counts as abandoned.
         return self.heartbeat_seconds * 3

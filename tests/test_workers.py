@@ -1,0 +1,236 @@
+"""Workers as real processes: the gapfill worker command against the test Valkey, killed,
+stopped and failing on purpose."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from rq.registry import StartedJobRegistry
+
+from generator.config import QueueSettings
+from generator.queueing import WorkQueue
+from generator.schema import CandidateStatus, GenerationTask, Message, SamplingParams
+from generator.store import Store
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def server_url(valkey_url: str) -> str:
+    """Only the test session's own Valkey: RQ writes global keys (rq:workers, rq:queues) that a
+    key prefix cannot cover, and the machine's shared Redis must not get them."""
+    return valkey_url
+
+
+@pytest.fixture
+def work(store: Store, server_url: str) -> WorkQueue:
+    connection = redis.Redis.from_url(server_url)
+    settings = QueueSettings(batch_size=16, retries=2, retry_intervals=[1])
+    return WorkQueue(store, connection, settings)
+
+
+@pytest.fixture
+def start_worker(
+    store: Store, server_url: str, model_dir: Path
+) -> Iterator[Callable[..., subprocess.Popen[str]]]:
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*extra: str, burst: bool = False) -> subprocess.Popen[str]:
+        env = {
+            **os.environ,
+            "GAPFILL_REDIS_URL": server_url,
+            "GAPFILL_KEY_PREFIX": store.keys.prefix,
+            "GAPFILL_WORKER_HEARTBEAT_S": "1",
+            "GAPFILL_MAINTENANCE_INTERVAL_S": "1",
+            "OMP_NUM_THREADS": "2",
+        }
+        command = [
+            sys.executable,
+            "-m",
+            "generator.cli",
+            "worker",
+            "--model",
+            str(model_dir),
+            "--engine-batch",
+            "2",
+            *extra,
+        ]
+        if burst:
+            command.append("--burst")
+        process = subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+        process.wait(timeout=30)
+
+
+def tasks(count: int, *, tokens: int = 32, seed: int | None = None) -> list[GenerationTask]:
+    return [
+        GenerationTask(
+            run_id="run-1",
+            gap_id="gap-a",
+            messages=[Message(role="user", content=f"Tell me fact number {i} about the moon.")],
+            sampling=SamplingParams(max_tokens=tokens, seed=seed, temperature=1.0),
+        )
+        for i in range(count)
+    ]
+
+
+def test_a_worker_generates_stores_and_scores_the_queued_batches(
+    store: Store, work: WorkQueue, start_worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    batch = tasks(3, tokens=12, seed=3)
+    store.add_tasks(batch)
+    enqueued = work.enqueue_tasks("run-1")
+    assert enqueued.tasks == 3
+    assert work.enqueue_tasks("run-1").tasks == 0, "a second enqueue must not duplicate live jobs"
+    process = start_worker(burst=True)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    assert store.task_counts("run-1") == (3, 3)
+    counts = store.counts("run-1")["gap-a"]
+    assert counts.get("generated", 0) == 0, "scoring jobs must have routed every candidate"
+    assert sum(counts.values()) == 3
+    assert not work.busy()
+
+
+def test_a_batch_whose_worker_is_killed_is_rerun_without_duplicates(
+    store: Store, work: WorkQueue, start_worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    batch = tasks(8, tokens=64)  # unseeded: a rerun writes different text, so duplicates would show
+    store.add_tasks(batch)
+    [job_id] = work.enqueue_tasks("run-1").jobs
+    first = start_worker()
+    started = StartedJobRegistry(queue=work.generate)
+    wait_until(lambda: job_id in started.get_job_ids(), 120, "the first worker to start the job")
+    time.sleep(1.5)
+    first.send_signal(signal.SIGKILL)
+    first.wait(timeout=10)
+    assert store.task_counts("run-1")[0] < 8, "the batch finished before the kill; make it longer"
+
+    second = start_worker()
+    wait_until(lambda: store.task_counts("run-1") == (8, 8), 240, "a new worker to rerun the batch")
+    second.send_signal(signal.SIGTERM)
+    second.wait(timeout=60)
+
+    all_items = [i for s in CandidateStatus for i in store.ids("run-1", s)]
+    assert len(all_items) == 8, "exactly one candidate per task"
+    by_task = {store.get(i).provenance.task_id for i in all_items}
+    assert by_task == {t.id for t in batch}
+
+
+def test_a_failing_job_is_retried_then_lands_in_failed_with_its_error(
+    store: Store, work: WorkQueue, start_worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    work.generate.enqueue(
+        "workers.jobs.generate_batch",
+        store.keys.prefix,
+        "run-1",
+        ["no-such-task"],
+        work.settings.model_dump(),
+        job_id=f"{store.keys.prefix}-broken",
+        retry=work._retry(),
+    )
+    worker = start_worker()
+    wait_until(lambda: work.depths()[work.generate.name]["failed"] == 1, 120, "the job to fail")
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=30)
+    [(queue, job_id, error)] = work.failed_jobs()
+    assert job_id == f"{store.keys.prefix}-broken"
+    assert "no generation task 'no-such-task'" in error
+    from rq.job import Job
+
+    assert Job.fetch(job_id, connection=work.connection).retries_left == 0, "retries were used up"
+    env = {
+        **os.environ,
+        "GAPFILL_REDIS_URL": _url(store),
+        "GAPFILL_KEY_PREFIX": store.keys.prefix,
+        "COLUMNS": "200",
+    }
+    status = subprocess.run(
+        [sys.executable, "-m", "generator.cli", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "1 failed" in status.stdout
+    assert "no generation task 'no-such-task'" in status.stdout
+    requeue = subprocess.run(
+        [sys.executable, "-m", "generator.cli", "requeue-failed"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "requeued 1 failed jobs" in requeue.stdout
+    assert work.depths()[work.generate.name]["queued"] == 1
+
+
+def _url(store: Store) -> str:
+    kwargs = store.redis.get_connection_kwargs()
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def test_sigterm_lets_the_running_batch_finish(
+    store: Store, work: WorkQueue, start_worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    store.add_tasks(tasks(4, tokens=32, seed=1))
+    [job_id] = work.enqueue_tasks("run-1").jobs
+    worker = start_worker()
+    started = StartedJobRegistry(queue=work.generate)
+    wait_until(lambda: job_id in started.get_job_ids(), 120, "the job to start")
+    worker.send_signal(signal.SIGTERM)
+    worker.wait(timeout=180)
+    assert store.task_counts("run-1") == (4, 4), "the batch in hand was finished before exiting"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--backend", "gpt"], "unknown backend 'gpt'"),
+        (["--model", "/no/such/model"], "no such directory"),
+        (
+            ["--backend", "openai", "--base-url", "http://127.0.0.1:1/v1"],
+            "cannot reach the OpenAI-compatible endpoint",
+        ),
+        (["--device", "tpu"], "--device"),
+    ],
+)
+def test_a_worker_that_cannot_start_takes_no_job(
+    store: Store, work: WorkQueue, server_url: str, args: list[str], message: str
+) -> None:
+    store.add_tasks(tasks(1))
+    work.enqueue_tasks("run-1")
+    env = {**os.environ, "GAPFILL_REDIS_URL": server_url, "GAPFILL_KEY_PREFIX": store.keys.prefix}
+    result = subprocess.run(
+        [sys.executable, "-m", "generator.cli", "worker", "--burst", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert work.depths()[work.generate.name]["queued"] == 1, "the job must still be queued"
