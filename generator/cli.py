@@ -326,9 +326,17 @@ def worker(
     from workers.main import WorkerSpec, run_worker
 
     options = _backend_options(
-        base_url, api_key, engine_batch, device, concurrency, tensor_parallel, gpu_memory,
-        max_model_len, dtype, enforce_eager,
-    )  # fmt: skip
+        base_url,
+        api_key,
+        engine_batch,
+        device,
+        concurrency,
+        tensor_parallel,
+        gpu_memory,
+        max_model_len,
+        dtype,
+        enforce_eager,
+    )
     spec = WorkerSpec(
         backend=backend,
         model=model,
@@ -380,9 +388,17 @@ def generate(
         from workers.main import WorkerSpec, load_backend
 
         options = _backend_options(
-            base_url, api_key, engine_batch, device, concurrency, tensor_parallel, gpu_memory,
-            max_model_len, dtype, enforce_eager,
-        )  # fmt: skip
+            base_url,
+            api_key,
+            engine_batch,
+            device,
+            concurrency,
+            tensor_parallel,
+            gpu_memory,
+            max_model_len,
+            dtype,
+            enforce_eager,
+        )
         spec = WorkerSpec(backend=backend, model=model, options=options)
         seconds = load_backend(settings, spec)  # before enqueueing: a bad backend loses no work
         console.print(f"backend {backend} loaded in {seconds:.1f}s", highlight=False)

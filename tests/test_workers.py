@@ -155,7 +155,7 @@ def test_a_failing_job_is_retried_then_lands_in_failed_with_its_error(
     wait_until(lambda: work.depths()[work.generate.name]["failed"] == 1, 120, "the job to fail")
     worker.send_signal(signal.SIGTERM)
     worker.wait(timeout=30)
-    [(queue, job_id, error)] = work.failed_jobs()
+    [(_queue, job_id, error)] = work.failed_jobs()
     assert job_id == f"{store.keys.prefix}-broken"
     assert "no generation task 'no-such-task'" in error
     from rq.job import Job

@@ -41,6 +41,9 @@ class ChatResult(BaseModel):
     completions: list[Completion]
     prompt_tokens: int = Field(ge=0)
     seconds: float = Field(ge=0, description="Wall time of the backend call that served it.")
+    error: str | None = Field(
+        default=None, description="Why this request got no output (the rest of the batch did)."
+    )
 
     @property
     def completion_tokens(self) -> int:

@@ -93,9 +93,50 @@ class VLLMBackend:
                 )
             )
         conversations = [[m.model_dump() for m in r.messages] for r in requests]
+        too_long = self._too_long(conversations)
+        runnable = [i for i in range(len(requests)) if i not in too_long]
         started = time.perf_counter()
-        outputs = self._llm.chat(conversations, sampling_params=params, use_tqdm=False)
+        outputs = self._llm.chat(
+            [conversations[i] for i in runnable],
+            sampling_params=[params[i] for i in runnable],
+            use_tqdm=False,
+        )
         seconds = time.perf_counter() - started
+        results = dict(
+            zip(
+                runnable,
+                self._results([requests[i] for i in runnable], outputs, seconds),
+                strict=True,
+            )
+        )
+        for index, reason in too_long.items():
+            results[index] = ChatResult(
+                request_id=requests[index].id,
+                completions=[],
+                prompt_tokens=0,
+                seconds=0.0,
+                error=reason,
+            )
+        return [results[i] for i in range(len(requests))]
+
+    def _too_long(self, conversations: list[list[dict[str, str]]]) -> dict[int, str]:
+        """Prompts the engine would refuse: vLLM rejects the whole batch for one of them."""
+        limit = self._llm.llm_engine.model_config.max_model_len
+        tokenizer = self._llm.get_tokenizer()
+        refused = {}
+        for index, conversation in enumerate(conversations):
+            # Rendered to text, then encoded: with tokenize=True, transformers 5 returns an
+            # encoding object whose len() is its number of fields, not of tokens.
+            text = tokenizer.apply_chat_template(
+                conversation, add_generation_prompt=True, tokenize=False
+            )
+            length = len(tokenizer.encode(text, add_special_tokens=False))
+            if length >= limit:
+                refused[index] = f"prompt of {length} tokens does not fit max_model_len {limit}"
+        return refused
+
+    @staticmethod
+    def _results(requests: list[ChatRequest], outputs: Any, seconds: float) -> list[ChatResult]:
         return [
             ChatResult(
                 request_id=request.id,

@@ -37,6 +37,8 @@ class MalformedFilter:
         return Score(filter=self.name, value=1.0, passed=True, reason="well-formed")
 
     def _problem(self, candidate: Candidate) -> tuple[str, dict[str, str]]:
+        if candidate.provenance.error:
+            return f"no output: {candidate.provenance.error}", {}
         if candidate.payload is None:
             raw = candidate.raw or ""
             return "unparseable output (expected JSON)", {"raw": raw[:2000]}

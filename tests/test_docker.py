@@ -1,0 +1,63 @@
+"""docker/: no Docker engine runs here, so the compose file is validated against the official
+compose-spec JSON schema (vendored by check-jsonschema) and checked for what gapfill needs."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DOCKER = Path(__file__).resolve().parents[1] / "docker"
+
+
+def compose() -> dict[str, Any]:
+    document: dict[str, Any] = yaml.safe_load((DOCKER / "compose.yaml").read_text())
+    return document
+
+
+def test_the_compose_file_is_valid_against_the_compose_spec() -> None:
+    checker = shutil.which("check-jsonschema") or str(
+        Path(sys.executable).parent / "check-jsonschema"
+    )
+    result = subprocess.run(
+        [checker, "--builtin-schema", "vendor.compose-spec", str(DOCKER / "compose.yaml")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_redis_keeps_everything_and_evicts_nothing() -> None:
+    command = compose()["services"]["redis"]["command"]
+    settings = dict(zip(command[1::2], command[2::2], strict=True))
+    assert settings["--appendonly"] == "yes"
+    assert settings["--appendfsync"] == "always"
+    assert settings["--maxmemory-policy"] == "noeviction"
+
+
+def test_the_worker_gets_a_gpu_and_the_store() -> None:
+    worker = compose()["services"]["worker"]
+    [device] = worker["deploy"]["resources"]["reservations"]["devices"]
+    assert device["capabilities"] == ["gpu"] and device["count"] == 1
+    assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert worker["command"][:3] == ["worker", "--backend", "vllm"]
+    assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
+    assert worker["build"]["dockerfile"] == "docker/Dockerfile.worker"
+
+
+def test_the_dashboard_is_optional() -> None:
+    assert compose()["services"]["dashboard"]["profiles"] == ["dashboard"]
+
+
+def test_the_worker_image_is_built_on_vllm_and_keeps_its_torch() -> None:
+    dockerfile = (DOCKER / "Dockerfile.worker").read_text()
+    assert "FROM ${VLLM_IMAGE}" in dockerfile and "vllm/vllm-openai" in dockerfile
+    assert "--no-deps ." in dockerfile, "installing gapfill's torch pin would replace vLLM's"
+    for path in ("generator", "workers", "pyproject.toml"):
+        assert f"COPY {path}" in dockerfile
+    assert (DOCKER / "Dockerfile.app").is_file()
