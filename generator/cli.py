@@ -268,6 +268,13 @@ GpuMemory = Annotated[float, typer.Option(help="vllm: share of GPU memory for th
 MaxModelLen = Annotated[int | None, typer.Option(help="vllm: context length limit.")]
 DType = Annotated[str, typer.Option(help="vllm: dtype (auto, float32, bfloat16...).")]
 EnforceEager = Annotated[bool, typer.Option(help="vllm: skip CUDA graph capture.")]
+ChunkedPrefill = Annotated[
+    bool | None,
+    typer.Option(
+        "--chunked-prefill/--no-chunked-prefill",
+        help="vllm: chunked prefill (default: vLLM's; off on its CPU build).",
+    ),
+]
 
 
 def _backend_options(
@@ -281,6 +288,7 @@ def _backend_options(
     max_model_len: int | None,
     dtype: str,
     enforce_eager: bool,
+    chunked_prefill: bool | None = None,
 ) -> BackendOptions:
     try:
         return BackendOptions(
@@ -294,6 +302,7 @@ def _backend_options(
             max_model_len=max_model_len,
             dtype=dtype,
             enforce_eager=enforce_eager,
+            chunked_prefill=chunked_prefill,
         )
     except ValidationError as exc:
         error = exc.errors()[0]
@@ -321,6 +330,7 @@ def worker(
     max_model_len: MaxModelLen = None,
     dtype: DType = "auto",
     enforce_eager: EnforceEager = False,
+    chunked_prefill: ChunkedPrefill = None,
 ) -> None:
     """Serve generation and scoring jobs; the backend is loaded once, before any job is taken."""
     from workers.main import WorkerSpec, run_worker
@@ -336,6 +346,7 @@ def worker(
         max_model_len,
         dtype,
         enforce_eager,
+        chunked_prefill,
     )
     spec = WorkerSpec(
         backend=backend,
@@ -374,6 +385,7 @@ def generate(
     max_model_len: MaxModelLen = None,
     dtype: DType = "auto",
     enforce_eager: EnforceEager = False,
+    chunked_prefill: ChunkedPrefill = None,
 ) -> None:
     """Enqueue a run's open generation tasks as batch jobs (and optionally run or watch them)."""
     settings = _settings(ctx)

@@ -63,3 +63,8 @@ class InvalidTransitionError(StoreError):
 
 class BackendError(GapfillError):
     """An LLM backend cannot be created, loaded or reached. Seen by operators starting workers."""
+
+
+class BackendDeadError(BackendError):
+    """The backend can no longer serve (e.g. vLLM's engine process died). The worker stops after
+    the failing job (which RQ retries elsewhere) so that its supervisor can restart it."""

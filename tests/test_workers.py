@@ -161,35 +161,25 @@ def test_a_failing_job_is_retried_then_lands_in_failed_with_its_error(
     from rq.job import Job
 
     assert Job.fetch(job_id, connection=work.connection).retries_left == 0, "retries were used up"
-    env = {
-        **os.environ,
-        "GAPFILL_REDIS_URL": _url(store),
-        "GAPFILL_KEY_PREFIX": store.keys.prefix,
-        "COLUMNS": "200",
-    }
-    status = subprocess.run(
-        [sys.executable, "-m", "generator.cli", "status"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    status = gapfill(store, "status")
     assert "1 failed" in status.stdout
     assert "no generation task 'no-such-task'" in status.stdout
-    requeue = subprocess.run(
-        [sys.executable, "-m", "generator.cli", "requeue-failed"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    requeue = gapfill(store, "requeue-failed")
     assert "requeued 1 failed jobs" in requeue.stdout
     assert work.depths()[work.generate.name]["queued"] == 1
 
 
-def _url(store: Store) -> str:
+def gapfill(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
+    """The gapfill command against the test store."""
     kwargs = store.redis.get_connection_kwargs()
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+    env = {
+        **os.environ,
+        "GAPFILL_REDIS_URL": f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}",
+        "GAPFILL_KEY_PREFIX": store.keys.prefix,
+        "COLUMNS": "200",
+    }
+    command = [sys.executable, "-m", "generator.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_sigterm_lets_the_running_batch_finish(
@@ -234,3 +224,42 @@ def test_a_worker_that_cannot_start_takes_no_job(
     assert message in result.stderr
     assert "Traceback" not in result.stderr
     assert work.depths()[work.generate.name]["queued"] == 1, "the job must still be queued"
+
+
+class DeadBackend:
+    """Stands in for an engine that died (a fake for the worker's stop logic only)."""
+
+    name, model = "dead", "dead"
+
+    def load(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def generate(self, requests: list[object]) -> list[object]:
+        from generator.errors import BackendDeadError
+
+        raise BackendDeadError("vLLM's engine died: test")
+
+
+def test_a_worker_whose_backend_died_stops_and_its_job_is_retried(
+    store: Store, work: WorkQueue
+) -> None:
+    from rq.job import Job
+
+    from generator.queueing import queue_names
+    from workers.registry import context, install
+    from workers.worker import GapfillWorker
+
+    store.add_tasks(tasks(2))
+    work.settings = work.settings.model_copy(update={"batch_size": 1, "retry_intervals": [60]})
+    first, second = work.enqueue_tasks("run-1").jobs
+    install(DeadBackend())  # type: ignore[arg-type]
+    try:
+        worker = GapfillWorker(list(queue_names(store.keys.prefix)), connection=work.connection)
+        worker.work(burst=True, logging_level="ERROR")
+        assert context().fatal == "vLLM's engine died: test"
+    finally:
+        install(None)
+        context().fatal = None
+    assert Job.fetch(first, connection=work.connection).get_status() == "scheduled", "retried"
+    assert Job.fetch(second, connection=work.connection).get_status() == "queued", "not taken"

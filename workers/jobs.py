@@ -11,6 +11,7 @@ from typing import Any
 from rq import get_current_job
 
 from generator.config import QueueSettings
+from generator.errors import BackendDeadError
 from generator.filters import FilterPipeline
 from generator.generation import run_batch
 from workers.registry import context
@@ -33,7 +34,11 @@ def generate_batch(
     ctx = context()
     connection = _connection()
     store = ctx.store(prefix, connection)
-    outcome = run_batch(store, ctx.require_backend(), task_ids, worker_id=ctx.worker_id)
+    try:
+        outcome = run_batch(store, ctx.require_backend(), task_ids, worker_id=ctx.worker_id)
+    except BackendDeadError as exc:
+        ctx.fatal = str(exc)  # the worker stops; RQ retries this job on a healthy worker
+        raise
     work = ctx.queue(prefix, connection, QueueSettings.model_validate(queue_settings))
     if outcome.new_task_ids:
         work.enqueue_tasks(run_id, outcome.new_task_ids)

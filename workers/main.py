@@ -11,8 +11,9 @@ from rq import Queue
 from generator.backends import BackendOptions, create_backend
 from generator.config import Settings
 from generator.connection import connect, redis_url
+from generator.errors import BackendDeadError
 from generator.queueing import queue_names
-from workers.registry import install
+from workers.registry import context, install
 from workers.worker import GapfillWorker, wait_for_server
 
 logger = logging.getLogger(__name__)
@@ -59,3 +60,5 @@ def run_worker(settings: Settings, spec: WorkerSpec, *, burst: bool = False) -> 
     load_backend(settings, spec)
     worker = make_worker(settings, spec)
     worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    if context().fatal:  # exit non-zero so a supervisor restarts the worker
+        raise BackendDeadError(f"worker stopped: {context().fatal}")

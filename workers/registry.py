@@ -22,6 +22,7 @@ from generator.store import Store
 @dataclass
 class WorkerContext:
     backend: Backend | None = None
+    fatal: str | None = None  # set when the backend died: the worker stops after this job
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _stores: dict[str, Store] = field(default_factory=dict)
 

@@ -20,6 +20,8 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.worker import WorkerStatus
 
+from workers.registry import context
+
 logger = logging.getLogger(__name__)
 
 
@@ -51,6 +53,9 @@ class GapfillWorker(SimpleWorker):
             done.set()
             beat.join()
         self.set_state(WorkerStatus.IDLE)
+        if context().fatal:
+            logger.error("stopping: %s", context().fatal)
+            self._stop_requested = True
 
     def _beat(self, job: Job, done: threading.Event) -> None:
         while not done.wait(self.heartbeat_seconds):

@@ -70,6 +70,11 @@ class BackendOptions(BaseModel):
     max_model_len: int | None = Field(default=None, ge=64)
     dtype: str = "auto"
     enforce_eager: bool = False
+    chunked_prefill: bool | None = Field(
+        default=None,
+        description="vllm: chunked prefill; None = vLLM's default, except off on vLLM's CPU "
+        "build, whose engine dies on seeded requests whose prompt is chunked (seen in 0.32).",
+    )
 
 
 @runtime_checkable

@@ -15,7 +15,7 @@ from typing import Any
 
 from generator.backends.base import BackendOptions, ChatRequest, ChatResult, Completion
 from generator.embedded_model import resolve_model_dir
-from generator.errors import BackendError
+from generator.errors import BackendDeadError, BackendError
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +53,23 @@ class VLLMBackend:
         }
         if self.options.max_model_len is not None:
             options["max_model_len"] = self.options.max_model_len
+        options.update(self._prefill_options())
         logger.info("vllm backend: starting the engine for %s", directory)
         self._llm = vllm.LLM(**options)
+
+    def _prefill_options(self) -> dict[str, Any]:
+        chunked = self.options.chunked_prefill
+        if chunked is None:
+            from vllm.platforms import current_platform
+
+            if not current_platform.is_cpu():
+                return {}
+            chunked = False
+        options: dict[str, Any] = {"enable_chunked_prefill": chunked}
+        if not chunked and self.options.max_model_len is not None:
+            # Without chunking, one step must take a whole prompt.
+            options["max_num_batched_tokens"] = max(self.options.max_model_len, 2048)
+        return options
 
     def _model_path(self) -> str:
         requested = self._requested
@@ -96,11 +111,17 @@ class VLLMBackend:
         too_long = self._too_long(conversations)
         runnable = [i for i in range(len(requests)) if i not in too_long]
         started = time.perf_counter()
-        outputs = self._llm.chat(
-            [conversations[i] for i in runnable],
-            sampling_params=[params[i] for i in runnable],
-            use_tqdm=False,
-        )
+        try:
+            outputs = self._llm.chat(
+                [conversations[i] for i in runnable],
+                sampling_params=[params[i] for i in runnable],
+                use_tqdm=False,
+            )
+        except Exception as exc:
+            if type(exc).__name__ == "EngineDeadError":  # not importable the same in every vLLM
+                self._llm = None
+                raise BackendDeadError(f"vLLM's engine died: {exc}") from exc
+            raise
         seconds = time.perf_counter() - started
         results = dict(
             zip(
