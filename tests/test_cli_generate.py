@@ -1,0 +1,128 @@
+"""`gapfill generate` as a user runs it: tasks from a file, run in-process or by a worker."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from generator.schema import CandidateStatus
+from generator.store import Store
+
+
+@pytest.fixture
+def server_url(valkey_url: str) -> str:
+    return valkey_url  # RQ's global keys stay off the shared Redis
+
+
+def env_for(store: Store, url: str) -> dict[str, str]:
+    return {
+        **os.environ,
+        "GAPFILL_REDIS_URL": url,
+        "GAPFILL_KEY_PREFIX": store.keys.prefix,
+        "COLUMNS": "200",
+    }
+
+
+def gapfill(
+    env: dict[str, str], *args: str, timeout: int = 300
+) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "generator.cli", *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def tasks_file(path: Path, rows: list[dict[str, object]]) -> Path:
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+ROWS: list[dict[str, object]] = [
+    {
+        "gap_id": "geo",
+        "prompt": "Name a river in Europe.",
+        "sampling": {"max_tokens": 12, "seed": 1},
+    },
+    {"gap_id": "geo", "prompt": "Name a mountain.", "sampling": {"max_tokens": 12, "seed": 2}},
+    {"gap_id": "food", "prompt": "Name a fruit.", "sampling": {"max_tokens": 12, "seed": 3}},
+]
+
+
+def test_generate_in_process_runs_the_whole_run(
+    store: Store, valkey_url: str, model_dir: Path, tmp_path: Path
+) -> None:
+    env = env_for(store, valkey_url)
+    path = tasks_file(tmp_path / "tasks.jsonl", ROWS)
+    result = gapfill(
+        env,
+        "generate",
+        "--run",
+        "r1",
+        "--requests",
+        str(path),
+        "--in-process",
+        "--model",
+        str(model_dir),
+    )
+    assert result.returncode == 0, result.stderr
+    assert "3 new tasks in run 'r1'" in result.stdout
+    assert "3 tasks enqueued in 1 jobs" in result.stdout
+    assert "run 'r1': 3/3 tasks done, 3 candidates" in result.stdout
+    assert "prompts" in result.stdout and "tok/s" in result.stdout  # the progress bar
+    counts = store.counts("r1")
+    assert sum(counts["geo"].values()) == 2 and sum(counts["food"].values()) == 1
+    assert store.count("r1", CandidateStatus.GENERATED) == 0, "everything was scored"
+    again = gapfill(env, "generate", "--run", "r1", "--requests", str(path))
+    assert "0 new tasks" in again.stdout and "0 tasks enqueued" in again.stdout
+
+
+def test_generate_wait_follows_external_workers(
+    store: Store, valkey_url: str, model_dir: Path, tmp_path: Path
+) -> None:
+    env = env_for(store, valkey_url)
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "generator.cli", "worker", "--model", str(model_dir)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        path = tasks_file(tmp_path / "tasks.jsonl", ROWS[:2])
+        result = gapfill(env, "generate", "--run", "r2", "--requests", str(path), "--wait")
+        assert result.returncode == 0, result.stderr
+        assert "run 'r2': 2/2 tasks done, 2 candidates" in result.stdout
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        worker.wait(timeout=60)
+    assert store.task_counts("r2") == (2, 2)
+
+
+@pytest.mark.parametrize(
+    ("row", "message"),
+    [
+        (
+            {"prompt": "q", "sampling": {"temperature": 5}},
+            ":2: sampling.temperature: Input should be less than or equal to 2",
+        ),
+        (
+            {"prompt": "q", "sampling": {"top_k": 5}},
+            ":2: sampling.top_k: Extra inputs are not permitted",
+        ),
+        ({"messages": [{"role": "assistant", "content": "x"}]}, ":2: example_prompt.0.role"),
+        ({"prompt": 7}, ":2: prompt: must be a string"),
+        ({"prompt": "q", "run_id": "other"}, ":2: run_id: 'other' is not 'r3'"),
+    ],
+)
+def test_a_bad_task_row_is_one_error_and_nothing_is_stored(
+    store: Store, valkey_url: str, tmp_path: Path, row: dict[str, object], message: str
+) -> None:
+    path = tasks_file(tmp_path / "tasks.jsonl", [ROWS[0], row])
+    result = gapfill(env_for(store, valkey_url), "generate", "--run", "r3", "--requests", str(path))
+    assert result.returncode == 1
+    assert f"{path}{message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert store.task_counts("r3") == (0, 0)
