@@ -7,6 +7,7 @@ Anything else is a bug and keeps its traceback.
 from __future__ import annotations
 
 import functools
+import json
 import logging
 import sys
 import time
@@ -22,15 +23,26 @@ from rich.table import Table
 
 from generator import __version__
 from generator.backends import BACKENDS, BackendOptions
+from generator.charts import gap_chart
 from generator.config import Settings, load_settings
 from generator.connection import connect, eviction_warning, redis_url
+from generator.coverage import (
+    DEFAULT_REFERENCE_THRESHOLD,
+    GapReport,
+    analyse,
+    count_into_gaps,
+    load_reference,
+    load_taxonomy,
+)
+from generator.embeddings import Embedder
 from generator.errors import ConfigError, GapfillError
 from generator.importers import FORMATS, Format, read_examples
 from generator.ingest import ingest_file
 from generator.progress import RunProgress
+from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.queueing import WorkQueue
 from generator.redis_server import EmbeddedServer
-from generator.schema import CandidateStatus
+from generator.schema import CandidateKind, CandidateStatus, RunConfig
 from generator.store import Store
 from generator.tasks_file import read_tasks
 
@@ -242,6 +254,148 @@ def import_file(
         f"{result.already_present} already present",
         highlight=False,
     )
+
+
+# -- coverage -----------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def gaps(
+    ctx: typer.Context,
+    data: Annotated[
+        Path | None, typer.Option(help="The existing dataset (any format `validate` reads).")
+    ] = None,
+    taxonomy: Annotated[Path | None, typer.Option(help="Taxonomy YAML: cells and targets.")] = None,
+    reference: Annotated[
+        Path | None, typer.Option(help="Reference prompts (JSONL/Parquet), optionally labelled.")
+    ] = None,
+    label_field: Annotated[
+        str | None, typer.Option(help="Reference label field (default: 'label').")
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option(help="Store the gaps and their generation tasks in this run.")
+    ] = None,
+    kind: Annotated[str, typer.Option(help="What the run generates: sft or preference.")] = "sft",
+    threshold: Annotated[
+        float, typer.Option(help="Reference prompts below this similarity are uncovered.")
+    ] = DEFAULT_REFERENCE_THRESHOLD,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the report here.")] = None,
+    png_out: Annotated[
+        Path | None, typer.Option("--png", help="Write a have/target chart.")
+    ] = None,
+    compare: Annotated[
+        str | None, typer.Option(help="Show a stored run's gaps before/after its accepted items.")
+    ] = None,
+) -> None:
+    """Measure what the dataset does not cover; with --run, store the gaps and their tasks."""
+    settings = _settings(ctx)
+    embedder = Embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+    if compare is not None:
+        _compare(settings, embedder, compare, png_out)
+        return
+    if data is None:
+        raise ConfigError("give --data FILE (the existing dataset), or --compare RUN")
+    if kind not in ("sft", "preference"):
+        raise ConfigError(f"--kind: {kind!r} is not sft or preference")
+    cells = load_taxonomy(taxonomy) if taxonomy else None
+    prompts = load_reference(reference, label_field) if reference else None
+    examples = [row.example for row in read_examples(data).examples]
+    report = analyse(
+        run or "preview",
+        data,
+        examples,
+        embedder,
+        taxonomy=cells,
+        taxonomy_path=str(taxonomy) if taxonomy else None,
+        reference=prompts,
+        reference_path=str(reference) if reference else None,
+        reference_threshold=threshold,
+    )
+    templates = PromptTemplates()
+    tasks = [
+        t for gap in report.gaps for t in tasks_for_gap(gap, templates, kind=CandidateKind(kind))
+    ]
+    if run is not None:  # everything above validated: only now write
+        store = _store(settings)
+        store.save_gaps(run, report.gaps, report.model_dump_json())
+        store.save_run(
+            RunConfig(run_id=run, kind=CandidateKind(kind), description=f"gaps of {data}")
+        )
+        added = store.add_tasks(tasks)
+    _print_report(report)
+    if run is not None:
+        console.print(
+            f"run {run!r}: {len(report.gaps)} gaps stored, {added} generation tasks added "
+            f"(gapfill generate --run {run})",
+            highlight=False,
+        )
+    if json_out is not None:
+        _write_json(json_out, report.to_json())
+    if png_out is not None:
+        gap_chart(report.gaps, png_out, f"coverage of {Path(data).name}")
+
+
+def _print_report(report: GapReport, after: dict[str, int] | None = None) -> None:
+    table = Table(title=f"gaps of {report.data} ({report.data_rows} examples)")
+    columns = ["gap", "kind", "label", "have", *(["after"] if after else []), "target", "deficit"]
+    for column in [*columns, "examples"]:
+        table.add_column(
+            column,
+            justify="right" if column in ("have", "after", "target", "deficit") else "left",
+            overflow="fold",
+        )
+    for gap in report.gaps:
+        moved = [str(after[gap.id])] if after else []
+        deficit = max(gap.target - after[gap.id], 0) if after else gap.deficit
+        example = gap.examples[0][:70] if gap.examples else ""
+        table.add_row(
+            gap.id,
+            gap.kind,
+            escape(gap.label),
+            str(gap.have),
+            *moved,
+            str(gap.target),
+            str(deficit),
+            escape(example),
+        )
+    console.print(table)
+    if report.taxonomy:
+        console.print(
+            f"unassigned examples (no cell close enough): {report.unassigned}", highlight=False
+        )
+    if report.covered_share is not None:
+        uncovered = sum(not r.covered for r in report.reference_coverage)
+        console.print(
+            f"reference prompts covered: {report.covered_share:.0%} "
+            f"({uncovered} of {len(report.reference_coverage)} uncovered, "
+            f"similarity < {report.reference_threshold})",
+            highlight=False,
+        )
+
+
+def _compare(settings: Settings, embedder: Embedder, run_id: str, png_out: Path | None) -> None:
+    store = _store(settings)
+    raw = store.gap_report_json(run_id)
+    if raw is None:
+        raise ConfigError(
+            f"run {run_id!r} has no gap report (run gapfill gaps --run {run_id} first)"
+        )
+    report = GapReport.model_validate_json(raw)
+    accepted = store.accepted_payloads(run_id)
+    gained = count_into_gaps(report, [p.prompt_text() for p in accepted], embedder)
+    after = {gap.id: gap.have + gained[gap.id] for gap in report.gaps}
+    console.print(f"run {run_id!r}: {len(accepted)} accepted items counted in", highlight=False)
+    _print_report(report, after)
+    if png_out is not None:
+        gap_chart(report.gaps, png_out, f"run {run_id}: before and after review", after)
+
+
+def _write_json(path: Path, data: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False))
+    temporary.replace(path)
 
 
 # -- generation ---------------------------------------------------------------------------------

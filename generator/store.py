@@ -46,6 +46,7 @@ from generator.schema import (
     Candidate,
     CandidateStatus,
     Decision,
+    Gap,
     GenerationTask,
     PreferenceExample,
     RunConfig,
@@ -452,6 +453,31 @@ class Store:
             pipe.set(self.keys.run(config.run_id, "config"), config.model_dump_json())
             pipe.sadd(self.keys.runs, config.run_id)
             pipe.execute()
+
+    def save_gaps(self, run_id: str, gaps: list[Gap], report_json: str) -> None:
+        """The run's gaps (one hash field each) and its full gap report, in one transaction."""
+        with self.redis.pipeline(transaction=True) as pipe:
+            pipe.delete(self.keys.run(run_id, "gaps"))
+            if gaps:
+                pipe.hset(
+                    self.keys.run(run_id, "gaps"),
+                    mapping={g.id: g.model_dump_json() for g in gaps},
+                )
+            pipe.set(self.keys.run(run_id, "gap-report"), report_json)
+            pipe.sadd(self.keys.runs, run_id)
+            pipe.execute()
+
+    def gaps(self, run_id: str) -> list[Gap]:
+        raw = cast(dict[str, str], self.redis.hgetall(self.keys.run(run_id, "gaps")))
+        return [Gap.model_validate_json(v) for _, v in sorted(raw.items())]
+
+    def gap_report_json(self, run_id: str) -> str | None:
+        return cast(str | None, self.redis.get(self.keys.run(run_id, "gap-report")))
+
+    def accepted_payloads(self, run_id: str) -> list[SFTExample | PreferenceExample]:
+        """What reviewers accepted in a run: the edited payload where they edited."""
+        items = self.get_many(list(self.ids(run_id, CandidateStatus.ACCEPTED)))
+        return [i.edited or i.payload for i in items if (i.edited or i.payload) is not None]  # type: ignore[misc]
 
     def get_run(self, run_id: str) -> RunConfig | None:
         raw = self.redis.get(self.keys.run(run_id, "config"))

@@ -1,0 +1,35 @@
+"""PNG charts for reports (matplotlib, headless)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from generator.schema import Gap
+
+
+def gap_chart(gaps: list[Gap], path: Path, title: str, after: dict[str, int] | None = None) -> Path:
+    """Bars of have vs target per gap (and have after, when comparing)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [f"{g.id}\n{g.label[:18]}" for g in gaps]
+    series = [("have", [g.have for g in gaps])]
+    if after is not None:
+        series.append(("have after", [after.get(g.id, g.have) for g in gaps]))
+    series.append(("target", [g.target for g in gaps]))
+    width = 0.8 / len(series)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.9 * len(gaps) + 2), 4.5))
+    for index, (name, values) in enumerate(series):
+        offset = (index - (len(series) - 1) / 2) * width
+        axes.bar([p + offset for p in range(len(gaps))], values, width, label=name)
+    axes.set_xticks(list(range(len(gaps))), labels, rotation=45, ha="right", fontsize=8)
+    axes.set_ylabel("examples")
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,399 @@
+"""Coverage: what the existing data leaves thin, against a taxonomy and/or a reference set.
+
+Taxonomy coverage: each existing example goes to its nearest cell (cosine between the example's
+prompt and the mean of the cell's description and example prompts); below ``threshold`` it is
+unassigned. Have vs target per cell gives the deficit.
+
+Reference coverage: each reference prompt's nearest existing example; below ``threshold`` the
+prompt is uncovered. Uncovered prompts are clustered (k-means, k chosen by silhouette within
+bounds); each cluster is a gap described by its most central prompts and majority label, with a
+target proportional to its size.
+
+Everything is embedded once (``Embedder`` caches by content hash), and ``compare`` counts newly
+accepted items into the same gaps for a before/after view.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from generator.embeddings import Embedder, max_similarity
+from generator.errors import DataFileError, InvalidRowError
+from generator.importers import RowError, convert, detect_format, iter_records
+from generator.schema import Gap, Identifier, PreferenceExample, SFTExample, utcnow
+
+DEFAULT_TAXONOMY_THRESHOLD = 0.25
+DEFAULT_REFERENCE_THRESHOLD = 0.5
+
+
+class TaxonomyCell(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: Identifier
+    description: str = Field(min_length=3)
+    examples: list[str] = Field(default_factory=list)
+    target: int | None = Field(default=None, ge=0)
+    share: float | None = Field(default=None, gt=0, le=1)
+    labels: dict[str, str] = Field(
+        default_factory=dict, description="Free dimensions: domain, skill, language, safety..."
+    )
+
+    @model_validator(mode="after")
+    def _one_target(self) -> TaxonomyCell:
+        if self.target is not None and self.share is not None:
+            raise ValueError("give either target (a count) or share (a fraction), not both")
+        return self
+
+
+class Taxonomy(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    cells: list[TaxonomyCell] = Field(min_length=1)
+    threshold: float = Field(default=DEFAULT_TAXONOMY_THRESHOLD, ge=-1, le=1)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Taxonomy:
+        ids = [c.id for c in self.cells]
+        repeated = sorted({i for i in ids if ids.count(i) > 1})
+        if repeated:
+            raise ValueError(f"cell ids must be unique; repeated: {', '.join(repeated)}")
+        shares = sum(c.share or 0 for c in self.cells)
+        if shares > 1.0 + 1e-9:
+            raise ValueError(f"the cells' shares add up to {shares:.2f}, more than 1")
+        return self
+
+
+def load_taxonomy(path: str | Path) -> Taxonomy:
+    """A taxonomy from YAML; any problem is one error naming the file and the key."""
+    file = Path(path)
+    try:
+        data = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise DataFileError(f"{path}: no such file") from exc
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise DataFileError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(data, dict):
+        raise DataFileError(f"{path}: expected a mapping with a 'cells' list")
+    try:
+        return Taxonomy.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "taxonomy"
+        message = str(error["msg"]).removeprefix("Value error, ")
+        raise DataFileError(f"{path}: {where}: {message}") from exc
+
+
+class ReferencePrompt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    label: str | None = None
+    line: int
+
+
+def _reference_text(record: dict[str, Any]) -> str:
+    for field in ("prompt", "text", "question"):
+        if isinstance(record.get(field), str) and record[field].strip():
+            return str(record[field])
+    if isinstance(record.get("instruction"), str):
+        extra = record.get("input") or ""
+        return (
+            f"{record['instruction']}\n\n{extra}" if str(extra).strip() else record["instruction"]
+        )
+    row_format = detect_format(record)
+    example = convert(record, row_format)
+    return example.prompt_text()
+
+
+def load_reference(path: str | Path, label_field: str | None = None) -> list[ReferencePrompt]:
+    """Reference prompts: ``prompt``/``text``/``question``/``instruction`` fields, or any dataset
+    format the importers read (its last user turn). Labels from ``label_field`` or ``label``."""
+    prompts = []
+    for line, record in iter_records(Path(path)):
+        try:
+            if isinstance(record, RowError):
+                raise record
+            if not isinstance(record, dict):
+                raise RowError(f"expected a JSON object, got {type(record).__name__}")
+            text = _reference_text(record)
+        except (RowError, ValidationError) as exc:
+            reason = str(exc).splitlines()[0]
+            raise InvalidRowError(str(path), line, f"no reference prompt: {reason}") from exc
+        label = record.get(label_field or "label")
+        prompts.append(ReferencePrompt(text=text, label=str(label) if label else None, line=line))
+    if not prompts:
+        raise DataFileError(f"{path}: no reference prompts")
+    return prompts
+
+
+class ReferenceCoverage(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    line: int
+    text: str
+    label: str | None
+    similarity: float
+    covered: bool
+    nearest: str
+    gap_id: str | None = None
+
+
+class GapReport(BaseModel):
+    """The measured gaps of a dataset: stored with the run, printed, and written as JSON."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run_id: Identifier
+    created_at: datetime = Field(default_factory=utcnow)
+    data: str
+    data_rows: int
+    taxonomy: str | None = None
+    reference: str | None = None
+    embedding_model: str
+    taxonomy_threshold: float | None = None
+    reference_threshold: float | None = None
+    gaps: list[Gap]
+    unassigned: int = 0
+    reference_coverage: list[ReferenceCoverage] = Field(default_factory=list)
+    # How new items are counted into each gap: a centroid and the similarity that counts.
+    centroids: dict[str, list[float]] = Field(default_factory=dict)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    kind: str = "taxonomy"
+
+    def gap(self, gap_id: str) -> Gap:
+        return next(g for g in self.gaps if g.id == gap_id)
+
+    @property
+    def covered_share(self) -> float | None:
+        if not self.reference_coverage:
+            return None
+        return sum(r.covered for r in self.reference_coverage) / len(self.reference_coverage)
+
+    def to_json(self) -> dict[str, Any]:
+        """The report as written by ``--json``: per gap its deficit too; no vectors."""
+        data = self.model_dump(mode="json", exclude={"centroids", "thresholds", "kind"})
+        data["gaps"] = [{**g.model_dump(mode="json"), "deficit": g.deficit} for g in self.gaps]
+        data["covered_share"] = self.covered_share
+        return data
+
+
+def prompt_texts(examples: Sequence[SFTExample | PreferenceExample]) -> list[str]:
+    """What coverage is measured on: the request each example answers (its last user turn)."""
+    return [example.prompt_text() for example in examples]
+
+
+def _normalise(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    normalised: np.ndarray = (vectors / np.maximum(norms, 1e-12)).astype(np.float32)
+    return normalised
+
+
+def _taxonomy_gaps(
+    run_id: str, taxonomy: Taxonomy, existing: np.ndarray, texts: list[str], embedder: Embedder
+) -> tuple[list[Gap], int, dict[str, list[float]]]:
+    cell_texts = [[cell.description, *cell.examples] for cell in taxonomy.cells]
+    flat = embedder.embed([t for texts_ in cell_texts for t in texts_])
+    centroids, start = [], 0
+    for texts_ in cell_texts:
+        centroids.append(flat[start : start + len(texts_)].mean(axis=0))
+        start += len(texts_)
+    cells = _normalise(np.stack(centroids))
+    scores = existing @ cells.T if len(existing) else np.zeros((0, len(cells)), dtype=np.float32)
+    nearest = scores.argmax(axis=1) if len(existing) else np.zeros(0, dtype=np.int64)
+    assigned = scores.max(axis=1) >= taxonomy.threshold if len(existing) else np.zeros(0, bool)
+    total = len(texts)
+    gaps = []
+    for index, cell in enumerate(taxonomy.cells):
+        members = np.flatnonzero(assigned & (nearest == index))
+        members = members[np.argsort(-scores[members, index])]
+        if cell.target is not None:
+            target = cell.target
+        elif cell.share is not None:
+            target = math.ceil(cell.share * total)
+        else:  # no target given: an even share of the dataset
+            target = math.ceil(total / len(taxonomy.cells))
+        seeds = [texts[i] for i in members[:20]] or list(cell.examples)
+        gaps.append(
+            Gap(
+                id=cell.id,
+                run_id=run_id,
+                kind="taxonomy",
+                label=cell.id,
+                description=cell.description,
+                have=len(members),
+                target=target,
+                examples=seeds,
+            )
+        )
+    unassigned = int((~assigned).sum())
+    vectors = {cell.id: cells[i].tolist() for i, cell in enumerate(taxonomy.cells)}
+    return gaps, unassigned, vectors
+
+
+def _choose_k(points: np.ndarray, low: int, high: int) -> int:
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
+    if len(points) <= low:
+        return max(1, len(points))
+    best_k, best_score = low, -2.0
+    for k in range(low, min(high, len(points) - 1) + 1):
+        labels = KMeans(n_clusters=k, n_init=5, random_state=0).fit_predict(points)
+        score = silhouette_score(points, labels, metric="cosine")
+        if score > best_score:
+            best_k, best_score = k, float(score)
+    return best_k
+
+
+def _reference_gaps(
+    run_id: str,
+    reference: list[ReferencePrompt],
+    references: np.ndarray,
+    existing: np.ndarray,
+    texts: list[str],
+    threshold: float,
+    per_prompt: float,
+    k_bounds: tuple[int, int],
+) -> tuple[list[Gap], list[ReferenceCoverage], dict[str, list[float]]]:
+    from sklearn.cluster import KMeans
+
+    if len(existing):
+        best, where = max_similarity(references, existing)
+    else:
+        best, where = np.full(len(reference), -1.0, np.float32), np.zeros(len(reference), int)
+    coverage = [
+        ReferenceCoverage(
+            line=prompt.line,
+            text=prompt.text,
+            label=prompt.label,
+            similarity=round(float(best[i]), 4),
+            covered=bool(best[i] >= threshold),
+            nearest=texts[where[i]] if len(existing) else "",
+        )
+        for i, prompt in enumerate(reference)
+    ]
+    uncovered = np.flatnonzero(best < threshold)
+    if len(uncovered) == 0:
+        return [], coverage, {}
+    points = references[uncovered]
+    k = _choose_k(points, *k_bounds) if len(uncovered) > 2 else 1
+    labels = (
+        KMeans(n_clusters=k, n_init=5, random_state=0).fit_predict(points)
+        if k > 1
+        else np.zeros(len(uncovered), dtype=int)
+    )
+    gaps, centroids = [], {}
+    order = sorted(range(k), key=lambda c: -int((labels == c).sum()))  # largest first
+    for rank, cluster in enumerate(order):
+        members = uncovered[labels == cluster]
+        centroid = _normalise(references[members].mean(axis=0, keepdims=True))[0]
+        central = members[np.argsort(-(references[members] @ centroid))]
+        majority = Counter(reference[i].label for i in members if reference[i].label).most_common(1)
+        gap_id = f"ref-{rank + 1}"
+        label = majority[0][0] if majority else reference[central[0]].text[:60]
+        have = int(((existing @ centroid) >= threshold).sum()) if len(existing) else 0
+        gaps.append(
+            Gap(
+                id=gap_id,
+                run_id=run_id,
+                kind="reference",
+                label=label,
+                description=f"{len(members)} uncovered reference prompts, e.g.: "
+                + " | ".join(reference[i].text[:80] for i in central[:3]),
+                have=have,
+                target=have + math.ceil(len(members) * per_prompt),
+                examples=[reference[i].text for i in central[:20]],
+            )
+        )
+        centroids[gap_id] = centroid.tolist()
+        for i in members:
+            coverage[i].gap_id = gap_id
+    return gaps, coverage, centroids
+
+
+def analyse(
+    run_id: str,
+    data_path: str | Path,
+    examples: Sequence[SFTExample | PreferenceExample],
+    embedder: Embedder,
+    *,
+    taxonomy: Taxonomy | None = None,
+    taxonomy_path: str | None = None,
+    reference: list[ReferencePrompt] | None = None,
+    reference_path: str | None = None,
+    reference_threshold: float = DEFAULT_REFERENCE_THRESHOLD,
+    per_reference_prompt: float = 1.0,
+    k_bounds: tuple[int, int] = (2, 12),
+) -> GapReport:
+    """Measure the gaps of ``examples`` against a taxonomy and/or a reference set."""
+    if taxonomy is None and reference is None:
+        raise DataFileError("give a taxonomy, a reference set, or both")
+    if not examples:
+        raise DataFileError(f"{data_path}: the dataset has no examples")
+    texts = prompt_texts(examples)
+    existing = embedder.embed(texts)
+    gaps: list[Gap] = []
+    centroids: dict[str, list[float]] = {}
+    thresholds: dict[str, float] = {}
+    unassigned = 0
+    if taxonomy is not None:
+        cell_gaps, unassigned, vectors = _taxonomy_gaps(run_id, taxonomy, existing, texts, embedder)
+        gaps += cell_gaps
+        centroids |= vectors
+        thresholds |= dict.fromkeys(vectors, taxonomy.threshold)
+    coverage: list[ReferenceCoverage] = []
+    if reference is not None:
+        references = embedder.embed([p.text for p in reference])
+        ref_gaps, coverage, vectors = _reference_gaps(
+            run_id, reference, references, existing, texts, reference_threshold,
+            per_reference_prompt, k_bounds,
+        )  # fmt: skip
+        gaps += ref_gaps
+        centroids |= vectors
+        thresholds |= dict.fromkeys(vectors, reference_threshold)
+    return GapReport(
+        run_id=run_id,
+        data=str(data_path),
+        data_rows=len(examples),
+        taxonomy=taxonomy_path,
+        reference=reference_path,
+        embedding_model=embedder.model_name,
+        taxonomy_threshold=taxonomy.threshold if taxonomy else None,
+        reference_threshold=reference_threshold if reference is not None else None,
+        gaps=gaps,
+        unassigned=unassigned,
+        reference_coverage=coverage,
+        centroids=centroids,
+        thresholds=thresholds,
+    )
+
+
+def count_into_gaps(report: GapReport, texts: Sequence[str], embedder: Embedder) -> dict[str, int]:
+    """How many of ``texts`` each gap gains: taxonomy cells by nearest cell, reference gaps by
+    similarity to their centroid (the rules the report was measured with)."""
+    gained = dict.fromkeys((g.id for g in report.gaps), 0)
+    if not texts or not report.centroids:
+        return gained
+    vectors = embedder.embed(list(texts))
+    cell_ids = [g.id for g in report.gaps if g.kind == "taxonomy"]
+    if cell_ids:
+        cells = np.array([report.centroids[i] for i in cell_ids], dtype=np.float32)
+        scores = vectors @ cells.T
+        nearest, best = scores.argmax(axis=1), scores.max(axis=1)
+        for row, index in enumerate(nearest):
+            if best[row] >= report.thresholds[cell_ids[index]]:
+                gained[cell_ids[index]] += 1
+    for gap in report.gaps:
+        if gap.kind == "reference":
+            centroid = np.array(report.centroids[gap.id], dtype=np.float32)
+            gained[gap.id] += int(((vectors @ centroid) >= report.thresholds[gap.id]).sum())
+    return gained

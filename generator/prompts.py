@@ -1,0 +1,139 @@
+"""Prompt templates: gaps rendered into generation tasks.
+
+Templates are Jinja2 files in ``prompts/`` (or a directory given instead), rendered with
+``StrictUndefined`` so a missing variable is an error naming the template, the variable and the
+gap, never an empty string in a prompt. Each template is versioned by the hash of its source,
+recorded on every task and candidate it produces.
+
+Seeds (existing examples shown to the model "write something different from these") are sampled
+per task from the gap's nearest existing examples, so the model does not copy one example.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import random
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import jinja2
+import yaml
+from pydantic import BaseModel, ConfigDict, Field
+
+from generator.errors import GapfillError
+from generator.schema import (
+    CandidateKind,
+    Gap,
+    GenerationTask,
+    Message,
+    SamplingParams,
+    TaskStage,
+)
+
+
+class TemplateRenderError(GapfillError):
+    """A template could not be rendered for a gap. Seen by whoever edits prompts/."""
+
+
+class PromptDefaults(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    requests_per_task: int = Field(default=5, ge=1, le=50)
+    seeds_per_task: int = Field(default=3, ge=0, le=20)
+    instruction_sampling: SamplingParams = Field(default_factory=SamplingParams)
+    response_sampling: SamplingParams = Field(default_factory=SamplingParams)
+    preference_variants: list[SamplingParams] = Field(default_factory=list)
+
+
+class PromptTemplates:
+    """The templates of one directory (default: the packaged ``prompts/``)."""
+
+    def __init__(self, directory: Path | None = None) -> None:
+        root = directory or Path(str(resources.files("prompts")))
+        if not root.is_dir():
+            raise TemplateRenderError(f"{root}: no such template directory")
+        self.directory = root
+        self.environment = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(root),
+            undefined=jinja2.StrictUndefined,
+            keep_trailing_newline=False,
+            autoescape=False,  # prompts are plain text; nothing here is rendered as HTML
+        )
+
+    def source(self, name: str) -> str:
+        path = self.directory / name
+        if not path.is_file():
+            raise TemplateRenderError(f"template {name!r} not found in {self.directory}")
+        return path.read_text(encoding="utf-8")
+
+    def hash(self, name: str) -> str:
+        return hashlib.sha256(self.source(name).encode()).hexdigest()[:16]
+
+    def render(self, name: str, *, gap: Gap | None = None, **variables: Any) -> str:
+        try:
+            template = self.environment.get_template(name)
+            return template.render(gap=gap, **variables).strip()
+        except jinja2.TemplateNotFound as exc:
+            raise TemplateRenderError(f"template {name!r} not found in {self.directory}") from exc
+        except jinja2.UndefinedError as exc:
+            where = f" for gap {gap.id!r}" if gap is not None else ""
+            raise TemplateRenderError(f"template {name!r}{where}: {exc.message}") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateRenderError(
+                f"template {name!r} line {exc.lineno}: {exc.message}"
+            ) from exc
+
+    def defaults(self) -> PromptDefaults:
+        path = self.directory / "defaults.yaml"
+        if not path.is_file():
+            return PromptDefaults()
+        return PromptDefaults.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+
+
+def tasks_for_gap(
+    gap: Gap,
+    templates: PromptTemplates,
+    *,
+    kind: CandidateKind = CandidateKind.SFT,
+    defaults: PromptDefaults | None = None,
+    wanted: int | None = None,
+    seed: int = 0,
+) -> list[GenerationTask]:
+    """Instruction tasks that together ask for ``wanted`` (default: the gap's deficit) requests."""
+    settings = defaults or templates.defaults()
+    count = gap.deficit if wanted is None else wanted
+    if count <= 0:
+        return []
+    per_task = settings.requests_per_task
+    system = templates.render("response.jinja", gap=gap) or None
+    variants = settings.preference_variants if kind is CandidateKind.PREFERENCE else []
+    if kind is CandidateKind.PREFERENCE and len(variants) < 2:
+        raise TemplateRenderError("preference runs need two preference_variants in defaults.yaml")
+    rng = random.Random(f"{gap.run_id}:{gap.id}:{seed}")
+    tasks = []
+    for index in range(math.ceil(count / per_task)):
+        asked = min(per_task, count - index * per_task)
+        pool = gap.examples
+        seeds = rng.sample(pool, min(settings.seeds_per_task, len(pool))) if pool else []
+        prompt = templates.render("instructions.jinja", gap=gap, seeds=seeds, count=asked)
+        tasks.append(
+            GenerationTask(
+                run_id=gap.run_id,
+                gap_id=gap.id,
+                stage=TaskStage.INSTRUCTIONS,
+                kind=kind,
+                messages=[Message(role="user", content=prompt)],
+                sampling=settings.instruction_sampling.model_copy(
+                    update={"seed": rng.randrange(2**31)}
+                ),
+                response_sampling=settings.response_sampling,
+                response_system=system,
+                variants=variants,
+                template_name="instructions.jinja",
+                template_hash=templates.hash("instructions.jinja"),
+                priority=float(gap.deficit),
+            )
+        )
+    return tasks
