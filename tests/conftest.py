@@ -99,3 +99,11 @@ def local_backend(model_dir: Path):  # type: ignore[no-untyped-def]
     backend.load()
     yield backend
     backend.close()
+
+
+@pytest.fixture(scope="session")
+def embedder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The real all-MiniLM-L6-v2 from its wheel, with a session-wide embedding cache."""
+    from generator.embeddings import Embedder
+
+    return Embedder(cache_dir=tmp_path_factory.mktemp("embedding-cache"))
