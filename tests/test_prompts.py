@@ -25,10 +25,11 @@ GAP = Gap(
 def test_a_gap_becomes_instruction_tasks_asking_for_its_deficit() -> None:
     tasks = tasks_for_gap(GAP, PromptTemplates())
     assert len(tasks) == 3  # 12 requests, 5 per task
-    assert ["Write 5 new", "Write 5 new", "Write 2 new"] == [
+    asked = [
         next(line[:11] for line in t.messages[0].content.splitlines() if line.startswith("Write"))
         for t in tasks
     ]
+    assert asked == ["Write 5 new", "Write 5 new", "Write 2 new"]
     for task in tasks:
         assert task.stage is TaskStage.INSTRUCTIONS and task.gap_id == "ref-1"
         assert "Netflix" in task.messages[0].content
