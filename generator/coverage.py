@@ -147,6 +147,17 @@ class ReferenceCoverage(BaseModel):
     gap_id: str | None = None
 
 
+class Assignment(BaseModel):
+    """Where one existing example went in the taxonomy, and how sure that is."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    row: int = Field(description="0-based position of the example in the dataset.")
+    cell: str | None = Field(description="The nearest cell, or None below the threshold.")
+    nearest_cell: str
+    confidence: float = Field(description="Cosine similarity to the nearest cell.")
+
+
 class GapReport(BaseModel):
     """The measured gaps of a dataset: stored with the run, printed, and written as JSON."""
 
@@ -163,6 +174,7 @@ class GapReport(BaseModel):
     reference_threshold: float | None = None
     gaps: list[Gap]
     unassigned: int = 0
+    assignments: list[Assignment] = Field(default_factory=list)
     reference_coverage: list[ReferenceCoverage] = Field(default_factory=list)
     # How new items are counted into each gap: a centroid and the similarity that counts.
     centroids: dict[str, list[float]] = Field(default_factory=dict)
@@ -199,7 +211,7 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 
 def _taxonomy_gaps(
     run_id: str, taxonomy: Taxonomy, existing: np.ndarray, texts: list[str], embedder: Embedder
-) -> tuple[list[Gap], int, dict[str, list[float]]]:
+) -> tuple[list[Gap], list[Assignment], dict[str, list[float]]]:
     cell_texts = [[cell.description, *cell.examples] for cell in taxonomy.cells]
     flat = embedder.embed([t for texts_ in cell_texts for t in texts_])
     centroids, start = [], 0
@@ -234,9 +246,18 @@ def _taxonomy_gaps(
                 examples=seeds,
             )
         )
-    unassigned = int((~assigned).sum())
+    ids = [cell.id for cell in taxonomy.cells]
+    assignments = [
+        Assignment(
+            row=row,
+            cell=ids[nearest[row]] if assigned[row] else None,
+            nearest_cell=ids[nearest[row]],
+            confidence=round(float(scores[row, nearest[row]]), 4),
+        )
+        for row in range(len(texts))
+    ]
     vectors = {cell.id: cells[i].tolist() for i, cell in enumerate(taxonomy.cells)}
-    return gaps, unassigned, vectors
+    return gaps, assignments, vectors
 
 
 def _choose_k(points: np.ndarray, low: int, high: int) -> int:
@@ -344,9 +365,11 @@ def analyse(
     gaps: list[Gap] = []
     centroids: dict[str, list[float]] = {}
     thresholds: dict[str, float] = {}
-    unassigned = 0
+    assignments: list[Assignment] = []
     if taxonomy is not None:
-        cell_gaps, unassigned, vectors = _taxonomy_gaps(run_id, taxonomy, existing, texts, embedder)
+        cell_gaps, assignments, vectors = _taxonomy_gaps(
+            run_id, taxonomy, existing, texts, embedder
+        )
         gaps += cell_gaps
         centroids |= vectors
         thresholds |= dict.fromkeys(vectors, taxonomy.threshold)
@@ -370,7 +393,8 @@ def analyse(
         taxonomy_threshold=taxonomy.threshold if taxonomy else None,
         reference_threshold=reference_threshold if reference is not None else None,
         gaps=gaps,
-        unassigned=unassigned,
+        unassigned=sum(a.cell is None for a in assignments),
+        assignments=assignments,
         reference_coverage=coverage,
         centroids=centroids,
         thresholds=thresholds,

@@ -134,6 +134,15 @@ def test_examples_go_to_their_nearest_taxonomy_cell(tmp_path: Path, embedder: Em
     by_id = {g.id: g for g in report.gaps}
     assert (by_id["cooking"].have, by_id["programming"].have, by_id["travel"].have) == (2, 1, 1)
     assert report.unassigned == 1
+    gibberish = report.assignments[4]
+    assert gibberish.cell is None and gibberish.confidence < taxonomy.threshold
+    assert [a.cell for a in report.assignments[:4]] == [
+        "cooking",
+        "cooking",
+        "programming",
+        "travel",
+    ]
+    assert all(a.confidence >= taxonomy.threshold for a in report.assignments[:4])
     assert by_id["cooking"].target == 3  # share 0.5 of 5 examples, rounded up
     assert by_id["programming"].target == 4 and by_id["programming"].deficit == 3
     assert by_id["travel"].target == 2  # no target given: an even share
