@@ -36,6 +36,7 @@ from generator.coverage import (
 )
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, GapfillError
+from generator.filters.settings import load_filter_settings
 from generator.importers import FORMATS, Format, read_examples
 from generator.ingest import ingest_file
 from generator.progress import RunProgress
@@ -43,6 +44,7 @@ from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.queueing import WorkQueue
 from generator.redis_server import EmbeddedServer
 from generator.schema import CandidateKind, CandidateStatus, RunConfig
+from generator.scoring import score_file
 from generator.store import Store
 from generator.tasks_file import read_tasks
 
@@ -396,6 +398,43 @@ def _write_json(path: Path, data: object) -> None:
     temporary = path.with_name(path.name + ".tmp")
     temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False))
     temporary.replace(path)
+
+
+# -- scoring ------------------------------------------------------------------------------------
+
+
+@app.command()
+@user_errors
+def score(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="Any dataset file `validate` reads.")],
+    out: Annotated[Path, typer.Option(help="Where to write one JSON line per input row.")],
+    existing: Annotated[
+        Path | None, typer.Option(help="The existing dataset: the reference for duplicates.")
+    ] = None,
+    eval_sets: Annotated[
+        list[Path] | None, typer.Option("--eval", help="An eval set to check contamination.")
+    ] = None,
+    filter_config: Annotated[
+        Path | None, typer.Option("--config", help="YAML with a filters: section (thresholds).")
+    ] = None,
+) -> None:
+    """Run the filter pipeline on a dataset file: route and scores per row, in input order."""
+    settings = _settings(ctx)
+    filters = load_filter_settings(filter_config)
+    embedder = None
+    if eval_sets:
+        embedder = Embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+    summary = score_file(
+        file, out, settings=filters, existing=existing, evals=eval_sets, embedder=embedder
+    )
+    failures = ", ".join(f"{name} {count}" for name, count in summary.failures.most_common())
+    console.print(
+        f"{file}: {summary.rows} rows: {summary.review} to review, {summary.rejected} rejected"
+        + (f" (failed: {failures})" if failures else "")
+        + f"; scores in {out}",
+        highlight=False,
+    )
 
 
 # -- generation ---------------------------------------------------------------------------------

@@ -20,3 +20,26 @@ class Filter(Protocol):
     cost: int
 
     def score(self, candidates: list[Candidate]) -> list[Score]: ...
+
+
+def full_text(candidate: Candidate) -> str:
+    """Every turn of the candidate (or its raw text), one per line: what duplicates compare."""
+    if candidate.payload is None:
+        return candidate.raw or ""
+    return "\n".join(m.content for m in candidate.payload.turns())
+
+
+def prompt_text(candidate: Candidate) -> str:
+    return candidate.payload.prompt_text() if candidate.payload is not None else ""
+
+
+def response_texts(candidate: Candidate) -> list[str]:
+    """The answer(s): the last assistant turn, or both sides of a preference pair."""
+    from generator.schema import PreferenceExample
+
+    payload = candidate.payload
+    if payload is None:
+        return [candidate.raw or ""]
+    if isinstance(payload, PreferenceExample):
+        return [payload.chosen[-1].content, payload.rejected[-1].content]
+    return [payload.response_text()]

@@ -11,8 +11,14 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from generator.embeddings import Embedder
 from generator.filters.base import Filter
+from generator.filters.contamination import ContaminationFilter
+from generator.filters.duplicates import ExactDuplicateFilter, NearDuplicateFilter
 from generator.filters.malformed import MalformedFilter
+from generator.filters.pii import PIIFilter
+from generator.filters.quality import QualityFilter
+from generator.filters.settings import FilterSettings
 from generator.schema import Candidate, CandidateStatus
 from generator.store import Store
 
@@ -33,6 +39,43 @@ class FilterPipeline:
     @classmethod
     def default(cls) -> FilterPipeline:
         return cls([MalformedFilter()])
+
+    @classmethod
+    def build(
+        cls,
+        settings: FilterSettings,
+        *,
+        existing: Sequence[tuple[str, str]] = (),
+        eval_items: Sequence[tuple[str, str]] = (),
+        embedder: Embedder | None = None,
+    ) -> FilterPipeline:
+        """The configured filters, with the existing data (and accepted items) as the reference
+        for duplicates and the eval sets for contamination."""
+        filters: list[Filter] = []
+        if settings.malformed:
+            filters.append(MalformedFilter())
+        if settings.exact_duplicate:
+            filters.append(ExactDuplicateFilter(existing))
+        if settings.near_duplicate:
+            filters.append(
+                NearDuplicateFilter(existing, threshold=settings.near_duplicate_threshold)
+            )
+        if settings.quality:
+            quality = QualityFilter(refusals_allowed=settings.refusals_allowed)
+            quality.hard = settings.quality_hard
+            filters.append(quality)
+        if settings.pii:
+            filters.append(PIIFilter())
+        if settings.contamination and eval_items:
+            filters.append(
+                ContaminationFilter(
+                    eval_items,
+                    ngram=settings.contamination_ngram,
+                    embedder=embedder,
+                    similarity=settings.contamination_similarity,
+                )
+            )
+        return cls(filters, skip_after_hard_failure=settings.skip_after_hard_failure)
 
     def score(self, candidates: list[Candidate]) -> list[Candidate]:
         """Candidates with every filter's score added (expensive filters skip hard failures)."""

@@ -1,0 +1,144 @@
+"""Eval contamination: candidates that contain (or paraphrase) an item of an eval set.
+
+Long n-gram overlap, 13 words by default as in the GPT-3 and Llama 2 reports: any shared 13-gram
+flags the candidate. Embedding similarity catches paraphrases and light edits that break every
+13-gram: a candidate whose nearest eval item reaches ``similarity`` is flagged too. The matched
+eval item's id is the evidence.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from generator.embeddings import Embedder, max_similarity
+from generator.errors import DataFileError, InvalidRowError
+from generator.filters.base import full_text
+from generator.filters.text import words
+from generator.importers import RowError, iter_records
+from generator.schema import Candidate, Score
+
+
+def ngrams(text: str, size: int) -> set[tuple[str, ...]]:
+    tokens = words(text)
+    return {tuple(tokens[i : i + size]) for i in range(len(tokens) - size + 1)}
+
+
+class ContaminationFilter:
+    name = "contamination"
+    hard = True
+    cost = 4
+
+    def __init__(
+        self,
+        eval_items: Iterable[tuple[str, str]],
+        *,
+        ngram: int = 13,
+        embedder: Embedder | None = None,
+        similarity: float = 0.75,
+    ) -> None:
+        """``eval_items``: (eval item id, text), e.g. HumanEval task ids and prompts."""
+        self.size = ngram
+        self.similarity = similarity
+        self.index: dict[tuple[str, ...], str] = {}
+        self.ids: list[str] = []
+        texts = []
+        for item_id, text in eval_items:
+            for gram in ngrams(text, ngram):
+                self.index.setdefault(gram, item_id)
+            self.ids.append(item_id)
+            texts.append(text)
+        self.embedder = embedder
+        self.vectors = embedder.embed(texts) if embedder is not None and texts else None
+
+    def _nearest(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
+        """Per candidate, its best turn's cosine to the nearest eval item (turns are embedded
+        one by one, so a planted item is not diluted by the text around it)."""
+        best = np.zeros(len(candidates), dtype=np.float32)
+        where = np.zeros(len(candidates), dtype=np.int64)
+        if self.vectors is None or self.embedder is None or not candidates:
+            return best, where
+        owners, turns = [], []
+        for index, candidate in enumerate(candidates):
+            parts = (
+                [m.content for m in candidate.payload.turns()]
+                if candidate.payload
+                else [full_text(candidate)]
+            )
+            owners += [index] * len(parts)
+            turns += parts
+        scores, nearest = max_similarity(self.embedder.embed(turns), self.vectors)
+        for owner, score, item in zip(owners, scores, nearest, strict=True):
+            if score > best[owner]:
+                best[owner], where[owner] = score, item
+        return best, where
+
+    def score(self, candidates: list[Candidate]) -> list[Score]:
+        texts = [full_text(c) for c in candidates]
+        best, where = self._nearest(candidates)
+        scores = []
+        for index, text in enumerate(texts):
+            shared = [gram for gram in ngrams(text, self.size) if gram in self.index]
+            if shared:
+                item = self.index[shared[0]]
+                scores.append(
+                    Score(
+                        filter=self.name,
+                        value=float(len(shared)),
+                        passed=False,
+                        reason=f"shares {len(shared)} {self.size}-grams with eval item {item}",
+                        evidence={"eval_item": item, "ngram": " ".join(shared[0])},
+                    )
+                )
+            elif self.vectors is not None and best[index] >= self.similarity:
+                item = self.ids[int(where[index])]
+                scores.append(
+                    Score(
+                        filter=self.name,
+                        value=round(float(best[index]), 4),
+                        passed=False,
+                        reason=f"paraphrases eval item {item} (cosine {best[index]:.2f})",
+                        evidence={"eval_item": item, "similarity": round(float(best[index]), 4)},
+                    )
+                )
+            else:
+                scores.append(
+                    Score(
+                        filter=self.name,
+                        value=round(float(best[index]), 4),
+                        passed=True,
+                        reason="no eval overlap",
+                    )
+                )
+        return scores
+
+
+def load_eval_items(path: str | Path) -> list[tuple[str, str]]:
+    """(id, text) per row of an eval file: ``task_id``/``id``/``name`` (else FILE:LINE) and the
+    prompt (``prompt``/``question``/``instruction``/``text``) with any reference solution, since a
+    leaked solution contaminates as much as a leaked question."""
+    items = []
+    for line, record in iter_records(Path(path)):
+        if isinstance(record, RowError) or not isinstance(record, dict):
+            raise InvalidRowError(
+                str(path),
+                line,
+                str(record) if isinstance(record, RowError) else "expected a JSON object",
+            )
+        item_id = next(
+            (str(record[k]) for k in ("task_id", "id", "name") if record.get(k)),
+            f"{Path(path).name}:{line}",
+        )
+        parts = [
+            str(record[k])
+            for k in ("prompt", "question", "instruction", "text", "canonical_solution", "answer")
+            if isinstance(record.get(k), str)
+        ]
+        if not parts:
+            raise InvalidRowError(str(path), line, "no prompt/question/instruction/text field")
+        items.append((item_id, "\n".join(parts)))
+    if not items:
+        raise DataFileError(f"{path}: no eval items")
+    return items

@@ -1,0 +1,152 @@
+"""PII and secrets in candidate text.
+
+Secrets (cloud and SaaS keys, tokens, private keys, JWTs, high-entropy strings) come from
+detect-secrets' plugins, used directly with entropy limits: its ad-hoc ``scan_line`` ignores the
+limits and flags ordinary words. Personal data that detect-secrets does not cover is matched here
+with checks that cut false positives: e-mail addresses, phone numbers, payment card numbers that
+pass the Luhn check, IBANs that pass the mod-97 check, US social security numbers in their valid
+ranges, and IP addresses (parsed, so version strings like 1.2.3 are not). Presidio would add NER
+for names and addresses, but needs a spaCy model download; that is left out on purpose.
+
+Evidence never repeats a secret: matches are masked to their first and last characters.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from generator.filters.base import full_text
+from generator.schema import Candidate, Score
+
+EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+PHONE = re.compile(
+    # not inside a longer run of digit groups (an order or card number is no phone number)
+    r"(?<![\w.])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"
+    r"\d{3,4}[ .-]\d{3,4}(?![\w.])(?![ .-]\d)"
+)
+CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
+IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,4})?\b")
+SSN = re.compile(r"\b(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}\b")
+IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.])")
+IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}[0-9A-Fa-f]{1,4}(?![\w:])")
+
+
+def luhn(number: str) -> bool:
+    digits = [int(d) for d in number if d.isdigit()]
+    total = 0
+    for index, digit in enumerate(reversed(digits)):
+        if index % 2 == 1:
+            digit = digit * 2 - 9 if digit > 4 else digit * 2
+        total += digit
+    return total % 10 == 0
+
+
+def iban_valid(candidate: str) -> bool:
+    compact = candidate.replace(" ", "")
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    numeric = "".join(str(int(ch, 36)) for ch in rearranged)
+    return int(numeric) % 97 == 1
+
+
+def mask(value: str) -> str:
+    return value[0] + "*" * max(len(value) - 2, 1) + value[-1] if len(value) > 2 else "**"
+
+
+@dataclass(frozen=True)
+class Finding:
+    kind: str
+    value: str
+
+
+def _personal(text: str) -> list[Finding]:
+    found: list[tuple[int, int, Finding]] = []
+    for match in EMAIL.finditer(text):
+        found.append((match.start(), match.end(), Finding("email", match.group(0))))
+    for match in CARD.finditer(text):
+        digits = re.sub(r"\D", "", match.group(0))
+        if 13 <= len(digits) <= 19 and luhn(digits) and len(set(digits)) > 1:
+            found.append((match.start(), match.end(), Finding("payment card", match.group(0))))
+    for match in IBAN.finditer(text):
+        if iban_valid(match.group(0)):
+            found.append((match.start(), match.end(), Finding("IBAN", match.group(0))))
+    for match in SSN.finditer(text):
+        found.append((match.start(), match.end(), Finding("US SSN", match.group(0))))
+    for pattern in (IPV4, IPV6):
+        for match in pattern.finditer(text):
+            try:
+                address = ipaddress.ip_address(match.group(0))
+            except ValueError:
+                continue
+            if not (address.is_loopback or address.is_unspecified):
+                found.append((match.start(), match.end(), Finding("IP address", match.group(0))))
+    for match in PHONE.finditer(text):  # last: a card or IBAN also looks like a phone number
+        digits = re.sub(r"\D", "", match.group(0))
+        inside = any(start < match.end() and match.start() < end for start, end, _ in found)
+        if 9 <= len(digits) <= 15 and not inside:
+            found.append((match.start(), match.end(), Finding("phone number", match.group(0))))
+    return [finding for _, _, finding in sorted(found, key=lambda f: f[0])]
+
+
+class PIIFilter:
+    """Fails a candidate containing personal data or a secret. Evidence: kinds and masked values."""
+
+    name = "pii"
+    hard = True
+    cost = 3
+
+    def __init__(self, entropy_base64: float = 4.5, entropy_hex: float = 3.0) -> None:
+        from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
+
+        self.plugins: list[Any] = []
+        plugin: Any
+        for plugin in get_mapping_from_secret_type_to_class().values():
+            if plugin.__name__ == "Base64HighEntropyString":
+                self.plugins.append(plugin(limit=entropy_base64))
+            elif plugin.__name__ == "HexHighEntropyString":
+                self.plugins.append(plugin(limit=entropy_hex))
+            elif plugin.__name__ != "IPPublicDetector":  # IPs are matched (and parsed) below
+                self.plugins.append(plugin())
+
+    def _secrets(self, text: str) -> list[Finding]:
+        found = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            for plugin in self.plugins:
+                for secret in plugin.analyze_line(
+                    filename="candidate", line=line, line_number=number
+                ):
+                    found.append(Finding(str(secret.type), str(secret.secret_value or "")))
+        return found
+
+    def findings(self, text: str) -> list[Finding]:
+        return self._secrets(text) + _personal(text)
+
+    def score(self, candidates: list[Candidate]) -> list[Score]:
+        scores = []
+        for candidate in candidates:
+            found = self.findings(full_text(candidate))
+            if found:
+                kinds = sorted({f.kind for f in found})
+                evidence = {
+                    "findings": [{"kind": f.kind, "match": mask(f.value)} for f in found[:20]]
+                }
+                scores.append(
+                    Score(
+                        filter=self.name,
+                        value=float(len(found)),
+                        passed=False,
+                        reason="contains " + ", ".join(kinds),
+                        evidence=evidence,
+                    )
+                )
+            else:
+                scores.append(
+                    Score(
+                        filter=self.name, value=0.0, passed=True, reason="no PII or secrets found"
+                    )
+                )
+        return scores

@@ -1,0 +1,53 @@
+"""Filter configuration: which filters run, their thresholds, and which failures auto-reject."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from generator.errors import ConfigError
+
+
+class FilterSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    malformed: bool = True
+    exact_duplicate: bool = True
+    near_duplicate: bool = True
+    near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
+    pii: bool = True
+    quality: bool = True
+    quality_hard: bool = Field(default=False, description="Quality problems auto-reject too.")
+    refusals_allowed: bool = Field(
+        default=False, description="Gaps about refusals: no boilerplate flag."
+    )
+    contamination: bool = True
+    contamination_ngram: int = Field(default=13, ge=5, le=50)
+    # Measured: HumanEval paraphrases score 0.68-0.78, the best clean seed task 0.73 (p99 0.62).
+    contamination_similarity: float = Field(default=0.75, gt=0, le=1)
+    skip_after_hard_failure: bool = Field(
+        default=True, description="A candidate already auto-rejected skips the costlier filters."
+    )
+
+
+def load_filter_settings(path: Path | None) -> FilterSettings:
+    """From a YAML file: its ``filters:`` section, or the whole file."""
+    if path is None:
+        return FilterSettings()
+    try:
+        data: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: config file not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if isinstance(data, dict) and isinstance(data.get("filters"), dict):
+        data = data["filters"]
+    try:
+        return FilterSettings.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"]) or "filters"
+        raise ConfigError(f"{path}: filters.{where}: {error['msg']}") from exc
