@@ -422,9 +422,7 @@ def score(
     """Run the filter pipeline on a dataset file: route and scores per row, in input order."""
     settings = _settings(ctx)
     filters = load_filter_settings(filter_config)
-    embedder = None
-    if eval_sets:
-        embedder = Embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+    embedder = Embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
     summary = score_file(
         file, out, settings=filters, existing=existing, evals=eval_sets, embedder=embedder
     )

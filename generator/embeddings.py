@@ -95,6 +95,9 @@ class Embedder:
         safe = hashlib.sha256(model.encode()).hexdigest()[:12]
         self.cache = EmbeddingCache(cache_dir / f"embeddings-{safe}.sqlite") if cache_dir else None
         self.computed = 0  # texts actually run through the model (not from the cache)
+        # Filters of one pipeline share texts: keep recent vectors in memory too (bounded).
+        self._memory: dict[str, np.ndarray] = {}
+        self.memory_limit = 200_000
 
     def load(self) -> Any:
         if self._model is None:
@@ -107,7 +110,10 @@ class Embedder:
 
     @property
     def dimension(self) -> int:
-        return int(self.load().get_sentence_embedding_dimension())
+        model = self.load()
+        # renamed in sentence-transformers 6; the old name still works there, with a warning
+        method = getattr(model, "get_embedding_dimension", None)
+        return int(method() if method else model.get_sentence_embedding_dimension())
 
     def key(self, text: str) -> str:
         return hashlib.sha256(f"{self.model_name}\x00{text}".encode()).hexdigest()
@@ -128,7 +134,9 @@ class Embedder:
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         keys = [self.key(t) for t in texts]
-        known = self.cache.get_many(list(set(keys))) if self.cache else {}
+        known = {k: self._memory[k] for k in keys if k in self._memory}
+        if self.cache:
+            known |= self.cache.get_many([k for k in set(keys) if k not in known])
         missing: dict[str, str] = {}
         for key, text in zip(keys, texts, strict=True):
             if key not in known:
@@ -143,6 +151,9 @@ class Embedder:
                 self.cache.put_many(fresh)
             known.update(fresh)
             self.computed += len(part)
+        if len(self._memory) + len(known) > self.memory_limit:
+            self._memory.clear()
+        self._memory.update(known)
         return np.stack([known[key] for key in keys]).astype(np.float32, copy=False)
 
 

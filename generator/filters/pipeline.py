@@ -15,9 +15,11 @@ from generator.embeddings import Embedder
 from generator.filters.base import Filter
 from generator.filters.contamination import ContaminationFilter
 from generator.filters.duplicates import ExactDuplicateFilter, NearDuplicateFilter
+from generator.filters.language import LanguageFilter
 from generator.filters.malformed import MalformedFilter
 from generator.filters.pii import PIIFilter
 from generator.filters.quality import QualityFilter
+from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.settings import FilterSettings
 from generator.schema import Candidate, CandidateStatus
 from generator.store import Store
@@ -64,8 +66,16 @@ class FilterPipeline:
             quality = QualityFilter(refusals_allowed=settings.refusals_allowed)
             quality.hard = settings.quality_hard
             filters.append(quality)
+        if settings.language:
+            filters.append(LanguageFilter(settings.languages))
         if settings.pii:
             filters.append(PIIFilter())
+        if settings.semantic_duplicate and embedder is not None:
+            filters.append(
+                SemanticDuplicateFilter(
+                    embedder, existing, threshold=settings.semantic_duplicate_threshold
+                )
+            )
         if settings.contamination and eval_items:
             filters.append(
                 ContaminationFilter(

@@ -18,6 +18,10 @@ class FilterSettings(BaseModel):
     exact_duplicate: bool = True
     near_duplicate: bool = True
     near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
+    semantic_duplicate: bool = True
+    semantic_duplicate_threshold: float = Field(default=0.92, gt=0, le=1)
+    language: bool = True
+    languages: list[str] = Field(default_factory=lambda: ["en"], description="Expected answers.")
     pii: bool = True
     quality: bool = True
     quality_hard: bool = Field(default=False, description="Quality problems auto-reject too.")

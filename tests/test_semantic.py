@@ -1,0 +1,96 @@
+"""Semantic duplicates through the vector index, and language identification, on real text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.embeddings import Embedder
+from generator.filters.language import LanguageFilter
+from generator.filters.semantic import SemanticDuplicateFilter
+from generator.filters.vectors import VectorIndex
+from generator.importers import load_examples
+from generator.schema import Candidate, CandidateKind, SFTExample
+from tests.conftest import SHARED_DATA
+from tests.factories import sft
+
+
+def wrap(example: SFTExample, index: int = 0) -> Candidate:
+    return Candidate(id=f"c{index}", kind=CandidateKind.SFT, payload=example, run_id="r")
+
+
+@pytest.fixture(scope="module")
+def seed_vectors(embedder: Embedder) -> np.ndarray:
+    texts = [
+        e.prompt_text() for e in load_examples(SHARED_DATA / "self-instruct" / "seed_tasks.jsonl")
+    ]
+    return embedder.embed(texts)
+
+
+def test_the_ann_index_finds_what_exact_search_finds(seed_vectors: np.ndarray) -> None:
+    rng = np.random.default_rng(0)
+    # Real vectors, each copied with small noise: a corpus shaped like real data, 3,500 strong.
+    copies = seed_vectors[rng.integers(0, len(seed_vectors), 3500)]
+    corpus = copies + rng.normal(0, 0.02, copies.shape).astype(np.float32)
+    corpus /= np.linalg.norm(corpus, axis=1, keepdims=True)
+    exact, approximate = VectorIndex(corpus.shape[1]), VectorIndex(corpus.shape[1], ann_above=100)
+    exact.add(corpus)
+    approximate.add(corpus[:2000])
+    approximate.add(corpus[2000:])  # incremental adds keep their keys
+    assert approximate.approximate and not exact.approximate and len(approximate) == 3500
+    queries = corpus[rng.integers(0, len(corpus), 300)] + rng.normal(
+        0, 0.01, (300, corpus.shape[1])
+    ).astype(np.float32)
+    queries /= np.linalg.norm(queries, axis=1, keepdims=True)  # the index works on unit vectors
+    exact_keys, exact_sims = exact.search(queries, 3)
+    ann_keys, ann_sims = approximate.search(queries, 3)
+    recall = float((ann_keys[:, 0] == exact_keys[:, 0]).mean())
+    assert recall >= 0.95
+    assert np.allclose(ann_sims[:, 0], exact_sims[:, 0], atol=1e-4)
+    assert (exact_sims[:, 0] >= exact_sims[:, 1]).all()
+
+
+def test_paraphrases_of_existing_examples_are_semantic_duplicates(embedder: Embedder) -> None:
+    examples = load_examples(SHARED_DATA / "self-instruct" / "seed_tasks.jsonl")
+    existing = [
+        (f"seed:{i}", "\n".join(m.content for m in e.turns())) for i, e in enumerate(examples)
+    ]
+    original = examples[0]
+    assert isinstance(original, SFTExample)
+    same = sft(original.prompt_text(), original.response_text())
+    distinct = sft(
+        "Translate 'good morning' into Japanese.", "Ohayou gozaimasu (おはようございます)."
+    )
+    semantic = SemanticDuplicateFilter(embedder, existing)
+    scores = semantic.score([wrap(same, 0), wrap(distinct, 1), wrap(distinct, 2)])
+    assert not scores[0].passed and scores[0].evidence["nearest"][0]["id"] == "seed:0"
+    assert scores[1].passed and 0 < scores[1].evidence["novelty"] <= 1
+    assert len(scores[1].evidence["nearest"]) == 3, "the nearest neighbours are kept for review"
+    assert not scores[2].passed and scores[2].evidence["nearest"][0]["id"] == "c1", (
+        "within the batch"
+    )
+
+
+@pytest.mark.parametrize(
+    ("answer", "passed"),
+    [
+        ("Paris is the capital of France and its largest city.", True),
+        ("Paris est la capitale de la France et sa plus grande ville.", False),
+        ("Paris ist die Hauptstadt Frankreichs und ihre größte Stadt.", False),
+        ("Oui.", True),  # too short to tell: not judged
+    ],
+)
+def test_answers_in_an_unexpected_language_are_flagged(answer: str, passed: bool) -> None:
+    [score] = LanguageFilter(["en"]).score([wrap(sft("What is the capital of France?", answer))])
+    assert score.passed is passed
+
+
+def test_an_index_saved_to_disk_comes_back(tmp_path: Path, seed_vectors: np.ndarray) -> None:
+    index = VectorIndex(seed_vectors.shape[1])
+    index.add(seed_vectors)
+    index.save(tmp_path / "index.usearch")
+    loaded = VectorIndex.load(tmp_path / "index.usearch", seed_vectors.shape[1])
+    keys, sims = loaded.search(seed_vectors[:10], 1)
+    assert list(keys[:, 0]) == list(range(10)) and (sims[:, 0] > 0.999).all()
