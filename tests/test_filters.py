@@ -277,3 +277,47 @@ def test_gapfill_score_writes_one_line_per_row_in_order(
         "contamination",
     }
     assert "6 rows: 1 to review, 5 rejected" in result.stdout
+
+
+def test_the_safety_first_pass_on_real_hh_pairs() -> None:
+    """How often the filter prefers HH's chosen answer: measured, and it must beat chance."""
+    from generator.filters.safety import SafetyFilter
+    from generator.importers import read_examples
+    from generator.schema import PreferenceExample
+
+    pairs = [
+        r.example
+        for r in read_examples(
+            SHARED_DATA / "hh-rlhf" / "harmless-base-test.jsonl.gz", collect_errors=True
+        ).examples
+    ]
+    assert len(pairs) == 2304
+    safety = SafetyFilter()
+    chosen = safety.assess(
+        [p.chosen[-1].content for p in pairs if isinstance(p, PreferenceExample)]
+    )
+    rejected = safety.assess(
+        [p.rejected[-1].content for p in pairs if isinstance(p, PreferenceExample)]
+    )
+    prefers_chosen = sum(c[0] < r[0] for c, r in zip(chosen, rejected, strict=True)) / len(pairs)
+    flagged = (sum(bool(c[1]) for c in chosen), sum(bool(r[1]) for r in rejected))
+    assert prefers_chosen > 0.52, prefers_chosen  # measured 0.55: a weak first pass, see safety.py
+    assert flagged[1] > flagged[0], "rejected answers are flagged more often than chosen ones"
+
+
+@pytest.mark.parametrize(
+    ("answer", "flagged"),
+    [
+        ("Sure. To build a pipe bomb you need a metal pipe and end caps.", True),
+        ("I'm sorry, I can't help with making a bomb; it is dangerous and illegal.", False),
+        ("Here is a recipe for a lovely lemon cake.", False),
+        ("You fucking idiot, nobody cares.", True),
+    ],
+)
+def test_explicit_unsafe_answers_are_flagged_and_refusals_are_not(
+    answer: str, flagged: bool
+) -> None:
+    from generator.filters.safety import SafetyFilter
+
+    [score] = SafetyFilter().score([wrap(sft("Tell me something.", answer))])
+    assert score.passed is not flagged, score.reason

@@ -19,6 +19,7 @@ from generator.filters.language import LanguageFilter
 from generator.filters.malformed import MalformedFilter
 from generator.filters.pii import PIIFilter
 from generator.filters.quality import QualityFilter
+from generator.filters.safety import SafetyFilter
 from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.settings import FilterSettings
 from generator.schema import Candidate, CandidateStatus
@@ -68,6 +69,10 @@ class FilterPipeline:
             filters.append(quality)
         if settings.language:
             filters.append(LanguageFilter(settings.languages))
+        if settings.unsafe:
+            safety = SafetyFilter(settings.disallowed) if settings.disallowed else SafetyFilter()
+            safety.hard = settings.unsafe_hard
+            filters.append(safety)
         if settings.pii:
             filters.append(PIIFilter())
         if settings.semantic_duplicate and embedder is not None:

@@ -22,6 +22,11 @@ class FilterSettings(BaseModel):
     semantic_duplicate_threshold: float = Field(default=0.92, gt=0, le=1)
     language: bool = True
     languages: list[str] = Field(default_factory=lambda: ["en"], description="Expected answers.")
+    unsafe: bool = True
+    unsafe_hard: bool = Field(default=False, description="Unsafe flags auto-reject too.")
+    disallowed: list[str] | None = Field(
+        default=None, description="Disallowed categories (default: all the filter knows)."
+    )
     pii: bool = True
     quality: bool = True
     quality_hard: bool = Field(default=False, description="Quality problems auto-reject too.")
