@@ -94,3 +94,48 @@ def test_an_index_saved_to_disk_comes_back(tmp_path: Path, seed_vectors: np.ndar
     loaded = VectorIndex.load(tmp_path / "index.usearch", seed_vectors.shape[1])
     keys, sims = loaded.search(seed_vectors[:10], 1)
     assert list(keys[:, 0]) == list(range(10)) and (sims[:, 0] > 0.999).all()
+
+
+def test_near_duplicates_in_the_t0_corpus_against_labelled_pairs(embedder: Embedder) -> None:
+    """Pairs of T0 prompts labelled by an independent measure (character-level difflib ratio:
+    >= 0.9 duplicate, < 0.5 distinct): consecutive rows share a template, rows 1,500 apart do not.
+    Measured: near_duplicate P 1.00 / R 0.95; semantic_duplicate P 1.00 / R 0.61 (embeddings are
+    for paraphrases; templated near-duplicates are the shingles' job)."""
+    import difflib
+
+    from generator.filters.duplicates import NearDuplicateFilter
+    from generator.importers import convert, iter_records
+
+    rows: list[str] = []
+    for _, record in iter_records(SHARED_DATA / "t0" / "t0_train_50k.jsonl.gz"):
+        rows.append(convert(record, "prompt_completion").prompt_text())
+        if len(rows) == 1800:
+            break
+    pairs = [(rows[i], rows[i + 1]) for i in range(0, 600, 2)] + [
+        (rows[i], rows[i + 1500]) for i in range(150)
+    ]
+    labelled = []
+    for a, b in pairs:
+        ratio = difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
+        if ratio >= 0.9 or ratio < 0.5:
+            labelled.append((a, b, ratio >= 0.9))
+    assert sum(d for *_, d in labelled) > 100 and sum(not d for *_, d in labelled) > 100
+
+    def precision_recall(predicted: list[bool]) -> tuple[float, float]:
+        truth = [d for *_, d in labelled]
+        tp = sum(p and t for p, t in zip(predicted, truth, strict=True))
+        fp = sum(p and not t for p, t in zip(predicted, truth, strict=True))
+        fn = sum(t and not p for p, t in zip(predicted, truth, strict=True))
+        return tp / max(tp + fp, 1), tp / max(tp + fn, 1)
+
+    near = [
+        not NearDuplicateFilter([("a", a)]).score([wrap(sft(b, "x"), 1)])[0].passed
+        for a, b, _ in labelled
+    ]
+    precision, recall = precision_recall(near)
+    assert precision >= 0.97 and recall >= 0.9, (precision, recall)
+    left = embedder.embed([a for a, _, _ in labelled])
+    right = embedder.embed([b for _, b, _ in labelled])
+    semantic = list((left * right).sum(axis=1) >= 0.92)
+    precision, recall = precision_recall(semantic)
+    assert precision >= 0.97 and recall >= 0.5, (precision, recall)
