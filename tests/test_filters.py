@@ -321,3 +321,51 @@ def test_explicit_unsafe_answers_are_flagged_and_refusals_are_not(
 
     [score] = SafetyFilter().score([wrap(sft("Tell me something.", answer))])
     assert score.passed is not flagged, score.reason
+
+
+def test_mmr_takes_novel_and_mutually_different_candidates_first() -> None:
+    import numpy as np
+
+    from generator.filters.diversity import mmr_order
+
+    a, b = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    near_a = np.array([0.995, 0.0998])
+    vectors = np.stack([a, near_a, b]).astype(np.float32)
+    novelty = np.array([0.9, 0.9, 0.5], dtype=np.float32)
+    assert mmr_order(vectors, novelty, trade_off=0.5) == [0, 2, 1], "the near copy of a goes last"
+    assert mmr_order(vectors, novelty, trade_off=1.0)[:2] == [0, 1], "novelty only ignores overlap"
+
+
+def test_review_priority_puts_the_largest_gap_first_then_uncertainty(store: object) -> None:
+    from generator.schema import Gap
+    from generator.store import Store
+    from tests.factories import candidate
+
+    assert isinstance(store, Store)
+    store.save_gaps(
+        "run-1",
+        [
+            Gap(id="big", run_id="run-1", label="b", target=50),
+            Gap(id="small", run_id="run-1", label="s", target=5),
+        ],
+        "{}",
+    )
+    flagged = candidate(1, gap="small", status=CandidateStatus.GENERATED).model_copy(
+        update={
+            "payload": sft(
+                "Say hi.", "As an AI language model, I cannot do that, sorry about that."
+            )
+        }
+    )
+    flagged = flagged.model_copy(update={"id": flagged.compute_id()})
+    items = [
+        candidate(2, gap="small", status=CandidateStatus.GENERATED),
+        flagged,
+        candidate(3, gap="big", status=CandidateStatus.GENERATED),
+    ]
+    store.put_many(items)
+    FilterPipeline.build(FilterSettings()).score_and_route(store, [i.id for i in items])
+    order = []
+    while (lease := store.claim("alice", "run-1")) is not None:
+        order.append(lease.item.gap_id + ("+flag" if lease.item.id == flagged.id else ""))
+    assert order == ["big", "small+flag", "small"]

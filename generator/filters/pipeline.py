@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from generator.embeddings import Embedder
+from generator.errors import InvalidTransitionError, StaleVersionError
 from generator.filters.base import Filter
 from generator.filters.contamination import ContaminationFilter
 from generator.filters.duplicates import ExactDuplicateFilter, NearDuplicateFilter
@@ -110,15 +111,34 @@ class FilterPipeline:
     def route(self, candidate: Candidate) -> CandidateStatus:
         return CandidateStatus.AUTO_REJECTED if self._failed(candidate) else CandidateStatus.PENDING
 
+    def priority(self, candidate: Candidate, deficit: int) -> float:
+        """Review order: the gap's deficit first, then uncertainty in [0, 1): soft filters that
+        flagged something, and novelty, make an item worth a human's look sooner."""
+        soft = {f.name for f in self.filters if not f.hard}
+        flags = sum(1 for name, s in candidate.scores.items() if name in soft and not s.passed)
+        semantic = candidate.scores.get("semantic_duplicate")
+        novelty = float(semantic.evidence.get("novelty", 0.0)) if semantic else 0.0
+        uncertainty = min(0.25 * flags + 0.25 * novelty, 0.99)
+        return float(deficit) + uncertainty
+
     def score_and_route(self, store: Store, item_ids: list[str]) -> Routed:
-        """Score stored ``generated`` items and move each to review or auto-rejection."""
+        """Score stored ``generated`` items; move each to review (with its priority) or to
+        auto-rejection. An item another scoring job routed first is left alone."""
         items = [c for c in store.get_many(item_ids) if c.status is CandidateStatus.GENERATED]
+        deficits = {g.id: g.deficit for run in {c.run_id for c in items} for g in store.gaps(run)}
         reviewed = rejected = 0
         for candidate in self.score(items):
             status = self.route(candidate)
-            store.route(
-                candidate.id, status, candidate=candidate, expected_version=candidate.version
-            )
+            try:
+                store.route(
+                    candidate.id,
+                    status,
+                    priority=self.priority(candidate, deficits.get(candidate.gap_id, 0)),
+                    candidate=candidate,
+                    expected_version=candidate.version,
+                )
+            except (StaleVersionError, InvalidTransitionError):
+                continue
             if status is CandidateStatus.PENDING:
                 reviewed += 1
             else:
