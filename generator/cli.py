@@ -36,6 +36,7 @@ from generator.coverage import (
 )
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, GapfillError
+from generator.filters.contamination import load_eval_items
 from generator.filters.settings import load_filter_settings
 from generator.importers import FORMATS, Format, read_examples
 from generator.ingest import ingest_file
@@ -289,6 +290,14 @@ def gaps(
     compare: Annotated[
         str | None, typer.Option(help="Show a stored run's gaps before/after its accepted items.")
     ] = None,
+    eval_sets: Annotated[
+        list[Path] | None,
+        typer.Option("--eval", help="With --run: an eval set its candidates must not leak."),
+    ] = None,
+    filter_config: Annotated[
+        Path | None,
+        typer.Option("--filters", help="With --run: YAML with a filters: section (thresholds)."),
+    ] = None,
 ) -> None:
     """Measure what the dataset does not cover; with --run, store the gaps and their tasks."""
     settings = _settings(ctx)
@@ -300,6 +309,9 @@ def gaps(
         raise ConfigError("give --data FILE (the existing dataset), or --compare RUN")
     if kind not in ("sft", "preference"):
         raise ConfigError(f"--kind: {kind!r} is not sft or preference")
+    filters = load_filter_settings(filter_config)
+    for eval_set in eval_sets or []:
+        load_eval_items(eval_set)  # a bad eval set fails now, not in every scoring job
     cells = load_taxonomy(taxonomy) if taxonomy else None
     prompts = load_reference(reference, label_field) if reference else None
     examples = [row.example for row in read_examples(data).examples]
@@ -322,7 +334,14 @@ def gaps(
         store = _store(settings)
         store.save_gaps(run, report.gaps, report.model_dump_json())
         store.save_run(
-            RunConfig(run_id=run, kind=CandidateKind(kind), description=f"gaps of {data}")
+            RunConfig(
+                run_id=run,
+                kind=CandidateKind(kind),
+                description=f"gaps of {data}",
+                existing=[str(data.resolve())],
+                eval_sets=[str(p.resolve()) for p in eval_sets or []],
+                filters=filters,
+            )
         )
         added = store.add_tasks(tasks)
     _print_report(report)
@@ -424,7 +443,13 @@ def score(
     filters = load_filter_settings(filter_config)
     embedder = Embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
     summary = score_file(
-        file, out, settings=filters, existing=existing, evals=eval_sets, embedder=embedder
+        file,
+        out,
+        settings=filters,
+        existing=existing,
+        evals=eval_sets,
+        embedder=embedder,
+        index_cache=settings.data_dir / "indexes",
     )
     failures = ", ".join(f"{name} {count}" for name, count in summary.failures.most_common())
     console.print(

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from generator.filters.settings import FilterSettings
+
 Role = Literal["system", "user", "assistant"]
 
 # Run and gap ids appear inside Redis keys and index fields, so they are kept to a safe alphabet.
@@ -383,4 +385,13 @@ class RunConfig(BaseModel):
     model: str | None = None
     sampling: SamplingParams = Field(default_factory=SamplingParams)
     review: ReviewSettings = Field(default_factory=ReviewSettings)
+    existing: list[str] = Field(
+        default_factory=list,
+        description="Existing dataset files the duplicate filters check against "
+        "(paths the scoring workers can read).",
+    )
+    eval_sets: list[str] = Field(
+        default_factory=list, description="Eval sets the contamination filter checks against."
+    )
+    filters: FilterSettings = Field(default_factory=FilterSettings)
     created_at: datetime = Field(default_factory=utcnow)

@@ -18,6 +18,7 @@ from pathlib import Path
 from generator.embeddings import Embedder
 from generator.filters.contamination import load_eval_items
 from generator.filters.pipeline import FilterPipeline
+from generator.filters.run_pipeline import existing_indexes
 from generator.filters.settings import FilterSettings
 from generator.importers import read_examples
 from generator.schema import Candidate, CandidateKind, PreferenceExample
@@ -31,16 +32,6 @@ class ScoreSummary:
     failures: Counter[str] = field(default_factory=Counter)
 
 
-def _existing(path: Path | None) -> list[tuple[str, str]]:
-    if path is None:
-        return []
-    report = read_examples(path, collect_errors=True)  # the reference set need not be clean
-    return [
-        (f"existing:{row.line}", "\n".join(m.content for m in row.example.turns()))
-        for row in report.examples
-    ]
-
-
 def score_file(
     path: Path,
     out: Path,
@@ -49,10 +40,17 @@ def score_file(
     existing: Path | None = None,
     evals: list[Path] | None = None,
     embedder: Embedder | None = None,
+    index_cache: Path | None = None,
 ) -> ScoreSummary:
+    """``index_cache``: where the existing data's indexes are cached (default: beside ``out``)."""
     eval_items = [item for file in evals or [] for item in load_eval_items(file)]
+    shared = (
+        existing_indexes([existing], settings, embedder, index_cache or out.parent / ".indexes")
+        if existing is not None
+        else None
+    )
     pipeline = FilterPipeline.build(
-        settings, existing=_existing(existing), eval_items=eval_items, embedder=embedder
+        settings, eval_items=eval_items, embedder=embedder, shared=shared
     )
     report = read_examples(path, collect_errors=True)
     candidates = [

@@ -245,6 +245,9 @@ def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
 ) -> None:
     data = shared_data_dir / "self-instruct" / "seed_tasks.jsonl"
     out, png = tmp_path / "report.json", tmp_path / "chart.png"
+    filters = tmp_path / "filters.yaml"
+    filters.write_text("filters: {near_duplicate_threshold: 0.7, judge: false}\n")
+    humaneval = shared_data_dir / "humaneval" / "HumanEval.jsonl.gz"
     result = gapfill(
         cli_env,
         "gaps",
@@ -260,9 +263,17 @@ def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
         str(out),
         "--png",
         str(png),
+        "--eval",
+        str(humaneval),
+        "--filters",
+        str(filters),
     )
     assert result.returncode == 0, result.stderr
     assert "reference prompts covered:" in result.stdout
+    config = store.get_run("cov")
+    assert config is not None and config.existing == [str(data.resolve())]
+    assert config.eval_sets == [str(humaneval.resolve())]
+    assert config.filters.near_duplicate_threshold == 0.7, "scoring jobs read these"
     report = json.loads(out.read_text())
     assert all(
         {"id", "kind", "label", "have", "target", "deficit", "examples"} <= set(g)

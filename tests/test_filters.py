@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 
 from generator.embeddings import Embedder
-from generator.filters import FilterPipeline
 from generator.filters.contamination import ContaminationFilter, load_eval_items
 from generator.filters.duplicates import ExactDuplicateFilter, NearDuplicateFilter
 from generator.filters.pii import PIIFilter, iban_valid, luhn
+from generator.filters.pipeline import FilterPipeline
 from generator.filters.quality import QualityFilter
 from generator.filters.settings import FilterSettings
 from generator.importers import load_examples

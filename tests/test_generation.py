@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from generator.backends import Backend, ChatRequest, ChatResult, Completion
-from generator.filters import FilterPipeline
+from generator.filters.pipeline import FilterPipeline
 from generator.generation import parse_instructions, requests_for, run_batch
 from generator.schema import (
     CandidateKind,

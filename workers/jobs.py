@@ -12,8 +12,6 @@ from rq import get_current_job
 
 from generator.config import QueueSettings
 from generator.errors import BackendDeadError
-from generator.filters import FilterPipeline
-from generator.filters.settings import FilterSettings
 from generator.generation import run_batch
 from workers.registry import context
 
@@ -50,8 +48,8 @@ def generate_batch(
 
 def score_batch(prefix: str, run_id: str, item_ids: list[str]) -> dict[str, Any]:
     """Run the filter pipeline on stored candidates and route them (review or auto-reject)."""
-    store = context().store(prefix, _connection())
-    # The run's existing dataset and eval sets are not wired into jobs yet: duplicates are
-    # checked within the batch, the other filters fully.
-    routed = FilterPipeline.build(FilterSettings()).score_and_route(store, item_ids)
+    ctx = context()
+    store = ctx.store(prefix, _connection())
+    pipeline = ctx.pipelines().for_run(store, run_id, item_ids)
+    routed = pipeline.score_and_route(store, item_ids)
     return {"run": run_id, "reviewed": routed.reviewed, "auto_rejected": routed.auto_rejected}

@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 import redis
 
 from generator.backends import Backend
-from generator.config import QueueSettings
+from generator.config import QueueSettings, Settings
+from generator.embeddings import Embedder
 from generator.errors import BackendError
+from generator.filters.run_pipeline import RunPipelines
 from generator.queueing import WorkQueue
 from generator.store import Store
 
@@ -25,6 +27,16 @@ class WorkerContext:
     fatal: str | None = None  # set when the backend died: the worker stops after this job
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _stores: dict[str, Store] = field(default_factory=dict)
+    _pipelines: RunPipelines | None = None
+
+    def pipelines(self) -> RunPipelines:
+        """Each run's filter pipeline; the embedding model and the runs' indexes load once."""
+        if self._pipelines is None:
+            settings = Settings()
+            embedder = Embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+            self._pipelines = RunPipelines(embedder, settings.data_dir / "indexes")
+        self._pipelines.judge = self.backend
+        return self._pipelines
 
     def store(self, prefix: str, connection: redis.Redis) -> Store:
         """A text-mode store on the job's server (RQ's own connection is in bytes mode)."""

@@ -1,7 +1,5 @@
-"""Filters that annotate candidates (one module each) and the pipeline that routes them."""
+"""Filters that annotate candidates (one module each) and the pipeline that routes them.
 
-from generator.filters.base import Filter
-from generator.filters.malformed import MalformedFilter
-from generator.filters.pipeline import FilterPipeline, Routed
-
-__all__ = ["Filter", "FilterPipeline", "MalformedFilter", "Routed"]
+Import from the modules (``generator.filters.pipeline``...): this package stays import-free so
+``generator.schema`` can use ``generator.filters.settings`` without a cycle.
+"""

@@ -29,6 +29,13 @@ def full_text(candidate: Candidate) -> str:
     return "\n".join(m.content for m in candidate.payload.turns())
 
 
+def turn_texts(candidate: Candidate) -> tuple[str, ...]:
+    """Each turn's text (or the raw text): what is embedded, one text at a time."""
+    if candidate.payload is None:
+        return (candidate.raw or "",)
+    return tuple(m.content for m in candidate.payload.turns())
+
+
 def prompt_text(candidate: Candidate) -> str:
     return candidate.payload.prompt_text() if candidate.payload is not None else ""
 

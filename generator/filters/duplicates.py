@@ -2,23 +2,18 @@
 
 Exact: a hash of the normalised text (NFKC, case-folded, whitespace collapsed). Near: MinHash
 over word shingles with LSH (datasketch) to find candidates in sub-linear time, then the true
-Jaccard of the shingle sets to confirm, so the LSH's false positives never reach a verdict.
+Jaccard of the shingle sets to confirm. Each filter searches a shared, read-only reference
+(loaded from the disk cache, see ``reference``) and an overlay of its own for the items it was
+given directly and the candidates it passed.
 """
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterable
 
-from datasketch import MinHash, MinHashLSH
-
 from generator.filters.base import full_text
-from generator.filters.text import jaccard, normalise, shingles
+from generator.filters.reference import ExactIndex, ReferenceItem, ShingleIndex, as_items
 from generator.schema import Candidate, Score
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(normalise(text).encode()).hexdigest()
 
 
 class ExactDuplicateFilter:
@@ -29,17 +24,27 @@ class ExactDuplicateFilter:
     hard = True
     cost = 1
 
-    def __init__(self, reference: Iterable[tuple[str, str]] = ()) -> None:
+    def __init__(
+        self,
+        reference: Iterable[tuple[str, str] | ReferenceItem] = (),
+        *,
+        shared: ExactIndex | None = None,
+    ) -> None:
         """``reference``: (source id, text) of the existing dataset and accepted items."""
-        self.seen: dict[str, str] = {}
-        for source, text in reference:
-            self.seen.setdefault(_digest(text), source)
+        self.shared = shared
+        self.local = ExactIndex()
+        for item in as_items(reference):
+            self.local.add(item.id, item.text)
+
+    def _find(self, text: str) -> str | None:
+        found = self.shared.find(text) if self.shared is not None else None
+        return found if found is not None else self.local.find(text)
 
     def score(self, candidates: list[Candidate]) -> list[Score]:
         scores = []
         for candidate in candidates:
-            digest = _digest(full_text(candidate))
-            first = self.seen.get(digest)
+            text = full_text(candidate)
+            first = self._find(text)
             if first is not None and first != candidate.id:
                 scores.append(
                     Score(
@@ -51,7 +56,7 @@ class ExactDuplicateFilter:
                     )
                 )
             else:
-                self.seen.setdefault(digest, candidate.id)
+                self.local.add(candidate.id, text)
                 scores.append(
                     Score(filter=self.name, value=0.0, passed=True, reason="no exact duplicate")
                 )
@@ -67,42 +72,24 @@ class NearDuplicateFilter:
 
     def __init__(
         self,
-        reference: Iterable[tuple[str, str]] = (),
+        reference: Iterable[tuple[str, str] | ReferenceItem] = (),
         *,
         threshold: float = 0.8,
         shingle_size: int = 3,
         num_perm: int = 128,
+        shared: ShingleIndex | None = None,
     ) -> None:
         self.threshold = threshold
-        self.shingle_size = shingle_size
-        self.num_perm = num_perm
-        # LSH at a lower threshold than the verdict: recall first, the exact Jaccard decides.
-        self.lsh = MinHashLSH(threshold=max(threshold - 0.15, 0.3), num_perm=num_perm)
-        self.texts: dict[str, set[str]] = {}
-        for source, text in reference:
-            self._add(source, shingles(text, shingle_size))
-
-    def _minhash(self, grams: set[str]) -> MinHash:
-        minhash = MinHash(num_perm=self.num_perm)
-        minhash.update_batch([g.encode() for g in grams])
-        return minhash
-
-    def _add(self, key: str, grams: set[str]) -> None:
-        if key in self.texts or not grams:
-            return
-        self.texts[key] = grams
-        self.lsh.insert(key, self._minhash(grams))
+        self.shared = shared
+        self.local = ShingleIndex(threshold, shingle_size, num_perm)
+        for item in as_items(reference):
+            self.local.add(item.id, item.text)
 
     def nearest(self, text: str) -> tuple[str | None, float]:
-        grams = shingles(text, self.shingle_size)
-        if not grams:
-            return None, 0.0
-        best, best_score = None, 0.0
-        for key in self.lsh.query(self._minhash(grams)):
-            score = jaccard(grams, self.texts[key])
-            if score > best_score:
-                best, best_score = key, score
-        return best, best_score
+        found = [self.local.nearest(text)]
+        if self.shared is not None:
+            found.append(self.shared.nearest(text))
+        return max(found, key=lambda match: match[1])
 
     def score(self, candidates: list[Candidate]) -> list[Score]:
         scores = []
@@ -128,5 +115,5 @@ class NearDuplicateFilter:
                         reason="no near duplicate",
                     )
                 )
-                self._add(candidate.id, shingles(text, self.shingle_size))
+                self.local.add(candidate.id, text)
         return scores

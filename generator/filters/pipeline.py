@@ -8,21 +8,27 @@ item was auto-rejected and send it back.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from generator.backends.base import Backend
 from generator.embeddings import Embedder
-from generator.errors import InvalidTransitionError, StaleVersionError
+from generator.errors import ConfigError, InvalidTransitionError, StaleVersionError
 from generator.filters.base import Filter
 from generator.filters.contamination import ContaminationFilter
+from generator.filters.diversity import DiversityFilter
 from generator.filters.duplicates import ExactDuplicateFilter, NearDuplicateFilter
+from generator.filters.judge import JudgeFilter
 from generator.filters.language import LanguageFilter
 from generator.filters.malformed import MalformedFilter
 from generator.filters.pii import PIIFilter
 from generator.filters.quality import QualityFilter
+from generator.filters.reference import EmbeddingIndex, ReferenceIndexes, ReferenceItem
 from generator.filters.safety import SafetyFilter
 from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.settings import FilterSettings
+from generator.filters.topic import OffTopicFilter
 from generator.schema import Candidate, CandidateStatus
 from generator.store import Store
 
@@ -39,6 +45,7 @@ class FilterPipeline:
     def __init__(self, filters: Sequence[Filter], *, skip_after_hard_failure: bool = True) -> None:
         self.filters = sorted(filters, key=lambda f: f.cost)
         self.skip_after_hard_failure = skip_after_hard_failure
+        self.seconds: dict[str, float] = {f.name: 0.0 for f in self.filters}  # per filter
 
     @classmethod
     def default(cls) -> FilterPipeline:
@@ -49,20 +56,29 @@ class FilterPipeline:
         cls,
         settings: FilterSettings,
         *,
-        existing: Sequence[tuple[str, str]] = (),
+        existing: Sequence[tuple[str, str] | ReferenceItem] = (),
         eval_items: Sequence[tuple[str, str]] = (),
         embedder: Embedder | None = None,
+        shared: ReferenceIndexes | None = None,
+        centroids: Mapping[str, Sequence[float]] | None = None,
+        judge: Backend | None = None,
     ) -> FilterPipeline:
-        """The configured filters, with the existing data (and accepted items) as the reference
-        for duplicates and the eval sets for contamination."""
+        """The configured filters. Duplicates are checked against ``shared`` (the existing
+        dataset's cached indexes) and ``existing`` (small sets: accepted items), contamination
+        against the eval sets, topic against the gaps' centroids."""
+        exact = shared.exact if shared else None
+        near = shared.shingles if shared else None
+        vectors = shared.vectors if shared else None
         filters: list[Filter] = []
         if settings.malformed:
             filters.append(MalformedFilter())
         if settings.exact_duplicate:
-            filters.append(ExactDuplicateFilter(existing))
+            filters.append(ExactDuplicateFilter(existing, shared=exact))
         if settings.near_duplicate:
             filters.append(
-                NearDuplicateFilter(existing, threshold=settings.near_duplicate_threshold)
+                NearDuplicateFilter(
+                    existing, threshold=settings.near_duplicate_threshold, shared=near
+                )
             )
         if settings.quality:
             quality = QualityFilter(refusals_allowed=settings.refusals_allowed)
@@ -76,12 +92,8 @@ class FilterPipeline:
             filters.append(safety)
         if settings.pii:
             filters.append(PIIFilter())
-        if settings.semantic_duplicate and embedder is not None:
-            filters.append(
-                SemanticDuplicateFilter(
-                    embedder, existing, threshold=settings.semantic_duplicate_threshold
-                )
-            )
+        if embedder is not None:
+            filters += cls._embedding_filters(settings, embedder, existing, vectors, centroids)
         if settings.contamination and eval_items:
             filters.append(
                 ContaminationFilter(
@@ -91,7 +103,39 @@ class FilterPipeline:
                     similarity=settings.contamination_similarity,
                 )
             )
+        if settings.judge:
+            if judge is None:
+                raise ConfigError("filters.judge is on but no judge backend is loaded")
+            filters.append(
+                JudgeFilter(judge, rubric=settings.judge_rubric, min_score=settings.judge_min_score)
+            )
         return cls(filters, skip_after_hard_failure=settings.skip_after_hard_failure)
+
+    @staticmethod
+    def _embedding_filters(
+        settings: FilterSettings,
+        embedder: Embedder,
+        existing: Sequence[tuple[str, str] | ReferenceItem],
+        vectors: EmbeddingIndex | None,
+        centroids: Mapping[str, Sequence[float]] | None,
+    ) -> list[Filter]:
+        filters: list[Filter] = []
+        if settings.semantic_duplicate:
+            filters.append(
+                SemanticDuplicateFilter(
+                    embedder,
+                    existing,
+                    threshold=settings.semantic_duplicate_threshold,
+                    shared=vectors,
+                )
+            )
+        if settings.off_topic and centroids:
+            filters.append(
+                OffTopicFilter(embedder, centroids, threshold=settings.off_topic_similarity)
+            )
+        if settings.diversity:
+            filters.append(DiversityFilter(embedder, trade_off=settings.diversity_trade_off))
+        return filters
 
     def score(self, candidates: list[Candidate]) -> list[Candidate]:
         """Candidates with every filter's score added (expensive filters skip hard failures)."""
@@ -100,7 +144,10 @@ class FilterPipeline:
             todo = [c for c in scored if not (self.skip_after_hard_failure and self._failed(c))]
             if not todo:
                 continue
-            for candidate, score in zip(todo, candidate_filter.score(todo), strict=True):
+            started = time.perf_counter()
+            scores = candidate_filter.score(todo)
+            self.seconds[candidate_filter.name] += time.perf_counter() - started
+            for candidate, score in zip(todo, scores, strict=True):
                 candidate.scores[candidate_filter.name] = score
         return scored
 
@@ -112,14 +159,21 @@ class FilterPipeline:
         return CandidateStatus.AUTO_REJECTED if self._failed(candidate) else CandidateStatus.PENDING
 
     def priority(self, candidate: Candidate, deficit: int) -> float:
-        """Review order: the gap's deficit first, then uncertainty in [0, 1): soft filters that
-        flagged something, and novelty, make an item worth a human's look sooner."""
+        """Review order: the gap's deficit first, then, within a gap, uncertainty in [0, 0.5):
+        soft filters that flagged something and novelty make an item worth a human's look
+        sooner; then diversity in [0, 0.49]: the batch's MMR order, so the items that add the most
+        coverage come before near-repeats of each other."""
         soft = {f.name for f in self.filters if not f.hard}
         flags = sum(1 for name, s in candidate.scores.items() if name in soft and not s.passed)
         semantic = candidate.scores.get("semantic_duplicate")
         novelty = float(semantic.evidence.get("novelty", 0.0)) if semantic else 0.0
-        uncertainty = min(0.25 * flags + 0.25 * novelty, 0.99)
-        return float(deficit) + uncertainty
+        uncertainty = min(0.125 * flags + 0.125 * novelty, 0.5)
+        diversity = candidate.scores.get("diversity")
+        spread = 0.0
+        if diversity is not None and diversity.evidence.get("of"):
+            rank, of = int(diversity.evidence["mmr_rank"]), int(diversity.evidence["of"])
+            spread = 0.49 * (1 - rank / of)
+        return float(deficit) + uncertainty + spread
 
     def score_and_route(self, store: Store, item_ids: list[str]) -> Routed:
         """Score stored ``generated`` items; move each to review (with its priority) or to

@@ -3,7 +3,8 @@ the batch itself. The nearest neighbours and their similarity are kept as eviden
 UI shows them next to the candidate.
 
 ``value`` is the nearest neighbour's similarity; ``novelty`` (1 - that) in the evidence is the
-diversity signal: how much a candidate adds beyond what is already there.
+diversity signal: how much a candidate adds beyond what is already there. A candidate's vector is
+the normalised mean of its turns' vectors (see ``reference``).
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from generator.embeddings import Embedder
-from generator.filters.base import full_text
-from generator.filters.vectors import VectorIndex
+from generator.filters.base import full_text, turn_texts
+from generator.filters.reference import EmbeddingIndex, ReferenceItem, as_items, item_vectors
 from generator.schema import Candidate, Score
 
 
@@ -24,56 +25,49 @@ class SemanticDuplicateFilter:
     def __init__(
         self,
         embedder: Embedder,
-        reference: Sequence[tuple[str, str]] = (),
+        reference: Sequence[tuple[str, str] | ReferenceItem] = (),
         *,
         threshold: float = 0.92,
         neighbours: int = 3,
         ann_above: int = 20_000,
+        shared: EmbeddingIndex | None = None,
     ) -> None:
         self.embedder = embedder
         self.threshold = threshold
         self.neighbours = neighbours
-        self.ids = [source for source, _ in reference]
-        self.texts = [text for _, text in reference]
-        self.index = VectorIndex(embedder.dimension, ann_above=ann_above)
-        if reference:
-            self.index.add(embedder.embed(self.texts))
+        self.shared = shared
+        self.local = EmbeddingIndex(embedder.dimension, ann_above=ann_above)
+        items = as_items(reference)
+        if items:
+            vectors = item_vectors(embedder, [i.turns for i in items])
+            self.local.add([i.id for i in items], [i.text for i in items], vectors)
+
+    def _nearest(self, vector: object) -> list[dict[str, object]]:
+        found = self.local.search(vector, self.neighbours)[0]  # type: ignore[arg-type]
+        if self.shared is not None:
+            found += self.shared.search(vector, self.neighbours)[0]  # type: ignore[arg-type]
+        found.sort(key=lambda n: -float(n["similarity"]))  # type: ignore[arg-type]
+        return found[: self.neighbours]
 
     def score(self, candidates: list[Candidate]) -> list[Score]:
-        texts = [full_text(c) for c in candidates]
-        vectors = self.embedder.embed(texts)
+        vectors = item_vectors(self.embedder, [turn_texts(c) for c in candidates])
         scores = []
-        for candidate, text, vector in zip(candidates, texts, vectors, strict=True):
-            keys, sims = self.index.search(vector[None, :], self.neighbours)
-            nearest = [
-                {"id": self.ids[k], "similarity": round(float(s), 4), "text": self.texts[k][:300]}
-                for k, s in zip(keys[0], sims[0], strict=True)
-                if k >= 0
-            ]
-            top = nearest[0]["similarity"] if nearest else 0.0
-            evidence = {"nearest": nearest, "novelty": round(1.0 - float(top), 4)}
-            if nearest and float(top) >= self.threshold:
-                reason = f"semantic duplicate of {nearest[0]['id']} (cosine {top:.2f})"
-                scores.append(
-                    Score(
-                        filter=self.name,
-                        value=float(top),
-                        passed=False,
-                        reason=reason,
-                        evidence=evidence,
-                    )
-                )
-                continue
+        for candidate, vector in zip(candidates, vectors, strict=True):
+            nearest = self._nearest(vector[None, :])
+            top = float(nearest[0]["similarity"]) if nearest else 0.0  # type: ignore[arg-type]
+            evidence = {"nearest": nearest, "novelty": round(1.0 - top, 4)}
+            duplicate = bool(nearest) and top >= self.threshold
             scores.append(
                 Score(
                     filter=self.name,
-                    value=float(top),
-                    passed=True,
-                    reason="no semantic duplicate",
+                    value=top,
+                    passed=not duplicate,
+                    reason=f"semantic duplicate of {nearest[0]['id']} (cosine {top:.2f})"
+                    if duplicate
+                    else "no semantic duplicate",
                     evidence=evidence,
                 )
             )
-            self.index.add(vector[None, :])  # later candidates are compared with this one too
-            self.ids.append(candidate.id)
-            self.texts.append(text)
+            if not duplicate:  # later candidates are compared with this one too
+                self.local.add([candidate.id], [full_text(candidate)], vector[None, :])
         return scores

@@ -37,6 +37,15 @@ class FilterSettings(BaseModel):
     contamination_ngram: int = Field(default=13, ge=5, le=50)
     # Measured: HumanEval paraphrases score 0.68-0.78, the best clean seed task 0.73 (p99 0.62).
     contamination_similarity: float = Field(default=0.75, gt=0, le=1)
+    off_topic: bool = Field(default=True, description="Flag answers far from their gap's centroid.")
+    # Measured on the user-oriented instructions: 9% of on-topic answers fall below 0.15, 71% of
+    # answers placed in a foreign app's gap do (a soft flag: a reviewer decides).
+    off_topic_similarity: float = Field(default=0.15, ge=-1, le=1)
+    diversity: bool = Field(default=True, description="MMR rank inside each gap's batch.")
+    diversity_trade_off: float = Field(default=0.5, ge=0, le=1)
+    judge: bool = Field(default=False, description="LLM-as-judge through the worker's backend.")
+    judge_min_score: float = Field(default=3.0, ge=1, le=5)
+    judge_rubric: str = ""
     skip_after_hard_failure: bool = Field(
         default=True, description="A candidate already auto-rejected skips the costlier filters."
     )

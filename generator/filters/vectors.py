@@ -78,9 +78,12 @@ class VectorIndex:
             return keys, sims
         if self._ann is not None:
             found = self._ann.search(queries, k)
-            count = min(k, found.keys.shape[1])
-            keys[:, :count] = found.keys[:, :count]
-            sims[:, :count] = 1.0 - found.distances[:, :count]
+            # usearch answers a one-row query with 1-D arrays: make them one row again
+            found_keys = np.asarray(found.keys).reshape(len(queries), -1)
+            distances = np.asarray(found.distances).reshape(len(queries), -1)
+            count = min(k, found_keys.shape[1])
+            keys[:, :count] = found_keys[:, :count]
+            sims[:, :count] = 1.0 - distances[:, :count]
             sims[keys < 0] = -np.inf
             return keys, sims
         if k == 1:

@@ -1,0 +1,179 @@
+"""LLM-as-judge through the generation backends, with rubric templates from ``prompts/``.
+
+SFT items: ``judge.jinja`` asks for helpfulness, correctness and safety from 1 to 5 in a fixed JSON
+schema (sent as structured output where the backend supports it, parsed leniently where not);
+``value`` is their mean and an item below ``min_score`` is flagged. Preference items:
+``judge_pairwise.jinja`` is asked in both orders (chosen as A, then as B), which cancels position
+bias; ``value`` is the chosen answer's win rate over the two orders, a pair whose rejected answer
+wins both is flagged, and a pair the judge split (each order won by the first/second position)
+is reported as position-biased in the evidence. An output that is not the asked-for JSON gives
+no verdict (passed, with the reason): a broken judge must not reject data.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from generator.backends.base import Backend, ChatRequest
+from generator.prompts import PromptTemplates
+from generator.schema import Candidate, Message, PreferenceExample, SamplingParams, Score
+
+CRITERIA = ("helpfulness", "correctness", "safety")
+POINTWISE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        **{c: {"type": "integer", "minimum": 1, "maximum": 5} for c in CRITERIA},
+        "reason": {"type": "string"},
+    },
+    "required": [*CRITERIA, "reason"],
+}
+PAIRWISE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"better": {"type": "string", "enum": ["A", "B"]}, "reason": {"type": "string"}},
+    "required": ["better", "reason"],
+}
+_OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
+
+
+def parse_json_object(text: str) -> dict[str, Any] | None:
+    """The first JSON object in ``text`` (models wrap JSON in prose or code fences)."""
+    for match in _OBJECT.finditer(text):
+        try:
+            value = json.loads(match.group(0))
+        except json.JSONDecodeError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def pointwise_verdict(data: dict[str, Any] | None) -> tuple[float, str] | None:
+    """(mean score, reason) when every criterion is an integer in 1..5."""
+    if data is None:
+        return None
+    values = [data.get(c) for c in CRITERIA]
+    if not all(isinstance(v, int) and 1 <= v <= 5 for v in values):
+        return None
+    return sum(values) / len(values), str(data.get("reason", ""))  # type: ignore[arg-type]
+
+
+def pairwise_winner(data: dict[str, Any] | None) -> str | None:
+    better = data.get("better") if data else None
+    return better.strip().upper() if isinstance(better, str) and better.strip() in "ABab" else None
+
+
+class JudgeFilter:
+    name = "judge"
+    hard = False
+    cost = 10
+
+    def __init__(
+        self,
+        backend: Backend,
+        *,
+        templates: PromptTemplates | None = None,
+        rubric: str = "",
+        min_score: float = 3.0,
+        max_tokens: int = 128,
+    ) -> None:
+        self.backend = backend
+        self.templates = templates or PromptTemplates()
+        self.rubric = rubric
+        self.min_score = min_score
+        # Greedy and seeded: a judge's verdict must be reproducible.
+        self.sampling = SamplingParams(temperature=0.0, max_tokens=max_tokens, seed=0)
+
+    def _request(
+        self, request_id: str, template: str, schema: dict[str, Any], **values: str
+    ) -> ChatRequest:
+        text = self.templates.render(template, gap=None, rubric=self.rubric, **values)
+        return ChatRequest(
+            id=request_id,
+            messages=[Message(role="user", content=text)],
+            sampling=self.sampling,
+            json_schema=schema,
+        )
+
+    def score(self, candidates: list[Candidate]) -> list[Score]:
+        requests: list[ChatRequest] = []
+        for index, candidate in enumerate(candidates):
+            payload = candidate.payload
+            if payload is None:
+                continue
+            prompt = payload.prompt_text()
+            if isinstance(payload, PreferenceExample):
+                chosen, rejected = payload.chosen[-1].content, payload.rejected[-1].content
+                for order, (a, b) in enumerate(((chosen, rejected), (rejected, chosen))):
+                    requests.append(
+                        self._request(
+                            f"{index}:{order}",
+                            "judge_pairwise.jinja",
+                            PAIRWISE_SCHEMA,
+                            prompt=prompt,
+                            answer_a=a,
+                            answer_b=b,
+                        )
+                    )
+            else:
+                requests.append(
+                    self._request(
+                        f"{index}:0",
+                        "judge.jinja",
+                        POINTWISE_SCHEMA,
+                        prompt=prompt,
+                        answer=payload.response_text(),
+                    )
+                )
+        outputs: dict[str, str] = {}
+        if requests:
+            for result in self.backend.generate(requests):
+                if result.completions:
+                    outputs[result.request_id] = result.completions[0].text
+        return [self._verdict(i, c, outputs) for i, c in enumerate(candidates)]
+
+    def _verdict(self, index: int, candidate: Candidate, outputs: dict[str, str]) -> Score:
+        model = {"judge_model": self.backend.model}
+        if candidate.payload is None:
+            return Score(filter=self.name, value=0.0, passed=True, reason="nothing to judge")
+        if isinstance(candidate.payload, PreferenceExample):
+            first = pairwise_winner(parse_json_object(outputs.get(f"{index}:0", "")))
+            second = pairwise_winner(parse_json_object(outputs.get(f"{index}:1", "")))
+            if first is None or second is None:
+                return Score(
+                    filter=self.name,
+                    value=0.5,
+                    passed=True,
+                    reason="judge gave no usable verdict",
+                    evidence=model,
+                )
+            # Order 0 shows chosen as A; order 1 shows chosen as B.
+            wins = (first == "A") + (second == "B")
+            evidence = {**model, "orders": [first, second], "position_bias": first == second}
+            return Score(
+                filter=self.name,
+                value=wins / 2,
+                passed=wins > 0,
+                reason=f"judge prefers chosen in {wins} of 2 orders",
+                evidence=evidence,
+            )
+        raw = outputs.get(f"{index}:0", "")
+        parsed = parse_json_object(raw)
+        verdict = pointwise_verdict(parsed)
+        if verdict is None:
+            return Score(
+                filter=self.name,
+                value=0.0,
+                passed=True,
+                reason="judge gave no usable verdict",
+                evidence={**model, "output": raw[:300]},
+            )
+        mean, why = verdict
+        return Score(
+            filter=self.name,
+            value=round(mean, 3),
+            passed=mean >= self.min_score,
+            reason=f"judge score {mean:.1f} of 5: {why}"[:300],
+            evidence={**model, **{c: parsed[c] for c in CRITERIA}},  # type: ignore[index]
+        )

@@ -1,0 +1,290 @@
+"""The reference the duplicate filters search: the existing dataset, accepted items, the batch.
+
+Three indexes over the same items: normalised-text digests (exact duplicates), MinHash LSH over
+word shingles (near duplicates) and a vector index of embeddings (semantic duplicates). An
+existing dataset is large (55k rows is common) and the same for every scoring job of a run, so
+its indexes are built once and saved under the data directory, keyed by a hash of the items and
+of every setting that shapes the indexes; a job loads them in a second instead of re-building.
+A loaded reference is read-only: filters keep the run's accepted items and the batch in a small
+overlay of their own.
+
+An item's vector is the normalised mean of its turns' vectors, and turns are embedded one by
+one: the contamination filter needs per-turn vectors anyway (a planted eval item must not be
+diluted by the text around it), so each text is embedded exactly once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import pickle
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from datasketch import MinHash, MinHashLSH
+
+from generator.embeddings import Embedder
+from generator.filters.text import jaccard, normalise, shingles
+from generator.filters.vectors import VectorIndex
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ReferenceItem:
+    id: str
+    turns: tuple[str, ...]
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.turns)
+
+
+def as_items(reference: Iterable[tuple[str, str] | ReferenceItem]) -> list[ReferenceItem]:
+    """(id, text) pairs count as one-turn items."""
+    return [r if isinstance(r, ReferenceItem) else ReferenceItem(r[0], (r[1],)) for r in reference]
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(normalise(text).encode()).hexdigest()
+
+
+def item_vectors(embedder: Embedder, turns: Sequence[Sequence[str]]) -> np.ndarray:
+    """One unit vector per item: the normalised mean of its turns' embeddings."""
+    flat = [t for item in turns for t in item] or [""]
+    vectors = embedder.embed(flat)
+    out = np.zeros((len(turns), vectors.shape[1]), dtype=np.float32)
+    start = 0
+    for row, item in enumerate(turns):
+        if item:
+            out[row] = vectors[start : start + len(item)].mean(axis=0)
+        start += len(item)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return out / np.where(norms == 0, 1.0, norms)
+
+
+class ExactIndex:
+    def __init__(self) -> None:
+        self.digests: dict[str, str] = {}
+
+    def add(self, item_id: str, text: str) -> None:
+        self.digests.setdefault(digest(text), item_id)
+
+    def find(self, text: str) -> str | None:
+        return self.digests.get(digest(text))
+
+
+class ShingleIndex:
+    """MinHash LSH to find candidates in sub-linear time; the true Jaccard of the shingle sets
+    decides, so the LSH's false positives never reach a verdict. Texts are kept, not their
+    shingle sets: shingles are recomputed for the few LSH hits, which keeps a 55k-row
+    reference in tens of MB instead of hundreds."""
+
+    def __init__(self, threshold: float = 0.8, shingle_size: int = 3, num_perm: int = 128) -> None:
+        self.shingle_size = shingle_size
+        self.num_perm = num_perm
+        # LSH at a lower threshold than the verdict: recall first, the exact Jaccard decides.
+        self.lsh = MinHashLSH(threshold=max(threshold - 0.15, 0.3), num_perm=num_perm)
+        self.texts: dict[str, str] = {}
+
+    def _minhash(self, grams: set[str]) -> MinHash:
+        minhash = MinHash(num_perm=self.num_perm)
+        minhash.update_batch([g.encode() for g in grams])
+        return minhash
+
+    def add(self, item_id: str, text: str) -> None:
+        grams = shingles(text, self.shingle_size)
+        if item_id in self.texts or not grams:
+            return
+        self.texts[item_id] = text
+        self.lsh.insert(item_id, self._minhash(grams))
+
+    def nearest(self, text: str) -> tuple[str | None, float]:
+        grams = shingles(text, self.shingle_size)
+        if not grams:
+            return None, 0.0
+        best, best_score = None, 0.0
+        for key in self.lsh.query(self._minhash(grams)):
+            score = jaccard(grams, shingles(self.texts[key], self.shingle_size))
+            if score > best_score or (score == best_score and best is not None and key < best):
+                best, best_score = key, score
+        return best, best_score
+
+
+class EmbeddingIndex:
+    """Vectors with their ids and a preview of their text (the review UI's evidence)."""
+
+    def __init__(self, dimension: int, ann_above: int = 20_000) -> None:
+        self.index = VectorIndex(dimension, ann_above=ann_above)
+        self.ids: list[str] = []
+        self.previews: list[str] = []
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def add(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray) -> None:
+        if not len(ids):
+            return
+        self.index.add(vectors)
+        self.ids += ids
+        self.previews += [t[:300] for t in texts]
+
+    def search(self, vectors: np.ndarray, k: int) -> list[list[dict[str, object]]]:
+        """Per query, its nearest items (id, similarity, text preview), best first."""
+        if not len(self.ids):
+            return [[] for _ in range(len(vectors))]
+        keys, sims = self.index.search(vectors, k)
+        return [
+            [
+                {
+                    "id": self.ids[key],
+                    "similarity": round(float(sim), 4),
+                    "text": self.previews[key],
+                }
+                for key, sim in zip(row_keys, row_sims, strict=True)
+                if key >= 0
+            ]
+            for row_keys, row_sims in zip(keys, sims, strict=True)
+        ]
+
+
+@dataclass(frozen=True)
+class IndexOptions:
+    """Everything that shapes the indexes: part of the cache key."""
+
+    near_threshold: float = 0.8
+    shingle_size: int = 3
+    num_perm: int = 128
+    semantic: bool = True
+    ann_above: int = 20_000
+
+
+class ReferenceIndexes:
+    def __init__(self, options: IndexOptions, embedder: Embedder | None) -> None:
+        self.options = options
+        self.exact = ExactIndex()
+        self.shingles = ShingleIndex(options.near_threshold, options.shingle_size, options.num_perm)
+        self.vectors = (
+            EmbeddingIndex(embedder.dimension, options.ann_above)
+            if embedder is not None and options.semantic
+            else None
+        )
+        self.size = 0
+        self.build_seconds = 0.0
+        self.embedded = 0  # texts the build had to run through the model (not cached)
+        self.loaded_from_cache = False
+
+    @classmethod
+    def build(
+        cls,
+        items: Sequence[ReferenceItem],
+        options: IndexOptions,
+        embedder: Embedder | None,
+        *,
+        batch: int = 4096,
+    ) -> ReferenceIndexes:
+        started = time.perf_counter()
+        before = embedder.computed if embedder is not None else 0
+        indexes = cls(options, embedder)
+        for start in range(0, len(items), batch):
+            indexes.add(items[start : start + batch], embedder)
+        indexes.build_seconds = time.perf_counter() - started
+        indexes.embedded = (embedder.computed - before) if embedder is not None else 0
+        return indexes
+
+    def add(self, items: Sequence[ReferenceItem], embedder: Embedder | None) -> None:
+        for item in items:
+            self.exact.add(item.id, item.text)
+            self.shingles.add(item.id, item.text)
+        if self.vectors is not None and embedder is not None and items:
+            vectors = item_vectors(embedder, [i.turns for i in items])
+            self.vectors.add([i.id for i in items], [i.text for i in items], vectors)
+        self.size += len(items)
+
+    # -- the disk cache -----------------------------------------------------------------------
+
+    @staticmethod
+    def cache_key(
+        items: Sequence[ReferenceItem], options: IndexOptions, embedder: Embedder | None
+    ) -> str:
+        hasher = hashlib.sha256(f"v{FORMAT_VERSION}\x00{options}\x00".encode())
+        hasher.update((embedder.model_name if embedder and options.semantic else "-").encode())
+        for item in items:
+            hasher.update(b"\x01" + item.id.encode() + b"\x02" + "\x03".join(item.turns).encode())
+        return hasher.hexdigest()[:24]
+
+    @classmethod
+    def cached(
+        cls,
+        items: Sequence[ReferenceItem],
+        options: IndexOptions,
+        embedder: Embedder | None,
+        cache_dir: Path,
+    ) -> ReferenceIndexes:
+        """Load the indexes of exactly these items and options, or build and save them."""
+        directory = cache_dir / cls.cache_key(items, options, embedder)
+        if (directory / "meta.json").exists():
+            try:
+                return cls.load(directory, options, embedder)
+            except Exception as exc:  # a damaged cache is rebuilt, never trusted
+                logger.warning(
+                    "reference index cache %s unreadable (%s): rebuilding", directory, exc
+                )
+        indexes = cls.build(items, options, embedder)
+        indexes.save(directory)
+        return indexes
+
+    def save(self, directory: Path) -> None:
+        """Written beside the final place and renamed, so a reader never sees half an index."""
+        temporary = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
+        shutil.rmtree(temporary, ignore_errors=True)
+        temporary.mkdir(parents=True)
+        with open(temporary / "text.pickle", "wb") as handle:
+            pickle.dump((self.exact, self.shingles), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        if self.vectors is not None:
+            self.vectors.index.save(temporary / "vectors.usearch")
+            (temporary / "ids.json").write_text(
+                json.dumps({"ids": self.vectors.ids, "previews": self.vectors.previews})
+            )
+        meta = {
+            "size": self.size,
+            "build_seconds": self.build_seconds,
+            "semantic": bool(self.vectors),
+        }
+        (temporary / "meta.json").write_text(json.dumps(meta))
+        try:
+            temporary.rename(directory)
+        except OSError:  # another process saved the same indexes first: keep theirs
+            shutil.rmtree(temporary, ignore_errors=True)
+
+    @classmethod
+    def load(
+        cls, directory: Path, options: IndexOptions, embedder: Embedder | None
+    ) -> ReferenceIndexes:
+        started = time.perf_counter()
+        meta = json.loads((directory / "meta.json").read_text())
+        with open(directory / "text.pickle", "rb") as handle:
+            exact, shingle_index = pickle.load(handle)
+        indexes = cls.__new__(cls)
+        indexes.options = options
+        indexes.exact, indexes.shingles = exact, shingle_index
+        indexes.vectors = None
+        if meta["semantic"] and embedder is not None:
+            names = json.loads((directory / "ids.json").read_text())
+            vectors = EmbeddingIndex(embedder.dimension)
+            vectors.index = VectorIndex.load(directory / "vectors.usearch", embedder.dimension)
+            vectors.ids, vectors.previews = names["ids"], names["previews"]
+            indexes.vectors = vectors
+        indexes.size = int(meta["size"])
+        indexes.build_seconds = time.perf_counter() - started
+        indexes.embedded = 0
+        indexes.loaded_from_cache = True
+        return indexes

@@ -1,0 +1,127 @@
+"""The filter pipeline of one stored run: its existing data, eval sets, centroids and settings.
+
+A scoring job calls ``RunPipelines.for_run`` for each batch. What is costly and the same for every
+batch of a run (the existing dataset's indexes, the eval items) is loaded once per process and
+cached; the existing data's indexes are also cached on disk (``ReferenceIndexes.cached``), so a
+fresh worker loads them instead of re-building. What changes between batches (items accepted or
+waiting in review) is read from the store for each batch and checked too, so two batches of the
+same run cannot both send the same text to review.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from generator.backends.base import Backend
+from generator.embeddings import Embedder
+from generator.filters.contamination import load_eval_items
+from generator.filters.pipeline import FilterPipeline
+from generator.filters.reference import IndexOptions, ReferenceIndexes, ReferenceItem
+from generator.filters.settings import FilterSettings
+from generator.importers import read_examples
+from generator.schema import CandidateStatus, RunConfig
+from generator.store import Store
+
+logger = logging.getLogger(__name__)
+
+
+def reference_items(path: Path) -> list[ReferenceItem]:
+    """Every readable row of a dataset file (a reference set need not be clean)."""
+    report = read_examples(path, collect_errors=True)
+    return [
+        ReferenceItem(f"{path.name}:{row.line}", tuple(m.content for m in row.example.turns()))
+        for row in report.examples
+    ]
+
+
+def index_options(settings: FilterSettings) -> IndexOptions:
+    return IndexOptions(
+        near_threshold=settings.near_duplicate_threshold, semantic=settings.semantic_duplicate
+    )
+
+
+def existing_indexes(
+    paths: Sequence[Path],
+    settings: FilterSettings,
+    embedder: Embedder | None,
+    cache_dir: Path,
+) -> ReferenceIndexes | None:
+    """The existing data's indexes, from the disk cache when these files were indexed before."""
+    items = [item for path in paths for item in reference_items(path)]
+    if not items:
+        return None
+    indexes = ReferenceIndexes.cached(items, index_options(settings), embedder, cache_dir)
+    logger.info(
+        "existing data: %s items indexed (%s in %.1fs)",
+        indexes.size,
+        "loaded" if indexes.loaded_from_cache else "built",
+        indexes.build_seconds,
+    )
+    return indexes
+
+
+@dataclass
+class _Loaded:
+    key: str
+    shared: ReferenceIndexes | None
+    eval_items: list[tuple[str, str]]
+
+
+@dataclass
+class RunPipelines:
+    embedder: Embedder
+    cache_dir: Path
+    judge: Backend | None = None
+    _loaded: dict[str, _Loaded] = field(default_factory=dict)
+
+    def _static(self, config: RunConfig) -> _Loaded:
+        key = config.model_dump_json(include={"existing", "eval_sets", "filters"})
+        cached = self._loaded.get(config.run_id)
+        if cached is None or cached.key != key:
+            cached = _Loaded(
+                key=key,
+                shared=existing_indexes(
+                    [Path(p) for p in config.existing],
+                    config.filters,
+                    self.embedder,
+                    self.cache_dir,
+                ),
+                eval_items=[i for p in config.eval_sets for i in load_eval_items(p)],
+            )
+            self._loaded[config.run_id] = cached
+        return cached
+
+    def for_run(self, store: Store, run_id: str, batch: Iterable[str] = ()) -> FilterPipeline:
+        config = store.get_run(run_id) or RunConfig(run_id=run_id)
+        static = self._static(config)
+        raw = store.gap_report_json(run_id)
+        # Only a measured report has centroids (manual gaps have none: no topic check).
+        centroids = json.loads(raw).get("centroids", {}) if raw else {}
+        return FilterPipeline.build(
+            config.filters,
+            existing=self._kept_items(store, run_id, set(batch)),
+            eval_items=static.eval_items,
+            embedder=self.embedder,
+            shared=static.shared,
+            centroids=centroids,
+            judge=self.judge if config.filters.judge else None,
+        )
+
+    @staticmethod
+    def _kept_items(store: Store, run_id: str, batch: set[str]) -> list[ReferenceItem]:
+        """Items of the run already accepted or waiting for review (not this batch's)."""
+        ids = [
+            item_id
+            for status in (CandidateStatus.ACCEPTED, CandidateStatus.PENDING)
+            for item_id in store.ids(run_id, status)
+            if item_id not in batch
+        ]
+        return [
+            ReferenceItem(c.id, tuple(m.content for m in (c.edited or c.payload).turns()))  # type: ignore[union-attr]
+            for c in store.get_many(ids)
+            if (c.edited or c.payload) is not None
+        ]
