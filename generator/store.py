@@ -197,6 +197,48 @@ local entry = redis.call('XADD', KEYS[5], '*', 'item', id, 'run', run, 'gap', ga
 return {new_version, entry, run, gap}
 """
 
+# KEYS: item, pending, leased, log. ARGV: prefix, id, reviewer, decision_json
+_LUA_UNDO = """
+local prefix, id, reviewer, decision = unpack(ARGV)
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
+local f = redis.call('HMGET', KEYS[1], 'status', 'decided_by', 'exported', 'run', 'gap',
+                     'priority')
+local status, by, exported, run, gap, priority = f[1], f[2], f[3], f[4], f[5], f[6]
+if status ~= 'accepted' and status ~= 'rejected' then
+  return redis.error_reply('TRANSITION ' .. status)
+end
+if by ~= reviewer then return redis.error_reply('NOT_YOURS ' .. tostring(by or '')) end
+if exported then return redis.error_reply('EXPORTED ' .. exported) end
+move_status(prefix, id, KEYS[1], run, gap, status, 'pending')
+redis.call('HDEL', KEYS[1], 'decided_by', 'edited')
+redis.call('ZADD', KEYS[2], priority, id)
+local new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+local entry = redis.call('XADD', KEYS[4], '*', 'item', id, 'run', run, 'gap', gap,
+                         'verdict', 'undo', 'decision', decision)
+return {new_version, entry, run, gap}
+"""
+
+# A bulk action on an item nobody holds: pending or auto_rejected -> to (pending or rejected).
+# KEYS: item, pending, leased, log. ARGV: prefix, id, to, verdict, decision_json
+_LUA_BULK = """
+local prefix, id, to, verdict, decision = unpack(ARGV)
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
+local f = redis.call('HMGET', KEYS[1], 'status', 'lease_owner', 'run', 'gap', 'priority')
+local status, owner, run, gap, priority = f[1], f[2], f[3], f[4], f[5]
+if status ~= 'pending' and status ~= 'auto_rejected' then
+  return redis.error_reply('TRANSITION ' .. status)
+end
+if owner then return redis.error_reply('NOT_LEASED ' .. owner) end
+if status == to then return redis.error_reply('TRANSITION ' .. status) end
+move_status(prefix, id, KEYS[1], run, gap, status, to)
+if to == 'pending' then redis.call('ZADD', KEYS[2], priority, id)
+else redis.call('ZREM', KEYS[2], id) end
+local new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+local entry = redis.call('XADD', KEYS[4], '*', 'item', id, 'run', run, 'gap', gap,
+                         'verdict', verdict, 'decision', decision)
+return {new_version, entry, run, gap}
+"""
+
 # KEYS: item, pending, leased. ARGV: id, reviewer
 _LUA_RELEASE = """
 local f = redis.call('HMGET', KEYS[1], 'lease_owner', 'status', 'priority')
@@ -270,6 +312,8 @@ class Store:
         self._claim = register(_LUA_COMMON + _LUA_CLAIM)
         self._decide = register(_LUA_COMMON + _LUA_DECIDE)
         self._release = register(_LUA_RELEASE)
+        self._undo = register(_LUA_COMMON + _LUA_UNDO)
+        self._bulk = register(_LUA_COMMON + _LUA_BULK)
         self._add_task = register(_LUA_ADD_TASK)
 
     # -- writing candidates -------------------------------------------------------------
@@ -612,6 +656,8 @@ class Store:
         reviewer does not hold the lease; when the lease has expired the item goes back to the
         queue. An accepted decision is appended to the log in the same atomic step.
         """
+        if verdict not in _VERDICT_STATUS:
+            raise StoreError(f"decide takes accept, reject, edit or skip, not {verdict!r}")
         run_id = self._run_of(item_id)
         decision = Decision(
             item_id=item_id,
@@ -647,6 +693,61 @@ class Store:
         except redis.ResponseError as exc:
             raise self._translate(exc, item_id, reviewer) from exc
         logger.debug("item %s: %s by %s (v%s)", item_id, verdict, reviewer, version)
+        return LoggedDecision(entry_id, decision.model_copy(update={"gap_id": gap}))
+
+    def undo(self, item_id: str, reviewer: str) -> LoggedDecision:
+        """Take back ``reviewer``'s accept/reject of an item: it returns to the review queue
+        (with its priority), the edit is dropped, and the undo is logged. Refused when someone
+        else decided it or it was exported."""
+        return self._logged_action(self._undo, item_id, reviewer, "undo", [])
+
+    def reopen(self, item_id: str, reviewer: str, note: str = "") -> LoggedDecision:
+        """Bulk action: an auto-rejected item goes back to review."""
+        return self._logged_action(self._bulk, item_id, reviewer, "reopen", ["pending"], note)
+
+    def bulk_reject(
+        self, item_id: str, reviewer: str, reason_tags: list[str], note: str = ""
+    ) -> LoggedDecision:
+        """Bulk action: reject a pending (unleased) or auto-rejected item without a lease."""
+        return self._logged_action(
+            self._bulk, item_id, reviewer, "bulk_reject", ["rejected"], note, reason_tags
+        )
+
+    def _logged_action(
+        self,
+        script: Any,
+        item_id: str,
+        reviewer: str,
+        verdict: Verdict,
+        extra: list[str],
+        note: str = "",
+        reason_tags: list[str] | None = None,
+    ) -> LoggedDecision:
+        run_id = self._run_of(item_id)
+        version = int(cast(str, self.redis.hget(self.keys.item(item_id), "version")) or 0)
+        decision = Decision(
+            item_id=item_id,
+            run_id=run_id,
+            reviewer=reviewer,
+            verdict=verdict,
+            reason_tags=reason_tags or [],
+            note=note,
+            item_version=version,
+        )
+        body = decision.model_dump_json(exclude={"run_id", "gap_id"})
+        args = [self.keys.prefix, item_id, *extra, *([verdict] if extra else [reviewer]), body]
+        try:
+            _version, entry_id, _run, gap = script(
+                keys=[
+                    self.keys.item(item_id),
+                    self.keys.run(run_id, "pending"),
+                    self.keys.run(run_id, "leased"),
+                    self.keys.log,
+                ],
+                args=args,
+            )
+        except redis.ResponseError as exc:
+            raise self._translate(exc, item_id, reviewer) from exc
         return LoggedDecision(entry_id, decision.model_copy(update={"gap_id": gap}))
 
     def decisions(
@@ -690,6 +791,10 @@ class Store:
         if code == "NOT_LEASED":
             holder = f"it is leased to {detail!r}" if detail else "nobody holds it"
             return LeaseError(f"{reviewer} does not hold the lease on item {item_id} ({holder})")
+        if code == "NOT_YOURS":
+            return LeaseError(f"item {item_id} was decided by {detail!r}, not {reviewer}")
+        if code == "EXPORTED":
+            return InvalidTransitionError(f"item {item_id} was exported ({detail}); not undone")
         if code == "LEASE_EXPIRED":
             return LeaseError(
                 f"{reviewer}'s lease on item {item_id} expired; it went back to the queue"

@@ -61,3 +61,12 @@ def test_the_worker_image_is_built_on_vllm_and_keeps_its_torch() -> None:
     for path in ("generator", "workers", "pyproject.toml"):
         assert f"COPY {path}" in dockerfile
     assert (DOCKER / "Dockerfile.app").is_file()
+
+
+def test_the_review_ui_is_served_against_the_same_redis() -> None:
+    ui = compose()["services"]["ui"]
+    assert ui["command"][0] == "ui" and "0.0.0.0" in ui["command"]
+    assert ui["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert ui["ports"] == ["127.0.0.1:8501:8501"]
+    app = (DOCKER / "Dockerfile.app").read_text()
+    assert "COPY review_ui ./review_ui" in app and "COPY prompts ./prompts" in app

@@ -277,3 +277,42 @@ def test_the_store_refuses_unsafe_prefixes_and_byte_clients(server_url: str) -> 
         Store(text_client, prefix="a:b*")
     with pytest.raises(StoreError, match="decode_responses"):
         Store(redis.Redis.from_url(server_url), prefix="x")
+
+
+def test_a_reviewer_can_undo_their_decision_until_it_is_exported(store: Store) -> None:
+    item = candidate(1)
+    store.put(item)
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    store.decide(item.id, "alice", "accept", lease.version)
+    with pytest.raises(LeaseError, match="decided by 'alice'"):
+        store.undo(item.id, "bob")
+    undone = store.undo(item.id, "alice")
+    assert undone.decision.verdict == "undo"
+    assert store.get(item.id).status is CandidateStatus.PENDING
+    assert store.count("run-1", CandidateStatus.ACCEPTED) == 0
+    again = store.claim("alice", "run-1")
+    assert again is not None and again.item.id == item.id, "back in the queue"
+    store.decide(item.id, "alice", "reject", again.version, reason_tags=["wrong"])
+    store.redis.hset(store.keys.item(item.id), "exported", "export-1")
+    with pytest.raises(InvalidTransitionError, match="exported"):
+        store.undo(item.id, "alice")
+    assert [d.decision.verdict for d in store.decisions("run-1")] == ["accept", "undo", "reject"]
+
+
+def test_bulk_actions_reopen_auto_rejected_items_and_reject_unleased_ones(store: Store) -> None:
+    dropped = candidate(1, status=CandidateStatus.AUTO_REJECTED)
+    waiting, held = candidate(2), candidate(3, priority=9)
+    store.put_many([dropped, waiting, held])
+    lease = store.claim("bob", "run-1")
+    assert lease is not None and lease.item.id == held.id
+    store.reopen(dropped.id, "alice")
+    assert store.get(dropped.id).status is CandidateStatus.PENDING
+    store.bulk_reject(waiting.id, "alice", ["duplicate"])
+    assert store.get(waiting.id).status is CandidateStatus.REJECTED
+    with pytest.raises(LeaseError):
+        store.bulk_reject(held.id, "alice", ["duplicate"])  # bob holds it: not taken from him
+    with pytest.raises(InvalidTransitionError):
+        store.reopen(waiting.id, "alice")  # a human's rejection is not reopened in bulk
+    logged = [(d.decision.verdict, d.decision.reason_tags) for d in store.decisions("run-1")]
+    assert logged == [("reopen", []), ("bulk_reject", ["duplicate"])]

@@ -1,0 +1,1 @@
+"""The Streamlit review UI: it imports the library (generator), never the reverse."""

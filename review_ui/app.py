@@ -1,0 +1,51 @@
+"""gapfill's review UI: ``gapfill ui`` runs ``streamlit run review_ui/app.py``.
+
+Candidate text is untrusted model output: every page shows it as plain text (``st.text``), never
+as HTML or Markdown, so no script runs, no link is clickable and no image is fetched.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# `streamlit run` puts this file's directory on sys.path, not the project root.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import streamlit as st
+
+from review_ui.resources import store
+from review_ui.signin import current_reviewer, sign_out
+
+PAGES = Path(__file__).parent / "pages"
+
+
+def choose_run() -> str | None:
+    runs = sorted(store().runs())
+    if not runs:
+        return None
+    wanted = st.query_params.get("run")
+    index = runs.index(wanted) if wanted in runs else 0
+    run = st.sidebar.selectbox("Run", runs, index=index, key="run")
+    return str(run)
+
+
+def main() -> None:
+    st.set_page_config(page_title="gapfill review", layout="wide")
+    reviewer = current_reviewer()
+    if reviewer is None:
+        return
+    st.session_state["reviewer_id"] = reviewer
+    st.sidebar.caption(f"Signed in as **{reviewer}**")
+    st.sidebar.button("Sign out", on_click=sign_out)
+    run = choose_run()
+    st.session_state["run_id"] = run
+    pages = [
+        st.Page(PAGES / "queue.py", title="Queue", url_path="queue", default=True),
+        st.Page(PAGES / "browse.py", title="Browse", url_path="browse"),
+        st.Page(PAGES / "overview.py", title="Overview", url_path="overview"),
+    ]
+    st.navigation(pages).run()
+
+
+main()

@@ -1,0 +1,111 @@
+"""Progress per gap, the funnel, reviewer throughput and how filters agree with reviewers."""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+from collections import defaultdict
+
+import pandas as pd
+import streamlit as st
+
+from generator.schema import CandidateStatus
+from review_ui.resources import store
+
+HUMAN = {"accept", "edit", "reject"}
+
+
+def funnel(run_id: str) -> pd.DataFrame:
+    counts = store().counts(run_id)
+    targets = {g.id: g.target for g in store().gaps(run_id)}
+    rows = []
+    for gap in sorted(set(counts) | set(targets)):
+        by = counts.get(gap, {})
+        accepted, rejected = by.get("accepted", 0), by.get("rejected", 0)
+        rows.append(
+            {
+                "gap": gap,
+                "generated": sum(by.values()),
+                "auto_rejected": by.get("auto_rejected", 0),
+                "pending": by.get("pending", 0),
+                "reviewed": accepted + rejected,
+                "accepted": accepted,
+                "target": targets.get(gap, 0),
+            }
+        )
+    return pd.DataFrame(rows).set_index("gap") if rows else pd.DataFrame()
+
+
+def throughput(run_id: str) -> pd.DataFrame:
+    times: dict[str, list[float]] = defaultdict(list)
+    for logged in store().decisions(run_id):
+        if logged.decision.verdict in HUMAN:
+            times[logged.decision.reviewer].append(logged.decision.decided_at.timestamp())
+    rows = []
+    for reviewer, stamps in sorted(times.items()):
+        stamps.sort()
+        # Pauses over 10 minutes are breaks, not time spent on an item.
+        steps = [b - a for a, b in itertools.pairwise(stamps) if b - a < 600]
+        median = statistics.median(steps) if steps else None
+        rows.append(
+            {
+                "reviewer": reviewer,
+                "decisions": len(stamps),
+                "median s/item": round(median, 1) if median else None,
+                "items/hour": round(3600 / median) if median else None,
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def filters_vs_humans(run_id: str) -> pd.DataFrame:
+    """Per filter flag: how reviewers decided the flagged items. A flag whose items reviewers
+    nearly always reject could auto-reject and save that review time."""
+    decided = [
+        c
+        for status in (CandidateStatus.ACCEPTED, CandidateStatus.REJECTED)
+        for c in store().get_many(list(store().ids(run_id, status)))
+    ]
+    flagged: dict[str, list[bool]] = defaultdict(list)
+    for item in decided:
+        for name, score in item.scores.items():
+            if not score.passed:
+                flagged[name].append(item.status is CandidateStatus.REJECTED)
+    return pd.DataFrame(
+        [
+            {
+                "filter flag": name,
+                "flagged and reviewed": len(verdicts),
+                "reviewers rejected": f"{sum(verdicts) / len(verdicts):.0%}",
+                "review decisions saved if it auto-rejected": sum(verdicts),
+            }
+            for name, verdicts in sorted(flagged.items())
+        ]
+    )
+
+
+def page() -> None:
+    run_id = st.session_state.get("run_id")
+    if not run_id:
+        st.info("No run yet.")
+        return
+    st.header(f"Run {run_id}")
+    table = funnel(run_id)
+    if table.empty:
+        st.info("No items in this run yet.")
+        return
+    st.subheader("Accepted vs target per gap")
+    st.bar_chart(table[["accepted", "target"]], stack=False)
+    st.subheader("Funnel: generated → auto-rejected → reviewed → accepted")
+    st.dataframe(table)
+    st.subheader("Reviewers")
+    st.dataframe(throughput(run_id), hide_index=True)
+    st.caption(
+        "Agreement between reviewers needs items with overlap (several reviewers per item); "
+        "this run has none."
+    )
+    st.subheader("Filters vs reviewers")
+    st.dataframe(filters_vs_humans(run_id), hide_index=True)
+
+
+page()

@@ -1,0 +1,170 @@
+"""The focus view: one leased item at a time, decided by keyboard.
+
+Keys (Prodigy's): a accept, x reject (then 1-7 for the reason), e edit, s skip, u undo; for a
+preference pair w swaps chosen and rejected. Streamlit reserves C and R, so neither is used.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import streamlit as st
+
+from generator.schema import Message, PreferenceExample, SFTExample
+from review_ui import render
+from review_ui.resources import store
+from review_ui.session import REJECT_REASONS, Outcome, ReviewSession, edited_sft
+
+
+def review_session(run_id: str, reviewer: str) -> ReviewSession:
+    session: ReviewSession | None = st.session_state.get("review_session")
+    if session is None or session.run_id != run_id or session.reviewer != reviewer:
+        if session is not None:
+            session.close()
+        session = ReviewSession(store(), reviewer, run_id)
+        st.session_state["review_session"] = session
+    return session
+
+
+def report(outcome: Outcome) -> None:
+    st.session_state["flash"] = (outcome.ok, outcome.message)
+    st.session_state["mode"] = "view"
+
+
+def act(action: str, *args: object) -> None:
+    session: ReviewSession = st.session_state["review_session"]
+    report(getattr(session, action)(*args))
+
+
+def set_mode(mode: str) -> None:
+    st.session_state["mode"] = mode
+
+
+def save_edit() -> None:
+    session: ReviewSession = st.session_state["review_session"]
+    lease = session.current
+    if lease is None:
+        return
+    original = lease.item.payload
+    key = lease.item_id
+    if isinstance(original, SFTExample):
+        texts = [st.session_state[f"turn-{key}-{i}"] for i in range(len(original.messages))]
+        edited: SFTExample | PreferenceExample = edited_sft(original, texts)
+        report(session.edit(edited, as_pair=bool(st.session_state.get(f"pair-{key}"))))
+    elif isinstance(original, PreferenceExample):
+        chosen = [
+            *original.chosen[:-1],
+            Message(role="assistant", content=st.session_state[f"chosen-{key}"]),
+        ]
+        rejected = [
+            *original.rejected[:-1],
+            Message(role="assistant", content=st.session_state[f"rejected-{key}"]),
+        ]
+        edited = original.model_copy(update={"chosen": chosen, "rejected": rejected})
+        report(session.edit(edited))
+
+
+def editor(session: ReviewSession) -> None:
+    lease = session.current
+    assert lease is not None
+    item, key = lease.item.payload, lease.item_id
+    if isinstance(item, SFTExample):
+        for index, message in enumerate(item.messages):
+            st.text_area(message.role, message.content, key=f"turn-{key}-{index}")
+        st.checkbox(
+            "Also export a preference pair: the edited answer chosen, the original rejected",
+            key=f"pair-{key}",
+        )
+    elif isinstance(item, PreferenceExample):
+        render.turns(item.prompt)
+        st.text_area("chosen", item.chosen[-1].content, key=f"chosen-{key}")
+        st.text_area("rejected", item.rejected[-1].content, key=f"rejected-{key}")
+    left, right = st.columns(2)
+    left.button(
+        "Save and accept (ctrl+enter)", on_click=save_edit, shortcut="ctrl+enter", type="primary"
+    )
+    right.button("Cancel (esc)", on_click=set_mode, args=("view",), shortcut="escape")
+
+
+def actions(session: ReviewSession) -> None:
+    mode = st.session_state.get("mode", "view")
+    if mode == "reject":
+        st.markdown("**Reject because…**")
+        columns = st.columns(len(REJECT_REASONS) + 1)
+        for number, (column, reason) in enumerate(zip(columns, REJECT_REASONS, strict=False), 1):
+            column.button(
+                f"{number} {reason}",
+                on_click=act,
+                args=("reject", reason),
+                shortcut=str(number),
+                key=f"reason-{number}",
+            )
+        columns[-1].button("Cancel (esc)", on_click=set_mode, args=("view",), shortcut="escape")
+        return
+    if mode == "edit":
+        editor(session)
+        return
+    pair = session.current is not None and isinstance(
+        session.current.item.payload, PreferenceExample
+    )
+    buttons: list[tuple[str, str, Callable[..., None], tuple[str, ...]]] = [
+        ("Accept (a)", "a", act, ("accept",)),
+        ("Reject (x)", "x", set_mode, ("reject",)),
+    ]
+    if pair:
+        buttons.append(("Swap and accept (w)", "w", act, ("swap",)))
+    buttons += [
+        ("Edit (e)", "e", set_mode, ("edit",)),
+        ("Skip (s)", "s", act, ("skip",)),
+        ("Undo (u)", "u", act, ("undo",)),
+    ]
+    for column, (label, key, callback, args) in zip(st.columns(len(buttons)), buttons, strict=True):
+        column.button(
+            label,
+            on_click=callback,
+            args=args,
+            shortcut=key,
+            key=f"key-{key}",
+            type="primary" if key == "a" else "secondary",
+        )
+
+
+def page() -> None:
+    run_id = st.session_state.get("run_id")
+    reviewer = st.session_state.get("reviewer_id")
+    if not run_id or not reviewer:
+        st.info("No run to review yet: generate candidates first (gapfill generate).")
+        return
+    session = review_session(run_id, reviewer)
+    flash = st.session_state.pop("flash", None)
+    if flash is not None:
+        ok, message = flash
+        (st.success if ok else st.warning)(message)
+    lease = session.refresh()
+    st.caption(
+        f"run {run_id} · {session.decided} decided this session · "
+        f"{store().queue_depth(run_id)} waiting"
+    )
+    if lease is None:
+        st.info("Nothing left to review in this run.")
+        st.button("Check again", key="again")
+        if session.history:
+            st.button("Undo (u)", on_click=act, args=("undo",), shortcut="u", key="key-u")
+        return
+    item = lease.item
+    gaps = {g.id: g for g in store().gaps(run_id)}
+    main, side = st.columns([3, 2])
+    with main:
+        render.gap(item.gap_id, gaps)
+        st.caption(f"item {item.id} · {item.kind.value} · priority {item.priority:.2f}")
+        if st.session_state.get("mode") != "edit":
+            render.payload(item)
+        actions(session)
+    with side:
+        st.markdown("**Filters**")
+        render.scores(item.scores)
+        with st.expander("Provenance"):
+            st.json(item.provenance.model_dump(mode="json", exclude={"rendered_prompt"}))
+
+
+page()

@@ -1,0 +1,22 @@
+"""Process-wide resources of the UI, created once per server (``st.cache_resource``)."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from generator.config import Settings
+from generator.connection import connect, redis_url
+from generator.store import Store
+
+
+@st.cache_resource
+def settings() -> Settings:
+    return Settings()
+
+
+@st.cache_resource
+def store() -> Store:
+    config = settings()
+    return Store(
+        connect(redis_url(config)), prefix=config.key_prefix, lease_seconds=config.lease_seconds
+    )

@@ -1,0 +1,160 @@
+"""One reviewer's queue session: the item on screen, the next one already leased, and undo.
+
+Plain Python over the store (no Streamlit), so the rules are tested without a browser. The next
+item is claimed while the current one is shown, so a decision shows the next item at once: the
+page never waits on a claim. A decision the store refuses (lease expired, item taken, stale
+version) becomes a message for the reviewer and the item is dropped from the screen; nothing is
+lost silently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from generator.errors import StoreError
+from generator.schema import Message, PreferenceExample, SFTExample
+from generator.store import Lease, Store
+
+REJECT_REASONS = ("duplicate", "wrong", "unsafe", "low quality", "off-gap", "PII", "other")
+PAIR_TAG = "preference_pair"  # on an edit of an SFT item: export a (edited, original) pair
+
+
+@dataclass
+class Outcome:
+    ok: bool
+    message: str
+
+
+@dataclass
+class ReviewSession:
+    store: Store
+    reviewer: str
+    run_id: str
+    current: Lease | None = None
+    upcoming: Lease | None = None
+    history: list[str] = field(default_factory=list)  # item ids this session decided
+    decided: int = 0
+
+    def __post_init__(self) -> None:
+        if not self.reviewer:
+            raise StoreError("no decision without a known reviewer")
+
+    def refresh(self) -> Lease | None:
+        """Make sure an item is on screen and the next one is leased."""
+        if self.current is None:
+            self.current, self.upcoming = self.upcoming, None
+            if self.current is None:
+                self.current = self.store.claim(self.reviewer, self.run_id)
+        if self.current is not None and self.upcoming is None:
+            self.upcoming = self.store.claim(self.reviewer, self.run_id)
+        return self.current
+
+    def _advance(self) -> None:
+        self.current, self.upcoming = self.upcoming, None
+        self.refresh()
+
+    def _decide(
+        self,
+        verdict: str,
+        *,
+        reasons: list[str] | None = None,
+        note: str = "",
+        edited: SFTExample | PreferenceExample | None = None,
+    ) -> Outcome:
+        lease = self.current
+        if lease is None:
+            return Outcome(False, "no item on screen")
+        try:
+            self.store.decide(
+                lease.item_id,
+                self.reviewer,
+                verdict,  # type: ignore[arg-type]
+                lease.version,
+                reason_tags=reasons,
+                note=note,
+                edited_payload=edited,
+            )
+        except StoreError as exc:
+            self._advance()
+            return Outcome(False, f"not recorded: {exc}")
+        if verdict != "skip":
+            self.history.append(lease.item_id)
+            self.decided += 1
+        self._advance()
+        return Outcome(True, f"{verdict}: {lease.item_id[:12]}")
+
+    def accept(self) -> Outcome:
+        return self._decide("accept")
+
+    def reject(self, reason: str, note: str = "") -> Outcome:
+        return self._decide("reject", reasons=[reason], note=note)
+
+    def skip(self) -> Outcome:
+        return self._decide("skip")
+
+    def edit(self, edited: SFTExample | PreferenceExample, *, as_pair: bool = False) -> Outcome:
+        """Accept with the edited payload (the original is kept); ``as_pair`` asks the export
+        for a preference pair too: the edited answer chosen, the original rejected."""
+        return self._decide("edit", edited=edited, reasons=[PAIR_TAG] if as_pair else [])
+
+    def swap(self) -> Outcome:
+        """Accept a preference pair with chosen and rejected swapped."""
+        lease = self.current
+        if lease is None or not isinstance(lease.item.payload, PreferenceExample):
+            return Outcome(False, "only a preference pair can be swapped")
+        pair = lease.item.payload
+        swapped = pair.model_copy(update={"chosen": pair.rejected, "rejected": pair.chosen})
+        return self._decide("edit", edited=swapped, reasons=["swapped"])
+
+    def undo(self) -> Outcome:
+        """Take back this session's last decision; the item comes back on screen first."""
+        if not self.history:
+            return Outcome(False, "nothing to undo in this session")
+        item_id = self.history[-1]
+        try:
+            self.store.undo(item_id, self.reviewer)
+        except StoreError as exc:
+            return Outcome(False, f"not undone: {exc}")
+        self.history.pop()
+        self.decided -= 1
+        # Give the screen's items back and claim again: the undone item is the one to redo.
+        for lease in (self.current, self.upcoming):
+            if lease is not None:
+                self.store.release(lease.item_id, self.reviewer)
+        self.current = self.upcoming = None
+        self.current = self._claim_specific(item_id)
+        self.refresh()
+        return Outcome(True, f"undone: {item_id[:12]} is back")
+
+    def _claim_specific(self, item_id: str) -> Lease | None:
+        """Claim until the undone item comes up (it went back with its priority), keeping the
+        others claimed on the way in the upcoming slot or giving them back."""
+        taken: list[Lease] = []
+        found = None
+        for _ in range(8):
+            lease = self.store.claim(self.reviewer, self.run_id)
+            if lease is None:
+                break
+            if lease.item_id == item_id:
+                found = lease
+                break
+            taken.append(lease)
+        for lease in taken:
+            self.store.release(lease.item_id, self.reviewer)
+        return found
+
+    def close(self) -> None:
+        """Give back what this session holds (sign-out, run change)."""
+        for lease in (self.current, self.upcoming):
+            if lease is not None:
+                self.store.release(lease.item_id, self.reviewer)
+        self.current = self.upcoming = None
+
+
+def edited_sft(original: SFTExample, contents: list[str]) -> SFTExample:
+    return SFTExample(
+        messages=[
+            Message(role=m.role, content=text)
+            for m, text in zip(original.messages, contents, strict=True)
+        ]
+    )

@@ -1,0 +1,365 @@
+"""The review UI: its logic through Streamlit's AppTest, then a real browser (Playwright driving
+Debian's chromium) against `gapfill ui` with a store seeded from real model outputs."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from generator import reviewers
+from generator.schema import Candidate, CandidateKind, CandidateStatus, Message, SFTExample
+from generator.store import Store
+from tests.conftest import SHARED_DATA
+
+APP = Path(__file__).resolve().parents[1] / "review_ui" / "app.py"
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(os.environ.get("GAPFILL_TEST_ARTIFACTS", "test-artifacts"))
+
+
+def sft(prompt: str, answer: str) -> SFTExample:
+    return SFTExample(
+        messages=[Message(role="user", content=prompt), Message(role="assistant", content=answer)]
+    )
+
+
+def real_candidates(count: int, run: str = "ui-run") -> list[Candidate]:
+    """Answers text-davinci-003 gave to the user-oriented instructions: real model output."""
+    path = SHARED_DATA / "self-instruct" / "predictions" / "text-davinci-003.jsonl"
+    items = []
+    for line in path.open(encoding="utf-8"):
+        row = json.loads(line)
+        if row.get("response", "").strip():
+            items.append(
+                Candidate(
+                    kind=CandidateKind.SFT,
+                    payload=sft(row["prompt"].strip(), row["response"].strip()),
+                    run_id=run,
+                    gap_id="gap-a",
+                    status=CandidateStatus.PENDING,
+                    priority=float(count - len(items)),
+                )
+            )
+        if len(items) == count:
+            break
+    return items
+
+
+@pytest.fixture
+def ui_env(valkey_url: str, key_prefix: str, tmp_path: Path) -> Iterator[dict[str, str]]:
+    env = {
+        "GAPFILL_REDIS_URL": valkey_url,
+        "GAPFILL_KEY_PREFIX": key_prefix,
+        "GAPFILL_DATA_DIR": str(tmp_path / "data"),
+    }
+    saved = {k: os.environ.get(k) for k in [*env, "GAPFILL_UI_AUTH"]}
+    os.environ.update(env)
+    yield env
+    for key, value in saved.items():
+        if value is None:
+            os.environ.pop(key, None)
+        else:
+            os.environ[key] = value
+
+
+@pytest.fixture
+def ui_store(valkey_url: str, key_prefix: str) -> Iterator[Store]:
+    client = redis.Redis.from_url(valkey_url, decode_responses=True)
+    store = Store(client, prefix=key_prefix)
+    yield store
+    store.delete_prefix()
+    client.close()
+
+
+# -- logic, through AppTest ------------------------------------------------------------------
+
+
+def app_test(mode: str):  # type: ignore[no-untyped-def]
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    st.cache_resource.clear()  # the store and settings are per-server: a fresh one per test
+    os.environ["GAPFILL_UI_AUTH"] = mode
+    return AppTest.from_file(str(APP), default_timeout=30)
+
+
+def test_no_decision_without_sign_in(ui_env: dict[str, str], ui_store: Store) -> None:
+    ui_store.put_many(real_candidates(2))
+    at = app_test("tokens").run()
+    assert not at.exception
+    assert [t.label for t in at.text_input] == ["Reviewer token"]
+    assert not [b for b in at.button if b.label.startswith("Accept")], "no queue before sign-in"
+    at.text_input[0].input("not-a-token")
+    at.button[0].click().run()
+    assert any("Unknown token" in e.value for e in at.error)
+    assert ui_store.leased_count("ui-run") == 0
+
+
+def test_a_token_signs_in_and_decisions_carry_the_reviewer(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    token = reviewers.add(Path(ui_env["GAPFILL_DATA_DIR"]), "alice")
+    items = real_candidates(3)
+    ui_store.put_many(items)
+    at = app_test("tokens").run()
+    at.text_input[0].input(token)
+    at.button[0].click().run()
+    assert not at.exception
+    at.button(key="key-a").click().run()
+    at.button(key="key-x").click().run()
+    at.button(key="reason-1").click().run()  # duplicate
+    at.button(key="key-s").click().run()
+    log = [d.decision for d in ui_store.decisions("ui-run")]
+    assert [(d.verdict, d.reviewer) for d in log] == [
+        ("accept", "alice"),
+        ("reject", "alice"),
+        ("skip", "alice"),
+    ]
+    assert log[1].reason_tags == ["duplicate"]
+    at.button(key="key-u").click().run()
+    assert ui_store.get(items[1].id).status is CandidateStatus.PENDING, "undo of the reject"
+
+
+def test_edit_in_place_stores_the_edit_and_keeps_the_original(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    [item] = real_candidates(1)
+    ui_store.put(item)
+    at = app_test("local").run()
+    at.button(key="key-e").click().run()
+    answer = next(t for t in at.text_area if t.label == "assistant")
+    answer.input("A better answer.")
+    at.checkbox[0].check()
+    at.button[0].click().run()  # Save and accept
+    assert not at.exception
+    stored = ui_store.get(item.id)
+    assert stored.status is CandidateStatus.ACCEPTED and stored.payload == item.payload
+    assert isinstance(stored.edited, SFTExample)
+    assert stored.edited.messages[-1].content == "A better answer."
+    [decision] = [d.decision for d in ui_store.decisions("ui-run")]
+    assert decision.reviewer.startswith("local:") and decision.reason_tags == ["preference_pair"]
+
+
+def test_an_expired_lease_is_refused_with_a_message(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    os.environ["GAPFILL_LEASE_SECONDS"] = "5"
+    try:
+        items = real_candidates(2)
+        ui_store.put_many(items)
+        at = app_test("local").run()
+        time.sleep(5.5)
+        at.button(key="key-a").click().run()
+    finally:
+        os.environ.pop("GAPFILL_LEASE_SECONDS")
+    assert any("not recorded" in w.value and "expired" in w.value for w in at.warning)
+    assert ui_store.count("ui-run", CandidateStatus.ACCEPTED) == 0
+
+
+# -- a real browser ----------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def served(ui_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[str]:
+    if not CHROMIUM.exists():
+        pytest.fail("Debian chromium is missing: apt-get install -y chromium")
+    port = free_port()
+    mode = getattr(request, "param", "--local")
+    if mode == "--no-local":
+        request.getfixturevalue("tokens")  # the UI refuses to start without reviewers
+    env = {**os.environ, **ui_env}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "generator.cli", "ui", "--port", str(port), mode],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            time.sleep(0.3)
+    else:
+        process.kill()
+        pytest.fail("gapfill ui did not start")
+    yield url
+    process.terminate()
+    process.wait(timeout=20)
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()
+
+
+ITEM = re.compile(r"item ([0-9a-f]{8,})")
+
+
+def shown_item(page) -> str:  # type: ignore[no-untyped-def]
+    text = page.get_by_text(ITEM).first.inner_text(timeout=15_000)
+    match = ITEM.search(text)
+    assert match is not None
+    return match.group(1)
+
+
+def idle(page) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the app's script run is over: a key pressed mid-run may be dropped."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
+
+
+def press(page, key: str) -> None:  # type: ignore[no-untyped-def]
+    idle(page)
+    page.keyboard.press(key)
+
+
+def wait_for_next(page, previous: str, timeout: float = 15) -> str:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            current = shown_item(page)
+        except Exception:  # the element is re-rendering
+            current = previous
+        if current != previous:
+            return current
+        time.sleep(0.02)
+    raise AssertionError(f"item {previous} still shown")
+
+
+def test_a_reviewer_decides_20_items_with_the_keyboard_only(
+    served: str, ui_store: Store, browser
+) -> None:  # type: ignore[no-untyped-def]
+    ui_store.put_many(real_candidates(24))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(served)
+    current = shown_item(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
+    repeated = 0
+    for number in range(20):
+        keys = ["x", "2"] if number % 4 == 3 else ["a"]  # reject as "wrong", or accept
+        for _attempt in range(3):
+            for key in keys:
+                press(page, key)
+                if key == "x":
+                    page.get_by_text("Reject because").wait_for(timeout=15_000)
+            try:
+                current = wait_for_next(page, current, timeout=5)
+                break
+            except AssertionError:
+                # A key pressed while the page re-renders can be dropped (rarely); the reviewer
+                # presses again. Only when the store shows no new decision, so none is doubled.
+                assert len(ui_store.decisions("ui-run")) == number, "decided, not shown"
+                page.keyboard.press("Escape")
+                repeated += 1
+        else:
+            raise AssertionError(f"decision {number + 1} never registered")
+    print(f"keys pressed again: {repeated}")
+    log = [d.decision for d in ui_store.decisions("ui-run")]
+    assert len(log) == 20 and len({d.item_id for d in log}) == 20
+    assert [d.verdict for d in log].count("reject") == 5
+    assert all(d.reason_tags == ["wrong"] for d in log if d.verdict == "reject")
+    assert ui_store.count("ui-run", CandidateStatus.ACCEPTED) == 15
+
+
+XSS = [
+    "<script>alert('xss-script')</script>",
+    "<img src=x onerror=\"alert('xss-img')\">",
+    "[click me](javascript:alert('xss-link'))",
+    "![tracker](http://198.51.100.7/pixel.png)",
+]
+
+
+def test_untrusted_candidate_text_stays_inert_in_the_browser(
+    served: str, ui_store: Store, browser
+) -> None:  # type: ignore[no-untyped-def]
+    items = [
+        Candidate(
+            kind=CandidateKind.SFT,
+            payload=sft(f"Show this: {text}", f"Here it is: {text}"),
+            run_id="ui-run",
+            gap_id="gap-a",
+            status=CandidateStatus.PENDING,
+            priority=float(10 - i),
+        )
+        for i, text in enumerate(XSS)
+    ]
+    ui_store.put_many(items)
+    page = browser.new_page()
+    dialogs: list[str] = []
+    outside: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on(
+        "request",
+        lambda request: (
+            outside.append(request.url)
+            if not request.url.startswith(served) and not request.url.startswith("data:")
+            else None
+        ),
+    )
+    page.goto(served)
+    current = shown_item(page)
+    for text in XSS:
+        assert page.get_by_text(text, exact=False).count() >= 1, f"{text!r} shown as text"
+        assert page.locator("a[href^='javascript']").count() == 0
+        press(page, "a")
+        current = wait_for_next(page, current) if text != XSS[-1] else current
+    page.wait_for_timeout(500)
+    assert dialogs == [] and outside == []
+
+
+@pytest.fixture
+def tokens(ui_env: dict[str, str]) -> dict[str, str]:
+    data_dir = Path(ui_env["GAPFILL_DATA_DIR"])
+    return {name: reviewers.add(data_dir, name) for name in ("alice", "bob")}
+
+
+@pytest.mark.parametrize("served", ["--no-local"], indirect=True)
+def test_two_reviewers_never_see_the_same_item(
+    tokens: dict[str, str], ui_store: Store, browser, served: str
+) -> None:  # type: ignore[no-untyped-def]
+    ui_store.put_many(real_candidates(12))
+    pages = {}
+    for name, token in tokens.items():
+        page = browser.new_context().new_page()
+        page.goto(served)
+        page.get_by_label("Reviewer token").fill(token)
+        page.get_by_role("button", name="Sign in").click()
+        pages[name] = page
+    seen: dict[str, list[str]] = {"alice": [], "bob": []}
+    for _ in range(4):
+        for name, page in pages.items():
+            item = shown_item(page)
+            seen[name].append(item)
+            press(page, "a")
+            wait_for_next(page, item)
+    assert not set(seen["alice"]) & set(seen["bob"])
+    reviewers_of = {d.decision.item_id: d.decision.reviewer for d in ui_store.decisions("ui-run")}
+    assert all(reviewers_of[i] == name for name, ids in seen.items() for i in ids)
