@@ -253,6 +253,24 @@ def wait_for_next(page, previous: str, timeout: float = 15) -> str:  # type: ign
     raise AssertionError(f"item {previous} still shown")
 
 
+def decide_by_key(page, keys: list[str], current: str, store: Store, before: int):  # type: ignore[no-untyped-def]
+    """Press ``keys`` until the next item shows; (next item, times pressed again).
+
+    A key pressed while the page re-renders can be dropped (rarely); the reviewer presses again.
+    Only when the store holds no new decision, so none is ever doubled."""
+    for attempt in range(3):
+        for key in keys:
+            press(page, key)
+            if key == "x":
+                page.get_by_text("Reject because").wait_for(timeout=15_000)
+        try:
+            return wait_for_next(page, current, timeout=5), attempt
+        except AssertionError:
+            assert len(store.decisions("ui-run")) == before, "decided, not shown"
+            page.keyboard.press("Escape")
+    raise AssertionError(f"decision {before + 1} never registered")
+
+
 def test_a_reviewer_decides_20_items_with_the_keyboard_only(
     served: str, ui_store: Store, browser
 ) -> None:  # type: ignore[no-untyped-def]
@@ -265,22 +283,8 @@ def test_a_reviewer_decides_20_items_with_the_keyboard_only(
     repeated = 0
     for number in range(20):
         keys = ["x", "2"] if number % 4 == 3 else ["a"]  # reject as "wrong", or accept
-        for _attempt in range(3):
-            for key in keys:
-                press(page, key)
-                if key == "x":
-                    page.get_by_text("Reject because").wait_for(timeout=15_000)
-            try:
-                current = wait_for_next(page, current, timeout=5)
-                break
-            except AssertionError:
-                # A key pressed while the page re-renders can be dropped (rarely); the reviewer
-                # presses again. Only when the store shows no new decision, so none is doubled.
-                assert len(ui_store.decisions("ui-run")) == number, "decided, not shown"
-                page.keyboard.press("Escape")
-                repeated += 1
-        else:
-            raise AssertionError(f"decision {number + 1} never registered")
+        current, again = decide_by_key(page, keys, current, ui_store, number)
+        repeated += again
     print(f"keys pressed again: {repeated}")
     log = [d.decision for d in ui_store.decisions("ui-run")]
     assert len(log) == 20 and len({d.item_id for d in log}) == 20
@@ -358,8 +362,7 @@ def test_two_reviewers_never_see_the_same_item(
         for name, page in pages.items():
             item = shown_item(page)
             seen[name].append(item)
-            press(page, "a")
-            wait_for_next(page, item)
+            decide_by_key(page, ["a"], item, ui_store, len(ui_store.decisions("ui-run")))
     assert not set(seen["alice"]) & set(seen["bob"])
     reviewers_of = {d.decision.item_id: d.decision.reviewer for d in ui_store.decisions("ui-run")}
     assert all(reviewers_of[i] == name for name, ids in seen.items() for i in ids)

@@ -48,7 +48,8 @@ def test_the_ann_index_finds_what_exact_search_finds(seed_vectors: np.ndarray) -
     ann_keys, ann_sims = approximate.search(queries, 3)
     recall = float((ann_keys[:, 0] == exact_keys[:, 0]).mean())
     assert recall >= 0.95
-    assert np.allclose(ann_sims[:, 0], exact_sims[:, 0], atol=1e-4)
+    same = ann_keys[:, 0] == exact_keys[:, 0]  # where HNSW found the same neighbour
+    assert np.allclose(ann_sims[same, 0], exact_sims[same, 0], atol=1e-4)
     assert (exact_sims[:, 0] >= exact_sims[:, 1]).all()
 
 
