@@ -98,6 +98,9 @@ def main() -> int:
     parser.add_argument("--existing", type=int, default=55_185)
     parser.add_argument("--candidates", type=int, default=2000)
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "gapfill-bench")
+    parser.add_argument(
+        "--max-tokens", type=int, default=None, help="embedding truncation (default: the model's)"
+    )
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -106,7 +109,7 @@ def main() -> int:
     settings = FilterSettings()
     options = IndexOptions(near_threshold=settings.near_duplicate_threshold)
 
-    builder = Embedder(cache_dir=args.cache / "embeddings")
+    builder = Embedder(cache_dir=args.cache / "embeddings", max_tokens=args.max_tokens)
     started = time.perf_counter()
     shared = ReferenceIndexes.cached(existing, options, builder, args.cache / "indexes")
     index_seconds = time.perf_counter() - started
@@ -122,7 +125,7 @@ def main() -> int:
     # Distinct texts: the pipeline embeds each text once (four models answered the same prompts).
     turn_list = list(dict.fromkeys(t for c in batch for t in turn_texts(c)))
     whole = list(dict.fromkeys(full_text(c) for c in batch))
-    raw = Embedder()
+    raw = Embedder(max_tokens=args.max_tokens)
     raw.encode_uncached(turn_list[:64])  # warm-up: first-call allocations
     started = time.perf_counter()
     raw.encode_uncached(turn_list)
@@ -133,7 +136,7 @@ def main() -> int:
 
     eval_items = load_eval_items(HUMANEVAL)
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-filters-") as cold:
-        embedder = Embedder(cache_dir=Path(cold))
+        embedder = Embedder(cache_dir=Path(cold), max_tokens=args.max_tokens)
         embedder.encode_uncached(turn_list[:64])  # the same warm-up for this model instance
         # Once per run, like the existing set's indexes: the eval set's embeddings.
         started = time.perf_counter()
@@ -154,6 +157,7 @@ def main() -> int:
     results = {
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "existing": len(existing),
+        "embedding_max_tokens": args.max_tokens or "model default",
         "candidates": len(batch),
         "index_built_now": not shared.loaded_from_cache,
         "index_ready_s": index_seconds,
@@ -173,7 +177,10 @@ def main() -> int:
     if args.json:
         print(json.dumps(results, indent=2))
         return 0
-    print(f"{len(batch)} candidates against {len(existing)} existing T0 rows; HumanEval eval set")
+    print(
+        f"{len(batch)} candidates against {len(existing)} existing T0 rows; HumanEval eval set; "
+        f"embedding truncation: {results['embedding_max_tokens']}"
+    )
     if build is not None:
         print(
             f"existing-set indexes, cold build : {build['seconds']:7.1f}s for {build['texts']} "

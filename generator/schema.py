@@ -373,7 +373,16 @@ class ReviewSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     lease_seconds: int = Field(default=300, ge=5, le=86_400)
-    reviewers_per_item: int = Field(default=1, ge=1, le=10)
+    reviewers_per_item: int = Field(
+        default=1,
+        ge=1,
+        le=10,
+        description="Overlap: how many different reviewers vote on each item.",
+    )
+    overlap_rule: Literal["majority", "unanimous"] = Field(
+        default="majority",
+        description="How k votes settle an item: more than half accept (a tie rejects), or all.",
+    )
 
 
 class RunConfig(BaseModel):

@@ -3,9 +3,12 @@
 Layout, under one configurable prefix ``P`` so campaigns and test sessions never collide::
 
     P:item:<id>                hash   data (candidate JSON), status, version, run, gap, priority,
-                                      lease_owner, lease_expires (ms), edited, decided_by
+                                      lease_owner, lease_expires (ms), edited, edited_by,
+                                      decided_by, exported
+    P:item:<id>:votes          hash   reviewer -> accept|reject, for runs with overlap (k > 1)
     P:runs                     set    run ids
     P:run:<run>:config         string the RunConfig JSON
+    P:run:<run>:review         hash   k (reviewers per item), rule (majority|unanimous)
     P:run:<run>:counts         hash   "<gap>|<status>" -> count (O(1) status figures)
     P:run:<run>:status:<s>     set    item ids with status s
     P:run:<run>:pending        zset   the review queue: pending, unleased items by priority
@@ -19,7 +22,14 @@ Layout, under one configurable prefix ``P`` so campaigns and test sessions never
 
 Every change that touches more than one key runs as one Lua script, so it is atomic and costs a
 single round trip; lease times come from the server's clock (``TIME``), so reviewers on machines
-with skewed clocks still agree on who holds what. Scripts build some key names from item ids,
+with skewed clocks still agree on who holds what.
+
+Overlap: a run with k > 1 reviewers per item hands each item to k different reviewers, one lease
+at a time. A vote puts the item back in the queue (still pending, same version, so another
+reviewer's lease stays valid) until k votes are in; the k-th vote settles it by the run's rule:
+``majority`` accepts when more than half accept (a tie rejects: nothing enters a dataset on a
+split vote), ``unanimous`` only when all accept. An edit is an accepting vote that also replaces
+the payload. Scripts build some key names from item ids,
 which keeps them single-instance (not Redis Cluster) safe: gapfill targets one primary, as RQ does.
 """
 
@@ -150,7 +160,8 @@ while true do
   local batch = redis.call('ZREVRANGE', KEYS[1], offset, offset + scan - 1)
   if #batch == 0 then return false end
   for _, id in ipairs(batch) do
-    if redis.call('SISMEMBER', KEYS[3], id) == 0 then
+    if redis.call('SISMEMBER', KEYS[3], id) == 0
+       and redis.call('HEXISTS', prefix .. ':item:' .. id .. ':votes', reviewer) == 0 then
       local expires = now + lease_ms
       local item = prefix .. ':item:' .. id
       redis.call('ZREM', KEYS[1], id)
@@ -164,7 +175,7 @@ while true do
 end
 """
 
-# KEYS: item, pending, leased, skipped(reviewer), log.
+# KEYS: item, pending, leased, skipped(reviewer), log, run review settings, item votes.
 # ARGV: prefix, id, reviewer, verdict, expected_version, to_status, decision_json, edited_json
 _LUA_DECIDE = """
 local prefix, id, reviewer, verdict, expected, to, decision, edited = unpack(ARGV)
@@ -183,36 +194,81 @@ if tonumber(expires) < now_ms() then
 end
 redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
 redis.call('ZREM', KEYS[3], id)
-local new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+local review = redis.call('HMGET', KEYS[6], 'k', 'rule')
+local k = tonumber(review[1] or '1') or 1
+local new_version = tonumber(version)
 if verdict == 'skip' then
+  new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
   redis.call('SADD', KEYS[4], id)
   redis.call('ZADD', KEYS[2], priority, id)
-else
+elseif k <= 1 then
+  new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
   move_status(prefix, id, KEYS[1], run, gap, 'pending', to)
   redis.call('HSET', KEYS[1], 'decided_by', reviewer)
-  if edited ~= '' then redis.call('HSET', KEYS[1], 'edited', edited) end
+  if edited ~= '' then redis.call('HSET', KEYS[1], 'edited', edited, 'edited_by', reviewer) end
+else
+  local vote = 'reject'
+  if to == 'accepted' then vote = 'accept' end
+  redis.call('HSET', KEYS[7], reviewer, vote)
+  if edited ~= '' then
+    redis.call('HSET', KEYS[1], 'edited', edited, 'edited_by', reviewer)
+    new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+  end
+  local votes = redis.call('HVALS', KEYS[7])
+  if #votes < k then
+    redis.call('ZADD', KEYS[2], priority, id)
+  else
+    local accepts = 0
+    for _, v in ipairs(votes) do if v == 'accept' then accepts = accepts + 1 end end
+    local final = 'rejected'
+    if review[2] == 'unanimous' then
+      if accepts == #votes then final = 'accepted' end
+    elseif accepts * 2 > #votes then
+      final = 'accepted'
+    end
+    new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+    move_status(prefix, id, KEYS[1], run, gap, 'pending', final)
+    redis.call('HSET', KEYS[1], 'decided_by', reviewer)
+  end
 end
 local entry = redis.call('XADD', KEYS[5], '*', 'item', id, 'run', run, 'gap', gap,
                          'verdict', verdict, 'decision', decision)
 return {new_version, entry, run, gap}
 """
 
-# KEYS: item, pending, leased, log. ARGV: prefix, id, reviewer, decision_json
+# KEYS: item, pending, leased, log, item votes. ARGV: prefix, id, reviewer, decision_json
+# A settled item goes back to the queue (only its settler can do that); under overlap, a vote on
+# an item still pending is withdrawn without touching the version (another reviewer may hold it).
 _LUA_UNDO = """
 local prefix, id, reviewer, decision = unpack(ARGV)
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
 local f = redis.call('HMGET', KEYS[1], 'status', 'decided_by', 'exported', 'run', 'gap',
-                     'priority')
-local status, by, exported, run, gap, priority = f[1], f[2], f[3], f[4], f[5], f[6]
-if status ~= 'accepted' and status ~= 'rejected' then
+                     'priority', 'version', 'edited_by')
+local status, by, exported, run, gap, priority, version, edited_by = unpack(f)
+local voted = redis.call('HEXISTS', KEYS[5], reviewer) == 1
+local new_version
+if status == 'pending' and voted then
+  new_version = tonumber(version)
+  if edited_by == reviewer then
+    redis.call('HDEL', KEYS[1], 'edited', 'edited_by')
+    new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+  end
+elseif status ~= 'accepted' and status ~= 'rejected' then
   return redis.error_reply('TRANSITION ' .. status)
+elseif by ~= reviewer then
+  return redis.error_reply('NOT_YOURS ' .. tostring(by or ''))
+elseif exported then
+  return redis.error_reply('EXPORTED ' .. exported)
+else
+  move_status(prefix, id, KEYS[1], run, gap, status, 'pending')
+  redis.call('HDEL', KEYS[1], 'decided_by')
+  if edited_by == reviewer or not edited_by then
+    redis.call('HDEL', KEYS[1], 'edited', 'edited_by')
+  end
+  redis.call('ZADD', KEYS[2], priority, id)
+  new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
 end
-if by ~= reviewer then return redis.error_reply('NOT_YOURS ' .. tostring(by or '')) end
-if exported then return redis.error_reply('EXPORTED ' .. exported) end
-move_status(prefix, id, KEYS[1], run, gap, status, 'pending')
-redis.call('HDEL', KEYS[1], 'decided_by', 'edited')
-redis.call('ZADD', KEYS[2], priority, id)
-local new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+redis.call('HDEL', KEYS[5], reviewer)
 local entry = redis.call('XADD', KEYS[4], '*', 'item', id, 'run', run, 'gap', gap,
                          'verdict', 'undo', 'decision', decision)
 return {new_version, entry, run, gap}
@@ -285,6 +341,9 @@ class Keys:
 
     def item(self, item_id: str) -> str:
         return f"{self.prefix}:item:{item_id}"
+
+    def votes(self, item_id: str) -> str:
+        return f"{self.prefix}:item:{item_id}:votes"
 
     def task(self, task_id: str) -> str:
         return f"{self.prefix}:task:{task_id}"
@@ -495,6 +554,14 @@ class Store:
     def save_run(self, config: RunConfig) -> None:
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.run(config.run_id, "config"), config.model_dump_json())
+            # The review rule the decide script reads, next to the config it comes from.
+            pipe.hset(
+                self.keys.run(config.run_id, "review"),
+                mapping={
+                    "k": config.review.reviewers_per_item,
+                    "rule": config.review.overlap_rule,
+                },
+            )
             pipe.sadd(self.keys.runs, config.run_id)
             pipe.execute()
 
@@ -678,6 +745,8 @@ class Store:
                     self.keys.run(run_id, "leased"),
                     self.keys.run(run_id, f"skipped:{reviewer}"),
                     self.keys.log,
+                    self.keys.run(run_id, "review"),
+                    self.keys.votes(item_id),
                 ],
                 args=[
                     self.keys.prefix,
@@ -699,7 +768,9 @@ class Store:
         """Take back ``reviewer``'s accept/reject of an item: it returns to the review queue
         (with its priority), the edit is dropped, and the undo is logged. Refused when someone
         else decided it or it was exported."""
-        return self._logged_action(self._undo, item_id, reviewer, "undo", [])
+        return self._logged_action(
+            self._undo, item_id, reviewer, "undo", [], keys=[self.keys.votes(item_id)]
+        )
 
     def reopen(self, item_id: str, reviewer: str, note: str = "") -> LoggedDecision:
         """Bulk action: an auto-rejected item goes back to review."""
@@ -722,6 +793,7 @@ class Store:
         extra: list[str],
         note: str = "",
         reason_tags: list[str] | None = None,
+        keys: list[str] | None = None,
     ) -> LoggedDecision:
         run_id = self._run_of(item_id)
         version = int(cast(str, self.redis.hget(self.keys.item(item_id), "version")) or 0)
@@ -743,12 +815,22 @@ class Store:
                     self.keys.run(run_id, "pending"),
                     self.keys.run(run_id, "leased"),
                     self.keys.log,
+                    *(keys or []),
                 ],
                 args=args,
             )
         except redis.ResponseError as exc:
             raise self._translate(exc, item_id, reviewer) from exc
         return LoggedDecision(entry_id, decision.model_copy(update={"gap_id": gap}))
+
+    def votes(self, item_id: str) -> dict[str, str]:
+        """Under overlap: each reviewer's vote (accept or reject) on the item so far."""
+        return cast(dict[str, str], self.redis.hgetall(self.keys.votes(item_id)))
+
+    def review_rule(self, run_id: str) -> tuple[int, str]:
+        """Reviewers per item and the overlap rule the run's decisions follow."""
+        k, rule = self.redis.hmget(self.keys.run(run_id, "review"), ["k", "rule"])
+        return int(k or 1), str(rule or "majority")
 
     def decisions(
         self, run_id: str | None = None, *, after: str = "-", count: int | None = None

@@ -267,6 +267,10 @@ def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
         str(humaneval),
         "--filters",
         str(filters),
+        "--reviewers-per-item",
+        "3",
+        "--overlap-rule",
+        "unanimous",
     )
     assert result.returncode == 0, result.stderr
     assert "reference prompts covered:" in result.stdout
@@ -274,6 +278,7 @@ def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
     assert config is not None and config.existing == [str(data.resolve())]
     assert config.eval_sets == [str(humaneval.resolve())]
     assert config.filters.near_duplicate_threshold == 0.7, "scoring jobs read these"
+    assert store.review_rule("cov") == (3, "unanimous"), "the decide script reads this"
     report = json.loads(out.read_text())
     assert all(
         {"id", "kind", "label", "have", "target", "deficit", "examples"} <= set(g)
@@ -303,4 +308,7 @@ def test_gapfill_gaps_with_a_bad_taxonomy_writes_nothing(
     assert result.returncode == 1
     assert f"{bad}: cells.0.colour: Extra inputs are not permitted" in result.stderr
     assert "Traceback" not in result.stderr
+    assert store.runs() == []
+    odd = gapfill(cli_env, "gaps", "--data", str(data), "--run", "x", "--overlap-rule", "loudest")
+    assert odd.returncode == 1 and "--overlap-rule: 'loudest' is not majority" in odd.stderr
     assert store.runs() == []

@@ -166,6 +166,44 @@ def test_an_expired_lease_is_refused_with_a_message(
     assert ui_store.count("ui-run", CandidateStatus.ACCEPTED) == 0
 
 
+def test_with_overlap_each_reviewer_votes_blind_and_the_overview_shows_agreement(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    from generator.schema import RunConfig
+
+    ui_store.save_run(
+        RunConfig.model_validate({"run_id": "ui-run", "review": {"reviewers_per_item": 2}})
+    )
+    items = real_candidates(4)
+    ui_store.put_many(items)
+    for verdict in ("accept", "accept", "reject"):  # bob votes first, on items 0-2
+        lease = ui_store.claim("bob", "ui-run")
+        assert lease is not None
+        ui_store.decide(lease.item_id, "bob", verdict, lease.version)  # type: ignore[arg-type]
+    at = app_test("local").run()
+    assert any("vote 2 of 2" in c.value for c in at.caption), "bob voted, but how is not shown"
+    at.button(key="key-a").click().run()  # items[0]: agrees with bob -> accepted
+    at.button(key="key-x").click().run()
+    at.button(key="reason-1").click().run()  # items[1]: disagrees -> a tie rejects
+    at.button(key="key-x").click().run()
+    at.button(key="reason-1").click().run()  # items[2]: agrees with bob's reject
+    assert [ui_store.get(i.id).status for i in items[:3]] == [
+        CandidateStatus.ACCEPTED,
+        CandidateStatus.REJECTED,
+        CandidateStatus.REJECTED,
+    ]
+    assert any("vote 1 of 2" in c.value for c in at.caption)
+    at.button(key="key-a").click().run()  # items[3]: alice's vote, a second still to come
+    assert ui_store.get(items[3].id).status is CandidateStatus.PENDING
+    assert len(ui_store.votes(items[3].id)) == 1
+    at.switch_page("pages/overview.py").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Items with overlap"] == "3"
+    assert metrics["Pairs agreeing"] == "0.67"
+    assert float(metrics["Krippendorff's alpha"]) < 0.67, "chance-corrected: lower"
+
+
 # -- a real browser ----------------------------------------------------------------------------
 
 

@@ -316,3 +316,105 @@ def test_bulk_actions_reopen_auto_rejected_items_and_reject_unleased_ones(store:
         store.reopen(waiting.id, "alice")  # a human's rejection is not reopened in bulk
     logged = [(d.decision.verdict, d.decision.reason_tags) for d in store.decisions("run-1")]
     assert logged == [("reopen", []), ("bulk_reject", ["duplicate"])]
+
+
+def overlap_run(store: Store, k: int, rule: str = "majority") -> None:
+    config = RunConfig.model_validate(
+        {"run_id": "run-1", "review": {"reviewers_per_item": k, "overlap_rule": rule}}
+    )
+    store.save_run(config)
+
+
+def vote(store: Store, reviewer: str, verdict: str) -> str:
+    lease = store.claim(reviewer, "run-1")
+    assert lease is not None, f"{reviewer} got nothing"
+    store.decide(lease.item_id, reviewer, verdict, lease.version)  # type: ignore[arg-type]
+    return lease.item_id
+
+
+def test_with_overlap_an_item_goes_to_k_different_reviewers_then_follows_the_majority(
+    store: Store,
+) -> None:
+    overlap_run(store, k=3)
+    item = candidate(1)
+    store.put(item)
+    assert vote(store, "alice", "accept") == item.id
+    assert store.get(item.id).status is PENDING, "one vote of three settles nothing"
+    assert store.claim("alice", "run-1") is None, "alice never gets an item she voted on"
+    vote(store, "bob", "reject")
+    assert store.votes(item.id) == {"alice": "accept", "bob": "reject"}
+    vote(store, "carol", "accept")
+    assert store.get(item.id).status is ACCEPTED
+    assert store.claim("dave", "run-1") is None, "a settled item leaves the queue"
+    assert store.review_rule("run-1") == (3, "majority")
+
+
+def test_a_split_vote_rejects_and_unanimous_needs_every_accept(store: Store) -> None:
+    overlap_run(store, k=2)
+    store.put(candidate(1))
+    vote(store, "alice", "accept")
+    vote(store, "bob", "reject")
+    assert store.get(candidate(1).id).status is REJECTED, "a tie rejects"
+
+    overlap_run(store, k=3, rule="unanimous")
+    store.put(candidate(2))
+    for reviewer in ("alice", "bob"):
+        vote(store, reviewer, "accept")
+    vote(store, "carol", "reject")
+    assert store.get(candidate(2).id).status is REJECTED
+    store.put(candidate(3))
+    for reviewer in ("alice", "bob", "carol"):
+        vote(store, reviewer, "accept")
+    assert store.get(candidate(3).id).status is ACCEPTED
+
+
+def test_a_vote_leaves_another_reviewers_lease_valid(store: Store) -> None:
+    overlap_run(store, k=2)
+    store.put(candidate(1))
+    first = store.claim("alice", "run-1")
+    assert first is not None
+    assert store.claim("bob", "run-1") is None, "one lease at a time per item"
+    store.decide(first.item_id, "alice", "accept", first.version)
+    second = store.claim("bob", "run-1")
+    assert second is not None and second.item_id == first.item_id
+    assert second.version == first.version, "a plain vote changes nothing bob sees"
+    store.decide(second.item_id, "bob", "accept", second.version)
+    assert store.get(first.item_id).status is ACCEPTED
+
+
+def test_a_vote_can_be_withdrawn_and_the_settling_vote_undone(store: Store) -> None:
+    overlap_run(store, k=2)
+    item = candidate(1)
+    store.put(item)
+    vote(store, "alice", "reject")
+    store.undo(item.id, "alice")
+    assert store.votes(item.id) == {}
+    vote(store, "alice", "accept")
+    vote(store, "bob", "accept")
+    assert store.get(item.id).status is ACCEPTED
+    with pytest.raises(LeaseError, match="decided by 'bob'"):
+        store.undo(item.id, "alice")  # only the vote that settled it reopens it
+    store.undo(item.id, "bob")
+    assert store.get(item.id).status is PENDING
+    assert store.votes(item.id) == {"alice": "accept"}, "alice's vote stands"
+    vote(store, "bob", "reject")
+    assert store.get(item.id).status is REJECTED
+    verdicts = [d.decision.verdict for d in store.decisions("run-1")]
+    assert verdicts == ["reject", "undo", "accept", "accept", "undo", "reject"]
+
+
+def test_an_edit_under_overlap_is_an_accepting_vote_that_replaces_the_payload(
+    store: Store,
+) -> None:
+    overlap_run(store, k=2)
+    item = candidate(1)
+    store.put(item)
+    edited = sft("An edited question?", "A better answer.")
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    store.decide(item.id, "alice", "edit", lease.version, edited_payload=edited)
+    second = store.claim("bob", "run-1")
+    assert second is not None and second.item.edited == edited, "bob reviews the edit"
+    store.decide(item.id, "bob", "accept", second.version)
+    settled = store.get(item.id)
+    assert settled.status is ACCEPTED and settled.edited == edited

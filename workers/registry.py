@@ -33,7 +33,11 @@ class WorkerContext:
         """Each run's filter pipeline; the embedding model and the runs' indexes load once."""
         if self._pipelines is None:
             settings = Settings()
-            embedder = Embedder(settings.embedding_model, cache_dir=settings.data_dir / "cache")
+            embedder = Embedder(
+                settings.embedding_model,
+                cache_dir=settings.data_dir / "cache",
+                max_tokens=settings.embedding_max_tokens,
+            )
             self._pipelines = RunPipelines(embedder, settings.data_dir / "indexes")
         self._pipelines.judge = self.backend
         return self._pipelines

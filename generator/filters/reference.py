@@ -216,7 +216,7 @@ class ReferenceIndexes:
         items: Sequence[ReferenceItem], options: IndexOptions, embedder: Embedder | None
     ) -> str:
         hasher = hashlib.sha256(f"v{FORMAT_VERSION}\x00{options}\x00".encode())
-        hasher.update((embedder.model_name if embedder and options.semantic else "-").encode())
+        hasher.update((embedder.identity if embedder and options.semantic else "-").encode())
         for item in items:
             hasher.update(b"\x01" + item.id.encode() + b"\x02" + "\x03".join(item.turns).encode())
         return hasher.hexdigest()[:24]

@@ -9,6 +9,7 @@ from collections import defaultdict
 import pandas as pd
 import streamlit as st
 
+from generator.agreement import agreement, votes_by_item
 from generator.schema import CandidateStatus
 from review_ui.resources import store
 
@@ -58,6 +59,37 @@ def throughput(run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def reviewer_agreement(run_id: str) -> None:
+    k, rule = store().review_rule(run_id)
+    figures = agreement(votes_by_item(d.decision for d in store().decisions(run_id)))
+    if figures.items == 0:
+        overlap = f"{k} reviewers per item ({rule})" if k > 1 else "one reviewer per item"
+        st.caption(f"No item has two votes yet, so no agreement figures ({overlap}).")
+        return
+
+    def shown(value: float | None) -> str:
+        return "undefined" if value is None else f"{value:.2f}"
+
+    left, middle, right = st.columns(3)
+    left.metric("Items with overlap", figures.items)
+    middle.metric("Pairs agreeing", shown(figures.pair_agreement))
+    right.metric("Krippendorff's alpha", shown(figures.alpha))
+    st.dataframe(
+        pd.DataFrame(
+            [
+                {
+                    "reviewers": " & ".join(p.reviewers),
+                    "shared items": p.shared_items,
+                    "agreement": round(p.agreement, 2),
+                    "Cohen's kappa": None if p.kappa is None else round(p.kappa, 2),
+                }
+                for p in figures.pairs
+            ]
+        ),
+        hide_index=True,
+    )
+
+
 def filters_vs_humans(run_id: str) -> pd.DataFrame:
     """Per filter flag: how reviewers decided the flagged items. A flag whose items reviewers
     nearly always reject could auto-reject and save that review time."""
@@ -100,10 +132,8 @@ def page() -> None:
     st.dataframe(table)
     st.subheader("Reviewers")
     st.dataframe(throughput(run_id), hide_index=True)
-    st.caption(
-        "Agreement between reviewers needs items with overlap (several reviewers per item); "
-        "this run has none."
-    )
+    st.subheader("Agreement between reviewers")
+    reviewer_agreement(run_id)
     st.subheader("Filters vs reviewers")
     st.dataframe(filters_vs_humans(run_id), hide_index=True)
 

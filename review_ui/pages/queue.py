@@ -156,7 +156,11 @@ def page() -> None:
     main, side = st.columns([3, 2])
     with main:
         render.gap(item.gap_id, gaps)
-        st.caption(f"item {item.id} · {item.kind.value} · priority {item.priority:.2f}")
+        overlap = ""
+        k, _rule = store().review_rule(run_id)
+        if k > 1:  # blind review: how many voted, never how
+            overlap = f" · vote {len(store().votes(item.id)) + 1} of {k}"
+        st.caption(f"item {item.id} · {item.kind.value} · priority {item.priority:.2f}{overlap}")
         if st.session_state.get("mode") != "edit":
             render.payload(item)
         actions(session)
