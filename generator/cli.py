@@ -38,6 +38,7 @@ from generator.coverage import (
 )
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, GapfillError
+from generator.export.writer import ExportOptions, export
 from generator.filters.contamination import load_eval_items
 from generator.filters.settings import load_filter_settings
 from generator.importers import FORMATS, Format, read_examples
@@ -250,15 +251,23 @@ def import_file(
         typer.Option("--format", "-f", help=f"Row format (default: detect): {', '.join(FORMATS)}"),
     ] = None,
     gap: Annotated[str, typer.Option(help="Gap id recorded on the imported items.")] = "imported",
+    skip_invalid: Annotated[
+        bool, typer.Option(help="Store the valid rows and list the invalid ones with reasons.")
+    ] = False,
 ) -> None:
-    """Put a dataset's rows in the review queue. All or nothing: one bad row stores none."""
+    """Put a dataset's rows in the review queue. All or nothing: one bad row stores none
+    (unless --skip-invalid)."""
     chosen: Format | None = row_format  # type: ignore[assignment]  # checked by read_examples
-    result = ingest_file(_store(_settings(ctx)), file, run, row_format=chosen, gap_id=gap)
+    result = ingest_file(
+        _store(_settings(ctx)), file, run, row_format=chosen, gap_id=gap, skip_invalid=skip_invalid
+    )
     console.print(
         f"{file}: {result.rows} rows ({result.format}); {result.stored} stored in run {run!r}, "
-        f"{result.already_present} already present",
+        f"{result.already_present} already present, {len(result.skipped)} invalid skipped",
         highlight=False,
     )
+    for error in result.skipped:
+        console.print(f"  skipped {escape(str(error))}", highlight=False)
 
 
 # -- coverage -----------------------------------------------------------------------------------
@@ -699,6 +708,81 @@ def _print_outcome(store: Store, work: WorkQueue, run_id: str) -> None:
         err_console.print(
             f"[red]failed job[/] {job_id} on {queue}: {escape(error)}", highlight=False
         )
+
+
+# -- export -------------------------------------------------------------------------------------
+
+
+@app.command("export")
+@user_errors
+def export_command(
+    ctx: typer.Context,
+    run: Annotated[list[str], typer.Option("--run", help="A run to export (repeat for several).")],
+    kind: Annotated[str, typer.Option(help="sft or preference.")],
+    out: Annotated[Path, typer.Option(help="The export directory.")],
+    row_format: Annotated[str, typer.Option("--format", help="jsonl or parquet.")] = "jsonl",
+    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    merge: Annotated[
+        Path | None, typer.Option(help="An existing dataset merged in (generated duplicates drop).")
+    ] = None,
+    eval_fraction: Annotated[
+        float, typer.Option(help="Share held out as eval.jsonl (near duplicates kept together).")
+    ] = 0.0,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Tokenizer directory for the length check (default: embedded)."),
+    ] = None,
+    max_length: Annotated[
+        int, typer.Option(help="Tokens under the chat template, at most.")
+    ] = 2048,
+    base_model: Annotated[str | None, typer.Option(help="For the stage-audit record.")] = None,
+    pretraining_data: Annotated[
+        list[str] | None, typer.Option(help="Continued-pretraining data, for the audit record.")
+    ] = None,
+    previous: Annotated[
+        Path | None, typer.Option(help="The export this one follows (its manifest hash is kept).")
+    ] = None,
+) -> None:
+    """Write what reviewers accepted as a TRL-ready dataset with manifest, card and provenance."""
+    settings = _settings(ctx)
+    if kind not in ("sft", "preference"):
+        raise ConfigError(f"--kind: {kind!r} is not sft or preference")
+    try:
+        options = ExportOptions(
+            runs=run,
+            kind=CandidateKind(kind),
+            format=row_format,
+            out=out,
+            overwrite=overwrite,
+            merge=merge,
+            eval_fraction=eval_fraction,
+            tokenizer=tokenizer,
+            max_length=max_length,
+            base_model=base_model,
+            pretraining_data=pretraining_data or [],
+            previous=previous,
+        )
+    except (ValueError, ValidationError) as exc:
+        raise ConfigError(f"export: {_first_error(exc)}") from exc
+    result = export(_store(settings), options, settings.data_dir)
+    rows = ", ".join(f"{name} {n}" for name, n in result.rows.items())
+    console.print(f"{out}: {rows} rows; export {result.export_id[:12]}", highlight=False)
+    if result.excluded or result.refused:
+        console.print(
+            f"{len(result.excluded)} excluded, {len(result.refused)} refused (PII/secret flag "
+            f"not cleared); reasons in {out / 'excluded.jsonl'}",
+            highlight=False,
+        )
+        for item_id, reason in [*result.excluded, *result.refused][:5]:
+            console.print(f"  {item_id}: {reason}", highlight=False)
+
+
+def _first_error(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        return f"{where}: {error['msg']}" if where else str(error["msg"])
+    return str(exc)
 
 
 # -- review -------------------------------------------------------------------------------------

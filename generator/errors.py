@@ -33,6 +33,10 @@ class DataFileError(GapfillError):
     """A data file as a whole cannot be read (missing, unknown format, empty)."""
 
 
+class ExportError(GapfillError):
+    """An export that cannot be written as asked (the message says why); nothing was written."""
+
+
 class StoreError(GapfillError):
     """The store refused an operation or could not be reached. Seen by reviewers and operators."""
 

@@ -246,6 +246,12 @@ class SamplingParams(BaseModel):
 # accept/reject/edit/skip: a reviewer's decision on a leased item; undo: the same reviewer takes
 # their decision back (the item returns to review); reopen and bulk_reject: bulk actions from the
 # browse page, on items nobody holds.
+# Reason tags with a meaning beyond the record. On an edit of an SFT item: also export the pair
+# (edited answer chosen, original rejected). On an accept: the reviewer checked the PII/secret
+# flag and clears the item for export.
+PREFERENCE_PAIR_TAG = "preference_pair"
+PII_CLEARED_TAG = "pii_cleared"
+
 Verdict = Literal["accept", "reject", "edit", "skip", "undo", "reopen", "bulk_reject"]
 
 

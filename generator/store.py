@@ -15,6 +15,8 @@ Layout, under one configurable prefix ``P`` so campaigns and test sessions never
     P:run:<run>:leased         zset   leased items by lease expiry (ms, server clock)
     P:run:<run>:skipped:<rev>  set    items a reviewer skipped (not handed to them again)
     P:log                      stream the decision log: appended, never trimmed or rewritten
+    P:exports                  list   one JSON record per export (newest last): id, kind, runs,
+                                      out, manifest sha256
     P:task:<id>                hash   data (GenerationTask JSON), state open|done, result
     P:run:<run>:tasks          set    every task of the run
     P:run:<run>:tasks-open     set    tasks not yet completed
@@ -338,6 +340,7 @@ class Keys:
         self.prefix = prefix
         self.runs = f"{prefix}:runs"
         self.log = f"{prefix}:log"
+        self.exports = f"{prefix}:exports"
 
     def item(self, item_id: str) -> str:
         return f"{self.prefix}:item:{item_id}"
@@ -822,6 +825,23 @@ class Store:
         except redis.ResponseError as exc:
             raise self._translate(exc, item_id, reviewer) from exc
         return LoggedDecision(entry_id, decision.model_copy(update={"gap_id": gap}))
+
+    # -- exports ----------------------------------------------------------------------------
+
+    def record_export(self, record: dict[str, Any], item_ids: list[str]) -> None:
+        """Mark the items exported (an undo is refused from now on) and append the record."""
+        export_id = str(record["export_id"])
+        with self.redis.pipeline(transaction=True) as pipe:
+            for item_id in item_ids:
+                pipe.hset(self.keys.item(item_id), "exported", export_id)
+            pipe.rpush(self.keys.exports, orjson.dumps(record).decode())
+            pipe.execute()
+
+    def exports(self) -> list[dict[str, Any]]:
+        """Every recorded export, oldest first."""
+        return [
+            orjson.loads(r) for r in cast(list[str], self.redis.lrange(self.keys.exports, 0, -1))
+        ]
 
     def votes(self, item_id: str) -> dict[str, str]:
         """Under overlap: each reviewer's vote (accept or reject) on the item so far."""

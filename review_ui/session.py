@@ -12,11 +12,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from generator.errors import StoreError
-from generator.schema import Message, PreferenceExample, SFTExample
+from generator.schema import PREFERENCE_PAIR_TAG, Message, PreferenceExample, SFTExample
 from generator.store import Lease, Store
 
 REJECT_REASONS = ("duplicate", "wrong", "unsafe", "low quality", "off-gap", "PII", "other")
-PAIR_TAG = "preference_pair"  # on an edit of an SFT item: export a (edited, original) pair
+PAIR_TAG = PREFERENCE_PAIR_TAG
 
 
 @dataclass

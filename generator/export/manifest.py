@@ -1,0 +1,163 @@
+"""The record that travels with an export: per-example provenance, the manifest (counts,
+generators, templates, filters, reviewers, file hashes, the stage-audit block) and a dataset card.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections import Counter, defaultdict
+from typing import Any
+
+import orjson
+
+from generator.agreement import agreement, votes_by_item
+from generator.export.selection import Approved
+from generator.schema import Candidate, Decision, PreferenceExample, SFTExample
+
+
+def _lines(example: SFTExample | PreferenceExample) -> list[str]:
+    if isinstance(example, SFTExample):
+        return [f"{m.role}: {m.content}" for m in example.messages]
+    return [
+        *(f"prompt {m.role}: {m.content}" for m in example.prompt),
+        *(f"chosen: {m.content}" for m in example.chosen),
+        *(f"rejected: {m.content}" for m in example.rejected),
+    ]
+
+
+def edit_diff(item: Candidate) -> str | None:
+    """The reviewer's edit as a unified diff of the turns, or None."""
+    if item.edited is None or item.payload is None:
+        return None
+    original = "\n".join(_lines(item.payload)).splitlines(keepends=True)
+    edited = "\n".join(_lines(item.edited)).splitlines(keepends=True)
+    return "".join(difflib.unified_diff(original, edited, "generated", "reviewed", n=1))
+
+
+def _decision(d: Decision) -> dict[str, Any]:
+    return {
+        "reviewer": d.reviewer,
+        "verdict": d.verdict,
+        "reason_tags": d.reason_tags,
+        "note": d.note,
+        "decided_at": d.decided_at.isoformat(),
+    }
+
+
+def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any]:
+    item, made = approved.candidate, approved.candidate.provenance
+    return {
+        "item_id": item.id,
+        "split": split,
+        "row": row,
+        "run_id": item.run_id,
+        "gap_id": item.gap_id,
+        "source": made.source,
+        "template": made.template_name,
+        "template_hash": made.template_hash,
+        "backend": made.backend,
+        "model": made.model,
+        "sampling": made.sampling,
+        "task_id": made.task_id,
+        "worker_id": made.worker_id,
+        "source_file": made.source_file,
+        "source_line": made.source_line,
+        "generated_at": made.created_at.isoformat(),
+        "scores": {name: s.model_dump(exclude={"filter"}) for name, s in item.scores.items()},
+        "review": {
+            "reviewers": approved.reviewers,
+            "decisions": [_decision(d) for d in approved.decisions],
+            "edit_diff": edit_diff(item),
+        },
+    }
+
+
+def generation_summary(items: list[Candidate]) -> dict[str, Any]:
+    models: Counter[str] = Counter()
+    templates: dict[str, Counter[str]] = defaultdict(Counter)
+    sampling: Counter[str] = Counter()
+    for item in items:
+        made = item.provenance
+        models[f"{made.backend or made.source}:{made.model or '-'}"] += 1
+        if made.template_name:
+            templates[made.template_name][made.template_hash or "-"] += 1
+        if made.sampling:
+            sampling[orjson.dumps(made.sampling, option=orjson.OPT_SORT_KEYS).decode()] += 1
+    return {
+        "models": dict(sorted(models.items())),
+        "templates": {name: dict(sorted(h.items())) for name, h in sorted(templates.items())},
+        "sampling": [
+            {"params": orjson.loads(params), "items": n} for params, n in sorted(sampling.items())
+        ],
+    }
+
+
+def pass_rates(scored: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Per filter, over every scored item of the runs: how many it scored and passed."""
+    seen: Counter[str] = Counter()
+    passed: Counter[str] = Counter()
+    for scores in scored:
+        for name, score in scores.items():
+            seen[name] += 1
+            passed[name] += bool(score.get("passed"))
+    return {
+        name: {"scored": seen[name], "passed": passed[name], "rate": passed[name] / seen[name]}
+        for name in sorted(seen)
+    }
+
+
+def review_summary(decisions: list[Decision], rules: dict[str, tuple[int, str]]) -> dict[str, Any]:
+    by_reviewer = Counter(d.reviewer for d in decisions if d.verdict != "undo")
+    figures = agreement(votes_by_item(decisions))
+    return {
+        "decisions_by_reviewer": dict(sorted(by_reviewer.items())),
+        "overlap": {run: {"reviewers_per_item": k, "rule": r} for run, (k, r) in rules.items()},
+        "agreement": figures.model_dump(),
+    }
+
+
+def dataset_card(manifest: dict[str, Any]) -> str:
+    kind, files = manifest["kind"], manifest["files"]
+    counts = manifest["counts"]
+    data_files = {n.split(".")[0]: n for n in files if n.split(".")[0] in ("train", "eval")}
+    loader = "json" if manifest["format"] == "jsonl" else "parquet"
+    layout = (
+        '`{"messages": [{"role", "content"}, ...]}` (TRL conversational language modelling)'
+        if kind == "sft"
+        else '`{"prompt": [...], "chosen": [...], "rejected": [...]}` (TRL conversational '
+        "preference)"
+    )
+    gaps = "\n".join(f"| {gap} | {n} |" for gap, n in counts["by_gap"].items())
+    models = "\n".join(f"- {m}: {n}" for m, n in manifest["generation"]["models"].items())
+    audit = manifest["stage_audit"]
+    previous = audit["rollback_artifacts"]["previous_manifest_sha256"] or "none (first export)"
+    return f"""# gapfill export {manifest["export_id"][:12]} ({kind})
+
+Synthetic and imported examples that reviewers accepted in run(s) {", ".join(manifest["runs"])},
+exported {manifest["exported_at"]}. Every row is {layout}. Nothing here was exported without a
+human's acceptance; `provenance.jsonl` traces each row to its gap, prompt template, model,
+sampling parameters, filter scores and reviewer decisions (with the edit diff).
+
+```python
+from datasets import load_dataset
+ds = load_dataset("{loader}", data_files={data_files!r})
+```
+
+Rows: {counts["rows"]} ({", ".join(f"{k} {v}" for k, v in counts["by_split"].items())}); excluded
+before writing: {counts["excluded"]} (reasons in `excluded.jsonl`); refused for an uncleared
+PII/secret flag: {counts["refused_pii"]}.
+
+| gap | rows |
+|---|---|
+{gaps}
+
+Generators:
+{models}
+
+Base model: {audit["base_model"] or "not given"}. Chat template checked:
+{audit["chat_template"]["tokenizer"]} (max {audit["chat_template"]["max_length"]} tokens).
+Previous export (rollback): {previous}.
+
+Synthetic data can amplify a generator's errors and narrow a dataset's style: read the filter
+pass rates and reviewer agreement in `manifest.json` before training on it.
+"""

@@ -1,0 +1,416 @@
+"""Export: only human-accepted items leave, as files TRL loads as they are, with their record."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import orjson
+import pyarrow.parquet as pq
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from generator.errors import ExportError, InvalidTransitionError
+from generator.export import writer
+from generator.export.checks import structure_problem
+from generator.export.writer import ExportOptions, export
+from generator.ingest import ingest_file
+from generator.schema import (
+    PII_CLEARED_TAG,
+    PREFERENCE_PAIR_TAG,
+    Candidate,
+    CandidateKind,
+    CandidateStatus,
+    RunConfig,
+    Score,
+)
+from generator.store import Store
+from tests.factories import candidate, preference, sft
+
+SFT = CandidateKind.SFT
+PREFERENCE = CandidateKind.PREFERENCE
+
+
+def accept_all(store: Store, run: str = "run-1", reviewer: str = "alice", **kwargs: object) -> None:
+    while (lease := store.claim(reviewer, run)) is not None:
+        store.decide(lease.item_id, reviewer, "accept", lease.version, **kwargs)  # type: ignore[arg-type]
+
+
+def decide(store: Store, item: Candidate, verdict: str, **kwargs: object) -> None:
+    """Claim until this item comes up (others go back), then decide it."""
+    held = []
+    while (lease := store.claim("alice", item.run_id)) is not None and lease.item_id != item.id:
+        held.append(lease.item_id)
+    assert lease is not None, f"{item.id} is not in the queue"
+    store.decide(item.id, "alice", verdict, lease.version, **kwargs)  # type: ignore[arg-type]
+    for other in held:
+        store.release(other, "alice")
+
+
+def options(tmp_path: Path, model_dir: Path, **kwargs: object) -> ExportOptions:
+    values: dict[str, object] = {
+        "runs": ["run-1"],
+        "kind": SFT,
+        "out": tmp_path / "export",
+        "tokenizer": str(model_dir),
+    }
+    values.update(kwargs)
+    return ExportOptions.model_validate(values)
+
+
+def lines(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def test_an_sft_export_loads_in_datasets_and_passes_trl_preparation(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+    from trl.data_utils import is_conversational, maybe_apply_chat_template
+
+    store.put_many(candidate(i) for i in range(6))
+    accept_all(store)
+    result = export(store, options(tmp_path, model_dir), tmp_path / "data")
+    assert result.rows == {"train": 6}
+    dataset = load_dataset("json", data_files=str(tmp_path / "export" / "train.jsonl"))["train"]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    for example in dataset:
+        assert is_conversational(example)
+        text = maybe_apply_chat_template(example, tokenizer)["text"]
+        assert "Question number" in text and "<|im_start|>assistant" in text
+    parquet = export(
+        store, options(tmp_path, model_dir, format="parquet", out=tmp_path / "pq"), tmp_path
+    )
+    table = pq.read_table(tmp_path / "pq" / "train.parquet")
+    assert parquet.rows == {"train": 6} and table.column_names == ["messages"]
+    assert table.to_pylist() == lines(tmp_path / "export" / "train.jsonl")
+
+
+def test_the_manifest_card_and_provenance_trace_every_row(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    store.save_run(RunConfig(run_id="run-1"))
+    items = [candidate(i, gap="gap-a" if i < 3 else "gap-b") for i in range(5)]
+    items[0] = items[0].model_copy(
+        update={"scores": {"quality": Score(filter="quality", value=0.9, passed=True)}}
+    )
+    store.put_many(items)
+    edited = sft("Question number 4?", "A reviewer's better answer.")
+    decide(store, items[4], "edit", edited_payload=edited)
+    accept_all(store)
+    export(store, options(tmp_path, model_dir, base_model="HuggingFaceTB/SmolLM2-135M"), tmp_path)
+    out = tmp_path / "export"
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["by_gap"] == {"gap-a": 3, "gap-b": 2}
+    assert manifest["counts"]["rows"] == 5
+    for name, entry in manifest["files"].items():
+        assert (
+            entry["sha256"] == __import__("hashlib").sha256((out / name).read_bytes()).hexdigest()
+        )
+    audit = manifest["stage_audit"]
+    assert audit["base_model"] == "HuggingFaceTB/SmolLM2-135M"
+    assert audit["sft_dataset"] == {"train.jsonl": manifest["files"]["train.jsonl"]["sha256"]}
+    assert audit["preference_dataset"] is None
+    assert set(audit) >= {"eval_report", "safety_report", "rollback_artifacts", "chat_template"}
+    assert manifest["filters"]["pass_rates"]["quality"] == {"scored": 1, "passed": 1, "rate": 1.0}
+    assert manifest["review"]["decisions_by_reviewer"] == {"alice": 5}
+    provenance = {p["item_id"]: p for p in lines(out / "provenance.jsonl")}
+    assert set(provenance) == {i.id for i in items}
+    assert provenance[items[4].id]["review"]["reviewers"] == ["alice"]
+    assert (
+        "+assistant: A reviewer's better answer." in provenance[items[4].id]["review"]["edit_diff"]
+    )
+    rows = lines(out / "train.jsonl")
+    assert {"role": "assistant", "content": "A reviewer's better answer."} in [
+        m for r in rows for m in r["messages"]
+    ], "the edit is exported, not the original"
+    card = (out / "README.md").read_text()
+    assert 'load_dataset("json"' in card and "gap-a" in card
+
+
+def test_preference_exports_include_pairs_made_from_edits_and_pass_trl(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+    from trl.data_utils import maybe_apply_chat_template
+
+    pairs = [preference(i) for i in range(3)]
+    plain, paired = candidate(1), candidate(2)
+    store.put_many([*pairs, plain, paired])
+    better = sft("Question number 2?", "A much better answer.")
+    decide(store, paired, "edit", edited_payload=better, reason_tags=[PREFERENCE_PAIR_TAG])
+    accept_all(store)
+    export(store, options(tmp_path, model_dir, kind=PREFERENCE), tmp_path)
+    rows = lines(tmp_path / "export" / "train.jsonl")
+    assert len(rows) == 4, "three pairs and the reviewer's edit; the plain SFT item stays out"
+    made = next(r for r in rows if r["chosen"][0]["content"] == "A much better answer.")
+    assert made["rejected"] == [{"role": "assistant", "content": "Answer number 2."}]
+    assert made["prompt"] == [{"role": "user", "content": "Question number 2?"}]
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    for row in rows:
+        prepared = maybe_apply_chat_template(row, tokenizer)
+        assert set(prepared) == {"prompt", "chosen", "rejected"}
+        assert prepared["prompt"].rstrip().endswith("<|im_start|>assistant")
+
+
+STATUSES = list(CandidateStatus)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(mix=st.lists(st.sampled_from(["accept", "reject", "pending", "auto", "undo"]), max_size=12))
+def test_nothing_but_accepted_items_is_exported_for_any_mix_of_statuses(
+    store: Store, model_dir: Path, tmp_path_factory: pytest.TempPathFactory, mix: list[str]
+) -> None:
+    store.delete_prefix()
+    store.save_run(RunConfig(run_id="run-1"))
+    items = [candidate(i) for i in range(len(mix))]
+    for item, fate in zip(items, mix, strict=True):
+        status = CandidateStatus.AUTO_REJECTED if fate == "auto" else CandidateStatus.PENDING
+        store.put(item.model_copy(update={"status": status}))
+    for item, fate in zip(items, mix, strict=True):
+        if fate in ("accept", "reject", "undo"):
+            decide(store, item, "reject" if fate == "reject" else "accept")
+        if fate == "undo":
+            store.undo(item.id, "alice")
+    accepted = {i.id for i, fate in zip(items, mix, strict=True) if fate == "accept"}
+    out = tmp_path_factory.mktemp("prop") / "export"
+    if not accepted:
+        with pytest.raises(ExportError, match="nothing to export"):
+            export(store, options(out.parent, model_dir), out.parent)
+        assert not out.exists()
+        return
+    export(store, options(out.parent, model_dir), out.parent)
+    exported = {p["item_id"] for p in lines(out / "provenance.jsonl")}
+    assert exported == accepted
+    assert len(lines(out / "train.jsonl")) == len(accepted)
+
+
+def test_real_hh_pairs_export_as_valid_preference_pairs(
+    store: Store, shared_data: Path, model_dir: Path, tmp_path: Path
+) -> None:
+    from transformers import AutoTokenizer
+    from trl.data_utils import maybe_apply_chat_template
+
+    hh = shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+    imported = ingest_file(store, hh, "run-1", gap_id="hh", skip_invalid=True)
+    assert imported.rows == 2312 and all(e.reason for e in imported.skipped)
+    accept_all(store)
+    result = export(store, options(tmp_path, model_dir, kind=PREFERENCE), tmp_path)
+    rows = lines(tmp_path / "export" / "train.jsonl")
+    excluded = lines(tmp_path / "export" / "excluded.jsonl")
+    assert len(rows) + len(excluded) == imported.stored
+    assert imported.stored + imported.already_present + len(imported.skipped) == 2312
+    assert len(rows) == result.rows["train"] and len(rows) >= 2200
+    assert all(e["reason"] for e in excluded), "every exclusion says why"
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    for row in rows[:200]:
+        assert maybe_apply_chat_template(row, tokenizer)["chosen"]
+    print(
+        f"HH: {imported.rows} rows, {len(imported.skipped)} invalid at import, "
+        f"{imported.already_present} duplicates, {len(excluded)} excluded at export, "
+        f"{len(rows)} exported"
+    )
+
+
+def test_pii_flagged_items_stay_out_unless_a_reviewer_cleared_the_flag(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    flag = {"pii": Score(filter="pii", value=1, passed=False, reason="e-mail address")}
+    flagged, cleared = (candidate(i).model_copy(update={"scores": flag}) for i in (1, 2))
+    store.put_many([flagged, cleared, candidate(3)])
+    decide(store, cleared, "accept", reason_tags=[PII_CLEARED_TAG])
+    accept_all(store)
+    result = export(store, options(tmp_path, model_dir), tmp_path)
+    assert [item for item, _ in result.refused] == [flagged.id]
+    assert "PII/secret flag not cleared" in result.refused[0][1]
+    exported = {p["item_id"] for p in lines(tmp_path / "export" / "provenance.jsonl")}
+    assert exported == {cleared.id, candidate(3).id}
+
+
+def test_the_same_accepted_set_exports_to_identical_bytes(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    store.put_many(candidate(i) for i in range(20))
+    accept_all(store)
+    first = export(store, options(tmp_path, model_dir, eval_fraction=0.3), tmp_path)
+    second = export(
+        store, options(tmp_path, model_dir, eval_fraction=0.3, out=tmp_path / "again"), tmp_path
+    )
+    for name in ("train.jsonl", "eval.jsonl"):
+        assert (tmp_path / "export" / name).read_bytes() == (tmp_path / "again" / name).read_bytes()
+    assert first.export_id == second.export_id
+    rollback = json.loads((tmp_path / "again" / "manifest.json").read_text())["stage_audit"]
+    assert rollback["rollback_artifacts"]["previous_export_id"] == first.export_id
+
+
+def test_near_duplicates_never_straddle_the_split(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    families = []
+    for family in range(12):
+        base = f"Write a short poem about the {family}th planet and its {family} moons at night"
+        members = [
+            Candidate(
+                kind=SFT,
+                payload=sft(f"{base}{suffix}", f"Poem {family}.{n}"),
+                run_id="run-1",
+                gap_id="gap-a",
+                status=CandidateStatus.PENDING,
+            )
+            for n, suffix in enumerate(["", ", please", "!"])
+        ]
+        families.append(members)
+    store.put_many(m for f in families for m in f)
+    accept_all(store)
+    result = export(store, options(tmp_path, model_dir, eval_fraction=0.4), tmp_path)
+    assert result.rows["train"] and result.rows["eval"]
+    side = {p["item_id"]: p["split"] for p in lines(tmp_path / "export" / "provenance.jsonl")}
+    for members in families:
+        assert len({side[m.id] for m in members}) == 1, "a family split across train/eval"
+
+
+def test_merging_keeps_the_existing_rows_and_drops_generated_copies_of_them(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    existing = tmp_path / "existing.jsonl"
+    existing.write_text(
+        "\n".join(
+            json.dumps({"messages": [m.model_dump() for m in sft(q, a).messages]})
+            for q, a in [("Question number 1?", "Answer number 1."), ("Old one?", "Old answer.")]
+        )
+    )
+    store.put_many(candidate(i) for i in (1, 2))
+    accept_all(store)
+    result = export(store, options(tmp_path, model_dir, merge=existing), tmp_path)
+    rows = lines(tmp_path / "export" / "train.jsonl")
+    assert [r["messages"][0]["content"] for r in rows] == [
+        "Question number 1?",
+        "Old one?",
+        "Question number 2?",
+    ], "existing rows first, in file order; the generated copy of line 1 is dropped"
+    assert result.excluded == [(candidate(1).id, f"already in {existing} (line 1)")]
+
+
+def test_too_long_and_malformed_rows_are_excluded_with_a_reason(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    long = Candidate(
+        kind=SFT,
+        payload=sft("Tell me everything.", "word " * 400),
+        run_id="run-1",
+        status=CandidateStatus.PENDING,
+    )
+    store.put_many([long, candidate(1)])
+    accept_all(store)
+    result = export(store, options(tmp_path, model_dir, max_length=128), tmp_path)
+    reasons = dict(result.excluded)
+    assert "tokens under the chat template > 128" in reasons[long.id]
+    assert result.rows == {"train": 1}
+
+
+def test_rows_that_are_no_well_formed_conversation_are_named() -> None:
+    # The schema already refuses these on the way in; the export checks again what it writes.
+    def turns(*pairs: tuple[str, str]) -> dict[str, list[dict[str, str]]]:
+        return {"messages": [{"role": r, "content": c} for r, c in pairs]}
+
+    assert structure_problem(turns(("user", "Hi"), ("assistant", " "))) == (
+        "turn 2 (assistant) is empty"
+    )
+    assert "do not alternate" in str(
+        structure_problem(turns(("user", "a"), ("user", "b"), ("assistant", "c")))
+    )
+    assert structure_problem(turns(("system", "s"), ("user", "a"), ("assistant", "b"))) is None
+    assert structure_problem(turns(("user", "a"))) == (
+        "the conversation does not end with an assistant turn"
+    )
+
+
+def test_an_exported_item_can_no_longer_be_undone(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    store.put(candidate(1))
+    accept_all(store)
+    result = export(store, options(tmp_path, model_dir), tmp_path)
+    with pytest.raises(InvalidTransitionError, match="exported"):
+        store.undo(candidate(1).id, "alice")
+    assert store.exports()[-1]["export_id"] == result.export_id
+
+
+def test_a_non_empty_directory_is_refused_and_a_failed_write_leaves_nothing(
+    store: Store, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put_many(candidate(i) for i in range(3))
+    accept_all(store)
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match=r"not empty .*--overwrite"):
+        export(store, options(tmp_path, model_dir), tmp_path)
+
+    def broken_card(manifest: object) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer.record, "dataset_card", broken_card)
+    with pytest.raises(OSError, match="disk full"):
+        export(store, options(tmp_path, model_dir, overwrite=True), tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"], "no temp dirs left"
+    assert [p.name for p in out.iterdir()] == ["notes.txt"], "the old contents are untouched"
+    assert store.exports() == [] and not store.redis.hget(
+        store.keys.item(candidate(0).id), "exported"
+    )
+    monkeypatch.undo()
+    export(store, options(tmp_path, model_dir, overwrite=True), tmp_path)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "README.md",
+        "excluded.jsonl",
+        "manifest.json",
+        "provenance.jsonl",
+        "train.jsonl",
+    ]
+
+
+def test_the_cli_exports_and_reports_bad_options_in_one_line(
+    store: Store, server_url: str, key_prefix: str, model_dir: Path, tmp_path: Path
+) -> None:
+    store.put_many(candidate(i) for i in range(2))
+    accept_all(store)
+    env = {
+        "GAPFILL_REDIS_URL": server_url,
+        "GAPFILL_KEY_PREFIX": key_prefix,
+        "GAPFILL_DATA_DIR": str(tmp_path / "data"),
+        "PATH": "/usr/bin:/bin",
+        "HF_HUB_OFFLINE": "1",
+    }
+
+    def gapfill(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "generator.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+
+    out = tmp_path / "cli-export"
+    done = gapfill(
+        "export", "--run", "run-1", "--kind", "sft", "--out", str(out),
+        "--tokenizer", str(model_dir),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "train 2 rows" in done.stdout
+    assert orjson.loads((out / "manifest.json").read_bytes())["counts"]["rows"] == 2
+    bad = gapfill("export", "--run", "run-1", "--kind", "dpo", "--out", str(tmp_path / "x"))
+    assert bad.returncode != 0 and "Traceback" not in bad.stderr
+    assert bad.stderr.strip() == "error: --kind: 'dpo' is not sft or preference"
+    again = gapfill("export", "--run", "run-1", "--kind", "sft", "--out", str(out))
+    assert again.returncode != 0 and "not empty" in again.stderr
+    missing = gapfill("export", "--run", "nope", "--kind", "sft", "--out", str(tmp_path / "y"))
+    assert "--run nope: no such run" in missing.stderr
