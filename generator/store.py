@@ -616,6 +616,33 @@ class Store:
             raise ItemNotFoundError(f"no item {missing[0]!r} under prefix {self.keys.prefix!r}")
         return [self._candidate(r) for r in replies]
 
+    def get_many_raw(self, item_ids: Iterable[str]) -> list[dict[str, Any]]:
+        """Items as the JSON they were stored as (validated then), with the store's fields.
+
+        For bulk readers (export) where building 100,000 models would cost more than the rest
+        of the work together.
+        """
+        ids = list(item_ids)
+        with self.redis.pipeline(transaction=False) as pipe:
+            for item_id in ids:
+                pipe.hmget(
+                    self.keys.item(item_id),
+                    ["data", "status", "version", "priority", "edited", "exported"],
+                )
+            replies = pipe.execute()
+        items = []
+        for item_id, (data, status, version, priority, edited, exported) in zip(
+            ids, replies, strict=True
+        ):
+            if data is None:
+                raise ItemNotFoundError(f"no item {item_id!r} under prefix {self.keys.prefix!r}")
+            item: dict[str, Any] = orjson.loads(data)
+            item.update(status=status, version=int(version), priority=float(priority))
+            item["edited"] = orjson.loads(edited) if edited else None
+            item["exported"] = exported
+            items.append(item)
+        return items
+
     @staticmethod
     def _candidate(fields: dict[str, str]) -> Candidate:
         data: dict[str, Any] = orjson.loads(fields["data"])

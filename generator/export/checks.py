@@ -62,21 +62,43 @@ class LengthCheck:
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.tokenised = 0  # conversations that needed the tokenizer (the rest fit by bytes)
+        self._overhead: dict[tuple[str, ...], int] = {}
+
+    def _template_bytes(self, roles: tuple[str, ...]) -> int:
+        """Bytes the template adds around contents for this sequence of roles."""
+        if roles not in self._overhead:
+            probe = [{"role": role, "content": "x"} for role in roles]
+            text = self.tokenizer.apply_chat_template(probe, tokenize=False)
+            self._overhead[roles] = len(text.encode()) - len(roles)
+        return self._overhead[roles]
+
+    def _surely_fits(self, conversation: list[dict[str, str]]) -> bool:
+        roles = tuple(m["role"] for m in conversation)
+        content = sum(len(m["content"].encode()) for m in conversation)
+        return content + self._template_bytes(roles) + _SPECIAL_TOKEN_ROOM <= self.max_length
 
     def problems(self, rows: list[Row]) -> list[str | None]:
         """Per row: why it is too long, or None."""
         rendered: list[tuple[int, str]] = []
         for index, row in enumerate(rows):
             for conversation in row_messages(row):
-                text = self.tokenizer.apply_chat_template(conversation, tokenize=False)
-                if len(text.encode()) + _SPECIAL_TOKEN_ROOM > self.max_length:
+                if not self._surely_fits(conversation):
+                    text = self.tokenizer.apply_chat_template(conversation, tokenize=False)
                     rendered.append((index, text))
         found: list[str | None] = [None] * len(rows)
         if not rendered:
             return found
         self.tokenised += len(rendered)
-        encoded = self.tokenizer([t for _, t in rendered], add_special_tokens=False)["input_ids"]
-        for (index, _text), ids in zip(rendered, encoded, strict=True):
-            if len(ids) > self.max_length and found[index] is None:
-                found[index] = f"{len(ids)} tokens under the chat template > {self.max_length}"
+        counts = self._count([text for _, text in rendered])
+        for (index, _text), count in zip(rendered, counts, strict=True):
+            if count > self.max_length and found[index] is None:
+                found[index] = f"{count} tokens under the chat template > {self.max_length}"
         return found
+
+    def _count(self, texts: list[str]) -> list[int]:
+        backend = getattr(self.tokenizer, "backend_tokenizer", None)
+        if backend is not None and hasattr(backend, "encode_batch_fast"):
+            # The Rust tokenizer without offsets: half the time of the Python wrapper.
+            return [len(e.ids) for e in backend.encode_batch_fast(texts, add_special_tokens=False)]
+        encoded = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        return [len(ids) for ids in encoded]

@@ -12,25 +12,25 @@ import orjson
 
 from generator.agreement import agreement, votes_by_item
 from generator.export.selection import Approved
-from generator.schema import Candidate, Decision, PreferenceExample, SFTExample
+from generator.schema import Decision
 
 
-def _lines(example: SFTExample | PreferenceExample) -> list[str]:
-    if isinstance(example, SFTExample):
-        return [f"{m.role}: {m.content}" for m in example.messages]
+def _lines(example: dict[str, Any]) -> list[str]:
+    if "messages" in example:
+        return [f"{m['role']}: {m['content']}" for m in example["messages"]]
     return [
-        *(f"prompt {m.role}: {m.content}" for m in example.prompt),
-        *(f"chosen: {m.content}" for m in example.chosen),
-        *(f"rejected: {m.content}" for m in example.rejected),
+        *(f"prompt {m['role']}: {m['content']}" for m in example["prompt"]),
+        *(f"chosen: {m['content']}" for m in example["chosen"]),
+        *(f"rejected: {m['content']}" for m in example["rejected"]),
     ]
 
 
-def edit_diff(item: Candidate) -> str | None:
+def edit_diff(item: dict[str, Any]) -> str | None:
     """The reviewer's edit as a unified diff of the turns, or None."""
-    if item.edited is None or item.payload is None:
+    if item.get("edited") is None or item.get("payload") is None:
         return None
-    original = "\n".join(_lines(item.payload)).splitlines(keepends=True)
-    edited = "\n".join(_lines(item.edited)).splitlines(keepends=True)
+    original = "\n".join(_lines(item["payload"])).splitlines(keepends=True)
+    edited = "\n".join(_lines(item["edited"])).splitlines(keepends=True)
     return "".join(difflib.unified_diff(original, edited, "generated", "reviewed", n=1))
 
 
@@ -45,25 +45,19 @@ def _decision(d: Decision) -> dict[str, Any]:
 
 
 def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any]:
-    item, made = approved.candidate, approved.candidate.provenance
+    item = approved.item
+    made = item.get("provenance", {})
     return {
-        "item_id": item.id,
+        "item_id": item["id"],
         "split": split,
         "row": row,
-        "run_id": item.run_id,
-        "gap_id": item.gap_id,
-        "source": made.source,
-        "template": made.template_name,
-        "template_hash": made.template_hash,
-        "backend": made.backend,
-        "model": made.model,
-        "sampling": made.sampling,
-        "task_id": made.task_id,
-        "worker_id": made.worker_id,
-        "source_file": made.source_file,
-        "source_line": made.source_line,
-        "generated_at": made.created_at.isoformat(),
-        "scores": {name: s.model_dump(exclude={"filter"}) for name, s in item.scores.items()},
+        "run_id": item["run_id"],
+        "gap_id": item["gap_id"],
+        **{key: made.get(key) for key in _PROVENANCE_FIELDS},
+        "scores": {
+            name: {k: v for k, v in score.items() if k != "filter"}
+            for name, score in item.get("scores", {}).items()
+        },
         "review": {
             "reviewers": approved.reviewers,
             "decisions": [_decision(d) for d in approved.decisions],
@@ -72,17 +66,32 @@ def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any
     }
 
 
-def generation_summary(items: list[Candidate]) -> dict[str, Any]:
+_PROVENANCE_FIELDS = (
+    "source",
+    "backend",
+    "model",
+    "sampling",
+    "template_name",
+    "template_hash",
+    "task_id",
+    "worker_id",
+    "source_file",
+    "source_line",
+    "created_at",
+)
+
+
+def generation_summary(items: list[dict[str, Any]]) -> dict[str, Any]:
     models: Counter[str] = Counter()
     templates: dict[str, Counter[str]] = defaultdict(Counter)
-    sampling: Counter[str] = Counter()
+    sampling: Counter[bytes] = Counter()
     for item in items:
-        made = item.provenance
-        models[f"{made.backend or made.source}:{made.model or '-'}"] += 1
-        if made.template_name:
-            templates[made.template_name][made.template_hash or "-"] += 1
-        if made.sampling:
-            sampling[orjson.dumps(made.sampling, option=orjson.OPT_SORT_KEYS).decode()] += 1
+        made = item.get("provenance", {})
+        models[f"{made.get('backend') or made.get('source')}:{made.get('model') or '-'}"] += 1
+        if made.get("template_name"):
+            templates[made["template_name"]][made.get("template_hash") or "-"] += 1
+        if made.get("sampling"):
+            sampling[orjson.dumps(made["sampling"], option=orjson.OPT_SORT_KEYS)] += 1
     return {
         "models": dict(sorted(models.items())),
         "templates": {name: dict(sorted(h.items())) for name, h in sorted(templates.items())},

@@ -2,7 +2,9 @@
 and not carrying a PII/secret flag that no reviewer cleared.
 
 The standing human decisions come from replaying the decision log, so the provenance of each
-item names the reviewers whose votes stand (an undone vote does not).
+item names the reviewers whose votes stand (an undone vote does not). Items are read as the JSON
+they were stored as (validated when stored): at 100,000 items, building models would cost more
+than the rest of the export.
 """
 
 from __future__ import annotations
@@ -10,11 +12,11 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 from generator.schema import (
     PII_CLEARED_TAG,
     PREFERENCE_PAIR_TAG,
-    Candidate,
     CandidateKind,
     CandidateStatus,
     Decision,
@@ -28,10 +30,14 @@ _CHUNK = 5000
 
 @dataclass(frozen=True)
 class Approved:
-    """An accepted item and the human decisions that stand on it."""
+    """An accepted item (stored JSON) and the human decisions that stand on it."""
 
-    candidate: Candidate
+    item: dict[str, Any]
     decisions: tuple[Decision, ...]
+
+    @property
+    def id(self) -> str:
+        return str(self.item["id"])
 
     @property
     def reviewers(self) -> list[str]:
@@ -42,6 +48,7 @@ class Approved:
 class Selection:
     approved: list[Approved] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (item id, reason)
+    decisions: list[Decision] = field(default_factory=list)  # the runs' whole log, read once
 
 
 def standing_decisions(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
@@ -59,9 +66,28 @@ def standing_decisions(decisions: Iterable[Decision]) -> dict[str, list[Decision
     return standing
 
 
-def _pii_cleared(decisions: Iterable[Decision]) -> bool:
-    return any(
-        PII_CLEARED_TAG in d.reason_tags for d in decisions if d.verdict in ("accept", "edit")
+def _accepting(decisions: Iterable[Decision]) -> list[Decision]:
+    return [d for d in decisions if d.verdict in ("accept", "edit")]
+
+
+def _wanted(item: dict[str, Any], decisions: tuple[Decision, ...], kind: CandidateKind) -> bool:
+    if item["kind"] == kind.value:
+        return True
+    # An SFT item whose edit a reviewer marked as a preference pair feeds preference exports.
+    return kind is CandidateKind.PREFERENCE and any(
+        PREFERENCE_PAIR_TAG in d.reason_tags for d in decisions if d.verdict == "edit"
+    )
+
+
+def _pii_refusal(item: dict[str, Any], decisions: tuple[Decision, ...]) -> str | None:
+    pii = item.get("scores", {}).get(PII_FILTER)
+    if pii is None or pii["passed"]:
+        return None
+    if any(PII_CLEARED_TAG in d.reason_tags for d in _accepting(decisions)):
+        return None
+    return (
+        f"PII/secret flag not cleared by a reviewer ({pii['reason']}); accept it again with "
+        f"the {PII_CLEARED_TAG!r} tag to export it"
     )
 
 
@@ -69,38 +95,25 @@ def select(store: Store, run_ids: list[str], kind: CandidateKind) -> Selection:
     """The accepted items of ``kind`` in the runs that may be exported, sorted by id.
 
     SFT items a reviewer edited into a preference pair also count for a preference export (the
-    pair is made from them); see ``rows``.
+    pair is made from them; see ``rows``).
     """
     selection = Selection()
     for run_id in run_ids:
-        standing = standing_decisions(logged.decision for logged in store.decisions(run_id))
+        log = [logged.decision for logged in store.decisions(run_id)]
+        selection.decisions.extend(log)
+        standing = standing_decisions(log)
         ids = sorted(store.ids(run_id, CandidateStatus.ACCEPTED))
         for start in range(0, len(ids), _CHUNK):
-            for item in store.get_many(ids[start : start + _CHUNK]):
-                decisions = tuple(standing.get(item.id, ()))
-                if item.status is not CandidateStatus.ACCEPTED:  # changed since listed
+            for item in store.get_many_raw(ids[start : start + _CHUNK]):
+                decisions = tuple(standing.get(item["id"], ()))
+                if item["status"] != CandidateStatus.ACCEPTED.value:  # changed since listed
                     continue
                 if not _wanted(item, decisions, kind):
                     continue
-                pii = item.scores.get(PII_FILTER)
-                if pii is not None and not pii.passed and not _pii_cleared(decisions):
-                    selection.refused.append(
-                        (
-                            item.id,
-                            f"PII/secret flag not cleared by a reviewer ({pii.reason}); accept it "
-                            f"again with the {PII_CLEARED_TAG!r} tag to export it",
-                        )
-                    )
+                refusal = _pii_refusal(item, decisions)
+                if refusal is not None:
+                    selection.refused.append((item["id"], refusal))
                     continue
                 selection.approved.append(Approved(item, decisions))
-    selection.approved.sort(key=lambda a: a.candidate.id)
+    selection.approved.sort(key=lambda a: a.id)
     return selection
-
-
-def _wanted(item: Candidate, decisions: tuple[Decision, ...], kind: CandidateKind) -> bool:
-    if item.kind is kind:
-        return True
-    # An SFT item whose edit a reviewer marked as a preference pair feeds preference exports.
-    return kind is CandidateKind.PREFERENCE and any(
-        PREFERENCE_PAIR_TAG in d.reason_tags for d in decisions if d.verdict == "edit"
-    )

@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +28,7 @@ from generator.errors import ExportError
 from generator.export import manifest as record
 from generator.export.checks import LengthCheck, load_tokenizer, structure_problem
 from generator.export.rows import Row, RowRefused, preference_row, row_bytes, row_for, sft_row
-from generator.export.selection import Approved, select
+from generator.export.selection import Approved, Selection, select
 from generator.export.split import split
 from generator.filters.text import normalise
 from generator.importers import read_examples
@@ -62,6 +63,7 @@ class ExportResult:
     excluded: list[tuple[str, str]] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
     manifest_sha256: str = ""
+    seconds: dict[str, float] = field(default_factory=dict)  # per stage, for benchmarks
 
 
 @dataclass
@@ -70,6 +72,17 @@ class _Row:
     row: Row
     approved: Approved | None = None  # None for a merged existing row
     line: int | None = None
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = now - self._last
+        self._last = now
 
 
 def _check_target(options: ExportOptions) -> None:
@@ -91,10 +104,15 @@ def _existing_rows(path: Path, kind: CandidateKind) -> list[_Row]:
         example = imported.example
         if kind is CandidateKind.SFT and isinstance(example, SFTExample):
             rows.append(
-                _Row(f"existing:{imported.line:09d}", sft_row(example), None, imported.line)
+                _Row(
+                    f"existing:{imported.line:09d}",
+                    sft_row(example.model_dump()),
+                    None,
+                    imported.line,
+                )
             )
         elif kind is CandidateKind.PREFERENCE and isinstance(example, PreferenceExample):
-            row = preference_row(example)
+            row = preference_row(example.model_dump())
             rows.append(_Row(f"existing:{imported.line:09d}", row, None, imported.line))
     if not rows:
         raise ExportError(f"{path}: no {kind.value} rows to merge")
@@ -109,11 +127,11 @@ def _checked_rows(
     generated: list[_Row] = []
     for item in approved:
         try:
-            generated.append(
-                _Row(item.candidate.id, row_for(item.candidate, item.decisions, options.kind), item)
-            )
+            row = row_for(item.item, item.decisions, options.kind)
         except RowRefused as exc:
-            excluded.append((item.candidate.id, str(exc)))
+            excluded.append((item.id, str(exc)))
+            continue
+        generated.append(_Row(item.id, row, item))
     existing = _existing_rows(options.merge, options.kind) if options.merge else []
     if existing:  # the existing dataset wins: a generated copy of one of its rows is dropped
         seen = {_conversation_key(entry.row): entry.line for entry in existing}
@@ -233,11 +251,15 @@ def export(store: Store, options: ExportOptions, data_dir: Path) -> ExportResult
     for run_id in options.runs:
         if run_id not in known:
             raise ExportError(f"--run {run_id}: no such run in the store")
+    clock = _Clock()
     tokenizer = load_tokenizer(options.tokenizer, data_dir)
     lengths = LengthCheck(tokenizer, options.max_length)
+    clock.lap("tokenizer")
 
     selection = select(store, options.runs, options.kind)
+    clock.lap("select")
     rows, excluded = _checked_rows(options, selection.approved, lengths)
+    clock.lap("check")
     if not rows:
         refused = f", {len(selection.refused)} refused" if selection.refused else ""
         raise ExportError(
@@ -245,6 +267,7 @@ def export(store: Store, options: ExportOptions, data_dir: Path) -> ExportResult
             f"{', '.join(options.runs)} pass the checks ({len(excluded)} excluded{refused})"
         )
     splits = _split(rows, options.eval_fraction)
+    clock.lap("split")
 
     options.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{options.out.name}.tmp-", dir=options.out.parent))
@@ -254,7 +277,8 @@ def export(store: Store, options: ExportOptions, data_dir: Path) -> ExportResult
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    exported_ids = [r.approved.candidate.id for part in splits.values() for r in part if r.approved]
+    clock.lap("write")
+    exported_ids = [r.approved.id for part in splits.values() for r in part if r.approved]
     store.record_export(
         {
             "export_id": result.export_id,
@@ -266,6 +290,8 @@ def export(store: Store, options: ExportOptions, data_dir: Path) -> ExportResult
         },
         exported_ids,
     )
+    clock.lap("record")
+    result.seconds = clock.laps
     result.out = options.out
     return result
 
@@ -275,7 +301,7 @@ def _write(
     options: ExportOptions,
     staging: Path,
     splits: dict[str, list[_Row]],
-    selection: Any,
+    selection: Selection,
     excluded: list[tuple[str, str]],
     tokenizer: Any,
     lengths: LengthCheck,
@@ -319,8 +345,8 @@ def _write(
         files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
 
     approved = [r.approved for part in splits.values() for r in part if r.approved]
-    items = [a.candidate for a in approved]
-    decisions = [d.decision for run in options.runs for d in store.decisions(run)]
+    items = [a.item for a in approved]
+    decisions = selection.decisions
     run_configs = {run: store.get_run(run) for run in options.runs}
     dataset_files = {n: f["sha256"] for n, f in files.items() if n.split(".")[0] in splits}
     manifest: dict[str, Any] = {
@@ -334,17 +360,17 @@ def _write(
         "counts": {
             "rows": sum(len(p) for p in splits.values()),
             "by_split": {n: len(p) for n, p in splits.items() if p},
-            "by_gap": dict(sorted(Counter(i.gap_id for i in items).items())),
+            "by_gap": dict(sorted(Counter(i["gap_id"] for i in items).items())),
             "by_source": dict(
                 sorted(
                     Counter(
                         ["existing"]
                         * sum(1 for p in splits.values() for r in p if r.approved is None)
-                        + [i.provenance.source for i in items]
+                        + [i.get("provenance", {}).get("source", "generated") for i in items]
                     ).items()
                 )
             ),
-            "by_run": dict(sorted(Counter(i.run_id for i in items).items())),
+            "by_run": dict(sorted(Counter(i["run_id"] for i in items).items())),
             "excluded": len(excluded),
             "refused_pii": len(selection.refused),
             "length_checked_with_tokenizer": lengths.tokenised,
@@ -356,8 +382,7 @@ def _write(
                 for run, c in run_configs.items()
             },
             "pass_rates": record.pass_rates(
-                [{n: s.model_dump() for n, s in i.scores.items()} for i in items]
-                + _scored_elsewhere(store, options.runs)
+                [i.get("scores", {}) for i in items] + _scored_elsewhere(store, options.runs)
             ),
         },
         "review": record.review_summary(
