@@ -152,8 +152,10 @@ def main() -> int:
             server.stop()
         manifest = json.loads((work / "export" / "manifest.json").read_text())
         raw_rate, rate = dumped / raw_s, sum(result.rows.values()) / export_s
-        print(f"raw orjson dump (store read + dump): {dumped} items in {raw_s:.1f}s = "
-              f"{raw_rate:,.0f} items/s (the dump alone, from memory: {dump_only_s:.2f}s)")  # fmt: skip
+        print(
+            f"raw orjson dump (store read + dump): {dumped} items in {raw_s:.1f}s = "
+            f"{raw_rate:,.0f} items/s (the dump alone, from memory: {dump_only_s:.2f}s)"
+        )
         print(
             f"gapfill export (selection, checks, JSONL, provenance, manifest, card): "
             f"{sum(result.rows.values())} rows in {export_s:.1f}s = {rate:,.0f} items/s "
