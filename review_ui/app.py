@@ -44,6 +44,7 @@ def main() -> None:
         st.Page(PAGES / "queue.py", title="Queue", url_path="queue", default=True),
         st.Page(PAGES / "browse.py", title="Browse", url_path="browse"),
         st.Page(PAGES / "overview.py", title="Overview", url_path="overview"),
+        st.Page(PAGES / "export.py", title="Export", url_path="export"),
     ]
     st.navigation(pages).run()
 

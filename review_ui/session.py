@@ -12,7 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from generator.errors import StoreError
-from generator.schema import PREFERENCE_PAIR_TAG, Message, PreferenceExample, SFTExample
+from generator.schema import (
+    PII_CLEARED_TAG,
+    PREFERENCE_PAIR_TAG,
+    Message,
+    PreferenceExample,
+    SFTExample,
+)
 from generator.store import Lease, Store
 
 REJECT_REASONS = ("duplicate", "wrong", "unsafe", "low quality", "off-gap", "PII", "other")
@@ -83,8 +89,10 @@ class ReviewSession:
         self._advance()
         return Outcome(True, f"{verdict}: {lease.item_id[:12]}")
 
-    def accept(self) -> Outcome:
-        return self._decide("accept")
+    def accept(self, clear_pii: bool = False) -> Outcome:
+        """Accept; ``clear_pii`` records that the reviewer checked the item's PII/secret flag
+        (without it, the export refuses a flagged item)."""
+        return self._decide("accept", reasons=[PII_CLEARED_TAG] if clear_pii else [])
 
     def reject(self, reason: str, note: str = "") -> Outcome:
         return self._decide("reject", reasons=[reason], note=note)

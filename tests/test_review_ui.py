@@ -204,6 +204,36 @@ def test_with_overlap_each_reviewer_votes_blind_and_the_overview_shows_agreement
     assert float(metrics["Krippendorff's alpha"]) < 0.67, "chance-corrected: lower"
 
 
+def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
+    ui_env: dict[str, str], ui_store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from generator.schema import Score
+
+    flag = {"pii": Score(filter="pii", value=1, passed=False, reason="e-mail address")}
+    items = real_candidates(3)
+    items[0] = items[0].model_copy(update={"scores": flag})
+    items[1] = items[1].model_copy(update={"scores": flag})
+    ui_store.put_many(items)
+    at = app_test("local").run()
+    at.checkbox(key="pii-cleared").check().run()
+    at.button(key="key-a").click().run()  # items[0]: cleared
+    assert not at.checkbox(key="pii-cleared").value, "a clearance holds for one item only"
+    at.button(key="key-a").click().run()  # items[1]: accepted without clearing
+    at.button(key="key-a").click().run()  # items[2]: no flag
+    at.switch_page("pages/export.py").run()
+    assert not at.exception
+    out = tmp_path / "ui-export"
+    at.text_input(key="export-out").input(str(out))
+    at.text_input(key="export-tokenizer").input(str(model_dir))
+    at.button[-1].click().run()
+    assert not at.exception
+    assert any("Exported train 2 rows" in s.value for s in at.success), [e.value for e in at.error]
+    provenance = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
+    assert {p["item_id"] for p in provenance} == {items[0].id, items[2].id}
+    assert any("1 approved items left out" in w.value for w in at.warning), at.warning
+    assert "PII/secret flag not cleared" in at.dataframe[0].value.to_string()
+
+
 # -- a real browser ----------------------------------------------------------------------------
 
 

@@ -29,10 +29,13 @@ def review_session(run_id: str, reviewer: str) -> ReviewSession:
 def report(outcome: Outcome) -> None:
     st.session_state["flash"] = (outcome.ok, outcome.message)
     st.session_state["mode"] = "view"
+    st.session_state.pop("pii-cleared", None)  # a clearance is for one item only
 
 
 def act(action: str, *args: object) -> None:
     session: ReviewSession = st.session_state["review_session"]
+    if action == "accept" and st.session_state.get("pii-cleared"):
+        args = (True,)
     report(getattr(session, action)(*args))
 
 
@@ -107,6 +110,10 @@ def actions(session: ReviewSession) -> None:
     pair = session.current is not None and isinstance(
         session.current.item.payload, PreferenceExample
     )
+    pii = session.current.item.scores.get("pii") if session.current is not None else None
+    if pii is not None and not pii.passed:
+        # Unchecked, an accepted item with this flag stays out of every export.
+        st.checkbox("PII/secret flag checked: safe to export", key="pii-cleared", value=False)
     buttons: list[tuple[str, str, Callable[..., None], tuple[str, ...]]] = [
         ("Accept (a)", "a", act, ("accept",)),
         ("Reject (x)", "x", set_mode, ("reject",)),
