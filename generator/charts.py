@@ -33,3 +33,50 @@ def gap_chart(gaps: list[Gap], path: Path, title: str, after: dict[str, int] | N
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def histogram_chart(values: list[int], path: Path, title: str, limit: int | None = None) -> Path:
+    """A histogram (e.g. rendered lengths in tokens), with the limit drawn where there is one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(7, 4))
+    axes.hist(values or [0], bins=40)
+    if limit is not None:
+        axes.axvline(limit, color="red", linestyle="--", label=f"max {limit}")
+        axes.legend()
+    axes.set_xlabel("tokens")
+    axes.set_ylabel("rows")
+    axes.set_title(title)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def bar_chart(counts: dict[str, dict[str, int]], path: Path, title: str) -> Path:
+    """Grouped bars: per label (e.g. gap), one bar per series (e.g. rows, refusals)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = list(counts)
+    names = sorted({name for series in counts.values() for name in series})
+    width = 0.8 / max(len(names), 1)
+    figure, axes = plt.subplots(figsize=(max(6.0, 0.7 * len(labels) + 2), 4.5))
+    for index, name in enumerate(names):
+        offset = (index - (len(names) - 1) / 2) * width
+        values = [counts[label].get(name, 0) for label in labels]
+        axes.bar([p + offset for p in range(len(labels))], values, width, label=name)
+    axes.set_xticks(list(range(len(labels))), labels, rotation=45, ha="right", fontsize=8)
+    axes.set_title(title)
+    axes.legend()
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

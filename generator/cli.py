@@ -38,6 +38,8 @@ from generator.coverage import (
 )
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, GapfillError
+from generator.evaluation.runner import EvalOptions, evaluate, read_input, write_reports
+from generator.export.audit import read_audit
 from generator.export.writer import ExportOptions, export
 from generator.filters.contamination import load_eval_items
 from generator.filters.settings import load_filter_settings
@@ -742,8 +744,19 @@ def export_command(
     previous: Annotated[
         Path | None, typer.Option(help="The export this one follows (its manifest hash is kept).")
     ] = None,
+    evaluate_export: Annotated[
+        bool,
+        typer.Option("--evaluate/--no-evaluate", help="Write the eval and safety reports."),
+    ] = True,
+    eval_sets: Annotated[
+        list[Path] | None, typer.Option("--eval", help="An eval set the report checks against.")
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="BACKEND/MODEL judging in the eval report.")
+    ] = None,
 ) -> None:
-    """Write what reviewers accepted as a TRL-ready dataset with manifest, card and provenance."""
+    """Write what reviewers accepted as a TRL-ready dataset with manifest, card, provenance and
+    the stage's eval and safety reports."""
     settings = _settings(ctx)
     if kind not in ("sft", "preference"):
         raise ConfigError(f"--kind: {kind!r} is not sft or preference")
@@ -761,10 +774,20 @@ def export_command(
             base_model=base_model,
             pretraining_data=pretraining_data or [],
             previous=previous,
+            evaluate=evaluate_export,
+            eval_sets=eval_sets or [],
+            judge=judge,
         )
     except (ValueError, ValidationError) as exc:
         raise ConfigError(f"export: {_first_error(exc)}") from exc
-    result = export(_store(settings), options, settings.data_dir)
+    for eval_set in options.eval_sets:
+        load_eval_items(eval_set)  # a bad eval set fails before any work
+    embedder = Embedder(
+        settings.embedding_model,
+        cache_dir=settings.data_dir / "cache",
+        max_tokens=settings.embedding_max_tokens,
+    )
+    result = export(_store(settings), options, settings.data_dir, embedder)
     rows = ", ".join(f"{name} {n}" for name, n in result.rows.items())
     console.print(f"{out}: {rows} rows; export {result.export_id[:12]}", highlight=False)
     if result.excluded or result.refused:
@@ -783,6 +806,98 @@ def _first_error(exc: Exception) -> str:
         where = ".".join(str(p) for p in error["loc"])
         return f"{where}: {error['msg']}" if where else str(error["msg"])
     return str(exc)
+
+
+# -- evaluation ---------------------------------------------------------------------------------
+
+
+@app.command("eval")
+@user_errors
+def eval_command(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A dataset file (any format `validate` reads).")],
+    stage: Annotated[str, typer.Option(help="sft or preference.")],
+    out: Annotated[Path, typer.Option(help="Directory for the report files.")],
+    eval_sets: Annotated[
+        list[Path] | None, typer.Option("--eval", help="An eval set to check for contamination.")
+    ] = None,
+    judge: Annotated[
+        str | None, typer.Option(help="BACKEND/MODEL for the LLM judge, e.g. local/embedded.")
+    ] = None,
+    judge_sample: Annotated[int, typer.Option(help="Rows the judge sees.")] = 50,
+    existing: Annotated[
+        Path | None, typer.Option(help="The existing dataset, to compare diversity with.")
+    ] = None,
+    run: Annotated[
+        str | None, typer.Option(help="A run whose gap report gives the coverage before/after.")
+    ] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option(help="Tokenizer directory (default: the embedded model's).")
+    ] = None,
+    max_length: Annotated[
+        int, typer.Option(help="Tokens under the chat template, at most.")
+    ] = 2048,
+) -> None:
+    """Evaluate a dataset for its training stage: format, refusals, diversity, contamination,
+    safety (and, for preference data, pair quality and the judge's win rate)."""
+    settings = _settings(ctx)
+    data = read_input(file, stage)  # type: ignore[arg-type]  # checked there
+    options = EvalOptions(
+        stage=stage,
+        eval_sets=eval_sets or [],
+        existing=existing,
+        judge=judge,
+        judge_sample=judge_sample,
+        tokenizer=tokenizer,
+        max_length=max_length,
+    )
+    for eval_set in options.eval_sets:
+        load_eval_items(eval_set)  # a bad eval set fails before any work
+    store = _store(settings) if run else None
+    if store is not None and run is not None:
+        raw = store.gap_report_json(run)
+        if raw is None:
+            raise ConfigError(f"--run {run}: no gap report stored for it")
+        data.gap_report = GapReport.model_validate_json(raw)
+    embedder = Embedder(
+        settings.embedding_model,
+        cache_dir=settings.data_dir / "cache",
+        max_tokens=settings.embedding_max_tokens,
+    )
+    evaluation = evaluate(data, options, embedder, settings.data_dir)
+    write_reports(evaluation, out, data.gaps)
+    if store is not None and run is not None:
+        store.save_eval_report(run, evaluation.report.model_dump_json())
+    report = evaluation.report
+    fmt = report.format
+    console.print(
+        f"{file}: {report.rows} {stage} rows ({fmt['valid']} of {fmt['rows']} valid); "
+        f"refusals {report.refusals['share']:.1%}; over {max_length} tokens "
+        f"{fmt['over_max_length']}; PII {report.safety['pii_rows']}, unsafe "
+        f"{report.safety['unsafe_rows']}; report in {out / 'eval_report.md'}",
+        highlight=False,
+    )
+
+
+@app.command("audit")
+@user_errors
+def audit_command(
+    export_dir: Annotated[Path, typer.Argument(help="An export directory (with manifest.json).")],
+) -> None:
+    """Print an export's stage-audit record, check its file hashes, and name missing fields."""
+    record = read_audit(export_dir)
+    table = Table(title=f"stage audit of {export_dir}")
+    table.add_column("field")
+    table.add_column("value")
+    for name, value in record.fields.items():
+        table.add_row(name, escape(value if value else "[missing]"))
+    console.print(table)
+    for problem in record.problems:
+        console.print(f"[red]{escape(problem)}[/]", highlight=False)
+    missing = [name for name, value in record.fields.items() if not value]
+    console.print(f"missing: {', '.join(missing) if missing else 'none'}", highlight=False)
+    if record.problems:
+        raise typer.Exit(1)
 
 
 # -- review -------------------------------------------------------------------------------------

@@ -9,6 +9,7 @@ Layout, under one configurable prefix ``P`` so campaigns and test sessions never
     P:runs                     set    run ids
     P:run:<run>:config         string the RunConfig JSON
     P:run:<run>:review         hash   k (reviewers per item), rule (majority|unanimous)
+    P:run:<run>:eval_report    string the latest eval report JSON (gapfill eval / export)
     P:run:<run>:counts         hash   "<gap>|<status>" -> count (O(1) status figures)
     P:run:<run>:status:<s>     set    item ids with status s
     P:run:<run>:pending        zset   the review queue: pending, unleased items by priority
@@ -863,6 +864,13 @@ class Store:
                 pipe.hset(self.keys.item(item_id), "exported", export_id)
             pipe.rpush(self.keys.exports, orjson.dumps(record).decode())
             pipe.execute()
+
+    def save_eval_report(self, run_id: str, report_json: str) -> None:
+        """The run's latest eval report (the Overview page shows it)."""
+        self.redis.set(self.keys.run(run_id, "eval_report"), report_json)
+
+    def eval_report_json(self, run_id: str) -> str | None:
+        return cast(str | None, self.redis.get(self.keys.run(run_id, "eval_report")))
 
     def exports(self) -> list[dict[str, Any]]:
         """Every recorded export, oldest first."""

@@ -184,10 +184,10 @@ def test_nothing_but_accepted_items_is_exported_for_any_mix_of_statuses(
     out = tmp_path_factory.mktemp("prop") / "export"
     if not accepted:
         with pytest.raises(ExportError, match="nothing to export"):
-            export(store, options(out.parent, model_dir), out.parent)
+            export(store, options(out.parent, model_dir, evaluate=False), out.parent)
         assert not out.exists()
         return
-    export(store, options(out.parent, model_dir), out.parent)
+    export(store, options(out.parent, model_dir, evaluate=False), out.parent)
     exported = {p["item_id"] for p in lines(out / "provenance.jsonl")}
     assert exported == accepted
     assert len(lines(out / "train.jsonl")) == len(accepted)
@@ -203,7 +203,8 @@ def test_real_hh_pairs_export_as_valid_preference_pairs(
     imported = ingest_file(store, hh, "run-1", gap_id="hh", skip_invalid=True)
     assert imported.rows == 2312 and all(e.reason for e in imported.skipped)
     accept_all(store)
-    result = export(store, options(tmp_path, model_dir, kind=PREFERENCE), tmp_path)
+    # The eval report on all 2,304 pairs is the eval tests' business; here: the files.
+    result = export(store, options(tmp_path, model_dir, kind=PREFERENCE, evaluate=False), tmp_path)
     rows = lines(tmp_path / "export" / "train.jsonl")
     excluded = lines(tmp_path / "export" / "excluded.jsonl")
     assert len(rows) + len(excluded) == imported.stored
@@ -353,26 +354,31 @@ def test_a_non_empty_directory_is_refused_and_a_failed_write_leaves_nothing(
     out.mkdir()
     (out / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match=r"not empty .*--overwrite"):
-        export(store, options(tmp_path, model_dir), tmp_path)
+        export(store, options(tmp_path, model_dir), tmp_path / "data")
 
     def broken_card(manifest: object) -> str:
         raise OSError("disk full")
 
     monkeypatch.setattr(writer.record, "dataset_card", broken_card)
     with pytest.raises(OSError, match="disk full"):
-        export(store, options(tmp_path, model_dir, overwrite=True), tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"], "no temp dirs left"
+        export(store, options(tmp_path, model_dir, overwrite=True), tmp_path / "data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "export"], "no temp dir left"
     assert [p.name for p in out.iterdir()] == ["notes.txt"], "the old contents are untouched"
     assert store.exports() == [] and not store.redis.hget(
         store.keys.item(candidate(0).id), "exported"
     )
     monkeypatch.undo()
-    export(store, options(tmp_path, model_dir, overwrite=True), tmp_path)
+    export(store, options(tmp_path, model_dir, overwrite=True), tmp_path / "data")
     assert sorted(p.name for p in out.iterdir()) == [
         "README.md",
+        "eval_report.json",
+        "eval_report.md",
         "excluded.jsonl",
+        "gaps.png",
+        "lengths.png",
         "manifest.json",
         "provenance.jsonl",
+        "safety_report.json",
         "train.jsonl",
     ]
 

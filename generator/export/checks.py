@@ -95,6 +95,11 @@ class LengthCheck:
                 found[index] = f"{count} tokens under the chat template > {self.max_length}"
         return found
 
+    def count(self, conversations: list[list[dict[str, str]]]) -> list[int]:
+        """Exact token counts under the chat template, one per conversation (no shortcut)."""
+        texts = [self.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+        return self._count(texts)
+
     def _count(self, texts: list[str]) -> list[int]:
         backend = getattr(self.tokenizer, "backend_tokenizer", None)
         if backend is not None and hasattr(backend, "encode_batch_fast"):

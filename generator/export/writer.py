@@ -24,7 +24,10 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from generator import __version__
+from generator.coverage import GapReport
+from generator.embeddings import Embedder
 from generator.errors import ExportError
+from generator.evaluation.runner import EvalInput, EvalOptions, evaluate, write_reports
 from generator.export import manifest as record
 from generator.export.checks import LengthCheck, load_tokenizer, structure_problem
 from generator.export.rows import Row, RowRefused, preference_row, row_bytes, row_for, sft_row
@@ -53,6 +56,9 @@ class ExportOptions(BaseModel):
     base_model: str | None = None
     pretraining_data: list[str] = Field(default_factory=list)
     previous: Path | None = Field(default=None, description="The export this one follows.")
+    evaluate: bool = Field(default=True, description="Write the stage's eval and safety reports.")
+    eval_sets: list[Path] = Field(default_factory=list, description="For the contamination check.")
+    judge: str | None = Field(default=None, description="BACKEND/MODEL judging the eval report.")
 
 
 @dataclass
@@ -244,7 +250,9 @@ def _place(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
-def export(store: Store, options: ExportOptions, data_dir: Path) -> ExportResult:
+def export(
+    store: Store, options: ExportOptions, data_dir: Path, embedder: Embedder | None = None
+) -> ExportResult:
     """Write the approved items of the runs; raises ExportError (nothing written) when it can't."""
     _check_target(options)
     known = set(store.runs())
@@ -272,7 +280,15 @@ def export(store: Store, options: ExportOptions, data_dir: Path) -> ExportResult
     options.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{options.out.name}.tmp-", dir=options.out.parent))
     try:
-        result = _write(store, options, staging, splits, selection, excluded, tokenizer, lengths)
+        reports = (
+            _evaluate(store, options, staging, splits, data_dir, embedder)
+            if options.evaluate
+            else None
+        )
+        clock.lap("evaluate")
+        result = _write(
+            store, options, staging, splits, selection, excluded, tokenizer, lengths, reports
+        )
         _place(staging, options.out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -290,10 +306,62 @@ def export(store: Store, options: ExportOptions, data_dir: Path) -> ExportResult
         },
         exported_ids,
     )
+    if reports is not None:
+        for run_id in options.runs:
+            store.save_eval_report(run_id, reports.report_json)
     clock.lap("record")
     result.seconds = clock.laps
     result.out = options.out
     return result
+
+
+@dataclass
+class _Reports:
+    hashes: dict[str, str]
+    report_json: str
+
+
+def _evaluate(
+    store: Store,
+    options: ExportOptions,
+    staging: Path,
+    splits: dict[str, list[_Row]],
+    data_dir: Path,
+    embedder: Embedder | None,
+) -> _Reports:
+    """The stage's eval report over every exported row, written into the export."""
+    rows = [entry for part in splits.values() for entry in part]
+    model = SFTExample if options.kind is CandidateKind.SFT else PreferenceExample
+    examples = [model.model_validate(entry.row) for entry in rows]
+    gaps = [entry.approved.item["gap_id"] if entry.approved else "existing" for entry in rows]
+    labels = {g.id: g.label for run in options.runs for g in store.gaps(run)}
+    gap_report = next(
+        (GapReport.model_validate_json(raw) for run in options.runs
+         if (raw := store.gap_report_json(run)) is not None),
+        None,
+    )  # fmt: skip
+    data = EvalInput(
+        source=f"export of {', '.join(options.runs)}",
+        rows=len(examples),
+        examples=examples,
+        gaps=gaps,
+        labels=labels,
+        human_reviewed={i for i, entry in enumerate(rows) if entry.approved is not None},
+        gap_report=gap_report,
+    )
+    eval_options = EvalOptions(
+        stage=options.kind.value,
+        eval_sets=options.eval_sets,
+        existing=options.merge,
+        judge=options.judge,
+        tokenizer=options.tokenizer,
+        max_length=options.max_length,
+    )
+    evaluation = evaluate(
+        data, eval_options, embedder or Embedder(cache_dir=data_dir / "cache"), data_dir
+    )
+    hashes = write_reports(evaluation, staging, gaps)
+    return _Reports(hashes, evaluation.report.model_dump_json())
 
 
 def _write(
@@ -305,6 +373,7 @@ def _write(
     excluded: list[tuple[str, str]],
     tokenizer: Any,
     lengths: LengthCheck,
+    reports: _Reports | None,
 ) -> ExportResult:
     suffix = "jsonl" if options.format == "jsonl" else "parquet"
     files: dict[str, dict[str, Any]] = {}
@@ -340,7 +409,7 @@ def _write(
     with (staging / "excluded.jsonl").open("wb") as handle:
         for item_id, reason in [*excluded, *selection.refused]:
             handle.write(orjson.dumps({"item": item_id, "reason": reason}) + b"\n")
-    for name in ("provenance.jsonl", "excluded.jsonl"):
+    for name in ("provenance.jsonl", "excluded.jsonl", *(reports.hashes if reports else ())):
         path = staging / name
         files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
 
@@ -405,9 +474,17 @@ def _write(
                 "sha256": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest(),
                 "max_length": options.max_length,
             },
-            # Filled by `gapfill eval` (the stage's eval and safety reports).
-            "eval_report": None,
-            "safety_report": None,
+            # The stage's eval and safety reports (gapfill eval), written beside the data.
+            "eval_report": (
+                {"file": "eval_report.json", "sha256": reports.hashes["eval_report.json"]}
+                if reports
+                else None
+            ),
+            "safety_report": (
+                {"file": "safety_report.json", "sha256": reports.hashes["safety_report.json"]}
+                if reports
+                else None
+            ),
             "rollback_artifacts": _previous_manifest(store, options),
         },
     }

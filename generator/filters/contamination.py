@@ -8,6 +8,7 @@ eval item's id is the evidence.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -38,15 +39,20 @@ class ContaminationFilter:
         ngram: int = 13,
         embedder: Embedder | None = None,
         similarity: float = 0.75,
+        min_coverage: float = 0.05,
     ) -> None:
         """``eval_items``: (eval item id, text), e.g. HumanEval task ids and prompts."""
         self.size = ngram
         self.similarity = similarity
+        self.min_coverage = min_coverage
         self.index: dict[tuple[str, ...], str] = {}
+        self.grams_per_item: dict[str, int] = {}
         self.ids: list[str] = []
         texts = []
         for item_id, text in eval_items:
-            for gram in ngrams(text, ngram):
+            grams = ngrams(text, ngram)
+            self.grams_per_item[item_id] = max(len(grams), 1)
+            for gram in grams:
                 self.index.setdefault(gram, item_id)
             self.ids.append(item_id)
             texts.append(text)
@@ -81,15 +87,23 @@ class ContaminationFilter:
         scores = []
         for index, text in enumerate(texts):
             shared = [gram for gram in ngrams(text, self.size) if gram in self.index]
-            if shared:
-                item = self.index[shared[0]]
+            by_item = Counter(self.index[gram] for gram in shared)
+            item, count = by_item.most_common(1)[0] if by_item else ("", 0)
+            coverage = count / self.grams_per_item[item] if count else 0.0
+            if count and coverage >= self.min_coverage:
+                example = next(g for g in shared if self.index[g] == item)
                 scores.append(
                     Score(
                         filter=self.name,
-                        value=float(len(shared)),
+                        value=float(count),
                         passed=False,
-                        reason=f"shares {len(shared)} {self.size}-grams with eval item {item}",
-                        evidence={"eval_item": item, "ngram": " ".join(shared[0])},
+                        reason=f"shares {count} {self.size}-grams ({coverage:.0%}) with eval "
+                        f"item {item}",
+                        evidence={
+                            "eval_item": item,
+                            "ngram": " ".join(example),
+                            "coverage": round(coverage, 4),
+                        },
                     )
                 )
             elif self.vectors is not None and best[index] >= self.similarity:

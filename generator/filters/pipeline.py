@@ -101,6 +101,7 @@ class FilterPipeline:
                     ngram=settings.contamination_ngram,
                     embedder=embedder,
                     similarity=settings.contamination_similarity,
+                    min_coverage=settings.contamination_min_coverage,
                 )
             )
         if settings.judge:
