@@ -420,3 +420,27 @@ def test_the_cli_exports_and_reports_bad_options_in_one_line(
     assert again.returncode != 0 and "not empty" in again.stderr
     missing = gapfill("export", "--run", "nope", "--kind", "sft", "--out", str(tmp_path / "y"))
     assert "--run nope: no such run" in missing.stderr
+
+
+def test_the_audit_record_links_the_reports_and_catches_tampering(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from generator.export.audit import read_audit
+
+    store.put_many(candidate(i) for i in range(4))
+    accept_all(store)
+    export(store, options(tmp_path, model_dir, base_model="SmolLM2-135M"), tmp_path / "data")
+    out = tmp_path / "export"
+    record = read_audit(out)
+    assert record.problems == []
+    assert record.fields["base_model"] == "SmolLM2-135M"
+    assert record.fields["sft_dataset"].startswith("train.jsonl ")
+    assert record.fields["eval_report"] and record.fields["safety_report"]
+    missing = [name for name, value in record.fields.items() if not value]
+    assert missing == ["continued_pretraining_data", "preference_dataset", "rollback_artifacts"]
+    report = json.loads((out / "eval_report.json").read_text())
+    assert report["stage"] == "sft" and report["rows"] == 4
+    assert json.loads(store.eval_report_json("run-1") or "{}")["rows"] == 4, "for the Overview"
+    with (out / "train.jsonl").open("a") as handle:
+        handle.write('{"messages": []}\n')
+    assert read_audit(out).problems == ["train.jsonl: content differs from the manifest's sha256"]
