@@ -152,8 +152,10 @@ class Embedder:
         for key, text in zip(keys, texts, strict=True):
             if key not in known:
                 missing.setdefault(key, text)
-        todo = list(missing.items())
-        chunk = max(self.batch_size * 8, 256)
+        # Longest first across the whole set, not just within a chunk: batches of similar length
+        # waste less on padding (the model sorts only within one encode call).
+        todo = sorted(missing.items(), key=lambda kv: len(kv[1]), reverse=True)
+        chunk = max(self.batch_size * 16, 256)
         for start in range(0, len(todo), chunk):
             part = todo[start : start + chunk]
             vectors = self.encode_uncached([text for _, text in part])

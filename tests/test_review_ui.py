@@ -232,6 +232,10 @@ def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
     assert {p["item_id"] for p in provenance} == {items[0].id, items[2].id}
     assert any("1 approved items left out" in w.value for w in at.warning), at.warning
     assert "PII/secret flag not cleared" in at.dataframe[0].value.to_string()
+    at.switch_page("pages/overview.py").run()
+    assert not at.exception
+    metrics = {m.label: m.value for m in at.metric}
+    assert metrics["Valid rows"] == "100%" and metrics["Eval-set matches"] == "0", metrics
 
 
 # -- a real browser ----------------------------------------------------------------------------

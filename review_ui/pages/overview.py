@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from generator.agreement import agreement, votes_by_item
+from generator.evaluation.report import EvalReport
 from generator.schema import CandidateStatus
 from review_ui.resources import store
 
@@ -90,6 +91,25 @@ def reviewer_agreement(run_id: str) -> None:
     )
 
 
+def latest_eval_report(run_id: str) -> None:
+    raw = store().eval_report_json(run_id)
+    if raw is None:
+        st.caption("No eval report yet: `gapfill export` writes one (or `gapfill eval --run`).")
+        return
+    report = EvalReport.model_validate_json(raw)
+    fmt, safety = report.format, report.safety
+    st.caption(f"{report.source}, {report.generated_at} ({report.stage}, {report.rows} rows)")
+    columns = st.columns(5)
+    columns[0].metric("Valid rows", f"{fmt['valid_share']:.0%}")
+    columns[1].metric("Refusals", f"{report.refusals['share']:.1%}")
+    columns[2].metric(f"Over {fmt['max_length']} tokens", fmt["over_max_length"])
+    columns[3].metric("PII / unsafe rows", f"{safety['pii_rows']} / {safety['unsafe_rows']}")
+    matched = sum(section["rows_matched"] for section in report.contamination.values())
+    columns[4].metric("Eval-set matches", matched)
+    with st.expander("The whole report"):
+        st.json(report.model_dump(mode="json"), expanded=False)
+
+
 def filters_vs_humans(run_id: str) -> pd.DataFrame:
     """Per filter flag: how reviewers decided the flagged items. A flag whose items reviewers
     nearly always reject could auto-reject and save that review time."""
@@ -134,6 +154,8 @@ def page() -> None:
     st.dataframe(throughput(run_id), hide_index=True)
     st.subheader("Agreement between reviewers")
     reviewer_agreement(run_id)
+    st.subheader("Latest eval report")
+    latest_eval_report(run_id)
     st.subheader("Filters vs reviewers")
     st.dataframe(filters_vs_humans(run_id), hide_index=True)
 
