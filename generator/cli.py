@@ -25,6 +25,7 @@ from rich.table import Table
 
 from generator import __version__, reviewers
 from generator.backends import BACKENDS, BackendOptions
+from generator.campaign import CampaignConfig, load_campaign, plan
 from generator.charts import gap_chart
 from generator.config import Settings, load_settings
 from generator.connection import connect, eviction_warning, redis_url
@@ -710,6 +711,106 @@ def _print_outcome(store: Store, work: WorkQueue, run_id: str) -> None:
         err_console.print(
             f"[red]failed job[/] {job_id} on {queue}: {escape(error)}", highlight=False
         )
+
+
+# -- campaigns -----------------------------------------------------------------------------------
+
+DEMO_SIZES = {"small": {"gaps": 2, "per_gap": 3}, "medium": {"gaps": 3, "per_gap": 10}}
+
+
+def _examples_dir() -> Path:
+    for base in (Path(__file__).resolve().parents[1], Path.cwd()):
+        if (base / "examples" / "demo" / "campaign.yaml").is_file():
+            return base / "examples"
+    raise ConfigError("examples/demo not found: run gapfill demo from the project directory")
+
+
+def _campaign(
+    ctx: typer.Context, config: CampaignConfig, workers: str, show_ui: bool, port: int
+) -> None:
+    settings = _settings(ctx)
+    store = _store(settings)
+    embedder = Embedder(
+        settings.embedding_model,
+        cache_dir=settings.data_dir / "cache",
+        max_tokens=settings.embedding_max_tokens,
+    )
+    console.rule(f"1/4 gaps of {config.data.name}")
+    planned = plan(config, store, embedder)
+    _print_report(planned.report)
+    console.print(
+        f"run {config.run!r}: {planned.tasks} generation tasks for the largest gaps "
+        f"({', '.join(planned.chosen)})",
+        highlight=False,
+    )
+    work = WorkQueue(
+        store, connect(redis_url(settings), decode_responses=False), settings.queue_settings()
+    )
+    if workers == "external":
+        enqueued = work.enqueue_tasks(config.run)
+        console.print(
+            f"{enqueued.tasks} tasks enqueued in {len(enqueued.jobs)} jobs: start workers with "
+            f"`gapfill worker --backend {config.backend}` (watch: gapfill status --run "
+            f"{config.run})",
+            highlight=False,
+        )
+        return
+    from workers.main import WorkerSpec, load_backend
+
+    console.rule(f"2/4 generate and score ({config.backend} backend, in this process)")
+    options = BackendOptions(base_url=config.base_url) if config.base_url else BackendOptions()
+    spec = WorkerSpec(backend=config.backend, model=config.model, options=options)
+    seconds = load_backend(settings, spec)
+    console.print(f"backend loaded in {seconds:.1f}s", highlight=False)
+    work.enqueue_tasks(config.run)
+    _run_in_process(settings, spec, store, work, config.run)
+    _print_outcome(store, work, config.run)
+    console.rule("3/4 the funnel: generated -> auto-rejected -> pending review")
+    status(ctx, run=config.run)
+    if not show_ui:
+        console.print(
+            f"next: gapfill ui --local, then gapfill export --run {config.run} --kind "
+            f"{config.kind} --out DIR",
+            highlight=False,
+        )
+        return
+    console.rule("4/4 review")
+    ui(ctx, port=port, host="127.0.0.1", local=True, oidc=False)
+
+
+@app.command("run")
+@user_errors
+def run_command(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(help="The campaign's YAML config.")],
+    workers: Annotated[
+        str, typer.Option(help="inprocess (a burst worker here) or external (enqueue only).")
+    ] = "inprocess",
+    show_ui: Annotated[
+        bool, typer.Option("--ui/--no-ui", help="Then serve the review UI.")
+    ] = False,
+    port: Annotated[int, typer.Option(help="The review UI's port.")] = 8501,
+) -> None:
+    """The whole loop for a campaign: gaps, generation, scoring, then review."""
+    if workers not in ("inprocess", "external"):
+        raise ConfigError(f"--workers: {workers!r} is not inprocess or external")
+    _campaign(ctx, load_campaign(config), workers, show_ui, port)
+
+
+@app.command("demo")
+@user_errors
+def demo_command(
+    ctx: typer.Context,
+    size: Annotated[str, typer.Option(help="small (minutes on a laptop CPU) or medium.")] = "small",
+    show_ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Then serve the review UI.")] = True,
+    port: Annotated[int, typer.Option(help="The review UI's port.")] = 8501,
+) -> None:
+    """The main job on embedded defaults: the self-instruct seed tasks' gaps against real user
+    traffic, filled by the embedded model, scored, and put up for review."""
+    if size not in DEMO_SIZES:
+        raise ConfigError(f"--size: {size!r} is not small or medium")
+    config = load_campaign(_examples_dir() / "demo" / "campaign.yaml", dict(DEMO_SIZES[size]))
+    _campaign(ctx, config, "inprocess", show_ui, port)
 
 
 # -- export -------------------------------------------------------------------------------------

@@ -1,0 +1,150 @@
+"""A campaign from a config file: the whole loop's inputs in one place (`gapfill run`, `gapfill
+demo`). This module plans the run: measures the gaps, stores them with the run's config, and adds
+generation tasks for the largest gaps; the CLI then runs or enqueues the work.
+
+Paths in the config are relative to the config file, so a campaign directory can move.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from generator.coverage import (
+    DEFAULT_REFERENCE_THRESHOLD,
+    GapReport,
+    analyse,
+    load_reference,
+    load_taxonomy,
+)
+from generator.embeddings import Embedder
+from generator.errors import ConfigError, DataFileError
+from generator.filters.contamination import load_eval_items
+from generator.filters.settings import FilterSettings
+from generator.importers import read_examples
+from generator.prompts import PromptTemplates, tasks_for_gap
+from generator.schema import CandidateKind, Identifier, ReviewSettings, RunConfig
+from generator.store import Store
+
+
+class CampaignConfig(BaseModel):
+    """`gapfill run CONFIG.yaml`: every field documented here is a key of the YAML file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    run: Identifier = Field(description="The run id the campaign's items are stored under.")
+    kind: Literal["sft", "preference"] = "sft"
+    data: Path = Field(description="The existing dataset whose gaps are measured.")
+    taxonomy: Path | None = Field(default=None, description="Taxonomy YAML (cells, targets).")
+    reference: Path | None = Field(default=None, description="Reference prompts (real traffic).")
+    reference_label: str | None = Field(default=None, description="The reference label field.")
+    reference_threshold: float = DEFAULT_REFERENCE_THRESHOLD
+    eval_sets: list[Path] = Field(default_factory=list)
+    backend: Literal["local", "openai", "vllm"] = "local"
+    model: str | None = Field(default=None, description="Model path/name; default: embedded.")
+    base_url: str | None = Field(default=None, description="For the openai backend.")
+    gaps: int = Field(default=3, ge=1, description="Generate for the N largest gaps.")
+    per_gap: int | None = Field(
+        default=None, ge=1, description="Requests per gap (default: the gap's deficit)."
+    )
+    filters: FilterSettings = Field(default_factory=FilterSettings)
+    review: ReviewSettings = Field(default_factory=ReviewSettings)
+
+    def resolved(self, base: Path) -> CampaignConfig:
+        def at(path: Path | None) -> Path | None:
+            return None if path is None else (path if path.is_absolute() else base / path)
+
+        return self.model_copy(
+            update={
+                "data": at(self.data),
+                "taxonomy": at(self.taxonomy),
+                "reference": at(self.reference),
+                "eval_sets": [at(p) for p in self.eval_sets],
+            }
+        )
+
+
+def load_campaign(path: Path, overrides: dict[str, Any] | None = None) -> CampaignConfig:
+    """A campaign config; every problem is one error naming the file and the key."""
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: no such file") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping of campaign settings")
+    raw.update(overrides or {})
+    try:
+        config = CampaignConfig.model_validate(raw)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in error["loc"])
+        raise ConfigError(f"{path}: {where}: {error['msg']}") from exc
+    config = config.resolved(path.parent.resolve())
+    for needed in [config.data, config.taxonomy, config.reference, *config.eval_sets]:
+        if needed is not None and not needed.is_file():
+            raise ConfigError(f"{path}: {needed}: no such file")
+    if config.taxonomy is None and config.reference is None:
+        raise ConfigError(f"{path}: give a taxonomy or a reference set (or both)")
+    return config
+
+
+@dataclass
+class Plan:
+    report: GapReport
+    chosen: list[str]  # gap ids generated for
+    tasks: int
+
+
+def plan(config: CampaignConfig, store: Store, embedder: Embedder) -> Plan:
+    """Measure the gaps and store the run, its gaps and the tasks for the largest ones.
+
+    Everything is read and validated before anything is written.
+    """
+    examples = [row.example for row in read_examples(config.data).examples]
+    for eval_set in config.eval_sets:
+        load_eval_items(eval_set)
+    report = analyse(
+        config.run,
+        config.data,
+        examples,
+        embedder,
+        taxonomy=load_taxonomy(config.taxonomy) if config.taxonomy else None,
+        taxonomy_path=str(config.taxonomy) if config.taxonomy else None,
+        reference=(
+            load_reference(config.reference, config.reference_label) if config.reference else None
+        ),
+        reference_path=str(config.reference) if config.reference else None,
+        reference_threshold=config.reference_threshold,
+    )
+    largest = sorted((g for g in report.gaps if g.deficit > 0), key=lambda g: -g.deficit)
+    chosen = largest[: config.gaps]
+    if not chosen:
+        raise DataFileError(f"{config.data}: no gap to fill (every cell reaches its target)")
+    templates = PromptTemplates()
+    kind = CandidateKind(config.kind)
+    tasks = [
+        task
+        for gap in chosen
+        for task in tasks_for_gap(gap, templates, kind=kind, wanted=config.per_gap)
+    ]
+    store.save_gaps(config.run, report.gaps, report.model_dump_json())
+    store.save_run(
+        RunConfig(
+            run_id=config.run,
+            kind=kind,
+            description=f"campaign on {config.data.name}",
+            backend=config.backend,
+            model=config.model,
+            existing=[str(config.data)],
+            eval_sets=[str(p) for p in config.eval_sets],
+            filters=config.filters,
+            review=config.review,
+        )
+    )
+    return Plan(report, [g.id for g in chosen], store.add_tasks(tasks))
