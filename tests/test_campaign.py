@@ -11,12 +11,15 @@ import pytest
 
 from generator.campaign import load_campaign, plan
 from generator.errors import ConfigError
+from generator.evaluation.runner import EvalOptions, evaluate, read_input
 from generator.store import Store
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "campaign.yaml"
 
 
-def test_the_demo_campaign_plans_tasks_for_its_largest_gaps(store: Store, embedder: object) -> None:
+def test_the_demo_campaign_plans_tasks_for_its_largest_gaps(
+    store: Store, embedder: object, model_dir: Path
+) -> None:
     config = load_campaign(DEMO, {"gaps": 2, "per_gap": 3})
     assert config.data.is_absolute() and config.eval_sets[0].name == "HumanEval.jsonl.gz"
     planned = plan(config, store, embedder)  # type: ignore[arg-type]
@@ -27,6 +30,16 @@ def test_the_demo_campaign_plans_tasks_for_its_largest_gaps(store: Store, embedd
     run = store.get_run("demo")
     assert run is not None and run.eval_sets == [str(config.eval_sets[0])]
     assert {t.gap_id for t in store.get_tasks(store.open_tasks("demo"))} == set(planned.chosen)
+
+    # The eval report's coverage section: the reference traffic itself, evaluated against this
+    # gap report, fills the reference gaps it was clustered into.
+    data = read_input(config.reference, "sft")  # type: ignore[arg-type]
+    data.gap_report = planned.report
+    options = EvalOptions(stage="sft", tokenizer=str(model_dir))
+    coverage = evaluate(data, options, embedder, model_dir.parent).report.coverage  # type: ignore[arg-type]
+    assert coverage is not None and coverage["run"] == "demo"
+    assert all(g["after"] == g["have"] + g["added"] for g in coverage["gaps"])
+    assert sum(g["added"] for g in coverage["gaps"]) > 0
 
 
 def test_a_bad_campaign_config_names_the_file_and_the_key(tmp_path: Path) -> None:
