@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import redis
 
 from generator.connection import connect, eviction_warning
 from generator.redis_server import EmbeddedServer
+from generator.schema import CandidateStatus
 from generator.store import Store
 from tests.factories import candidate
 
@@ -86,6 +88,73 @@ def test_no_decision_is_lost_when_the_server_is_killed(tmp_path: Path, decisions
         }
         assert all(after.get(item_id).status.value == "accepted" for item_id in made)
         assert after.queue_depth("run-1") + after.leased_count("run-1") == 60 - decisions
+    finally:
+        server.stop()
+
+
+def test_a_kill_during_scoring_and_review_loses_no_decision_and_the_run_completes(
+    tmp_path: Path,
+) -> None:
+    server = EmbeddedServer(tmp_path, appendfsync="always")
+    info = server.ensure_running()
+    store = Store(connect(info.url), prefix="durable")
+    items = [candidate(i, status=CandidateStatus.GENERATED) for i in range(300)]
+    store.put_many(items)
+    decided: list[str] = []
+    routed: list[str] = []
+
+    def score() -> None:  # a scoring worker routing its batch into the queue
+        own = Store(connect(info.url), prefix="durable")
+        for item in items:
+            try:
+                own.route(item.id, CandidateStatus.PENDING, priority=1.0)
+            except Exception:  # the server is gone: this worker dies too
+                return
+            routed.append(item.id)
+            time.sleep(0.002)
+
+    def review() -> None:  # a reviewer accepting whatever comes up
+        own = Store(connect(info.url), prefix="durable")
+        while True:
+            try:
+                lease = own.claim("alice", "run-1")
+                if lease is None:
+                    time.sleep(0.002)
+                    continue
+                own.decide(lease.item_id, "alice", "accept", lease.version)
+            except Exception:
+                return
+            decided.append(lease.item_id)
+
+    workers = [threading.Thread(target=score), threading.Thread(target=review)]
+    for worker in workers:
+        worker.start()
+    deadline = time.monotonic() + 60
+    while len(decided) < 30 and time.monotonic() < deadline:
+        time.sleep(0.005)
+    os.kill(info.pid, signal.SIGKILL)  # mid-flight: both clients are in the middle of commands
+    _wait_dead(info.pid)
+    for worker in workers:
+        worker.join(timeout=60)
+    assert 30 <= len(decided) < 300, "the kill came while review was under way"
+
+    restarted = server.ensure_running()
+    try:
+        after = Store(connect(restarted.url), prefix="durable")
+        logged = [d.decision.item_id for d in after.decisions("run-1")]
+        assert logged[: len(decided)] == decided, "every acknowledged decision survived, in order"
+        assert all(after.get(i).status is CandidateStatus.ACCEPTED for i in decided)
+        assert all(after.get(i).status is not CandidateStatus.GENERATED for i in routed)
+        # The run completes: scoring finishes its batch, review empties the queue.
+        for item in items:
+            if after.get(item.id).status is CandidateStatus.GENERATED:
+                after.route(item.id, CandidateStatus.PENDING, priority=1.0)
+        while (lease := after.claim("bob", "run-1", lease_seconds=30)) is not None:
+            after.decide(lease.item_id, "bob", "accept", lease.version)
+        counts = after.counts("run-1")["gap-a"]
+        accepted, leased = counts.get("accepted", 0), after.leased_count("run-1")
+        assert accepted + leased == 300, counts
+        assert leased <= 1, "at most the item alice held when the server died"
     finally:
         server.stop()
 
