@@ -139,6 +139,40 @@ def test_a_batch_whose_worker_is_killed_is_rerun_without_duplicates(
     assert by_task == {t.id for t in batch}
 
 
+def test_three_workers_killed_mid_batch_lose_no_request_and_duplicate_none(
+    store: Store, server_url: str, start_worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    from rq import Worker
+
+    connection = redis.Redis.from_url(server_url)
+    work = WorkQueue(store, connection, QueueSettings(batch_size=8, retries=5, retry_intervals=[1]))
+    batch = tasks(24, tokens=64)  # unseeded: a rerun writes different text, so duplicates show
+    store.add_tasks(batch)
+    assert len(work.enqueue_tasks("run-1").jobs) == 3
+
+    def busy(process: subprocess.Popen[str]) -> bool:
+        return any(
+            w.pid == process.pid and w.get_state() == "busy"
+            for w in Worker.all(connection=connection)
+        )
+
+    for kill in range(3):
+        victim = start_worker()
+        wait_until(lambda p=victim: busy(p), 180, f"worker {kill + 1} to start a batch")  # type: ignore[misc]
+        time.sleep(1.5)
+        victim.send_signal(signal.SIGKILL)
+        victim.wait(timeout=10)
+    assert store.task_counts("run-1")[0] < 24, "the campaign finished before the kills"
+
+    survivor = start_worker()
+    wait_until(lambda: store.task_counts("run-1") == (24, 24), 400, "the campaign to finish")
+    survivor.send_signal(signal.SIGTERM)
+    survivor.wait(timeout=60)
+    all_items = [i for s in CandidateStatus for i in store.ids("run-1", s)]
+    assert len(all_items) == 24, "exactly one candidate per request"
+    assert {store.get(i).provenance.task_id for i in all_items} == {t.id for t in batch}
+
+
 def test_a_failing_job_is_retried_then_lands_in_failed_with_its_error(
     store: Store, work: WorkQueue, start_worker: Callable[..., subprocess.Popen[str]]
 ) -> None:
