@@ -403,6 +403,8 @@ def test_untrusted_candidate_text_stays_inert_in_the_browser(
     page.goto(served)
     current = shown_item(page)
     for text in XSS:
+        # The item id is drawn before the item's text: wait for the text itself.
+        page.get_by_text(text, exact=False).first.wait_for(timeout=15_000)
         assert page.get_by_text(text, exact=False).count() >= 1, f"{text!r} shown as text"
         assert page.locator("a[href^='javascript']").count() == 0
         press(page, "a")
