@@ -36,7 +36,7 @@ class FilterSettings(BaseModel):
     contamination: bool = True
     contamination_ngram: int = Field(default=13, ge=5, le=50)
     # Share of an eval item's n-grams a candidate must contain. A single shared 13-gram is often
-    # an idiom: text-davinci-003's prime test shares 2 of HumanEval/127's 140 13-grams (1.4%),
+    # an idiom: text-davinci-003's prime test shares 2 of HumanEval/127's 186 13-grams (1.1%),
     # while a planted or lightly edited problem shares most of them.
     contamination_min_coverage: float = Field(default=0.05, gt=0, le=1)
     # Measured: HumanEval paraphrases score 0.68-0.78, the best clean seed task 0.73 (p99 0.62).
