@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from generator.schema import Gap
 
 
-def gap_chart(gaps: list[Gap], path: Path, title: str, after: dict[str, int] | None = None) -> Path:
-    """Bars of have vs target per gap (and have after, when comparing)."""
+def _pyplot() -> Any:
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # headless: no display on servers and in CI
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _save(figure: Any, path: Path) -> Path:
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    _pyplot().close(figure)
+    return path
+
+
+def gap_chart(gaps: list[Gap], path: Path, title: str, after: dict[str, int] | None = None) -> Path:
+    """Bars of have vs target per gap (and have after, when comparing)."""
+    plt = _pyplot()
     labels = [f"{g.id}\n{g.label[:18]}" for g in gaps]
     series = [("have", [g.have for g in gaps])]
     if after is not None:
@@ -28,20 +42,12 @@ def gap_chart(gaps: list[Gap], path: Path, title: str, after: dict[str, int] | N
     axes.set_ylabel("examples")
     axes.set_title(title)
     axes.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def histogram_chart(values: list[int], path: Path, title: str, limit: int | None = None) -> Path:
     """A histogram (e.g. rendered lengths in tokens), with the limit drawn where there is one."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     figure, axes = plt.subplots(figsize=(7, 4))
     axes.hist(values or [0], bins=40)
     if limit is not None:
@@ -50,20 +56,12 @@ def histogram_chart(values: list[int], path: Path, title: str, limit: int | None
     axes.set_xlabel("tokens")
     axes.set_ylabel("rows")
     axes.set_title(title)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
 
 
 def bar_chart(counts: dict[str, dict[str, int]], path: Path, title: str) -> Path:
     """Grouped bars: per label (e.g. gap), one bar per series (e.g. rows, refusals)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     labels = list(counts)
     names = sorted({name for series in counts.values() for name in series})
     width = 0.8 / max(len(names), 1)
@@ -75,8 +73,4 @@ def bar_chart(counts: dict[str, dict[str, int]], path: Path, title: str) -> Path
     axes.set_xticks(list(range(len(labels))), labels, rotation=45, ha="right", fontsize=8)
     axes.set_title(title)
     axes.legend()
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
-    return path
+    return _save(figure, path)
