@@ -64,6 +64,7 @@ def rows(count: int) -> list[dict[str, object]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rows", type=int, default=10_000)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-eval-") as tmp:
         work = Path(tmp)
@@ -88,6 +89,19 @@ def main() -> int:
         eval_s = time.perf_counter() - started
     n = len(data.examples)
     raw_rate, rate = n / raw_s, n / eval_s
+    if args.json:
+        results = {
+            "rows": n,
+            "distinct_turns": len(texts),
+            "raw_rows_per_s": raw_rate,
+            "eval_rows_per_s": rate,
+            "ratio": rate / raw_rate,
+            "target": TARGET,
+            "target_met": rate / raw_rate >= TARGET,
+            "section_seconds": report.seconds,
+        }
+        print(json.dumps(results, indent=2))
+        return 0
     print(f"{n} SFT rows ({len(texts)} distinct turns); judge off; HumanEval eval set")
     print(f"raw embedding of the same turns : {raw_s:7.1f}s = {raw_rate:6.1f} rows/s")
     print(

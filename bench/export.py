@@ -126,6 +126,7 @@ def raw_dump(store: Store, out: Path) -> tuple[int, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-export-") as tmp:
         work = Path(tmp)
@@ -136,7 +137,9 @@ def main() -> int:
         try:
             started = time.perf_counter()
             seed(store, args.items)
-            print(f"seeded {args.items} accepted items in {time.perf_counter() - started:.1f}s")
+            seed_s = time.perf_counter() - started
+            if not args.json:
+                print(f"seeded {args.items} accepted items in {seed_s:.1f}s")
 
             started = time.perf_counter()
             dumped, dump_only_s = raw_dump(store, work / "raw.jsonl")
@@ -156,6 +159,21 @@ def main() -> int:
             server.stop()
         manifest = json.loads((work / "export" / "manifest.json").read_text())
         raw_rate, rate = dumped / raw_s, sum(result.rows.values()) / export_s
+        if args.json:
+            results = {
+                "items": args.items,
+                "raw_items_per_s": raw_rate,
+                "export_items_per_s": rate,
+                "ratio": rate / raw_rate,
+                "target": TARGET,
+                "target_met": rate / raw_rate >= TARGET,
+                "stage_seconds": result.seconds,
+                "length_checked_with_tokenizer": manifest["counts"][
+                    "length_checked_with_tokenizer"
+                ],
+            }
+            print(json.dumps(results, indent=2))
+            return 0
         print(
             f"raw orjson dump (store read + dump): {dumped} items in {raw_s:.1f}s = "
             f"{raw_rate:,.0f} items/s (the dump alone, from memory: {dump_only_s:.2f}s)"

@@ -68,6 +68,7 @@ def percentile(values: list[float], share: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--decisions", type=int, default=50)
+    parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-ui-") as directory:
@@ -115,6 +116,17 @@ def main() -> int:
             server.stop()
 
     median, p95 = statistics.median(latencies), percentile(latencies, 0.95)
+    if args.json:
+        results = {
+            "decisions": args.decisions,
+            "direct_p95_ms": percentile(direct, 0.95),
+            "ui_median_ms": median,
+            "ui_p95_ms": p95,
+            "target_p95_ms": TARGET_P95_MS,
+            "target_met": p95 < TARGET_P95_MS,
+        }
+        print(json.dumps(results, indent=2))
+        return 0
     print(f"{args.decisions} decisions by key press in chromium (Playwright), gapfill ui --local")
     print(
         f"store claim+decide (direct)  : median {statistics.median(direct):6.1f} ms, "

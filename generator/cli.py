@@ -715,7 +715,7 @@ def _print_outcome(store: Store, work: WorkQueue, run_id: str) -> None:
 
 # -- campaigns -----------------------------------------------------------------------------------
 
-DEMO_SIZES = {"small": {"gaps": 2, "per_gap": 3}, "medium": {"gaps": 3, "per_gap": 10}}
+DEMO_SIZES = {"small": {"gaps": 3, "per_gap": 4}, "medium": {"gaps": 5, "per_gap": 10}}
 
 
 def _examples_dir() -> Path:

@@ -402,8 +402,14 @@ def analyse(
 
 
 def count_into_gaps(report: GapReport, texts: Sequence[str], embedder: Embedder) -> dict[str, int]:
-    """How many of ``texts`` each gap gains: taxonomy cells by nearest cell, reference gaps by
-    similarity to their centroid (the rules the report was measured with)."""
+    """How many of ``texts`` each gap gains, by the rule the gap was measured with.
+
+    Taxonomy cells: the nearest cell, above its threshold. Reference gaps: a text counts when it
+    covers one of the gap's uncovered reference prompts (similarity >= the reference threshold,
+    the definition of coverage), and goes to the gap of the prompt it is closest to. Not the
+    gap's centroid: a cluster's centroid is an average, and half of the real prompts in a demo
+    cluster sit below 0.5 from it, so on-topic items would never count.
+    """
     gained = dict.fromkeys((g.id for g in report.gaps), 0)
     if not texts or not report.centroids:
         return gained
@@ -416,8 +422,12 @@ def count_into_gaps(report: GapReport, texts: Sequence[str], embedder: Embedder)
         for row, index in enumerate(nearest):
             if best[row] >= report.thresholds[cell_ids[index]]:
                 gained[cell_ids[index]] += 1
-    for gap in report.gaps:
-        if gap.kind == "reference":
-            centroid = np.array(report.centroids[gap.id], dtype=np.float32)
-            gained[gap.id] += int(((vectors @ centroid) >= report.thresholds[gap.id]).sum())
+    members = [r for r in report.reference_coverage if r.gap_id in gained]
+    if members:
+        scores = vectors @ embedder.embed([m.text for m in members]).T
+        nearest, best = scores.argmax(axis=1), scores.max(axis=1)
+        for row, index in enumerate(nearest):
+            gap_id = members[index].gap_id
+            if gap_id is not None and best[row] >= report.thresholds[gap_id]:
+                gained[gap_id] += 1
     return gained

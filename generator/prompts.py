@@ -30,6 +30,7 @@ from generator.schema import (
     Message,
     SamplingParams,
     TaskStage,
+    instructions_schema,
 )
 
 
@@ -131,6 +132,7 @@ def tasks_for_gap(
                 response_sampling=settings.response_sampling,
                 response_system=system,
                 variants=variants,
+                json_schema=instructions_schema(asked),
                 template_name="instructions.jinja",
                 template_hash=templates.hash("instructions.jinja"),
                 priority=float(gap.deficit),

@@ -262,11 +262,30 @@ class TaskStage(StrEnum):
     RESPONSE = "response"
 
 
-INSTRUCTIONS_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "properties": {"instructions": {"type": "array", "items": {"type": "string", "minLength": 1}}},
-    "required": ["instructions"],
-}
+def instructions_schema(count: int | None = None) -> dict[str, Any]:
+    """The JSON an instruction task must answer with: ``count`` requests (any number if None)
+    of sane length.
+
+    The bounds matter under constrained decoding: without a maxLength a small model can spend its
+    whole token budget inside one string and leave the JSON unfinished, and without minItems it
+    stops after one request when the task asked for five.
+    """
+    requests: dict[str, Any] = {
+        "type": "array",
+        "minItems": 1,
+        "items": {"type": "string", "minLength": 10, "maxLength": 300},
+    }
+    if count is not None:
+        requests["minItems"] = requests["maxItems"] = count
+    return {
+        "type": "object",
+        "properties": {"instructions": requests},
+        "required": ["instructions"],
+        "additionalProperties": False,
+    }
+
+
+INSTRUCTIONS_SCHEMA: dict[str, Any] = instructions_schema()
 
 
 class GenerationTask(BaseModel):

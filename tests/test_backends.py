@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from pydantic import ValidationError
 
 from generator.backends import Backend, BackendOptions, ChatRequest, create_backend
 from generator.errors import BackendError
-from generator.schema import Message, SamplingParams
+from generator.generation import parse_instructions
+from generator.schema import Message, SamplingParams, instructions_schema
 
 
 def ask(request_id: str, question: str, **sampling: object) -> ChatRequest:
@@ -73,6 +75,67 @@ def test_stop_strings_cut_the_text(local_backend: Backend) -> None:
     )
     text = result.completions[0].text
     assert "5" not in text and "6" not in text
+
+
+SHOPPING_LIST = {
+    "type": "object",
+    "properties": {
+        "items": {"type": "array", "minItems": 2, "maxItems": 3, "items": {"type": "string"}},
+        "urgent": {"type": "boolean"},
+    },
+    "required": ["items", "urgent"],
+    "additionalProperties": False,
+}
+
+
+def test_a_json_schema_holds_every_sampled_answer_to_it(local_backend: Backend) -> None:
+    """Hot sampling that left free writes prose; under the schema every answer is valid JSON."""
+    question = "What should I buy for a picnic? Answer in JSON."
+    constrained = [
+        ChatRequest(
+            id=f"c{seed}",
+            messages=[Message(role="user", content=question)],
+            sampling=SamplingParams(temperature=1.2, max_tokens=120, seed=seed),
+            json_schema=SHOPPING_LIST,
+        )
+        for seed in range(4)
+    ]
+    free = ask("free", question, temperature=1.2, max_tokens=40, seed=0)
+    results = local_backend.generate([*constrained, free])
+    for result in results[:4]:
+        [completion] = result.completions
+        data = json.loads(completion.text)  # raises if the schema was not enforced
+        assert set(data) == {"items", "urgent"}
+        assert 2 <= len(data["items"]) <= 3 and isinstance(data["urgent"], bool)
+        assert completion.finish_reason == "stop"
+    # The unconstrained request in the same batch was left free.
+    free_text = results[4].completions[0].text
+    with pytest.raises(json.JSONDecodeError):
+        json.loads(free_text)
+
+
+def test_instruction_tasks_get_parseable_requests_from_the_embedded_model(
+    local_backend: Backend,
+) -> None:
+    """The reason constraints exist: unconstrained, SmolLM2-135M rarely writes this JSON."""
+    prompt = (
+        "Write 3 new requests a user might send to an email assistant. "
+        'Answer only with JSON: {"instructions": ["first request", "second request"]}'
+    )
+    requests = [
+        ChatRequest(
+            id=f"r{n}",
+            messages=[Message(role="user", content=prompt)],
+            sampling=SamplingParams(temperature=0.9, max_tokens=200, n=2, seed=n),
+            json_schema=instructions_schema(3),
+        )
+        for n in range(2)
+    ]
+    for result in local_backend.generate(requests):
+        for completion in result.completions:
+            parsed = parse_instructions(completion.text)
+            assert parsed is not None and len(parsed) == 3
+            assert all(10 <= len(text) <= 300 for text in parsed)
 
 
 def test_unknown_backends_are_refused(tmp_path: Path) -> None:

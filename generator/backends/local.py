@@ -3,8 +3,8 @@
 The default model is the embedded SmolLM2-135M-Instruct (see ``generator.embedded_model``).
 Requests are grouped by sampling settings (one ``generate`` call applies one setting), sorted by
 length to limit padding, and run in batches of ``batch_size``. float32 is used on CPU: on the
-CPUs measured here bfloat16 is ~3x slower. JSON schemas are not enforced by this backend (the
-caller parses and keeps unparseable output as malformed); the vllm backend does enforce them.
+CPUs measured here bfloat16 is ~3x slower. A request's JSON schema is enforced token by token
+(``generator.backends.constrained``, llguidance), as the vllm backend does with structured outputs.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from generator.backends.base import (
     Completion,
     FinishReason,
 )
+from generator.backends.constrained import SchemaGrammars
 from generator.embedded_model import resolve_model_dir
 from generator.errors import BackendError
 
@@ -38,6 +39,7 @@ class LocalBackend:
         self.model = model or "embedded"
         self._model: Any = None
         self._tokenizer: Any = None
+        self._grammars: SchemaGrammars | None = None
         self._device = "cpu"
 
     def load(self) -> None:
@@ -75,6 +77,7 @@ class LocalBackend:
     def close(self) -> None:
         self._model = None
         self._tokenizer = None
+        self._grammars = None
 
     def generate(self, requests: list[ChatRequest]) -> list[ChatResult]:
         if self._model is None:
@@ -107,6 +110,7 @@ class LocalBackend:
         if sampling.seed is not None:
             torch.manual_seed(sampling.seed)
         sample = sampling.temperature > 0
+        constraints = self._constraints(batch, sampling.n, encoded["input_ids"].shape[1])
         started = time.perf_counter()
         with torch.inference_mode():
             output = self._model.generate(
@@ -118,6 +122,7 @@ class LocalBackend:
                 top_k=None,
                 num_return_sequences=sampling.n,
                 pad_token_id=tokenizer.pad_token_id,
+                logits_processor=constraints,
             )
         seconds = time.perf_counter() - started
         prompt_length = encoded["input_ids"].shape[1]
@@ -138,6 +143,18 @@ class LocalBackend:
                 )
             )
         return results
+
+    def _constraints(self, batch: list[ChatRequest], n: int, prompt_length: int) -> Any:
+        """A logits processor that holds each row to its request's JSON schema, or None."""
+        from transformers import LogitsProcessorList
+
+        # generate() repeats each prompt n times in place: row i*n + j is request i.
+        schemas = [request.json_schema for request in batch for _ in range(n)]
+        if all(schema is None for schema in schemas):
+            return None
+        if self._grammars is None:
+            self._grammars = SchemaGrammars(self._tokenizer)
+        return LogitsProcessorList([self._grammars.processor(schemas, prompt_length)])
 
     def _completion(self, tokens: list[int], max_tokens: int, stop: list[str]) -> Completion:
         eos = self._tokenizer.eos_token_id

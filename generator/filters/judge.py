@@ -21,18 +21,22 @@ from generator.prompts import PromptTemplates
 from generator.schema import Candidate, Message, PreferenceExample, SamplingParams, Score
 
 CRITERIA = ("helpfulness", "correctness", "safety")
+# Bounded, so that under constrained decoding a verdict always ends within the judge's max_tokens.
+_REASON: dict[str, Any] = {"type": "string", "maxLength": 200}
 POINTWISE_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
         **{c: {"type": "integer", "minimum": 1, "maximum": 5} for c in CRITERIA},
-        "reason": {"type": "string"},
+        "reason": _REASON,
     },
     "required": [*CRITERIA, "reason"],
+    "additionalProperties": False,
 }
 PAIRWISE_SCHEMA: dict[str, Any] = {
     "type": "object",
-    "properties": {"better": {"type": "string", "enum": ["A", "B"]}, "reason": {"type": "string"}},
+    "properties": {"better": {"type": "string", "enum": ["A", "B"]}, "reason": _REASON},
     "required": ["better", "reason"],
+    "additionalProperties": False,
 }
 _OBJECT = re.compile(r"\{.*?\}", re.DOTALL)
 
