@@ -29,7 +29,10 @@ def test_a_gap_becomes_instruction_tasks_asking_for_its_deficit() -> None:
         next(line[:11] for line in t.messages[0].content.splitlines() if line.startswith("Write"))
         for t in tasks
     ]
-    assert asked == ["Write 5 new", "Write 5 new", "Write 2 new"]
+    assert asked == ["Write 5 mor", "Write 5 mor", "Write 2 mor"]
+    # The schema holds the model to exactly the number asked (enforced by every backend).
+    assert [t.json_schema["properties"]["instructions"]["maxItems"] for t in tasks] == [5, 5, 2]
+    assert [t.json_schema["properties"]["instructions"]["minItems"] for t in tasks] == [5, 5, 2]
     for task in tasks:
         assert task.stage is TaskStage.INSTRUCTIONS and task.gap_id == "ref-1"
         assert "Netflix" in task.messages[0].content
