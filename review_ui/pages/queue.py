@@ -114,16 +114,18 @@ def actions(session: ReviewSession) -> None:
     if pii is not None and not pii.passed:
         # Unchecked, an accepted item with this flag stays out of every export.
         st.checkbox("PII/secret flag checked: safe to export", key="pii-cleared", value=False)
+    # Short labels: Streamlit draws each shortcut's key beside the label, and longer labels
+    # were cut to "Acce…" in five columns at 1280 px.
     buttons: list[tuple[str, str, Callable[..., None], tuple[str, ...]]] = [
-        ("Accept (a)", "a", act, ("accept",)),
-        ("Reject (x)", "x", set_mode, ("reject",)),
+        ("Accept", "a", act, ("accept",)),
+        ("Reject", "x", set_mode, ("reject",)),
     ]
     if pair:
-        buttons.append(("Swap and accept (w)", "w", act, ("swap",)))
+        buttons.append(("Swap+accept", "w", act, ("swap",)))
     buttons += [
-        ("Edit (e)", "e", set_mode, ("edit",)),
-        ("Skip (s)", "s", act, ("skip",)),
-        ("Undo (u)", "u", act, ("undo",)),
+        ("Edit", "e", set_mode, ("edit",)),
+        ("Skip", "s", act, ("skip",)),
+        ("Undo", "u", act, ("undo",)),
     ]
     for column, (label, key, callback, args) in zip(st.columns(len(buttons)), buttons, strict=True):
         column.button(
