@@ -176,7 +176,8 @@ class GapReport(BaseModel):
     unassigned: int = 0
     assignments: list[Assignment] = Field(default_factory=list)
     reference_coverage: list[ReferenceCoverage] = Field(default_factory=list)
-    # How new items are counted into each gap: a centroid and the similarity that counts.
+    # Per gap: its centroid (taxonomy cells count new items by it; the off-topic filter uses
+    # every gap's) and the similarity that counts.
     centroids: dict[str, list[float]] = Field(default_factory=dict)
     thresholds: dict[str, float] = Field(default_factory=dict)
     kind: str = "taxonomy"
