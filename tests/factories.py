@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 from generator.schema import (
     Candidate,
     CandidateKind,
@@ -47,4 +50,17 @@ def preference(index: int, *, run: str = "run-1") -> Candidate:
         run_id=run,
         gap_id="gap-p",
         status=CandidateStatus.PENDING,
+    )
+
+
+def run_cli(
+    env: dict[str, str], *args: str, timeout: int = 600
+) -> subprocess.CompletedProcess[str]:
+    """`gapfill ARGS` as a separate process, with exactly this environment."""
+    return subprocess.run(
+        [sys.executable, "-m", "generator.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
     )

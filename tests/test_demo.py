@@ -20,6 +20,7 @@ from generator.coverage import GapReport, count_into_gaps
 from generator.embeddings import Embedder
 from generator.schema import PREFERENCE_PAIR_TAG, CandidateStatus, Message, SFTExample
 from generator.store import Store
+from tests.factories import run_cli
 
 RUN = "demo"
 
@@ -49,16 +50,6 @@ def demo(
     client = redis.Redis.from_url(valkey_url)
     for key in client.scan_iter(f"{prefix}:*", count=1000):
         client.delete(key)
-
-
-def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "generator.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 def test_the_demo_measures_generates_scores_and_reports_the_funnel(
@@ -124,7 +115,7 @@ def test_review_export_and_the_gap_report_close_the_loop(
     assert len(accepted) >= 2
 
     sft_out = tmp_path / "sft"
-    done = cli(env, "export", "--run", RUN, "--kind", "sft", "--out", str(sft_out))
+    done = run_cli(env, "export", "--run", RUN, "--kind", "sft", "--out", str(sft_out))
     assert done.returncode == 0, done.stderr
     rows = [json.loads(line) for line in (sft_out / "train.jsonl").read_text().splitlines()]
     excluded = (sft_out / "excluded.jsonl").read_text().splitlines()
@@ -136,7 +127,7 @@ def test_review_export_and_the_gap_report_close_the_loop(
     assert all(p["review"]["reviewers"] == ["alice"] for p in provenance)
     assert all(p["model"] and p["template_name"] for p in provenance)
     assert sum(p["review"]["edit_diff"] is not None for p in provenance) == 1
-    audit = cli(env, "audit", str(sft_out))
+    audit = run_cli(env, "audit", str(sft_out))
     assert audit.returncode == 0, audit.stdout + audit.stderr
 
     from datasets import load_dataset
@@ -146,7 +137,7 @@ def test_review_export_and_the_gap_report_close_the_loop(
     assert all(is_conversational(row) for row in dataset)
 
     pair_out = tmp_path / "pairs"
-    done = cli(env, "export", "--run", RUN, "--kind", "preference", "--out", str(pair_out))
+    done = run_cli(env, "export", "--run", RUN, "--kind", "preference", "--out", str(pair_out))
     assert done.returncode == 0, done.stderr
     [pair] = [json.loads(line) for line in (pair_out / "train.jsonl").read_text().splitlines()]
     assert pair["chosen"] == [{"role": "assistant", "content": "A corrected, complete answer."}]
@@ -162,6 +153,6 @@ def test_review_export_and_the_gap_report_close_the_loop(
     for gap in before.gaps:
         if gained[gap.id]:
             assert max(gap.target - gap.have - gained[gap.id], 0) < gap.deficit
-    compare = cli(env, "gaps", "--compare", RUN)
+    compare = run_cli(env, "gaps", "--compare", RUN)
     assert compare.returncode == 0, compare.stderr
     assert f"{len(store.accepted_payloads(RUN))} accepted items counted in" in compare.stdout

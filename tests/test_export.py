@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import orjson
@@ -28,7 +27,7 @@ from generator.schema import (
     Score,
 )
 from generator.store import Store
-from tests.factories import candidate, preference, sft
+from tests.factories import candidate, preference, run_cli, sft
 
 SFT = CandidateKind.SFT
 PREFERENCE = CandidateKind.PREFERENCE
@@ -397,13 +396,7 @@ def test_the_cli_exports_and_reports_bad_options_in_one_line(
     }
 
     def gapfill(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "generator.cli", *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        return run_cli(env, *args, timeout=300)
 
     out = tmp_path / "cli-export"
     done = gapfill(
