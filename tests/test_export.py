@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import subprocess
 from pathlib import Path
@@ -14,7 +15,14 @@ from hypothesis import strategies as st
 
 from generator.errors import ExportError, InvalidTransitionError
 from generator.export import writer
-from generator.export.checks import structure_problem
+from generator.export.checks import (
+    LengthCheck,
+    conversation_key,
+    load_tokenizer,
+    payload_conversations,
+    structure_problem,
+)
+from generator.export.rows import sft_row
 from generator.export.writer import ExportOptions, export
 from generator.ingest import ingest_file
 from generator.schema import (
@@ -28,6 +36,7 @@ from generator.schema import (
 )
 from generator.store import Store
 from tests.factories import candidate, preference, run_cli, sft
+from workers.registry import WorkerContext
 
 SFT = CandidateKind.SFT
 PREFERENCE = CandidateKind.PREFERENCE
@@ -314,6 +323,77 @@ def test_too_long_and_malformed_rows_are_excluded_with_a_reason(
     reasons = dict(result.excluded)
     assert "tokens under the chat template > 128" in reasons[long.id]
     assert result.rows == {"train": 1}
+
+
+def long_items(count: int) -> list[Candidate]:
+    """Items too long (in bytes) to pass a 128-token limit without counting their tokens."""
+    return [
+        Candidate(
+            kind=SFT,
+            payload=sft(f"Tell me about topic {i}.", f"Topic {i} in a few words. " * (6 + i % 20)),
+            run_id="run-1",
+            status=CandidateStatus.PENDING,
+        )
+        for i in range(count)
+    ]
+
+
+def test_token_counts_are_counted_once_and_reused_by_later_exports(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    items = long_items(12)
+    store.put_many(items)
+    accept_all(store)
+    first = export(store, options(tmp_path, model_dir, max_length=128), tmp_path)
+    again = export(
+        store, options(tmp_path, model_dir, max_length=128, out=tmp_path / "again"), tmp_path
+    )
+    counted = json.loads((tmp_path / "export" / "manifest.json").read_text())["counts"]
+    reused = json.loads((tmp_path / "again" / "manifest.json").read_text())["counts"]
+    assert (counted["length_checked_with_tokenizer"], counted["length_counts_from_cache"]) == (
+        12,
+        0,
+    )
+    assert (reused["length_checked_with_tokenizer"], reused["length_counts_from_cache"]) == (0, 12)
+    assert first.excluded and sorted(first.excluded) == sorted(again.excluded)
+    train = "train.jsonl"
+    assert (tmp_path / "export" / train).read_bytes() == (tmp_path / "again" / train).read_bytes()
+
+
+def test_the_length_check_trusts_the_cached_count_of_exactly_that_conversation(
+    store: Store, model_dir: Path
+) -> None:
+    tokenizer = load_tokenizer(str(model_dir), model_dir)
+    lengths = LengthCheck(tokenizer, 128, cache=store)
+    [short_enough, edited] = [sft_row(c.payload.model_dump()) for c in long_items(2)]  # type: ignore[union-attr]
+    [exact] = lengths.count([short_enough["messages"]])
+    assert exact <= 128, "the item fits; only a planted count can make it too long"
+    store.save_token_counts(lengths.fingerprint, {conversation_key(short_enough["messages"]): 999})
+    assert lengths.problems([short_enough]) == ["999 tokens under the chat template > 128"]
+    edited["messages"][-1]["content"] += " One more sentence."
+    assert lengths.problems([edited]) == [None], "a changed conversation is counted afresh"
+    other = LengthCheck(tokenizer, 128, cache=store)
+    other.tokenizer = copy.deepcopy(tokenizer)
+    other.tokenizer.chat_template = tokenizer.chat_template + "{# another template #}"
+    assert other.fingerprint != lengths.fingerprint, "counts under one template are not another's"
+
+
+def test_what_the_scoring_workers_count_spares_the_export_its_tokenizer(
+    store: Store, tmp_path: Path
+) -> None:
+    items = long_items(6)
+    lengths = WorkerContext().length_check(store)  # the default (embedded) tokenizer
+    assert lengths is not None
+    primed = lengths.prime(
+        [c for item in items for c in payload_conversations(item.payload.model_dump())]  # type: ignore[union-attr]
+    )
+    assert primed == 6
+    store.put_many(items)
+    accept_all(store)
+    defaults = ExportOptions(runs=["run-1"], kind=SFT, out=tmp_path / "out", max_length=128)
+    export(store, defaults.model_copy(update={"evaluate": False}), tmp_path / "data")
+    counts = json.loads((tmp_path / "out" / "manifest.json").read_text())["counts"]
+    assert (counts["length_checked_with_tokenizer"], counts["length_counts_from_cache"]) == (0, 6)
 
 
 def test_rows_that_are_no_well_formed_conversation_are_named() -> None:

@@ -12,6 +12,7 @@ from rq import get_current_job
 
 from generator.config import QueueSettings
 from generator.errors import BackendDeadError
+from generator.export.checks import payload_conversations
 from generator.generation import run_batch
 from workers.registry import context
 
@@ -52,4 +53,21 @@ def score_batch(prefix: str, run_id: str, item_ids: list[str]) -> dict[str, Any]
     store = ctx.store(prefix, _connection())
     pipeline = ctx.pipelines().for_run(store, run_id, item_ids)
     routed = pipeline.score_and_route(store, item_ids)
-    return {"run": run_id, "reviewed": routed.reviewed, "auto_rejected": routed.auto_rejected}
+    lengths = ctx.length_check(store) if routed.to_review else None
+    counted = 0
+    if lengths is not None:
+        # Counted now, once, so an export of these items need not tokenise them again.
+        counted = lengths.prime(
+            [
+                conversation
+                for candidate in routed.to_review
+                if candidate.payload is not None
+                for conversation in payload_conversations(candidate.payload.model_dump())
+            ]
+        )
+    return {
+        "run": run_id,
+        "reviewed": routed.reviewed,
+        "auto_rejected": routed.auto_rejected,
+        "token_counts_cached": counted,
+    }

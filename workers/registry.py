@@ -6,6 +6,7 @@ weights are loaded once per worker process, not once per job.
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 from dataclasses import dataclass, field
@@ -16,9 +17,12 @@ from generator.backends import Backend
 from generator.config import QueueSettings, Settings
 from generator.embeddings import Embedder
 from generator.errors import BackendError
+from generator.export.checks import DEFAULT_MAX_LENGTH, LengthCheck, load_tokenizer
 from generator.filters.run_pipeline import RunPipelines
 from generator.queueing import WorkQueue
 from generator.store import Store
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -28,6 +32,8 @@ class WorkerContext:
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _stores: dict[str, Store] = field(default_factory=dict)
     _pipelines: RunPipelines | None = None
+    _tokenizer: object | None = None
+    _tokenizer_failed: bool = False
 
     def pipelines(self) -> RunPipelines:
         """Each run's filter pipeline; the embedding model and the runs' indexes load once."""
@@ -41,6 +47,19 @@ class WorkerContext:
             self._pipelines = RunPipelines(embedder, settings.data_dir / "indexes")
         self._pipelines.judge = self.backend
         return self._pipelines
+
+    def length_check(self, store: Store) -> LengthCheck | None:
+        """Token counts under the default export tokenizer, cached in ``store``; None where
+        that tokenizer can't load here (the export then counts what it needs itself)."""
+        if self._tokenizer is None and not self._tokenizer_failed:
+            try:
+                self._tokenizer = load_tokenizer(None, Settings().data_dir)
+            except Exception as exc:  # an optimisation only: scoring must not fail on it
+                self._tokenizer_failed = True
+                logger.warning("token counts are left to the export: %s", exc)
+        if self._tokenizer is None:
+            return None
+        return LengthCheck(self._tokenizer, DEFAULT_MAX_LENGTH, cache=store)
 
     def store(self, prefix: str, connection: redis.Redis) -> Store:
         """A text-mode store on the job's server (RQ's own connection is in bytes mode)."""

@@ -20,7 +20,7 @@ from generator.embeddings import Embedder
 from generator.errors import ConfigError, DataFileError
 from generator.evaluation import metrics
 from generator.evaluation.report import EvalReport, markdown
-from generator.export.checks import LengthCheck, load_tokenizer
+from generator.export.checks import DEFAULT_MAX_LENGTH, LengthCheck, load_tokenizer
 from generator.filters.contamination import ContaminationFilter, load_eval_items
 from generator.importers import read_examples
 from generator.schema import PreferenceExample, SFTExample
@@ -45,7 +45,7 @@ class EvalOptions(BaseModel):
     judge: str | None = Field(default=None, description="BACKEND/MODEL, e.g. local/embedded")
     judge_sample: int = Field(default=50, ge=1)
     tokenizer: str | None = None
-    max_length: int = Field(default=2048, ge=16)
+    max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=16)
 
 
 @dataclass

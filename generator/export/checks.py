@@ -5,17 +5,26 @@ tokenizer's chat template (default: the embedded SmolLM2's), counted in tokens. 
 item is the slow part of an export, so an item whose rendered text has fewer UTF-8 bytes than the
 limit (minus room for added special tokens) is passed without tokenising: a token of these
 tokenizers (byte-level BPE, WordPiece, Unigram) covers at least one byte.
+
+Counts are cached in the store per (tokenizer fingerprint, conversation hash): the scoring
+workers count each candidate under the default tokenizer when they route it to review, and
+every export saves what it counted, so a conversation is tokenised once, not at every export.
+An edited conversation hashes differently and is counted again.
 """
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import orjson
 
 from generator.errors import ConfigError
-from generator.export.rows import Row, row_messages
+from generator.export.rows import Row, Turns, preference_row, row_messages, sft_row
 
 _SPECIAL_TOKEN_ROOM = 8
+DEFAULT_MAX_LENGTH = 2048  # tokens; the export's and the eval report's default
 
 
 def structure_problem(row: Row) -> str | None:
@@ -53,16 +62,60 @@ def load_tokenizer(name: str | None, data_dir: Path) -> Any:
     return AutoTokenizer.from_pretrained(str(path))
 
 
+class TokenCountCache(Protocol):
+    """Token counts by (tokenizer fingerprint, conversation key); the store is one."""
+
+    def token_counts(self, fingerprint: str, keys: list[str]) -> list[int | None]: ...
+
+    def save_token_counts(self, fingerprint: str, counts: dict[str, int]) -> None: ...
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """What decides a token count: the tokenizer's whole definition and its chat template."""
+    digest = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        digest.update(backend.to_str().encode())
+    else:
+        digest.update(orjson.dumps(sorted(tokenizer.get_vocab().items())))
+    digest.update(str(tokenizer.chat_template).encode())
+    return digest.hexdigest()[:32]
+
+
+def conversation_key(conversation: Turns) -> str:
+    return hashlib.blake2b(orjson.dumps(conversation), digest_size=16).hexdigest()
+
+
+def _utf8_length(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode())
+
+
+def payload_conversations(payload: dict[str, Any]) -> list[Turns]:
+    """The conversations an SFT or preference payload trains on (as an export renders them)."""
+    return row_messages(sft_row(payload) if "messages" in payload else preference_row(payload))
+
+
 class LengthCheck:
     """Token counts under a tokenizer's chat template, against ``max_length``."""
 
-    def __init__(self, tokenizer: Any, max_length: int) -> None:
+    def __init__(
+        self, tokenizer: Any, max_length: int, cache: TokenCountCache | None = None
+    ) -> None:
         if not getattr(tokenizer, "chat_template", None):
             raise ValueError("the tokenizer has no chat template to render examples with")
         self.tokenizer = tokenizer
         self.max_length = max_length
-        self.tokenised = 0  # conversations that needed the tokenizer (the rest fit by bytes)
+        self.cache = cache
+        self.tokenised = 0  # conversations counted with the tokenizer here
+        self.cached = 0  # conversations whose count came from the cache
         self._overhead: dict[tuple[str, ...], int] = {}
+        self._fingerprint: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        if self._fingerprint is None:
+            self._fingerprint = tokenizer_fingerprint(self.tokenizer)
+        return self._fingerprint
 
     def _template_bytes(self, roles: tuple[str, ...]) -> int:
         """Bytes the template adds around contents for this sequence of roles."""
@@ -72,30 +125,54 @@ class LengthCheck:
             self._overhead[roles] = len(text.encode()) - len(roles)
         return self._overhead[roles]
 
-    def _surely_fits(self, conversation: list[dict[str, str]]) -> bool:
+    def _surely_fits(self, conversation: Turns) -> bool:
         roles = tuple(m["role"] for m in conversation)
-        content = sum(len(m["content"].encode()) for m in conversation)
+        content = sum(_utf8_length(m["content"]) for m in conversation)
         return content + self._template_bytes(roles) + _SPECIAL_TOKEN_ROOM <= self.max_length
 
     def problems(self, rows: list[Row]) -> list[str | None]:
         """Per row: why it is too long, or None."""
-        rendered: list[tuple[int, str]] = []
-        for index, row in enumerate(rows):
-            for conversation in row_messages(row):
-                if not self._surely_fits(conversation):
-                    text = self.tokenizer.apply_chat_template(conversation, tokenize=False)
-                    rendered.append((index, text))
+        unsure = [
+            (index, conversation)
+            for index, row in enumerate(rows)
+            for conversation in row_messages(row)
+            if not self._surely_fits(conversation)
+        ]
         found: list[str | None] = [None] * len(rows)
-        if not rendered:
-            return found
-        self.tokenised += len(rendered)
-        counts = self._count([text for _, text in rendered])
-        for (index, _text), count in zip(rendered, counts, strict=True):
+        counts = self._counts([conversation for _, conversation in unsure])
+        for (index, _conversation), count in zip(unsure, counts, strict=True):
             if count > self.max_length and found[index] is None:
                 found[index] = f"{count} tokens under the chat template > {self.max_length}"
         return found
 
-    def count(self, conversations: list[list[dict[str, str]]]) -> list[int]:
+    def prime(self, conversations: list[Turns]) -> int:
+        """Count and cache every conversation, whatever its length: a later export may set a
+        lower max_length than this check's. How many were given."""
+        self._counts(conversations)
+        return len(conversations)
+
+    def _counts(self, conversations: list[Turns]) -> list[int]:
+        """Token counts, from the cache where it has them; new counts are saved to it."""
+        if not conversations:
+            return []
+        if self.cache is None:
+            self.tokenised += len(conversations)
+            return self.count(conversations)
+        keys = [conversation_key(c) for c in conversations]
+        counts = self.cache.token_counts(self.fingerprint, keys)
+        missing = [index for index, count in enumerate(counts) if count is None]
+        self.cached += len(conversations) - len(missing)
+        if missing:
+            self.tokenised += len(missing)
+            fresh = self.count([conversations[index] for index in missing])
+            for index, count in zip(missing, fresh, strict=True):
+                counts[index] = count
+            self.cache.save_token_counts(
+                self.fingerprint, {keys[i]: c for i, c in zip(missing, fresh, strict=True)}
+            )
+        return [int(c) for c in counts if c is not None]
+
+    def count(self, conversations: list[Turns]) -> list[int]:
         """Exact token counts under the chat template, one per conversation (no shortcut)."""
         texts = [self.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
         return self._count(texts)

@@ -9,12 +9,15 @@ set exports to the same bytes.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import os
 import shutil
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,7 +32,12 @@ from generator.embeddings import Embedder
 from generator.errors import ExportError
 from generator.evaluation.runner import EvalInput, EvalOptions, evaluate, write_reports
 from generator.export import manifest as record
-from generator.export.checks import LengthCheck, load_tokenizer, structure_problem
+from generator.export.checks import (
+    DEFAULT_MAX_LENGTH,
+    LengthCheck,
+    load_tokenizer,
+    structure_problem,
+)
 from generator.export.rows import Row, RowRefused, preference_row, row_bytes, row_for, sft_row
 from generator.export.selection import Approved, Selection, select
 from generator.export.split import split
@@ -52,7 +60,7 @@ class ExportOptions(BaseModel):
     )
     eval_fraction: float = Field(default=0.0, ge=0, lt=1)
     tokenizer: str | None = Field(default=None, description="Tokenizer dir; default: embedded.")
-    max_length: int = Field(default=2048, ge=16)
+    max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=16)
     base_model: str | None = None
     pretraining_data: list[str] = Field(default_factory=list)
     previous: Path | None = Field(default=None, description="The export this one follows.")
@@ -250,10 +258,34 @@ def _place(staging: Path, out: Path) -> None:
         staging.rename(out)
 
 
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No cyclic garbage collection while the export holds every item in memory.
+
+    An export allocates millions of small dicts and strings that all stay alive until it ends;
+    each automatic collection walks all of them again, which made up a third of an export's
+    time. Nothing the export builds is cyclic, so pausing loses nothing.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def export(
     store: Store, options: ExportOptions, data_dir: Path, embedder: Embedder | None = None
 ) -> ExportResult:
     """Write the approved items of the runs; raises ExportError (nothing written) when it can't."""
+    with _collector_paused():
+        return _export(store, options, data_dir, embedder)
+
+
+def _export(
+    store: Store, options: ExportOptions, data_dir: Path, embedder: Embedder | None
+) -> ExportResult:
     _check_target(options)
     known = set(store.runs())
     for run_id in options.runs:
@@ -261,7 +293,7 @@ def export(
             raise ExportError(f"--run {run_id}: no such run in the store")
     clock = _Clock()
     tokenizer = load_tokenizer(options.tokenizer, data_dir)
-    lengths = LengthCheck(tokenizer, options.max_length)
+    lengths = LengthCheck(tokenizer, options.max_length, cache=store)
     clock.lap("tokenizer")
 
     selection = select(store, options.runs, options.kind)
@@ -294,7 +326,6 @@ def export(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     clock.lap("write")
-    exported_ids = [r.approved.id for part in splits.values() for r in part if r.approved]
     store.record_export(
         {
             "export_id": result.export_id,
@@ -304,7 +335,7 @@ def export(
             "manifest_sha256": result.manifest_sha256,
             "exported_at": datetime.now(UTC).isoformat(),
         },
-        exported_ids,
+        [r.approved.id for part in splits.values() for r in part if r.approved],
     )
     if reports is not None:
         for run_id in options.runs:
@@ -443,6 +474,7 @@ def _write(
             "excluded": len(excluded),
             "refused_pii": len(selection.refused),
             "length_checked_with_tokenizer": lengths.tokenised,
+            "length_counts_from_cache": lengths.cached,
         },
         "generation": record.generation_summary(items),
         "filters": {

@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from generator.backends.base import Backend
 from generator.embeddings import Embedder
@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 class Routed:
     reviewed: int
     auto_rejected: int
+    to_review: list[Candidate] = field(default_factory=list)  # as routed, with their scores
 
 
 class FilterPipeline:
@@ -181,7 +182,8 @@ class FilterPipeline:
         auto-rejection. An item another scoring job routed first is left alone."""
         items = [c for c in store.get_many(item_ids) if c.status is CandidateStatus.GENERATED]
         deficits = {g.id: g.deficit for run in {c.run_id for c in items} for g in store.gaps(run)}
-        reviewed = rejected = 0
+        rejected = 0
+        to_review: list[Candidate] = []
         for candidate in self.score(items):
             status = self.route(candidate)
             try:
@@ -195,10 +197,10 @@ class FilterPipeline:
             except (StaleVersionError, InvalidTransitionError):
                 continue
             if status is CandidateStatus.PENDING:
-                reviewed += 1
+                to_review.append(candidate)
             else:
                 rejected += 1
         logger.info(
-            "scored %s items: %s to review, %s auto-rejected", len(items), reviewed, rejected
+            "scored %s items: %s to review, %s auto-rejected", len(items), len(to_review), rejected
         )
-        return Routed(reviewed=reviewed, auto_rejected=rejected)
+        return Routed(reviewed=len(to_review), auto_rejected=rejected, to_review=to_review)
