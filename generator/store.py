@@ -41,6 +41,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -341,6 +342,16 @@ return #KEYS - 1
 """
 
 
+# Several fields of many items in one call (a Lua false, a missing field, arrives as None).
+# KEYS: items. ARGV: fields
+_LUA_READ_ITEMS = """
+local out = {}
+for index, key in ipairs(KEYS) do out[index] = redis.call('HMGET', key, unpack(ARGV)) end
+return out
+"""
+_RAW_FIELDS = ["data", "status", "version", "priority", "edited", "exported"]
+
+
 @dataclass(frozen=True)
 class Lease:
     """An item handed to one reviewer until ``expires_at``; decide with ``version``."""
@@ -416,6 +427,7 @@ class Store:
         self._add_task = register(_LUA_ADD_TASK)
         self._log = register(_LUA_LOG)
         self._exported = register(_LUA_EXPORTED)
+        self._read_items = register(_LUA_READ_ITEMS)
 
     # -- writing candidates -------------------------------------------------------------
 
@@ -662,13 +674,31 @@ class Store:
         of the work together.
         """
         ids = list(item_ids)
-        with self.redis.pipeline(transaction=False) as pipe:
-            for item_id in ids:
-                pipe.hmget(
-                    self.keys.item(item_id),
-                    ["data", "status", "version", "priority", "edited", "exported"],
-                )
-            replies = pipe.execute()
+        return self._parse_raw(ids, self._fetch_raw(ids))
+
+    def iter_raw(self, item_ids: list[str], chunk: int = 5000) -> Iterator[list[dict[str, Any]]]:
+        """``get_many_raw`` in chunks, the next chunk read while the caller works on this one:
+        the server's share of a read then overlaps the caller's work instead of adding to it."""
+        chunks = [item_ids[start : start + chunk] for start in range(0, len(item_ids), chunk)]
+        if not chunks:
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapfill-read") as reader:
+            pending = reader.submit(self._fetch_raw, chunks[0])
+            for index, ids in enumerate(chunks):
+                replies = pending.result()
+                if index + 1 < len(chunks):
+                    pending = reader.submit(self._fetch_raw, chunks[index + 1])
+                yield self._parse_raw(ids, replies)
+
+    def _fetch_raw(self, ids: list[str]) -> list[list[str | None]]:
+        # One script call per chunk, not a pipeline of one HMGET per item: packing and
+        # unpacking 5,000 commands in redis-py costs more than the server's work.
+        return cast(
+            list[list[str | None]],
+            self._read_items(keys=[self.keys.item(i) for i in ids], args=_RAW_FIELDS),
+        )
+
+    def _parse_raw(self, ids: list[str], replies: list[list[str | None]]) -> list[dict[str, Any]]:
         items = []
         for item_id, (data, status, version, priority, edited, exported) in zip(
             ids, replies, strict=True
@@ -676,7 +706,7 @@ class Store:
             if data is None:
                 raise ItemNotFoundError(f"no item {item_id!r} under prefix {self.keys.prefix!r}")
             item: dict[str, Any] = orjson.loads(data)
-            item.update(status=status, version=int(version), priority=float(priority))
+            item.update(status=status, version=int(version or 0), priority=float(priority or 0))
             item["edited"] = orjson.loads(edited) if edited else None
             item["exported"] = exported
             items.append(item)

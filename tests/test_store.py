@@ -244,6 +244,49 @@ def test_the_log_holds_every_decision_in_order(store: Store) -> None:
     assert store.decisions(after=log[2].entry_id) == log[3:]
 
 
+def test_the_log_can_be_read_a_page_at_a_time(store: Store) -> None:
+    store.put_many(candidate(i) for i in range(5))
+    while (lease := store.claim("alice", "run-1")) is not None:
+        store.decide(lease.item_id, "alice", "accept", lease.version)
+    whole = store.decisions("run-1")
+    pages, after = [], "-"
+    while page := store.decisions("run-1", after=after, count=2):
+        pages.append(page)
+        after = page[-1].entry_id
+    assert [len(p) for p in pages] == [2, 2, 1]
+    assert [d for page in pages for d in page] == whole
+
+
+def test_bulk_reads_return_every_item_in_order_chunk_by_chunk(store: Store) -> None:
+    items = [candidate(i) for i in range(23)]
+    store.put_many(items)
+    ids = sorted(i.id for i in items)
+    chunks = list(store.iter_raw(ids, chunk=5))
+    assert [len(c) for c in chunks] == [5, 5, 5, 5, 3]
+    read = [item for chunk in chunks for item in chunk]
+    assert [item["id"] for item in read] == ids
+    assert all(item["status"] == "pending" and item["exported"] is None for item in read)
+    assert read[0]["payload"] == store.get(ids[0]).payload.model_dump()  # type: ignore[union-attr]
+    assert list(store.iter_raw([], chunk=5)) == []
+    with pytest.raises(ItemNotFoundError, match="no-such-item"):
+        list(store.iter_raw([*ids[:7], "no-such-item"], chunk=5))
+
+
+def test_an_export_marks_its_items_and_is_recorded(store: Store) -> None:
+    items = [candidate(i) for i in range(3)]
+    store.put_many(items)
+    store.record_export({"export_id": "exp-1", "out": "/tmp/x"}, [items[0].id, items[2].id])
+    marked = [store.redis.hget(store.keys.item(i.id), "exported") for i in items]
+    assert marked == ["exp-1", None, "exp-1"]
+    assert store.exports() == [{"export_id": "exp-1", "out": "/tmp/x"}]
+
+
+def test_token_counts_are_kept_per_tokenizer(store: Store) -> None:
+    store.save_token_counts("tok-a", {"conv-1": 12, "conv-2": 700})
+    assert store.token_counts("tok-a", ["conv-2", "conv-3", "conv-1"]) == [700, None, 12]
+    assert store.token_counts("tok-b", ["conv-1"]) == [None]
+
+
 def test_run_configs_are_stored(store: Store) -> None:
     config = RunConfig(run_id="run-1", description="filling gaps")
     store.save_run(config)

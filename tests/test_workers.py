@@ -225,7 +225,12 @@ def test_sigterm_lets_the_running_batch_finish(
     started = StartedJobRegistry(queue=work.generate)
     wait_until(lambda: job_id in started.get_job_ids(), 120, "the job to start")
     worker.send_signal(signal.SIGTERM)
-    worker.wait(timeout=180)
+    try:
+        worker.wait(timeout=180)
+    except subprocess.TimeoutExpired:
+        worker.kill()
+        output, _ = worker.communicate(timeout=30)
+        pytest.fail(f"no exit within 180 s of SIGTERM; the worker said:\n{output[-4000:]}")
     assert store.task_counts("run-1") == (4, 4), "the batch in hand was finished before exiting"
 
 

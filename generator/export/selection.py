@@ -103,8 +103,8 @@ def select(store: Store, run_ids: list[str], kind: CandidateKind) -> Selection:
         selection.decisions.extend(log)
         standing = standing_decisions(log)
         ids = sorted(store.ids(run_id, CandidateStatus.ACCEPTED))
-        for start in range(0, len(ids), _CHUNK):
-            for item in store.get_many_raw(ids[start : start + _CHUNK]):
+        for chunk in store.iter_raw(ids, _CHUNK):
+            for item in chunk:
                 decisions = tuple(standing.get(item["id"], ()))
                 if item["status"] != CandidateStatus.ACCEPTED.value:  # changed since listed
                     continue
