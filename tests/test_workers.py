@@ -3,22 +3,28 @@ stopped and failing on purpose."""
 
 from __future__ import annotations
 
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
 
 import pytest
 import redis
+from rq import Queue
 from rq.registry import StartedJobRegistry
+from rq.scheduler import RQScheduler
 
 from generator.config import QueueSettings
 from generator.queueing import WorkQueue
 from generator.schema import CandidateStatus, GenerationTask, Message, SamplingParams
 from generator.store import Store
+from workers import worker as worker_module
+from workers.worker import GapfillWorker
 
 
 def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -232,6 +238,33 @@ def test_sigterm_lets_the_running_batch_finish(
         output, _ = worker.communicate(timeout=30)
         pytest.fail(f"no exit within 180 s of SIGTERM; the worker said:\n{output[-4000:]}")
     assert store.task_counts("run-1") == (4, 4), "the batch in hand was finished before exiting"
+
+
+def _ignore_sigterm_and_wait(ready: EventType) -> None:
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    ready.set()
+    time.sleep(120)
+
+
+def test_a_scheduler_process_that_ignores_sigterm_cannot_hold_the_worker(
+    server_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # RQ joins its scheduler process without a timeout inside the SIGTERM handler; a scheduler
+    # fork stuck on an inherited lock kept a worker alive after SIGTERM until killed.
+    monkeypatch.setattr(worker_module, "SCHEDULER_STOP_S", 1.0)
+    connection = redis.Redis.from_url(server_url)
+    worker = GapfillWorker([Queue("gapfill-test-q", connection=connection)], connection=connection)
+    worker.scheduler = RQScheduler(["gapfill-test-q"], connection=connection)
+    fork = multiprocessing.get_context("fork")
+    ready = fork.Event()
+    stubborn = fork.Process(target=_ignore_sigterm_and_wait, args=(ready,))
+    stubborn.start()
+    assert ready.wait(30)
+    worker.scheduler._process = stubborn
+    started = time.monotonic()
+    worker.stop_scheduler()
+    assert not stubborn.is_alive()
+    assert time.monotonic() - started < 5, "killed after the bounded wait, not after 120 s"
 
 
 @pytest.mark.parametrize(
