@@ -706,7 +706,9 @@ class Store:
             if data is None:
                 raise ItemNotFoundError(f"no item {item_id!r} under prefix {self.keys.prefix!r}")
             item: dict[str, Any] = orjson.loads(data)
-            item.update(status=status, version=int(version or 0), priority=float(priority or 0))
+            item.update(
+                status=status, version=int(cast(str, version)), priority=float(cast(str, priority))
+            )
             item["edited"] = orjson.loads(edited) if edited else None
             item["exported"] = exported
             items.append(item)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import orjson
 
@@ -170,7 +170,7 @@ class LengthCheck:
             self.cache.save_token_counts(
                 self.fingerprint, {keys[i]: c for i, c in zip(missing, fresh, strict=True)}
             )
-        return [int(c) for c in counts if c is not None]
+        return cast(list[int], counts)  # every None was filled above
 
     def count(self, conversations: list[Turns]) -> list[int]:
         """Exact token counts under the chat template, one per conversation (no shortcut)."""
