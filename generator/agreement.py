@@ -18,7 +18,7 @@ from collections.abc import Iterable
 import numpy as np
 from pydantic import BaseModel
 
-from generator.schema import Decision
+from generator.schema import DecisionFacts
 
 _VOTE = {"accept": "accept", "edit": "accept", "reject": "reject"}
 
@@ -38,7 +38,7 @@ class Agreement(BaseModel):
     pairs: list[PairAgreement]
 
 
-def votes_by_item(decisions: Iterable[Decision]) -> dict[str, dict[str, str]]:
+def votes_by_item(decisions: Iterable[DecisionFacts]) -> dict[str, dict[str, str]]:
     """item -> reviewer -> accept|reject, as the log stands after undos (log order)."""
     votes: dict[str, dict[str, str]] = defaultdict(dict)
     for decision in decisions:

@@ -9,9 +9,11 @@ exactly what ``trl`` loads.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 import orjson
 from pydantic import (
@@ -373,6 +375,38 @@ class Decision(BaseModel):
         if self.verdict != "edit" and self.edited_payload is not None:
             raise ValueError("only an edit decision carries an edited payload")
         return self
+
+
+class DecisionFacts(Protocol):
+    """What replaying the log needs of a decision: a ``Decision`` or a ``DecisionRecord``."""
+
+    @property
+    def item_id(self) -> str: ...
+
+    @property
+    def reviewer(self) -> str: ...
+
+    @property
+    def verdict(self) -> str: ...
+
+    @property
+    def reason_tags(self) -> Sequence[str]: ...
+
+
+@dataclass(slots=True)
+class DecisionRecord:
+    """A logged decision as bulk readers (the export) take it: the facts, read from the log
+    without validation. Every logged decision was validated as a ``Decision`` when it was
+    appended; validating 100,000 again (datetimes parsed, edited payloads rebuilt) cost an
+    export about a second. orjson serialises it as it is, for ``provenance.jsonl``. Read-only
+    by convention: ``frozen=True`` would make building one five times slower."""
+
+    item_id: str
+    reviewer: str
+    verdict: str
+    reason_tags: list[str]
+    note: str
+    decided_at: str  # ISO 8601, as logged
 
 
 class Gap(BaseModel):

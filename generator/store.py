@@ -60,6 +60,7 @@ from generator.schema import (
     Candidate,
     CandidateStatus,
     Decision,
+    DecisionRecord,
     Gap,
     GenerationTask,
     PreferenceExample,
@@ -310,36 +311,30 @@ return 1
 """
 
 
-# The decision log as a flat array [id, run, gap, decision_json, ...], optionally one run's
-# entries only: redis-py turns every XRANGE entry into a dict, which at 100,000 entries costs
-# several times the read itself. KEYS: log. ARGV: start, run ('' for all), count (0 for all)
-_LUA_LOG = """
-local start, run, count = ARGV[1], ARGV[2], tonumber(ARGV[3])
-local entries
-if count > 0 then entries = redis.call('XRANGE', KEYS[1], start, '+', 'COUNT', count)
-else entries = redis.call('XRANGE', KEYS[1], start, '+') end
-local out = {}
-for _, entry in ipairs(entries) do
-  local f, fields = entry[2], {}
-  for j = 1, #f, 2 do fields[f[j]] = f[j + 1] end
-  if run == '' or fields['run'] == run then
-    out[#out + 1] = entry[1]
-    out[#out + 1] = fields['run']
-    out[#out + 1] = fields['gap']
-    out[#out + 1] = fields['decision']
+# Mark items exported; returns each one's previous mark (nil where none).
+# KEYS: items. ARGV: export_id
+_LUA_MARK_EXPORTED = """
+local previous = {}
+for index, key in ipairs(KEYS) do
+  previous[index] = redis.call('HGET', key, 'exported')
+  redis.call('HSET', key, 'exported', ARGV[1])
+end
+return previous
+"""
+
+# Put back the marks an export made, where they are still its own. KEYS: items.
+# ARGV: export_id, then each item's previous mark ('' for none)
+_LUA_UNMARK_EXPORTED = """
+for index, key in ipairs(KEYS) do
+  if redis.call('HGET', key, 'exported') == ARGV[1] then
+    local previous = ARGV[index + 1]
+    if previous == '' then redis.call('HDEL', key, 'exported')
+    else redis.call('HSET', key, 'exported', previous) end
   end
 end
-return out
+return #KEYS
 """
-
-
-# Mark items exported and append the export's record, atomically and in one round trip.
-# KEYS: exports list, item... ARGV: export_id, record_json
-_LUA_EXPORTED = """
-for index = 2, #KEYS do redis.call('HSET', KEYS[index], 'exported', ARGV[1]) end
-redis.call('RPUSH', KEYS[1], ARGV[2])
-return #KEYS - 1
-"""
+_MARK_CHUNK = 10_000  # items per marking call: the server serves no one else during one
 
 
 # Several fields of many items in one call (a Lua false, a missing field, arrives as None).
@@ -403,6 +398,10 @@ class Keys:
         return f"{self.prefix}:run:{run_id}:{suffix}"
 
 
+def _reply_as_sent(response: Any, **_options: Any) -> Any:
+    return response
+
+
 class Store:
     """Candidates, their status indexes, review leases and the decision log, on Redis."""
 
@@ -425,9 +424,14 @@ class Store:
         self._undo = register(_LUA_COMMON + _LUA_UNDO)
         self._bulk = register(_LUA_COMMON + _LUA_BULK)
         self._add_task = register(_LUA_ADD_TASK)
-        self._log = register(_LUA_LOG)
-        self._exported = register(_LUA_EXPORTED)
+        self._mark_exported = register(_LUA_MARK_EXPORTED)
+        self._unmark_exported = register(_LUA_UNMARK_EXPORTED)
         self._read_items = register(_LUA_READ_ITEMS)
+        # The same connections, replies as the server sent them: redis-py's own XRANGE reply
+        # callback builds a dict per log entry, which at 100,000 entries cost more than the read
+        # (and reshaping the entries in a Lua script cost the server three times the XRANGE).
+        self._as_sent = redis.Redis(connection_pool=client.connection_pool)
+        self._as_sent.set_response_callback("XRANGE", _reply_as_sent)
 
     # -- writing candidates -------------------------------------------------------------
 
@@ -706,9 +710,9 @@ class Store:
             if data is None:
                 raise ItemNotFoundError(f"no item {item_id!r} under prefix {self.keys.prefix!r}")
             item: dict[str, Any] = orjson.loads(data)
-            item.update(
-                status=status, version=int(cast(str, version)), priority=float(cast(str, priority))
-            )
+            item["status"] = status
+            item["version"] = int(cast(str, version))
+            item["priority"] = float(cast(str, priority))
             item["edited"] = orjson.loads(edited) if edited else None
             item["exported"] = exported
             items.append(item)
@@ -926,12 +930,32 @@ class Store:
 
     # -- exports ----------------------------------------------------------------------------
 
-    def record_export(self, record: dict[str, Any], item_ids: list[str]) -> None:
-        """Mark the items exported (an undo is refused from now on) and append the record."""
-        self._exported(
-            keys=[self.keys.exports, *(self.keys.item(i) for i in item_ids)],
-            args=[str(record["export_id"]), orjson.dumps(record).decode()],
-        )
+    def mark_exported(self, export_id: str, item_ids: list[str]) -> list[str | None]:
+        """Mark the items exported (an undo is refused from now on); returns each item's
+        previous mark, for ``unmark_exported`` should the export fail after all."""
+        previous: list[str | None] = []
+        for start in range(0, len(item_ids), _MARK_CHUNK):
+            keys = [self.keys.item(i) for i in item_ids[start : start + _MARK_CHUNK]]
+            previous.extend(
+                cast(list[str | None], self._mark_exported(keys=keys, args=[export_id]))
+            )
+        return previous
+
+    def unmark_exported(
+        self, export_id: str, item_ids: list[str], previous: list[str | None]
+    ) -> None:
+        """Undo ``mark_exported``: each item gets its previous mark back, unless another export
+        has marked it since."""
+        for start in range(0, len(item_ids), _MARK_CHUNK):
+            end = start + _MARK_CHUNK
+            self._unmark_exported(
+                keys=[self.keys.item(i) for i in item_ids[start:end]],
+                args=[export_id, *(p or "" for p in previous[start:end])],
+            )
+
+    def record_export(self, record: dict[str, Any]) -> None:
+        """Append an export's record (its items were marked by ``mark_exported``)."""
+        self.redis.rpush(self.keys.exports, orjson.dumps(record).decode())
 
     def token_counts(self, fingerprint: str, keys: list[str]) -> list[int | None]:
         """Cached token counts of conversations under one tokenizer (None where not counted)."""
@@ -972,17 +996,46 @@ class Store:
         self, run_id: str | None = None, *, after: str = "-", count: int | None = None
     ) -> list[LoggedDecision]:
         """The decision log in append order, optionally for one run and after an entry id."""
-        start = after if after == "-" else f"({after}"
-        flat = cast(
-            list[str], self._log(keys=[self.keys.log], args=[start, run_id or "", count or 0])
-        )
         logged = []
-        for index in range(0, len(flat), 4):
-            entry_id, run, gap, decision_json = flat[index : index + 4]
+        for entry_id, run, gap, decision_json in self._log_entries(run_id, after, count):
             data = orjson.loads(decision_json)
             data.update(run_id=run, gap_id=gap)
             logged.append(LoggedDecision(entry_id, Decision.model_validate(data)))
         return logged
+
+    def decision_records(self, run_id: str) -> list[DecisionRecord]:
+        """A run's decision log in append order, as plain records (see ``DecisionRecord``)."""
+        logged = [entry[3] for entry in self._log_entries(run_id)]
+        return [
+            DecisionRecord(
+                data["item_id"],
+                data["reviewer"],
+                data["verdict"],
+                data.get("reason_tags") or [],
+                data.get("note") or "",
+                data["decided_at"],
+            )
+            for data in map(orjson.loads, logged)
+        ]
+
+    def _log_entries(
+        self, run_id: str | None, after: str = "-", count: int | None = None
+    ) -> Iterator[tuple[str, str, str, str]]:
+        """(entry id, run, gap, decision JSON) of the log's entries after ``after``, of one run
+        if given; ``count`` bounds the entries read, before the run filter."""
+        start = after if after == "-" else f"({after}"
+        entries = cast(
+            list[list[Any]], self._as_sent.xrange(self.keys.log, start, "+", count=count)
+        )
+        for entry_id, flat in entries:
+            # Fields in the order every XADD here writes them: item, run, gap, verdict, decision.
+            if len(flat) == 10 and flat[2] == "run" and flat[4] == "gap" and flat[8] == "decision":
+                run, gap, decision_json = flat[3], flat[5], flat[9]
+            else:
+                fields = dict(zip(flat[::2], flat[1::2], strict=True))
+                run, gap, decision_json = fields["run"], fields["gap"], fields["decision"]
+            if run_id is None or run == run_id:
+                yield entry_id, run, gap, decision_json
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ An edited conversation hashes differently and is counted again.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -30,17 +31,26 @@ DEFAULT_MAX_LENGTH = 2048  # tokens; the export's and the eval report's default
 def structure_problem(row: Row) -> str | None:
     """Why the row is not a well-formed conversation, or None."""
     for conversation in row_messages(row):
-        roles = [m["role"] for m in conversation]
         for index, message in enumerate(conversation):
-            if not message["content"].strip():
+            content = message["content"]
+            if not content or content.isspace():  # isspace, not strip: no copy of the text
                 return f"turn {index + 1} ({message['role']}) is empty"
-        body = roles[1:] if roles and roles[0] == "system" else roles
-        for index, role in enumerate(body):
-            expected = "user" if index % 2 == 0 else "assistant"
-            if role != expected:
-                return f"roles do not alternate user/assistant: {' -> '.join(roles)}"
-        if not body or body[-1] != "assistant":
-            return "the conversation does not end with an assistant turn"
+        problem = _roles_problem(tuple([m["role"] for m in conversation]))
+        if problem is not None:
+            return problem
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _roles_problem(roles: tuple[str, ...]) -> str | None:
+    """Why this sequence of roles is no conversation to train on, or None (few distinct ones)."""
+    body = roles[1:] if roles and roles[0] == "system" else roles
+    for index, role in enumerate(body):
+        expected = "user" if index % 2 == 0 else "assistant"
+        if role != expected:
+            return f"roles do not alternate user/assistant: {' -> '.join(roles)}"
+    if not body or body[-1] != "assistant":
+        return "the conversation does not end with an assistant turn"
     return None
 
 
@@ -86,10 +96,6 @@ def conversation_key(conversation: Turns) -> str:
     return hashlib.blake2b(orjson.dumps(conversation), digest_size=16).hexdigest()
 
 
-def _utf8_length(text: str) -> int:
-    return len(text) if text.isascii() else len(text.encode())
-
-
 def payload_conversations(payload: dict[str, Any]) -> list[Turns]:
     """The conversations an SFT or preference payload trains on (as an export renders them)."""
     return row_messages(sft_row(payload) if "messages" in payload else preference_row(payload))
@@ -126,8 +132,9 @@ class LengthCheck:
         return self._overhead[roles]
 
     def _surely_fits(self, conversation: Turns) -> bool:
-        roles = tuple(m["role"] for m in conversation)
-        content = sum(_utf8_length(m["content"]) for m in conversation)
+        roles = tuple([m["role"] for m in conversation])
+        texts = [m["content"] for m in conversation]
+        content = sum([len(t) if t.isascii() else len(t.encode()) for t in texts])
         return content + self._template_bytes(roles) + _SPECIAL_TOKEN_ROOM <= self.max_length
 
     def problems(self, rows: list[Row]) -> list[str | None]:

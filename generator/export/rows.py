@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from generator.schema import PREFERENCE_PAIR_TAG, CandidateKind, Decision
+from generator.schema import PREFERENCE_PAIR_TAG, CandidateKind, DecisionRecord
 
 Turns = list[dict[str, str]]
 Row = dict[str, Turns]
@@ -57,7 +57,9 @@ def final_example(item: dict[str, Any]) -> dict[str, Any]:
     return example
 
 
-def row_for(item: dict[str, Any], decisions: tuple[Decision, ...], kind: CandidateKind) -> Row:
+def row_for(
+    item: dict[str, Any], decisions: tuple[DecisionRecord, ...], kind: CandidateKind
+) -> Row:
     example = final_example(item)
     if kind is CandidateKind.SFT:
         if "messages" not in example:

@@ -12,14 +12,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from generator.schema import (
     PII_CLEARED_TAG,
     PREFERENCE_PAIR_TAG,
     CandidateKind,
     CandidateStatus,
-    Decision,
+    DecisionRecord,
 )
 from generator.store import Store
 
@@ -28,12 +28,11 @@ PII_FILTER = "pii"
 _CHUNK = 5000
 
 
-@dataclass(frozen=True)
-class Approved:
+class Approved(NamedTuple):
     """An accepted item (stored JSON) and the human decisions that stand on it."""
 
     item: dict[str, Any]
-    decisions: tuple[Decision, ...]
+    decisions: tuple[DecisionRecord, ...]
 
     @property
     def id(self) -> str:
@@ -41,19 +40,22 @@ class Approved:
 
     @property
     def reviewers(self) -> list[str]:
-        return sorted({d.reviewer for d in self.decisions if d.verdict in ("accept", "edit")})
+        accepting = _accepting(self.decisions)
+        if len(accepting) == 1:  # nearly always
+            return [accepting[0].reviewer]
+        return sorted({d.reviewer for d in accepting})
 
 
 @dataclass
 class Selection:
     approved: list[Approved] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)  # (item id, reason)
-    decisions: list[Decision] = field(default_factory=list)  # the runs' whole log, read once
+    decisions: list[DecisionRecord] = field(default_factory=list)  # the runs' logs, read once
 
 
-def standing_decisions(decisions: Iterable[Decision]) -> dict[str, list[Decision]]:
+def standing_decisions(decisions: Iterable[DecisionRecord]) -> dict[str, list[DecisionRecord]]:
     """item -> its human decisions, in log order, with undone ones removed."""
-    standing: dict[str, list[Decision]] = defaultdict(list)
+    standing: dict[str, list[DecisionRecord]] = defaultdict(list)
     for decision in decisions:
         if decision.verdict in HUMAN_VERDICTS:
             standing[decision.item_id].append(decision)
@@ -66,11 +68,13 @@ def standing_decisions(decisions: Iterable[Decision]) -> dict[str, list[Decision
     return standing
 
 
-def _accepting(decisions: Iterable[Decision]) -> list[Decision]:
+def _accepting(decisions: Iterable[DecisionRecord]) -> list[DecisionRecord]:
     return [d for d in decisions if d.verdict in ("accept", "edit")]
 
 
-def _wanted(item: dict[str, Any], decisions: tuple[Decision, ...], kind: CandidateKind) -> bool:
+def _wanted(
+    item: dict[str, Any], decisions: tuple[DecisionRecord, ...], kind: CandidateKind
+) -> bool:
     if item["kind"] == kind.value:
         return True
     # An SFT item whose edit a reviewer marked as a preference pair feeds preference exports.
@@ -79,7 +83,7 @@ def _wanted(item: dict[str, Any], decisions: tuple[Decision, ...], kind: Candida
     )
 
 
-def _pii_refusal(item: dict[str, Any], decisions: tuple[Decision, ...]) -> str | None:
+def _pii_refusal(item: dict[str, Any], decisions: tuple[DecisionRecord, ...]) -> str | None:
     pii = item.get("scores", {}).get(PII_FILTER)
     if pii is None or pii["passed"]:
         return None
@@ -98,22 +102,28 @@ def select(store: Store, run_ids: list[str], kind: CandidateKind) -> Selection:
     pair is made from them; see ``rows``).
     """
     selection = Selection()
+    accepted = CandidateStatus.ACCEPTED.value
     for run_id in run_ids:
-        log = [logged.decision for logged in store.decisions(run_id)]
+        log = store.decision_records(run_id)
         selection.decisions.extend(log)
         standing = standing_decisions(log)
         ids = sorted(store.ids(run_id, CandidateStatus.ACCEPTED))
         for chunk in store.iter_raw(ids, _CHUNK):
             for item in chunk:
+                if item["status"] != accepted:  # changed since listed
+                    continue
                 decisions = tuple(standing.get(item["id"], ()))
-                if item["status"] != CandidateStatus.ACCEPTED.value:  # changed since listed
+                if item["kind"] != kind.value and not _wanted(item, decisions, kind):
                     continue
-                if not _wanted(item, decisions, kind):
-                    continue
-                refusal = _pii_refusal(item, decisions)
-                if refusal is not None:
-                    selection.refused.append((item["id"], refusal))
-                    continue
+                if PII_FILTER in item.get("scores", ()):
+                    refusal = _pii_refusal(item, decisions)
+                    if refusal is not None:
+                        selection.refused.append((item["id"], refusal))
+                        continue
                 selection.approved.append(Approved(item, decisions))
-    selection.approved.sort(key=lambda a: a.id)
+    selection.approved.sort(key=_item_id)
     return selection
+
+
+def _item_id(approved: Approved) -> str:
+    return str(approved.item["id"])

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -174,6 +175,8 @@ def _prompt_text(row: Row) -> str:
 
 
 def _split(rows: list[_Row], eval_fraction: float) -> dict[str, list[_Row]]:
+    if eval_fraction <= 0:
+        return {"train": rows, "eval": []}
     to_eval = split([r.key for r in rows], [_prompt_text(r.row) for r in rows], eval_fraction)
     splits: dict[str, list[_Row]] = {"train": [], "eval": []}
     for entry, goes_to_eval in zip(rows, to_eval, strict=True):
@@ -311,6 +314,9 @@ def _export(
 
     options.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{options.out.name}.tmp-", dir=options.out.parent))
+    exported_ids = [r.approved.id for part in splits.values() for r in part if r.approved]
+    marking: Future[list[str | None]] | None = None
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapfill-export-mark")
     try:
         reports = (
             _evaluate(store, options, staging, splits, data_dir, embedder)
@@ -318,14 +324,25 @@ def _export(
             else None
         )
         clock.lap("evaluate")
-        result = _write(
-            store, options, staging, splits, selection, excluded, tokenizer, lengths, reports
-        )
+        files, export_id = _write_data(options, staging, splits)
+        # The items are marked exported while the record is written: the server's work then
+        # overlaps this process's, instead of following it. Marked before the export is in
+        # place, so no item of a placed export can still be undone; a failure puts them back.
+        marking = background.submit(store.mark_exported, export_id, exported_ids)
+        result = _write_record(
+            store, options, staging, files, export_id, splits, selection, excluded, tokenizer,
+            lengths, reports,
+        )  # fmt: skip
+        marking.result()
+        clock.lap("write")
         _place(staging, options.out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if marking is not None and marking.exception() is None:
+            store.unmark_exported(export_id, exported_ids, marking.result())
         raise
-    clock.lap("write")
+    finally:
+        background.shutdown()
     store.record_export(
         {
             "export_id": result.export_id,
@@ -334,8 +351,7 @@ def _export(
             "out": str(options.out.resolve()),
             "manifest_sha256": result.manifest_sha256,
             "exported_at": datetime.now(UTC).isoformat(),
-        },
-        [r.approved.id for part in splits.values() for r in part if r.approved],
+        }
     )
     if reports is not None:
         for run_id in options.runs:
@@ -395,17 +411,10 @@ def _evaluate(
     return _Reports(hashes, evaluation.report.model_dump_json())
 
 
-def _write(
-    store: Store,
-    options: ExportOptions,
-    staging: Path,
-    splits: dict[str, list[_Row]],
-    selection: Selection,
-    excluded: list[tuple[str, str]],
-    tokenizer: Any,
-    lengths: LengthCheck,
-    reports: _Reports | None,
-) -> ExportResult:
+def _write_data(
+    options: ExportOptions, staging: Path, splits: dict[str, list[_Row]]
+) -> tuple[dict[str, dict[str, Any]], str]:
+    """The data files, their entries for the manifest and the export id (a hash of them)."""
     suffix = "jsonl" if options.format == "jsonl" else "parquet"
     files: dict[str, dict[str, Any]] = {}
     for name, part in splits.items():
@@ -421,7 +430,23 @@ def _write(
     export_id = hashlib.sha256(
         "".join(f"{n}:{f['sha256']}" for n, f in sorted(files.items())).encode()
     ).hexdigest()
+    return files, export_id
 
+
+def _write_record(
+    store: Store,
+    options: ExportOptions,
+    staging: Path,
+    files: dict[str, dict[str, Any]],
+    export_id: str,
+    splits: dict[str, list[_Row]],
+    selection: Selection,
+    excluded: list[tuple[str, str]],
+    tokenizer: Any,
+    lengths: LengthCheck,
+    reports: _Reports | None,
+) -> ExportResult:
+    """Provenance, excluded items, manifest and card."""
     with (staging / "provenance.jsonl").open("wb") as handle:
         for name, part in splits.items():
             for index, row in enumerate(part):
