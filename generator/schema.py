@@ -398,8 +398,8 @@ class DecisionRecord:
     """A logged decision as bulk readers (the export) take it: the facts, read from the log
     without validation. Every logged decision was validated as a ``Decision`` when it was
     appended; validating 100,000 again (datetimes parsed, edited payloads rebuilt) cost an
-    export about a second. orjson serialises it as it is, for ``provenance.jsonl``. Read-only
-    by convention: ``frozen=True`` would make building one five times slower."""
+    export about a second. Read-only by convention: ``frozen=True`` would make building one
+    five times slower."""
 
     item_id: str
     reviewer: str

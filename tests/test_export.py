@@ -462,6 +462,49 @@ def test_a_non_empty_directory_is_refused_and_a_failed_write_leaves_nothing(
     ]
 
 
+def test_a_failed_re_export_leaves_the_earlier_exports_marks(
+    store: Store, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store.put_many(candidate(i) for i in range(2))
+    accept_all(store)
+    first = export(store, options(tmp_path, model_dir, evaluate=False), tmp_path / "data")
+    store.put(candidate(2))
+    accept_all(store)
+
+    def broken_card(manifest: object) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer.record, "dataset_card", broken_card)
+    again = options(tmp_path, model_dir, evaluate=False, overwrite=True)
+    with pytest.raises(OSError, match="disk full"):
+        export(store, again, tmp_path / "data")
+    marks = [store.redis.hget(store.keys.item(candidate(i).id), "exported") for i in range(3)]
+    assert marks == [first.export_id, first.export_id, None]
+    store.undo(candidate(2).id, "alice")  # never exported: still undoable
+    assert [e["export_id"] for e in store.exports()] == [first.export_id]
+
+
+def test_rows_of_several_runs_come_out_in_item_id_order(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    store.save_run(RunConfig(run_id="run-2"))
+    items = [candidate(i, run="run-1" if i % 2 else "run-2") for i in range(8)]
+    store.put_many(items)
+    accept_all(store, "run-1")
+    accept_all(store, "run-2")
+    out = tmp_path / "export"
+    export(store, options(tmp_path, model_dir, runs=["run-1", "run-2"], evaluate=False), tmp_path)
+    provenance = lines(out / "provenance.jsonl")
+    assert [p["item_id"] for p in provenance] == sorted(i.id for i in items)
+    assert [p["row"] for p in provenance] == list(range(8))
+    by_id = {i.id: i for i in items}
+    assert [r["messages"][0]["content"] for r in lines(out / "train.jsonl")] == [
+        by_id[p["item_id"]].payload.messages[0].content for p in provenance
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["by_run"] == {"run-1": 4, "run-2": 4}
+
+
 def test_the_cli_exports_and_reports_bad_options_in_one_line(
     store: Store, server_url: str, key_prefix: str, model_dir: Path, tmp_path: Path
 ) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from datetime import datetime
 
 import pytest
 import redis
@@ -242,6 +243,34 @@ def test_the_log_holds_every_decision_in_order(store: Store) -> None:
     assert entry_ids == sorted(entry_ids)
     assert store.decisions("other-run") == []
     assert store.decisions(after=log[2].entry_id) == log[3:]
+
+
+def test_decision_records_carry_the_logged_facts_of_one_run(store: Store) -> None:
+    store.put_many(candidate(i, priority=float(-i)) for i in range(3))
+    store.put(candidate(9, run="run-2"))
+    for verdict, tags in (("accept", ["pii-cleared"]), ("reject", ["wrong"]), ("accept", [])):
+        lease = store.claim("alice", "run-1")
+        assert lease is not None
+        store.decide(lease.item_id, "alice", verdict, lease.version, reason_tags=tags, note="n")  # type: ignore[arg-type]
+    other = store.claim("bob", "run-2")
+    assert other is not None
+    store.decide(other.item_id, "bob", "accept", other.version)
+    store.undo(store.decisions("run-1")[-1].decision.item_id, "alice")
+    logged = [d.decision for d in store.decisions("run-1")]
+    records = store.decision_records("run-1")
+    assert [
+        (
+            r.item_id,
+            r.reviewer,
+            r.verdict,
+            r.reason_tags,
+            r.note,
+            datetime.fromisoformat(r.decided_at),
+        )
+        for r in records
+    ] == [(d.item_id, d.reviewer, d.verdict, d.reason_tags, d.note, d.decided_at) for d in logged]
+    assert [r.verdict for r in records] == ["accept", "reject", "accept", "undo"]
+    assert [r.reviewer for r in store.decision_records("run-2")] == ["bob"]
 
 
 def test_the_log_can_be_read_a_page_at_a_time(store: Store) -> None:

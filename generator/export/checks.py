@@ -133,9 +133,17 @@ class LengthCheck:
 
     def _surely_fits(self, conversation: Turns) -> bool:
         roles = tuple([m["role"] for m in conversation])
-        texts = [m["content"] for m in conversation]
-        content = sum([len(t) if t.isascii() else len(t.encode()) for t in texts])
-        return content + self._template_bytes(roles) + _SPECIAL_TOKEN_ROOM <= self.max_length
+        size = self._overhead.get(roles)
+        if size is None:
+            size = self._template_bytes(roles)
+        for message in conversation:
+            text = message["content"]
+            size += len(text) if text.isascii() else len(text.encode())
+        return size + _SPECIAL_TOKEN_ROOM <= self.max_length
+
+    def surely_fits(self, row: Row) -> bool:
+        """Whether the row fits by byte count alone: if not, ``problems`` counts its tokens."""
+        return all([self._surely_fits(conversation) for conversation in row_messages(row)])
 
     def problems(self, rows: list[Row]) -> list[str | None]:
         """Per row: why it is too long, or None."""

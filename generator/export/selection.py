@@ -10,8 +10,7 @@ than the rest of the export.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from generator.schema import (
@@ -44,13 +43,6 @@ class Approved(NamedTuple):
         if len(accepting) == 1:  # nearly always
             return [accepting[0].reviewer]
         return sorted({d.reviewer for d in accepting})
-
-
-@dataclass
-class Selection:
-    approved: list[Approved] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)  # (item id, reason)
-    decisions: list[DecisionRecord] = field(default_factory=list)  # the runs' logs, read once
 
 
 def standing_decisions(decisions: Iterable[DecisionRecord]) -> dict[str, list[DecisionRecord]]:
@@ -95,35 +87,41 @@ def _pii_refusal(item: dict[str, Any], decisions: tuple[DecisionRecord, ...]) ->
     )
 
 
-def select(store: Store, run_ids: list[str], kind: CandidateKind) -> Selection:
-    """The accepted items of ``kind`` in the runs that may be exported, sorted by id.
+class Selection:
+    """The accepted items of ``kind`` in the runs that may be exported.
 
-    SFT items a reviewer edited into a preference pair also count for a preference export (the
-    pair is made from them; see ``rows``).
+    Read as it is iterated, chunk by chunk (each run's items in id order), so the caller works
+    on each item while it is fresh from the store; ``refused`` (items with an uncleared PII flag)
+    and ``decisions`` (the runs' whole logs) are complete once an iteration has ended. SFT items
+    a reviewer edited into a preference pair also count for a preference export (the pair is
+    made from them; see ``rows``).
     """
-    selection = Selection()
-    accepted = CandidateStatus.ACCEPTED.value
-    for run_id in run_ids:
-        log = store.decision_records(run_id)
-        selection.decisions.extend(log)
-        standing = standing_decisions(log)
-        ids = sorted(store.ids(run_id, CandidateStatus.ACCEPTED))
-        for chunk in store.iter_raw(ids, _CHUNK):
-            for item in chunk:
-                if item["status"] != accepted:  # changed since listed
-                    continue
-                decisions = tuple(standing.get(item["id"], ()))
-                if item["kind"] != kind.value and not _wanted(item, decisions, kind):
-                    continue
-                if PII_FILTER in item.get("scores", ()):
-                    refusal = _pii_refusal(item, decisions)
-                    if refusal is not None:
-                        selection.refused.append((item["id"], refusal))
+
+    def __init__(self, store: Store, run_ids: list[str], kind: CandidateKind) -> None:
+        self.store = store
+        self.run_ids = run_ids
+        self.kind = kind
+        self.refused: list[tuple[str, str]] = []  # (item id, reason)
+        self.decisions: list[DecisionRecord] = []
+
+    def __iter__(self) -> Iterator[Approved]:
+        self.refused, self.decisions = [], []
+        accepted, kind = CandidateStatus.ACCEPTED.value, self.kind
+        for run_id in self.run_ids:
+            log = self.store.decision_records(run_id)
+            self.decisions.extend(log)
+            standing = standing_decisions(log)
+            ids = sorted(self.store.ids(run_id, CandidateStatus.ACCEPTED))
+            for chunk in self.store.iter_raw(ids, _CHUNK):
+                for item in chunk:
+                    if item["status"] != accepted:  # changed since listed
                         continue
-                selection.approved.append(Approved(item, decisions))
-    selection.approved.sort(key=_item_id)
-    return selection
-
-
-def _item_id(approved: Approved) -> str:
-    return str(approved.item["id"])
+                    decisions = tuple(standing.get(item["id"], ()))
+                    if item["kind"] != kind.value and not _wanted(item, decisions, kind):
+                        continue
+                    if PII_FILTER in item.get("scores", ()):
+                        refusal = _pii_refusal(item, decisions)
+                        if refusal is not None:
+                            self.refused.append((item["id"], refusal))
+                            continue
+                    yield Approved(item, decisions)

@@ -33,14 +33,10 @@ from generator.embeddings import Embedder
 from generator.errors import ExportError
 from generator.evaluation.runner import EvalInput, EvalOptions, evaluate, write_reports
 from generator.export import manifest as record
-from generator.export.checks import (
-    DEFAULT_MAX_LENGTH,
-    LengthCheck,
-    load_tokenizer,
-    structure_problem,
-)
-from generator.export.rows import Row, RowRefused, preference_row, row_bytes, row_for, sft_row
-from generator.export.selection import Approved, Selection, select
+from generator.export.checks import DEFAULT_MAX_LENGTH, LengthCheck, load_tokenizer
+from generator.export.prepare import Prepared, approved_row, existing_row
+from generator.export.rows import Row, RowRefused, preference_row, sft_row
+from generator.export.selection import Selection
 from generator.export.split import split
 from generator.filters.text import normalise
 from generator.importers import read_examples
@@ -81,14 +77,6 @@ class ExportResult:
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, for benchmarks
 
 
-@dataclass
-class _Row:
-    key: str  # sort and split key: item id, or "existing:<line>"
-    row: Row
-    approved: Approved | None = None  # None for a merged existing row
-    line: int | None = None
-
-
 class _Clock:
     def __init__(self) -> None:
         self.laps: dict[str, float] = {}
@@ -113,41 +101,54 @@ def _conversation_key(row: Row) -> str:
     return hashlib.sha256("\x01".join(parts).encode()).hexdigest()
 
 
-def _existing_rows(path: Path, kind: CandidateKind) -> list[_Row]:
+def _existing_rows(options: ExportOptions, lengths: LengthCheck) -> list[Prepared]:
+    path, kind, jsonl = options.merge, options.kind, options.format == "jsonl"
+    assert path is not None
     rows = []
     for imported in read_examples(path).examples:
         example = imported.example
         if kind is CandidateKind.SFT and isinstance(example, SFTExample):
-            rows.append(
-                _Row(
-                    f"existing:{imported.line:09d}",
-                    sft_row(example.model_dump()),
-                    None,
-                    imported.line,
-                )
-            )
+            row = sft_row(example.model_dump())
         elif kind is CandidateKind.PREFERENCE and isinstance(example, PreferenceExample):
             row = preference_row(example.model_dump())
-            rows.append(_Row(f"existing:{imported.line:09d}", row, None, imported.line))
+        else:
+            continue
+        rows.append(existing_row(row, imported.line, path, lengths, jsonl))
     if not rows:
         raise ExportError(f"{path}: no {kind.value} rows to merge")
     return rows
 
 
-def _checked_rows(
-    options: ExportOptions, approved: list[Approved], lengths: LengthCheck
-) -> tuple[list[_Row], list[tuple[str, str]]]:
-    """Rows that pass every check (merged existing rows first), and the excluded with reasons."""
-    excluded: list[tuple[str, str]] = []
-    generated: list[_Row] = []
-    for item in approved:
+def _prepared_rows(
+    options: ExportOptions, selection: Selection, lengths: LengthCheck
+) -> tuple[list[Prepared], list[tuple[str, str]]]:
+    """The approved items' rows, in id order, each prepared as it is read; and those refused."""
+    jsonl = options.format == "jsonl"
+    prepared, excluded = [], []
+    for approved in selection:
         try:
-            row = row_for(item.item, item.decisions, options.kind)
+            prepared.append(approved_row(approved, options.kind, lengths, jsonl))
         except RowRefused as exc:
-            excluded.append((item.id, str(exc)))
-            continue
-        generated.append(_Row(item.id, row, item))
-    existing = _existing_rows(options.merge, options.kind) if options.merge else []
+            excluded.append((approved.id, str(exc)))
+    if len(options.runs) > 1:  # each run's come in id order
+        prepared.sort(key=_key)
+        excluded.sort()
+    return prepared, excluded
+
+
+def _key(entry: Prepared) -> str:
+    return entry.key
+
+
+def _checked_rows(
+    options: ExportOptions,
+    generated: list[Prepared],
+    excluded: list[tuple[str, str]],
+    lengths: LengthCheck,
+) -> list[Prepared]:
+    """Rows that pass every check, merged existing rows first; ``excluded`` gets the others,
+    with reasons."""
+    existing = _existing_rows(options, lengths) if options.merge else []
     if existing:  # the existing dataset wins: a generated copy of one of its rows is dropped
         seen = {_conversation_key(entry.row): entry.line for entry in existing}
         unique = []
@@ -158,15 +159,25 @@ def _checked_rows(
             else:
                 excluded.append((entry.key, f"already in {options.merge} (line {line})"))
         generated = unique
-    checked = existing + generated
-    kept = []
-    for entry, too_long in zip(checked, lengths.problems([e.row for e in checked]), strict=True):
-        problem = structure_problem(entry.row) or too_long
-        if problem is None:
+    kept, unsure = [], []
+    for entry in existing + generated:
+        if entry.problem is not None:
+            excluded.append((entry.key, entry.problem))
+        else:
             kept.append(entry)
+            if not entry.surely_fits:
+                unsure.append(entry)
+    too_long = dict(
+        zip([e.key for e in unsure], lengths.problems([e.row for e in unsure]), strict=True)
+    )
+    rows = []
+    for entry in kept:
+        problem = too_long.get(entry.key)
+        if problem is None:
+            rows.append(entry)
         else:
             excluded.append((entry.key, problem))
-    return kept, excluded
+    return rows
 
 
 def _prompt_text(row: Row) -> str:
@@ -174,11 +185,11 @@ def _prompt_text(row: Row) -> str:
     return " ".join(m["content"] for m in turns)
 
 
-def _split(rows: list[_Row], eval_fraction: float) -> dict[str, list[_Row]]:
+def _split(rows: list[Prepared], eval_fraction: float) -> dict[str, list[Prepared]]:
     if eval_fraction <= 0:
         return {"train": rows, "eval": []}
     to_eval = split([r.key for r in rows], [_prompt_text(r.row) for r in rows], eval_fraction)
-    splits: dict[str, list[_Row]] = {"train": [], "eval": []}
+    splits: dict[str, list[Prepared]] = {"train": [], "eval": []}
     for entry, goes_to_eval in zip(rows, to_eval, strict=True):
         splits["eval" if goes_to_eval else "train"].append(entry)
     return splits
@@ -231,15 +242,15 @@ def _scored_elsewhere(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
     return scored
 
 
-def _write_rows(path: Path, rows: list[Row], fmt: str) -> None:
+def _write_rows(path: Path, part: list[Prepared], fmt: str) -> None:
     if fmt == "jsonl":
         with path.open("wb") as handle:
-            handle.writelines(row_bytes(r) for r in rows)
+            handle.writelines([entry.data for entry in part])
         return
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.Table.from_pylist(rows), path, compression="zstd")
+    pq.write_table(pa.Table.from_pylist([entry.row for entry in part]), path, compression="zstd")
 
 
 def _sha256(path: Path) -> str:
@@ -299,9 +310,10 @@ def _export(
     lengths = LengthCheck(tokenizer, options.max_length, cache=store)
     clock.lap("tokenizer")
 
-    selection = select(store, options.runs, options.kind)
+    selection = Selection(store, options.runs, options.kind)
+    generated, excluded = _prepared_rows(options, selection, lengths)
     clock.lap("select")
-    rows, excluded = _checked_rows(options, selection.approved, lengths)
+    rows = _checked_rows(options, generated, excluded, lengths)
     clock.lap("check")
     if not rows:
         refused = f", {len(selection.refused)} refused" if selection.refused else ""
@@ -315,8 +327,8 @@ def _export(
     options.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{options.out.name}.tmp-", dir=options.out.parent))
     exported_ids = [r.approved.id for part in splits.values() for r in part if r.approved]
-    marking: Future[list[str | None]] | None = None
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapfill-export-mark")
+    identified: Future[_Identity] | None = None
+    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapfill-export")
     try:
         reports = (
             _evaluate(store, options, staging, splits, data_dir, embedder)
@@ -324,22 +336,28 @@ def _export(
             else None
         )
         clock.lap("evaluate")
-        files, export_id = _write_data(options, staging, splits)
-        # The items are marked exported while the record is written: the server's work then
-        # overlaps this process's, instead of following it. Marked before the export is in
-        # place, so no item of a placed export can still be undone; a failure puts them back.
-        marking = background.submit(store.mark_exported, export_id, exported_ids)
-        result = _write_record(
-            store, options, staging, files, export_id, splits, selection, excluded, tokenizer,
-            lengths, reports,
+        rows_per_file = _write_data(options, staging, splits)
+        # While this thread writes the provenance, a second one hashes the data files (hashlib
+        # lets go of the interpreter lock) and marks the items exported under the id the hashes
+        # give (the server's work): both overlap this thread's instead of following it. The marks
+        # come before the export is in place, so no item of a placed export can still be undone;
+        # a failure puts them back.
+        identified = background.submit(
+            _identify_and_mark, store, staging, rows_per_file, exported_ids
+        )
+        _write_provenance(staging, splits, [*excluded, *selection.refused])
+        identity = identified.result()
+        result = _write_manifest(
+            store, options, staging, identity, splits, selection, excluded, tokenizer, lengths,
+            reports,
         )  # fmt: skip
-        marking.result()
         clock.lap("write")
         _place(staging, options.out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if marking is not None and marking.exception() is None:
-            store.unmark_exported(export_id, exported_ids, marking.result())
+        if identified is not None and identified.exception() is None:
+            marked = identified.result()
+            store.unmark_exported(marked.export_id, exported_ids, marked.previous_marks)
         raise
     finally:
         background.shutdown()
@@ -372,7 +390,7 @@ def _evaluate(
     store: Store,
     options: ExportOptions,
     staging: Path,
-    splits: dict[str, list[_Row]],
+    splits: dict[str, list[Prepared]],
     data_dir: Path,
     embedder: Embedder | None,
 ) -> _Reports:
@@ -412,65 +430,83 @@ def _evaluate(
 
 
 def _write_data(
-    options: ExportOptions, staging: Path, splits: dict[str, list[_Row]]
-) -> tuple[dict[str, dict[str, Any]], str]:
-    """The data files, their entries for the manifest and the export id (a hash of them)."""
+    options: ExportOptions, staging: Path, splits: dict[str, list[Prepared]]
+) -> dict[str, int]:
+    """The data files; their names and rows."""
     suffix = "jsonl" if options.format == "jsonl" else "parquet"
-    files: dict[str, dict[str, Any]] = {}
+    rows_per_file = {}
     for name, part in splits.items():
-        if not part:
-            continue
-        path = staging / f"{name}.{suffix}"
-        _write_rows(path, [r.row for r in part], options.format)
-        files[path.name] = {
-            "rows": len(part),
-            "bytes": path.stat().st_size,
-            "sha256": _sha256(path),
+        if part:
+            _write_rows(staging / f"{name}.{suffix}", part, options.format)
+            rows_per_file[f"{name}.{suffix}"] = len(part)
+    return rows_per_file
+
+
+@dataclass
+class _Identity:
+    files: dict[str, dict[str, Any]]  # the data files' manifest entries
+    export_id: str  # a hash of the data files' hashes: the same data, the same id
+    previous_marks: list[str | None]  # of the exported items, before this export marked them
+
+
+def _identify_and_mark(
+    store: Store, staging: Path, rows_per_file: dict[str, int], exported_ids: list[str]
+) -> _Identity:
+    files = {
+        name: {
+            "rows": rows,
+            "bytes": (staging / name).stat().st_size,
+            "sha256": _sha256(staging / name),
         }
+        for name, rows in rows_per_file.items()
+    }
     export_id = hashlib.sha256(
         "".join(f"{n}:{f['sha256']}" for n, f in sorted(files.items())).encode()
     ).hexdigest()
-    return files, export_id
+    return _Identity(files, export_id, store.mark_exported(export_id, exported_ids))
 
 
-def _write_record(
+def _write_provenance(
+    staging: Path, splits: dict[str, list[Prepared]], excluded: list[tuple[str, str]]
+) -> None:
+    with (staging / "provenance.jsonl").open("wb") as handle:
+        for name, part in splits.items():
+            handle.writelines(
+                [
+                    record.provenance_line(
+                        entry.approved.id if entry.approved else None,
+                        name,
+                        index,
+                        entry.provenance,
+                    )
+                    for index, entry in enumerate(part)
+                ]
+            )
+    with (staging / "excluded.jsonl").open("wb") as handle:
+        for item_id, reason in excluded:
+            handle.write(orjson.dumps({"item": item_id, "reason": reason}) + b"\n")
+
+
+def _write_manifest(
     store: Store,
     options: ExportOptions,
     staging: Path,
-    files: dict[str, dict[str, Any]],
-    export_id: str,
-    splits: dict[str, list[_Row]],
+    identity: _Identity,
+    splits: dict[str, list[Prepared]],
     selection: Selection,
     excluded: list[tuple[str, str]],
     tokenizer: Any,
     lengths: LengthCheck,
     reports: _Reports | None,
 ) -> ExportResult:
-    """Provenance, excluded items, manifest and card."""
-    with (staging / "provenance.jsonl").open("wb") as handle:
-        for name, part in splits.items():
-            for index, row in enumerate(part):
-                if row.approved is not None:
-                    entry = record.provenance_record(row.approved, name, index)
-                else:
-                    entry = {
-                        "item_id": None,
-                        "split": name,
-                        "row": index,
-                        "source": "existing",
-                        "source_file": str(options.merge),
-                        "source_line": row.line,
-                    }
-                handle.write(orjson.dumps(entry) + b"\n")
-    with (staging / "excluded.jsonl").open("wb") as handle:
-        for item_id, reason in [*excluded, *selection.refused]:
-            handle.write(orjson.dumps({"item": item_id, "reason": reason}) + b"\n")
+    """The manifest (file hashes, counts, generation, filters, review, stage audit) and card."""
+    files, export_id = dict(identity.files), identity.export_id
     for name in ("provenance.jsonl", "excluded.jsonl", *(reports.hashes if reports else ())):
         path = staging / name
         files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
 
-    approved = [r.approved for part in splits.values() for r in part if r.approved]
-    items = [a.item for a in approved]
+    generated = [entry for part in splits.values() for entry in part if entry.origin]
+    origins = Counter([entry.origin for entry in generated if entry.origin])
     decisions = selection.decisions
     run_configs = {run: store.get_run(run) for run in options.runs}
     dataset_files = {n: f["sha256"] for n, f in files.items() if n.split(".")[0] in splits}
@@ -485,30 +521,20 @@ def _write_record(
         "counts": {
             "rows": sum(len(p) for p in splits.values()),
             "by_split": {n: len(p) for n, p in splits.items() if p},
-            "by_gap": dict(sorted(Counter(i["gap_id"] for i in items).items())),
-            "by_source": dict(
-                sorted(
-                    Counter(
-                        ["existing"]
-                        * sum(1 for p in splits.values() for r in p if r.approved is None)
-                        + [i.get("provenance", {}).get("source", "generated") for i in items]
-                    ).items()
-                )
-            ),
-            "by_run": dict(sorted(Counter(i["run_id"] for i in items).items())),
+            **record.origin_counts(origins, sum(len(p) for p in splits.values()) - len(generated)),
             "excluded": len(excluded),
             "refused_pii": len(selection.refused),
             "length_checked_with_tokenizer": lengths.tokenised,
             "length_counts_from_cache": lengths.cached,
         },
-        "generation": record.generation_summary(items),
+        "generation": record.generation_summary(origins),
         "filters": {
             "config": {
                 run: (c.filters.model_dump(mode="json") if c else None)
                 for run, c in run_configs.items()
             },
             "pass_rates": record.pass_rates(
-                [i.get("scores", {}) for i in items] + _scored_elsewhere(store, options.runs)
+                [entry.scores or {} for entry in generated] + _scored_elsewhere(store, options.runs)
             ),
         },
         "review": record.review_summary(
