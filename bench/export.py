@@ -29,7 +29,7 @@ import resource
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -121,6 +121,19 @@ def seed(store: Store, count: int) -> None:
             pipe.execute()
 
 
+def no_background_rewrites(client: redis.Redis) -> None:
+    """The server's append-only file is not rewritten while timings are taken.
+
+    Seeding grows it by hundreds of MB and every export marks 100,000 items, so the server would
+    fork a rewrite (a full core for seconds, on a two-core machine) in the middle of whichever
+    measurement came next: the raw dump or the export, by chance. The rewrite in progress, if
+    any, is waited out.
+    """
+    client.config_set("auto-aof-rewrite-percentage", 0)
+    while cast(dict[str, Any], client.info("persistence"))["aof_rewrite_in_progress"]:
+        time.sleep(0.2)
+
+
 def raw_dump(store: Store, out: Path) -> tuple[int, float]:
     """Read every payload from the store and dump it; returns the count and the seconds."""
     started = time.perf_counter()
@@ -173,6 +186,7 @@ def main() -> int:
             started = time.perf_counter()
             seed(store, args.items)
             say(f"seeded {args.items} accepted items in {time.perf_counter() - started:.1f}s")
+            no_background_rewrites(client)
             tokenizer = load_tokenizer(None, work / "data")  # GGUF converted once, untimed
 
             cache = store.keys.tokens(LengthCheck(tokenizer, 16).fingerprint)

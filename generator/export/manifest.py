@@ -67,10 +67,15 @@ def provenance_record(approved: Approved) -> dict[str, Any]:
     return record
 
 
-def provenance_line(item_id: str | None, split: str, row: int, record: bytes) -> bytes:
-    """A line of provenance.jsonl: the row's place, then its serialised record (a JSON object)."""
-    place = orjson.dumps({"item_id": item_id, "split": split, "row": row})
-    return place[:-1] + b"," + record[1:] + b"\n"
+def provenance_line(item_id: str | None, split: str, row: int, record: bytes) -> list[bytes]:
+    """A line of provenance.jsonl, in pieces for ``writelines``: the row's place, then the rest
+    of its serialised record (a JSON object ending in a newline), without copying it again."""
+    place = b'{"item_id":%b,"split":%b,"row":%d,' % (
+        orjson.dumps(item_id),
+        orjson.dumps(split),
+        row,
+    )
+    return [place, memoryview(record)[1:]]  # type: ignore[list-item]
 
 
 class Origin(NamedTuple):

@@ -20,6 +20,8 @@ from generator.export.rows import Row, row_bytes, row_for
 from generator.export.selection import Approved
 from generator.schema import CandidateKind
 
+_NEWLINE = orjson.OPT_APPEND_NEWLINE
+
 
 @dataclass(slots=True)
 class Prepared:
@@ -30,7 +32,7 @@ class Prepared:
     problem: str | None  # why the row is no well-formed conversation, or None
     surely_fits: bool  # short enough by byte count; else its tokens are counted
     data: bytes  # its line in a JSONL data file (b"" for parquet)
-    provenance: bytes  # its provenance record (JSON), less item id, split and row
+    provenance: bytes  # its provenance record (JSON and a newline), less item id, split and row
     approved: Approved | None = None  # None for a merged existing row
     origin: record.Origin | None = None
     scores: dict[str, Any] | None = None  # filter scores, for the pass rates
@@ -48,7 +50,7 @@ def approved_row(
         problem=structure_problem(row),
         surely_fits=lengths.surely_fits(row),
         data=row_bytes(row) if jsonl else b"",
-        provenance=orjson.dumps(record.provenance_record(approved)),
+        provenance=orjson.dumps(record.provenance_record(approved), option=_NEWLINE),
         approved=approved,
         origin=record.Origin.of(approved.item),
         scores=approved.item.get("scores") or {},
@@ -63,6 +65,6 @@ def existing_row(row: Row, line: int, source: Path, lengths: LengthCheck, jsonl:
         problem=structure_problem(row),
         surely_fits=lengths.surely_fits(row),
         data=row_bytes(row) if jsonl else b"",
-        provenance=orjson.dumps(made),
+        provenance=orjson.dumps(made, option=_NEWLINE),
         line=line,
     )

@@ -471,17 +471,9 @@ def _write_provenance(
 ) -> None:
     with (staging / "provenance.jsonl").open("wb") as handle:
         for name, part in splits.items():
-            handle.writelines(
-                [
-                    record.provenance_line(
-                        entry.approved.id if entry.approved else None,
-                        name,
-                        index,
-                        entry.provenance,
-                    )
-                    for index, entry in enumerate(part)
-                ]
-            )
+            for index, entry in enumerate(part):
+                item_id = entry.approved.id if entry.approved else None
+                handle.writelines(record.provenance_line(item_id, name, index, entry.provenance))
     with (staging / "excluded.jsonl").open("wb") as handle:
         for item_id, reason in excluded:
             handle.write(orjson.dumps({"item": item_id, "reason": reason}) + b"\n")
