@@ -34,8 +34,8 @@ def edit_diff(item: dict[str, Any]) -> str | None:
     return "".join(difflib.unified_diff(original, edited, "generated", "reviewed", n=1))
 
 
-def provenance_record(approved: Approved) -> dict[str, Any]:
-    """An item's line of provenance.jsonl, less the item id, split and row it is written with.
+def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any]:
+    """An item's line of provenance.jsonl.
 
     The generation record is the item's own (every field but the rendered prompt, which the
     template name and hash reproduce) and so are its scores: at 100,000 rows, reshaping them
@@ -43,6 +43,9 @@ def provenance_record(approved: Approved) -> dict[str, Any]:
     """
     item = approved.item
     record = {
+        "item_id": item["id"],
+        "split": split,
+        "row": row,
         **item.get("provenance", {}),
         "run_id": item["run_id"],
         "gap_id": item["gap_id"],
@@ -65,17 +68,6 @@ def provenance_record(approved: Approved) -> dict[str, Any]:
     }
     record.pop("rendered_prompt", None)
     return record
-
-
-def provenance_line(item_id: str | None, split: str, row: int, record: bytes) -> list[bytes]:
-    """A line of provenance.jsonl, in pieces for ``writelines``: the row's place, then the rest
-    of its serialised record (a JSON object ending in a newline), without copying it again."""
-    place = b'{"item_id":%b,"split":%b,"row":%d,' % (
-        orjson.dumps(item_id),
-        orjson.dumps(split),
-        row,
-    )
-    return [place, memoryview(record)[1:]]  # type: ignore[list-item]
 
 
 class Origin(NamedTuple):

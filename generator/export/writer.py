@@ -35,7 +35,7 @@ from generator.evaluation.runner import EvalInput, EvalOptions, evaluate, write_
 from generator.export import manifest as record
 from generator.export.checks import DEFAULT_MAX_LENGTH, LengthCheck, load_tokenizer
 from generator.export.prepare import Prepared, approved_row, existing_row
-from generator.export.rows import Row, RowRefused, preference_row, sft_row
+from generator.export.rows import Row, RowRefused, preference_row, row_bytes, sft_row
 from generator.export.selection import Selection
 from generator.export.split import split
 from generator.filters.text import normalise
@@ -102,7 +102,7 @@ def _conversation_key(row: Row) -> str:
 
 
 def _existing_rows(options: ExportOptions, lengths: LengthCheck) -> list[Prepared]:
-    path, kind, jsonl = options.merge, options.kind, options.format == "jsonl"
+    path, kind = options.merge, options.kind
     assert path is not None
     rows = []
     for imported in read_examples(path).examples:
@@ -113,7 +113,7 @@ def _existing_rows(options: ExportOptions, lengths: LengthCheck) -> list[Prepare
             row = preference_row(example.model_dump())
         else:
             continue
-        rows.append(existing_row(row, imported.line, path, lengths, jsonl))
+        rows.append(existing_row(row, imported.line, lengths))
     if not rows:
         raise ExportError(f"{path}: no {kind.value} rows to merge")
     return rows
@@ -123,11 +123,10 @@ def _prepared_rows(
     options: ExportOptions, selection: Selection, lengths: LengthCheck
 ) -> tuple[list[Prepared], list[tuple[str, str]]]:
     """The approved items' rows, in id order, each prepared as it is read; and those refused."""
-    jsonl = options.format == "jsonl"
     prepared, excluded = [], []
     for approved in selection:
         try:
-            prepared.append(approved_row(approved, options.kind, lengths, jsonl))
+            prepared.append(approved_row(approved, options.kind, lengths))
         except RowRefused as exc:
             excluded.append((approved.id, str(exc)))
     if len(options.runs) > 1:  # each run's come in id order
@@ -245,7 +244,7 @@ def _scored_elsewhere(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
 def _write_rows(path: Path, part: list[Prepared], fmt: str) -> None:
     if fmt == "jsonl":
         with path.open("wb") as handle:
-            handle.writelines([entry.data for entry in part])
+            handle.writelines(row_bytes(entry.row) for entry in part)
         return
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -345,7 +344,8 @@ def _export(
         identified = background.submit(
             _identify_and_mark, store, staging, rows_per_file, exported_ids
         )
-        _write_provenance(staging, splits, [*excluded, *selection.refused])
+        _write_provenance(options, staging, splits)
+        _write_excluded(staging, [*excluded, *selection.refused])
         identity = identified.result()
         result = _write_manifest(
             store, options, staging, identity, splits, selection, excluded, tokenizer, lengths,
@@ -467,13 +467,28 @@ def _identify_and_mark(
 
 
 def _write_provenance(
-    staging: Path, splits: dict[str, list[Prepared]], excluded: list[tuple[str, str]]
+    options: ExportOptions, staging: Path, splits: dict[str, list[Prepared]]
 ) -> None:
+    def line(entry: Prepared, split: str, index: int) -> bytes:
+        if entry.approved is not None:
+            made = record.provenance_record(entry.approved, split, index)
+        else:
+            made = {
+                "item_id": None,
+                "split": split,
+                "row": index,
+                "source": "existing",
+                "source_file": str(options.merge),
+                "source_line": entry.line,
+            }
+        return orjson.dumps(made, option=orjson.OPT_APPEND_NEWLINE)
+
     with (staging / "provenance.jsonl").open("wb") as handle:
         for name, part in splits.items():
-            for index, entry in enumerate(part):
-                item_id = entry.approved.id if entry.approved else None
-                handle.writelines(record.provenance_line(item_id, name, index, entry.provenance))
+            handle.writelines(line(entry, name, index) for index, entry in enumerate(part))
+
+
+def _write_excluded(staging: Path, excluded: list[tuple[str, str]]) -> None:
     with (staging / "excluded.jsonl").open("wb") as handle:
         for item_id, reason in excluded:
             handle.write(orjson.dumps({"item": item_id, "reason": reason}) + b"\n")
