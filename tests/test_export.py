@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -376,6 +378,19 @@ def test_the_length_check_trusts_the_cached_count_of_exactly_that_conversation(
     other.tokenizer = copy.deepcopy(tokenizer)
     other.tokenizer.chat_template = tokenizer.chat_template + "{# another template #}"
     assert other.fingerprint != lengths.fingerprint, "counts under one template are not another's"
+
+
+def test_a_tokenizer_is_loaded_once_until_its_files_change(model_dir: Path, tmp_path: Path) -> None:
+    copied = tmp_path / "tokenizer"
+    copied.mkdir()
+    for path in model_dir.iterdir():
+        if path.is_file() and path.suffix not in (".safetensors", ".bin", ".gguf"):
+            shutil.copy(path, copied / path.name)
+    first = load_tokenizer(str(copied), tmp_path)
+    assert load_tokenizer(str(copied), tmp_path) is first, "loaded once per process"
+    config = copied / "tokenizer_config.json"
+    os.utime(config, ns=(config.stat().st_atime_ns, config.stat().st_mtime_ns + 10**9))
+    assert load_tokenizer(str(copied), tmp_path) is not first, "a changed file is read again"
 
 
 def test_what_the_scoring_workers_count_spares_the_export_its_tokenizer(

@@ -59,8 +59,6 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenize
 
 def load_tokenizer(name: str | None, data_dir: Path) -> Any:
     """A Hugging Face tokenizer from a local directory; by default the embedded model's."""
-    from transformers import AutoTokenizer
-
     from generator.embedded_model import ensure_converted
 
     if name in (None, "", "embedded"):
@@ -69,6 +67,24 @@ def load_tokenizer(name: str | None, data_dir: Path) -> Any:
         path = Path(str(name)).expanduser()
         if not path.is_dir() or not any((path / f).is_file() for f in _TOKENIZER_FILES):
             raise ConfigError(f"--tokenizer {name}: not a directory holding a tokenizer")
+    return _loaded(path.resolve(), _files_state(path))
+
+
+def _files_state(path: Path) -> tuple[tuple[str, int, int], ...]:
+    """The tokenizer files' names, sizes and modification times: a changed file is reloaded."""
+    return tuple(
+        (f.name, f.stat().st_size, f.stat().st_mtime_ns)
+        for f in sorted(path.iterdir())
+        if f.is_file()
+    )
+
+
+@functools.lru_cache(maxsize=4)
+def _loaded(path: Path, files: tuple[tuple[str, int, int], ...]) -> Any:
+    """Loaded once per process (and state of its files): the review UI exports again and again,
+    and loading took a tenth of an export of 20,000 items."""
+    from transformers import AutoTokenizer
+
     return AutoTokenizer.from_pretrained(str(path))
 
 
