@@ -1028,14 +1028,9 @@ class Store:
             list[list[Any]], self._as_sent.xrange(self.keys.log, start, "+", count=count)
         )
         for entry_id, flat in entries:
-            # Fields in the order every XADD here writes them: item, run, gap, verdict, decision.
-            if len(flat) == 10 and flat[2] == "run" and flat[4] == "gap" and flat[8] == "decision":
-                run, gap, decision_json = flat[3], flat[5], flat[9]
-            else:
-                fields = dict(zip(flat[::2], flat[1::2], strict=True))
-                run, gap, decision_json = fields["run"], fields["gap"], fields["decision"]
-            if run_id is None or run == run_id:
-                yield entry_id, run, gap, decision_json
+            fields = dict(zip(flat[::2], flat[1::2], strict=True))
+            if run_id is None or fields["run"] == run_id:
+                yield entry_id, fields["run"], fields["gap"], fields["decision"]
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -72,11 +72,8 @@ def load_tokenizer(name: str | None, data_dir: Path) -> Any:
 
 def _files_state(path: Path) -> tuple[tuple[str, int, int], ...]:
     """The tokenizer files' names, sizes and modification times: a changed file is reloaded."""
-    return tuple(
-        (f.name, f.stat().st_size, f.stat().st_mtime_ns)
-        for f in sorted(path.iterdir())
-        if f.is_file()
-    )
+    files = sorted(f for f in path.iterdir() if f.is_file())
+    return tuple((f.name, (stat := f.stat()).st_size, stat.st_mtime_ns) for f in files)
 
 
 @functools.lru_cache(maxsize=4)
@@ -148,10 +145,7 @@ class LengthCheck:
         return self._overhead[roles]
 
     def _surely_fits(self, conversation: Turns) -> bool:
-        roles = tuple([m["role"] for m in conversation])
-        size = self._overhead.get(roles)
-        if size is None:
-            size = self._template_bytes(roles)
+        size = self._template_bytes(tuple([m["role"] for m in conversation]))
         for message in conversation:
             text = message["content"]
             size += len(text) if text.isascii() else len(text.encode())

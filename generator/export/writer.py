@@ -101,9 +101,7 @@ def _conversation_key(row: Row) -> str:
     return hashlib.sha256("\x01".join(parts).encode()).hexdigest()
 
 
-def _existing_rows(options: ExportOptions, lengths: LengthCheck) -> list[Prepared]:
-    path, kind = options.merge, options.kind
-    assert path is not None
+def _existing_rows(path: Path, kind: CandidateKind, lengths: LengthCheck) -> list[Prepared]:
     rows = []
     for imported in read_examples(path).examples:
         example = imported.example
@@ -147,7 +145,7 @@ def _checked_rows(
 ) -> list[Prepared]:
     """Rows that pass every check, merged existing rows first; ``excluded`` gets the others,
     with reasons."""
-    existing = _existing_rows(options, lengths) if options.merge else []
+    existing = _existing_rows(options.merge, options.kind, lengths) if options.merge else []
     if existing:  # the existing dataset wins: a generated copy of one of its rows is dropped
         seen = {_conversation_key(entry.row): entry.line for entry in existing}
         unique = []
