@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from generator.config import load_settings
+from generator.dataset_reader import convert, iter_records
 from generator.embeddings import Embedder, max_similarity
-from generator.importers import convert, iter_records
 
 ROOT = Path(__file__).resolve().parents[1]
 T0 = ROOT.parent / "shared" / "data" / "t0" / "t0_train_50k.jsonl.gz"

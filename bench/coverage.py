@@ -22,8 +22,8 @@ import time
 from pathlib import Path
 
 from generator.coverage import analyse, load_reference, prompt_texts
+from generator.dataset_reader import convert, iter_records
 from generator.embeddings import Embedder
-from generator.importers import convert, iter_records
 from generator.schema import PreferenceExample, SFTExample
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -18,10 +18,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from generator.dataset_reader import convert
 from generator.embeddings import Embedder
 from generator.evaluation.runner import EvalOptions, evaluate, read_input
 from generator.export.checks import load_tokenizer
-from generator.importers import convert
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"

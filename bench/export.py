@@ -5,7 +5,7 @@ orjson dump of the same payloads read from the same store, in the same run.
 
 Items: real prompts and answers from the T0 corpus (../shared/data/t0, 55,185 rows; beyond that,
 rows repeat with a numbered variant of the prompt so every item is distinct), stored as accepted
-in an embedded Valkey, each with an accept decision in the log (the export replays the log for
+in an bundled Valkey, each with an accept decision in the log (the export replays the log for
 provenance). Setup writes the log entries directly, in a pipeline: going through claim+decide
 would only make the setup slower, not the export.
 
@@ -43,7 +43,7 @@ from generator.export.checks import (
     payload_conversations,
 )
 from generator.export.writer import ExportOptions, ExportResult, export
-from generator.redis_server import EmbeddedServer
+from generator.redis_server import BundledServer
 from generator.schema import (
     Candidate,
     CandidateKind,
@@ -180,7 +180,7 @@ def main() -> int:
     say = (lambda *_: None) if args.json else print
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-export-") as tmp:
         work = Path(tmp)
-        server = EmbeddedServer(work / "valkey", appendfsync="no")
+        server = BundledServer(work / "valkey", appendfsync="no")
         info = server.ensure_running()
         client = redis.Redis.from_url(info.url, decode_responses=True)
         store = Store(client, prefix="bench")

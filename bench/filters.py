@@ -31,13 +31,13 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from generator.dataset_reader import convert, iter_records
 from generator.embeddings import Embedder
 from generator.filters.base import full_text, turn_texts
 from generator.filters.contamination import load_eval_items
 from generator.filters.pipeline import FilterPipeline
 from generator.filters.reference import IndexOptions, ReferenceIndexes, ReferenceItem
 from generator.filters.settings import FilterSettings
-from generator.importers import convert, iter_records
 from generator.schema import Candidate, CandidateKind, Message, SFTExample
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -27,10 +27,10 @@ import redis
 from generator.backends import BackendOptions, ChatRequest, create_backend
 from generator.config import QueueSettings
 from generator.connection import connect
+from generator.dataset_reader import read_examples
 from generator.generation import requests_for
-from generator.importers import read_examples
 from generator.queueing import WorkQueue, queue_names
-from generator.redis_server import EmbeddedServer
+from generator.redis_server import BundledServer
 from generator.schema import GenerationTask, SamplingParams, SFTExample
 from generator.store import Store
 from workers.registry import install
@@ -75,7 +75,7 @@ def tree_rss_mib() -> float | None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--backend", default="local", choices=["local", "vllm"])
-    parser.add_argument("--model", help="a model directory (default: the embedded SmolLM2)")
+    parser.add_argument("--model", help="a model directory (default: the bundled SmolLM2)")
     parser.add_argument("--prompts", type=int, default=64)
     parser.add_argument("--max-tokens", type=int, default=64)
     parser.add_argument("--json", action="store_true")
@@ -104,7 +104,7 @@ def main() -> int:
     direct_seconds = time.perf_counter() - started
     direct_tokens = sum(r.completion_tokens for r in direct)
 
-    server = EmbeddedServer(temp / "store", appendfsync="always")
+    server = BundledServer(temp / "store", appendfsync="always")
     url = server.ensure_running().url
     try:
         store = Store(connect(url), prefix="bench")

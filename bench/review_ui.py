@@ -3,7 +3,7 @@ store's own claim+decide time measured in the same run.
 
     python bench/review_ui.py [--decisions 50]
 
-Starts an embedded Valkey in a temporary directory, seeds it with real model outputs
+Starts an bundled Valkey in a temporary directory, seeds it with real model outputs
 (text-davinci-003's answers to the user-oriented instructions), serves `gapfill ui --local` on a
 free port, and drives Debian's chromium with Playwright: each accept is a key press, timed until
 the next item's id is on screen. Target: p95 under 500 ms.
@@ -26,7 +26,7 @@ from pathlib import Path
 
 import redis
 
-from generator.redis_server import EmbeddedServer
+from generator.redis_server import BundledServer
 from generator.schema import Candidate, CandidateKind, CandidateStatus, Message, SFTExample
 from generator.store import Store
 
@@ -72,7 +72,7 @@ def main() -> int:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-ui-") as directory:
-        server = EmbeddedServer(Path(directory) / "data")
+        server = BundledServer(Path(directory) / "data")
         url = server.ensure_running().url
         store = Store(redis.Redis.from_url(url, decode_responses=True), prefix="bench")
         store.put_many(candidates("ui", args.decisions + 5))

@@ -2,7 +2,7 @@
 
     python bench/store.py [--items 2000] [--url redis://...] [--appendfsync always|everysec]
 
-Without --url it starts an embedded Valkey in a temp directory, configured as gapfill configures
+Without --url it starts an bundled Valkey in a temp directory, configured as gapfill configures
 its own (AOF on, fsync policy as given; the product default is 'always'). The baseline is the
 same Python client doing sequential PING and SET round trips on the same connection, plus
 `redis-benchmark` (single client, no pipelining) when it is installed. Target: p95 of one
@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from generator.redis_server import EmbeddedServer
+from generator.redis_server import BundledServer
 from generator.schema import Candidate, CandidateKind, CandidateStatus, Message, SFTExample
 from generator.store import Store
 
@@ -134,7 +134,7 @@ def redis_benchmark(port: int, host: str) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=2000)
-    parser.add_argument("--url", help="benchmark this server instead of an embedded one")
+    parser.add_argument("--url", help="benchmark this server instead of an bundled one")
     parser.add_argument("--appendfsync", default="always", choices=["always", "everysec", "no"])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
@@ -144,7 +144,7 @@ def main() -> int:
     if args.url:
         url = args.url
     else:
-        server = EmbeddedServer(Path(temp.name), appendfsync=args.appendfsync)
+        server = BundledServer(Path(temp.name), appendfsync=args.appendfsync)
         url = server.ensure_running().url
     client = redis.Redis.from_url(url, decode_responses=True)
     prefix = f"gapfill-bench-{uuid.uuid4().hex[:8]}"
@@ -169,7 +169,7 @@ def main() -> int:
         temp.cleanup()
 
     results = {
-        "server": "embedded Valkey" if server else url,
+        "server": "bundled Valkey" if server else url,
         "appendfsync": args.appendfsync if server else "(server's own)",
         "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
         "figures": [ping, set_, review],

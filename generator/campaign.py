@@ -21,11 +21,11 @@ from generator.coverage import (
     load_reference,
     load_taxonomy,
 )
+from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, DataFileError
 from generator.filters.contamination import load_eval_items
 from generator.filters.settings import FilterSettings
-from generator.importers import read_examples
 from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.schema import CandidateKind, Identifier, ReviewSettings, RunConfig
 from generator.store import Store

@@ -37,23 +37,23 @@ from generator.coverage import (
     load_reference,
     load_taxonomy,
 )
+from generator.dataset_import import ingest_file
+from generator.dataset_reader import FORMATS, Format, read_examples
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, GapfillError
 from generator.evaluation.runner import EvalOptions, evaluate, read_input, write_reports
 from generator.export.audit import read_audit
 from generator.export.writer import ExportOptions, export
 from generator.filters.contamination import load_eval_items
+from generator.filters.file_scoring import score_file
 from generator.filters.settings import load_filter_settings
-from generator.importers import FORMATS, Format, read_examples
-from generator.ingest import ingest_file
 from generator.progress import RunProgress
 from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.queueing import WorkQueue
-from generator.redis_server import EmbeddedServer
+from generator.redis_server import BundledServer
 from generator.schema import CandidateKind, CandidateStatus, ReviewSettings, RunConfig
-from generator.scoring import score_file
 from generator.store import Store
-from generator.tasks_file import read_tasks
+from generator.task_reader import read_tasks
 
 app = typer.Typer(
     name="gapfill",
@@ -63,7 +63,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-server_app = typer.Typer(help="Start, stop or inspect the embedded Valkey server.")
+server_app = typer.Typer(help="Start, stop or inspect the bundled Valkey server.")
 app.add_typer(server_app, name="server")
 
 console = Console(soft_wrap=True)
@@ -183,25 +183,25 @@ def _figures(row: dict[str, int]) -> list[str]:
 def _where(settings: Settings) -> str:
     if settings.redis_url:
         return f"store: {settings.redis_url} prefix {settings.key_prefix!r}"
-    return f"store: embedded Valkey in {settings.data_dir} prefix {settings.key_prefix!r}"
+    return f"store: bundled Valkey in {settings.data_dir} prefix {settings.key_prefix!r}"
 
 
 @server_app.command("start")
 @user_errors
 def server_start(ctx: typer.Context) -> None:
-    """Start the embedded server (or report the one already running)."""
+    """Start the bundled server (or report the one already running)."""
     settings = _settings(ctx)
-    info = EmbeddedServer(settings.data_dir, appendfsync=settings.appendfsync).ensure_running()
-    console.print(f"embedded Valkey running: pid {info.pid}, {info.url}, data in {info.data_dir}")
+    info = BundledServer(settings.data_dir, appendfsync=settings.appendfsync).ensure_running()
+    console.print(f"bundled Valkey running: pid {info.pid}, {info.url}, data in {info.data_dir}")
 
 
 @server_app.command("stop")
 @user_errors
 def server_stop(ctx: typer.Context) -> None:
-    """Stop the embedded server cleanly (its AOF is flushed first)."""
+    """Stop the bundled server cleanly (its AOF is flushed first)."""
     settings = _settings(ctx)
-    stopped = EmbeddedServer(settings.data_dir).stop()
-    console.print("embedded Valkey stopped" if stopped else "embedded Valkey was not running")
+    stopped = BundledServer(settings.data_dir).stop()
+    console.print("bundled Valkey stopped" if stopped else "bundled Valkey was not running")
 
 
 @server_app.command("info")
@@ -210,13 +210,13 @@ def server_info(ctx: typer.Context) -> None:
     """Which server the store uses, and whether it is running."""
     settings = _settings(ctx)
     if settings.redis_url:
-        console.print(f"REDIS_URL is set: using {settings.redis_url}; no embedded server is used")
+        console.print(f"REDIS_URL is set: using {settings.redis_url}; no bundled server is used")
         return
-    info = EmbeddedServer(settings.data_dir).info()
+    info = BundledServer(settings.data_dir).info()
     if info is None:
-        console.print(f"embedded Valkey not running (data dir {settings.data_dir})")
+        console.print(f"bundled Valkey not running (data dir {settings.data_dir})")
         raise typer.Exit(3)
-    console.print(f"embedded Valkey running: pid {info.pid}, {info.url}, data in {info.data_dir}")
+    console.print(f"bundled Valkey running: pid {info.pid}, {info.url}, data in {info.data_dir}")
 
 
 @app.command()
@@ -805,8 +805,8 @@ def demo_command(
     show_ui: Annotated[bool, typer.Option("--ui/--no-ui", help="Then serve the review UI.")] = True,
     port: Annotated[int, typer.Option(help="The review UI's port.")] = 8501,
 ) -> None:
-    """The main job on embedded defaults: the self-instruct seed tasks' gaps against real user
-    traffic, filled by the embedded model, scored, and put up for review."""
+    """The main job on bundled defaults: the self-instruct seed tasks' gaps against real user
+    traffic, filled by the bundled model, scored, and put up for review."""
     if size not in DEMO_SIZES:
         raise ConfigError(f"--size: {size!r} is not small or medium")
     config = load_campaign(_examples_dir() / "demo" / "campaign.yaml", dict(DEMO_SIZES[size]))
@@ -833,7 +833,9 @@ def export_command(
     ] = 0.0,
     tokenizer: Annotated[
         str | None,
-        typer.Option(help="Tokenizer directory for the length check (default: embedded)."),
+        typer.Option(
+            help="Tokenizer directory for the length check (default: the bundled SmolLM2)."
+        ),
     ] = None,
     max_length: Annotated[
         int, typer.Option(help="Tokens under the chat template, at most.")
@@ -923,7 +925,7 @@ def eval_command(
         list[Path] | None, typer.Option("--eval", help="An eval set to check for contamination.")
     ] = None,
     judge: Annotated[
-        str | None, typer.Option(help="BACKEND/MODEL for the LLM judge, e.g. local/embedded.")
+        str | None, typer.Option(help="BACKEND/MODEL for the LLM judge, e.g. local/bundled.")
     ] = None,
     judge_sample: Annotated[int, typer.Option(help="Rows the judge sees.")] = 50,
     existing: Annotated[
@@ -933,7 +935,7 @@ def eval_command(
         str | None, typer.Option(help="A run whose gap report gives the coverage before/after.")
     ] = None,
     tokenizer: Annotated[
-        str | None, typer.Option(help="Tokenizer directory (default: the embedded model's).")
+        str | None, typer.Option(help="Tokenizer directory (default: the bundled model's).")
     ] = None,
     max_length: Annotated[
         int, typer.Option(help="Tokens under the chat template, at most.")
@@ -1034,7 +1036,7 @@ def ui(
 ) -> None:
     """Start the Streamlit review UI against the configured store."""
     settings = _settings(ctx)
-    url = redis_url(settings)  # starts the embedded server first when no REDIS_URL is set
+    url = redis_url(settings)  # starts the bundled server first when no REDIS_URL is set
     connect(url).ping()
     mode = "local" if local else "oidc" if oidc else "tokens"
     if mode == "tokens" and not reviewers.load(settings.data_dir):

@@ -53,11 +53,11 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None,
         validation_alias=AliasChoices("GAPFILL_REDIS_URL", "REDIS_URL", "redis_url"),
-        description="A Redis/Valkey server to use. Unset: start the embedded Valkey server.",
+        description="A Redis/Valkey server to use. Unset: start the bundled Valkey server.",
     )
     data_dir: Path = Field(
         default_factory=default_data_dir,
-        description="Where the embedded server keeps its AOF files, and where caches live.",
+        description="Where the bundled server keeps its AOF files, and where caches live.",
     )
     key_prefix: str = Field(
         default="gapfill",
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     )
     appendfsync: Literal["always", "everysec", "no"] = Field(
         default="always",
-        description="AOF fsync policy of the embedded server. 'always' survives a power cut "
+        description="AOF fsync policy of the bundled server. 'always' survives a power cut "
         "with no decision lost; 'everysec' survives a server crash, not a power cut.",
     )
     lease_seconds: int = Field(

@@ -1,4 +1,4 @@
-"""Getting a Redis connection: the configured server, or the embedded one started on demand."""
+"""Getting a Redis connection: the configured server, or the bundled one started on demand."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import redis
 
 from generator.config import Settings
 from generator.errors import StoreUnavailableError
-from generator.redis_server import EmbeddedServer
+from generator.redis_server import BundledServer
 
 logger = logging.getLogger(__name__)
 
@@ -16,10 +16,10 @@ SAFE_EVICTION_POLICY = "noeviction"
 
 
 def redis_url(settings: Settings) -> str:
-    """``REDIS_URL`` when set (and then nothing is started), else the embedded server's URL."""
+    """``REDIS_URL`` when set (and then nothing is started), else the bundled server's URL."""
     if settings.redis_url:
         return settings.redis_url
-    server = EmbeddedServer(settings.data_dir, appendfsync=settings.appendfsync)
+    server = BundledServer(settings.data_dir, appendfsync=settings.appendfsync)
     return server.ensure_running().url
 
 

@@ -26,9 +26,9 @@ import numpy as np
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from generator.dataset_reader import RowError, convert, detect_format, iter_records
 from generator.embeddings import Embedder, max_similarity
 from generator.errors import DataFileError, InvalidRowError
-from generator.importers import RowError, convert, detect_format, iter_records
 from generator.schema import Gap, Identifier, PreferenceExample, SFTExample, utcnow
 
 DEFAULT_TAXONOMY_THRESHOLD = 0.25

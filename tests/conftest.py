@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from generator.redis_server import EmbeddedServer
+from generator.redis_server import BundledServer
 from generator.store import Store
 
 SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
@@ -35,7 +35,7 @@ def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Non
 
 @pytest.fixture(scope="session")
 def valkey_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    server = EmbeddedServer(tmp_path_factory.mktemp("valkey"), appendfsync="everysec")
+    server = BundledServer(tmp_path_factory.mktemp("valkey"), appendfsync="everysec")
     info = server.ensure_running()
     yield info.url
     server.stop()
@@ -53,7 +53,7 @@ def _backend_params() -> list[object]:
 
 @pytest.fixture(params=_backend_params())
 def server_url(request: pytest.FixtureRequest) -> str:
-    """A real server: the embedded Valkey, then (when configured) the machine's Redis."""
+    """A real server: the bundled Valkey, then (when configured) the machine's Redis."""
     if request.param == "valkey":
         url: str = request.getfixturevalue("valkey_url")
         return url
@@ -84,15 +84,15 @@ def shared_data() -> Path:
 
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The embedded SmolLM2 model, converted from its GGUF once per test session (~20 s)."""
-    from generator.embedded_model import ensure_converted
+    """The bundled SmolLM2 model, converted from its GGUF once per test session (~20 s)."""
+    from generator.bundled_model import ensure_converted
 
     return ensure_converted(tmp_path_factory.mktemp("models"))
 
 
 @pytest.fixture(scope="session")
 def local_backend(model_dir: Path):  # type: ignore[no-untyped-def]
-    """The real local backend on the real embedded model, loaded once per session."""
+    """The real local backend on the real bundled model, loaded once per session."""
     from generator.backends import BackendOptions, create_backend
 
     backend = create_backend("local", str(model_dir), BackendOptions(), data_dir=model_dir.parent)

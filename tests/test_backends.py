@@ -1,4 +1,4 @@
-"""LLM backends: the real embedded model through the local backend, and every bad-input path."""
+"""LLM backends: the real bundled model through the local backend, and every bad-input path."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The gapfill command as a user runs it: a real process, the real embedded server."""
+"""The gapfill command as a user runs it: a real process, the real bundled server."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from generator.connection import connect
-from generator.redis_server import EmbeddedServer
+from generator.redis_server import BundledServer
 from generator.store import Store
 from tests.factories import candidate
 
@@ -32,13 +32,13 @@ def data_dir() -> Path:
 
 @pytest.fixture
 def embedded(data_dir: Path):  # type: ignore[no-untyped-def]
-    server = EmbeddedServer(data_dir)
+    server = BundledServer(data_dir)
     yield server
     server.stop()
 
 
 def test_status_on_a_fresh_machine_starts_the_server_and_prints_an_empty_table(
-    embedded: EmbeddedServer,
+    embedded: BundledServer,
 ) -> None:
     result = gapfill("status")
     assert result.returncode == 0, result.stderr
@@ -48,7 +48,7 @@ def test_status_on_a_fresh_machine_starts_the_server_and_prints_an_empty_table(
     assert (embedded.dir / "appendonlydir").is_dir()
 
 
-def test_status_shows_counts_per_run_gap_and_status(embedded: EmbeddedServer) -> None:
+def test_status_shows_counts_per_run_gap_and_status(embedded: BundledServer) -> None:
     info = embedded.ensure_running()
     store = Store(connect(info.url))
     store.put_many(candidate(i, gap="gap-a", priority=float(i == 0)) for i in range(3))
@@ -68,12 +68,12 @@ def test_status_shows_counts_per_run_gap_and_status(embedded: EmbeddedServer) ->
     assert "run-1: 4 waiting for review, 0 leased to reviewers" in result.stdout
 
 
-def test_server_start_info_stop(embedded: EmbeddedServer) -> None:
+def test_server_start_info_stop(embedded: BundledServer) -> None:
     started = gapfill("server", "start")
-    assert started.returncode == 0 and "embedded Valkey running" in started.stdout
+    assert started.returncode == 0 and "bundled Valkey running" in started.stdout
     info = gapfill("server", "info")
     assert info.returncode == 0 and started.stdout.split(",")[0] in info.stdout
-    assert gapfill("server", "stop").stdout.strip() == "embedded Valkey stopped"
+    assert gapfill("server", "stop").stdout.strip() == "bundled Valkey stopped"
     assert gapfill("server", "info").returncode == 3
 
 
@@ -85,7 +85,7 @@ def test_redis_url_means_no_embedded_server(valkey_url: str, data_dir: Path) -> 
 
 
 def test_an_evicting_server_gets_a_loud_warning(tmp_path: Path) -> None:
-    server = EmbeddedServer(tmp_path / "other")
+    server = BundledServer(tmp_path / "other")
     info = server.ensure_running()
     try:
         connect(info.url).config_set("maxmemory-policy", "allkeys-lru")
@@ -139,7 +139,7 @@ def test_user_errors_are_one_line_without_a_traceback(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_import_is_all_or_nothing(tmp_path: Path, embedded: EmbeddedServer) -> None:
+def test_import_is_all_or_nothing(tmp_path: Path, embedded: BundledServer) -> None:
     path = tmp_path / "rows.jsonl"
     rows = [{"instruction": f"Task {i}", "output": "Done."} for i in range(3)]
     path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"instruction": "x"}\n')

@@ -18,9 +18,9 @@ from generator.coverage import (
     load_reference,
     load_taxonomy,
 )
+from generator.dataset_reader import load_examples
 from generator.embeddings import Embedder
 from generator.errors import DataFileError, InvalidRowError
-from generator.importers import load_examples
 from generator.schema import SFTExample
 from generator.store import Store
 from tests.factories import candidate, sft

@@ -1,5 +1,5 @@
 """The whole loop, end to end, as a new user runs it: `gapfill demo --size small --no-ui` with the
-real embedded model, then review through the store API, export (SFT, and a preference pair from
+real bundled model, then review through the store API, export (SFT, and a preference pair from
 a reviewer's edit) and the gap report after review.
 
 Minutes of CPU: the demo generates about a dozen candidates with SmolLM2-135M.
@@ -29,7 +29,7 @@ RUN = "demo"
 def demo(
     valkey_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[dict[str, str], str]]:
-    """The demo, run once for this module on the session's embedded Valkey."""
+    """The demo, run once for this module on the session's bundled Valkey."""
     prefix = "gapfill-demo-test"
     env = {
         "GAPFILL_REDIS_URL": valkey_url,
@@ -65,7 +65,7 @@ def test_the_demo_measures_generates_scores_and_reports_the_funnel(
         prefix=env["GAPFILL_KEY_PREFIX"],
     )
     items = [store.get(i) for s in CandidateStatus for i in store.ids(RUN, s)]
-    assert len(items) >= 6, "the embedded model's JSON is constrained: requests parse"
+    assert len(items) >= 6, "the bundled model's JSON is constrained: requests parse"
     assert all(i.status is not CandidateStatus.GENERATED for i in items), "every item scored"
     assert {i.provenance.backend for i in items} == {"local"}
     assert sum(i.status is CandidateStatus.PENDING for i in items) >= 3

@@ -15,6 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from generator.dataset_import import ingest_file
 from generator.errors import ExportError, InvalidTransitionError
 from generator.export import writer
 from generator.export.checks import (
@@ -26,7 +27,6 @@ from generator.export.checks import (
 )
 from generator.export.rows import sft_row
 from generator.export.writer import ExportOptions, export
-from generator.ingest import ingest_file
 from generator.schema import (
     PII_CLEARED_TAG,
     PREFERENCE_PAIR_TAG,

@@ -21,9 +21,9 @@ from generator.filters.reference import (
     ReferenceItem,
     item_vectors,
 )
-from generator.filters.run_pipeline import RunPipelines, reference_items
 from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.settings import FilterSettings
+from generator.filters.stored_run import RunPipelines, reference_items
 from generator.filters.topic import OffTopicFilter
 from generator.schema import (
     Candidate,

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from generator.dataset_reader import load_examples
 from generator.embeddings import Embedder
 from generator.filters.contamination import ContaminationFilter, load_eval_items
 from generator.filters.duplicates import ExactDuplicateFilter, NearDuplicateFilter
@@ -19,7 +20,6 @@ from generator.filters.pii import PIIFilter, iban_valid, luhn
 from generator.filters.pipeline import FilterPipeline
 from generator.filters.quality import QualityFilter
 from generator.filters.settings import FilterSettings
-from generator.importers import load_examples
 from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
 from tests.conftest import SHARED_DATA
 from tests.factories import sft
@@ -281,8 +281,8 @@ def test_gapfill_score_writes_one_line_per_row_in_order(
 
 def test_the_safety_first_pass_on_real_hh_pairs() -> None:
     """How often the filter prefers HH's chosen answer: measured, and it must beat chance."""
+    from generator.dataset_reader import read_examples
     from generator.filters.safety import SafetyFilter
-    from generator.importers import read_examples
     from generator.schema import PreferenceExample
 
     pairs = [

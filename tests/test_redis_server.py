@@ -1,4 +1,4 @@
-"""The embedded Valkey server: started on demand, reused, durable across kill -9."""
+"""The bundled Valkey server: started on demand, reused, durable across kill -9."""
 
 from __future__ import annotations
 
@@ -12,17 +12,17 @@ import pytest
 import redis
 
 from generator.connection import connect, eviction_warning
-from generator.redis_server import EmbeddedServer
+from generator.redis_server import BundledServer
 from generator.schema import CandidateStatus
 from generator.store import Store
 from tests.factories import candidate
 
 
 def test_the_server_starts_once_and_is_reused(tmp_path: Path) -> None:
-    server = EmbeddedServer(tmp_path)
+    server = BundledServer(tmp_path)
     try:
         first = server.ensure_running()
-        second = EmbeddedServer(tmp_path).ensure_running()
+        second = BundledServer(tmp_path).ensure_running()
         assert second.pid == first.pid and second.port == first.port
         client = connect(first.url)
         assert client.config_get("appendonly")["appendonly"] == "yes"
@@ -36,7 +36,7 @@ def test_the_server_starts_once_and_is_reused(tmp_path: Path) -> None:
 
 
 def test_a_stale_state_file_is_ignored(tmp_path: Path) -> None:
-    server = EmbeddedServer(tmp_path)
+    server = BundledServer(tmp_path)
     info = server.ensure_running()
     os.kill(info.pid, signal.SIGKILL)
     _wait_dead(info.pid)
@@ -63,7 +63,7 @@ def _wait_dead(pid: int) -> None:
 
 @pytest.mark.parametrize("decisions", [37])
 def test_no_decision_is_lost_when_the_server_is_killed(tmp_path: Path, decisions: int) -> None:
-    server = EmbeddedServer(tmp_path, appendfsync="always")
+    server = BundledServer(tmp_path, appendfsync="always")
     info = server.ensure_running()
     store = Store(connect(info.url), prefix="durable")
     store.put_many(candidate(i) for i in range(60))
@@ -95,7 +95,7 @@ def test_no_decision_is_lost_when_the_server_is_killed(tmp_path: Path, decisions
 def test_a_kill_during_scoring_and_review_loses_no_decision_and_the_run_completes(
     tmp_path: Path,
 ) -> None:
-    server = EmbeddedServer(tmp_path, appendfsync="always")
+    server = BundledServer(tmp_path, appendfsync="always")
     info = server.ensure_running()
     store = Store(connect(info.url), prefix="durable")
     items = [candidate(i, status=CandidateStatus.GENERATED) for i in range(300)]
@@ -160,7 +160,7 @@ def test_a_kill_during_scoring_and_review_loses_no_decision_and_the_run_complete
 
 
 def test_an_evicting_server_is_reported(tmp_path: Path) -> None:
-    server = EmbeddedServer(tmp_path)
+    server = BundledServer(tmp_path)
     info = server.ensure_running()
     try:
         client = connect(info.url)

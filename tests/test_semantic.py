@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from generator.dataset_reader import load_examples
 from generator.embeddings import Embedder
 from generator.filters.language import LanguageFilter
 from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.vectors import VectorIndex
-from generator.importers import load_examples
 from generator.schema import Candidate, CandidateKind, SFTExample
 from tests.conftest import SHARED_DATA
 from tests.factories import sft
@@ -104,8 +104,8 @@ def test_near_duplicates_in_the_t0_corpus_against_labelled_pairs(embedder: Embed
     for paraphrases; templated near-duplicates are the shingles' job)."""
     import difflib
 
+    from generator.dataset_reader import convert, iter_records
     from generator.filters.duplicates import NearDuplicateFilter
-    from generator.importers import convert, iter_records
 
     rows: list[str] = []
     for _, record in iter_records(SHARED_DATA / "t0" / "t0_train_50k.jsonl.gz"):

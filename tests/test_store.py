@@ -1,4 +1,4 @@
-"""The store, against real servers: the embedded Valkey and (in CI) the machine's Redis."""
+"""The store, against real servers: the bundled Valkey and (in CI) the machine's Redis."""
 
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ from generator.config import QueueSettings, Settings
 from generator.embeddings import Embedder
 from generator.errors import BackendError
 from generator.export.checks import DEFAULT_MAX_LENGTH, LengthCheck, load_tokenizer
-from generator.filters.run_pipeline import RunPipelines
+from generator.filters.stored_run import RunPipelines
 from generator.queueing import WorkQueue
 from generator.store import Store
 

@@ -1,4 +1,4 @@
-"""LLM backends behind one Protocol: ``local`` (embedded CPU model), ``openai``, ``vllm``."""
+"""LLM backends behind one Protocol: ``local`` (bundled CPU model), ``openai``, ``vllm``."""
 
 from __future__ import annotations
 

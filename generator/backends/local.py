@@ -1,6 +1,6 @@
 """The ``local`` backend: a Hugging Face model run with transformers, on CPU (or CUDA if asked).
 
-The default model is the embedded SmolLM2-135M-Instruct (see ``generator.embedded_model``).
+The default model is the bundled SmolLM2-135M-Instruct (see ``generator.bundled_model``).
 Requests are grouped by sampling settings (one ``generate`` call applies one setting), sorted by
 length to limit padding, and run in batches of ``batch_size``. float32 is used on CPU: on the
 CPUs measured here bfloat16 is ~3x slower. A request's JSON schema is enforced token by token
@@ -23,7 +23,7 @@ from generator.backends.base import (
     FinishReason,
 )
 from generator.backends.constrained import SchemaGrammars
-from generator.embedded_model import resolve_model_dir
+from generator.bundled_model import resolve_model_dir
 from generator.errors import BackendError
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.backends.base import BackendOptions, ChatRequest, ChatResult, Completion
-from generator.embedded_model import resolve_model_dir
+from generator.bundled_model import resolve_model_dir
 from generator.errors import BackendDeadError, BackendError
 
 logger = logging.getLogger(__name__)

@@ -16,13 +16,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generator.charts import bar_chart, histogram_chart
 from generator.coverage import GapReport, count_into_gaps
+from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, DataFileError
 from generator.evaluation import metrics
 from generator.evaluation.report import EvalReport, markdown
 from generator.export.checks import DEFAULT_MAX_LENGTH, LengthCheck, load_tokenizer
 from generator.filters.contamination import ContaminationFilter, load_eval_items
-from generator.importers import read_examples
 from generator.schema import PreferenceExample, SFTExample
 
 Stage = Literal["sft", "preference"]
@@ -42,7 +42,7 @@ class EvalOptions(BaseModel):
     stage: Stage
     eval_sets: list[Path] = Field(default_factory=list)
     existing: Path | None = None
-    judge: str | None = Field(default=None, description="BACKEND/MODEL, e.g. local/embedded")
+    judge: str | None = Field(default=None, description="BACKEND/MODEL, e.g. local/bundled")
     judge_sample: int = Field(default=50, ge=1)
     tokenizer: str | None = None
     max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=16)
@@ -118,9 +118,12 @@ def judge_backend(spec: str, data_dir: Path) -> Any:
 
     name, _, model = spec.partition("/")
     if not name or not model:
-        raise ConfigError(f"--judge {spec!r}: expected BACKEND/MODEL, e.g. local/embedded")
+        raise ConfigError(f"--judge {spec!r}: expected BACKEND/MODEL, e.g. local/bundled")
     backend = create_backend(
-        name, None if model == "embedded" else model, BackendOptions(), data_dir=data_dir
+        name,
+        None if model in ("bundled", "embedded") else model,
+        BackendOptions(),
+        data_dir=data_dir,
     )
     backend.load()
     return backend

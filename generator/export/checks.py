@@ -1,7 +1,7 @@
 """Checks before anything is written: structure, and length under the trainer's chat template.
 
 Length is what a trainer would truncate: the conversation rendered with the configured
-tokenizer's chat template (default: the embedded SmolLM2's), counted in tokens. Counting every
+tokenizer's chat template (default: the bundled SmolLM2's), counted in tokens. Counting every
 item is the slow part of an export, so an item whose rendered text has fewer UTF-8 bytes than the
 limit (minus room for added special tokens) is passed without tokenising: a token of these
 tokenizers (byte-level BPE, WordPiece, Unigram) covers at least one byte.
@@ -58,10 +58,10 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenize
 
 
 def load_tokenizer(name: str | None, data_dir: Path) -> Any:
-    """A Hugging Face tokenizer from a local directory; by default the embedded model's."""
-    from generator.embedded_model import ensure_converted
+    """A Hugging Face tokenizer from a local directory; by default the bundled model's."""
+    from generator.bundled_model import ensure_converted
 
-    if name in (None, "", "embedded"):
+    if name in (None, "", "bundled", "embedded"):
         path = ensure_converted(data_dir)
     else:
         path = Path(str(name)).expanduser()

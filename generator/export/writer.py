@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generator import __version__
 from generator.coverage import GapReport
+from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ExportError
 from generator.evaluation.runner import EvalInput, EvalOptions, evaluate, write_reports
@@ -39,7 +40,6 @@ from generator.export.rows import Row, RowRefused, preference_row, row_bytes, sf
 from generator.export.selection import Selection
 from generator.export.split import split
 from generator.filters.text import normalise
-from generator.importers import read_examples
 from generator.schema import CandidateKind, CandidateStatus, PreferenceExample, SFTExample
 from generator.store import Store
 
@@ -56,7 +56,9 @@ class ExportOptions(BaseModel):
         default=None, description="Existing dataset merged in, deduplicated."
     )
     eval_fraction: float = Field(default=0.0, ge=0, lt=1)
-    tokenizer: str | None = Field(default=None, description="Tokenizer dir; default: embedded.")
+    tokenizer: str | None = Field(
+        default=None, description="Tokenizer dir; default: the bundled SmolLM2."
+    )
     max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=16)
     base_model: str | None = None
     pretraining_data: list[str] = Field(default_factory=list)
@@ -558,7 +560,7 @@ def _write_manifest(
                 dataset_files if options.kind is CandidateKind.PREFERENCE else None
             ),
             "chat_template": {
-                "tokenizer": options.tokenizer or "embedded SmolLM2-135M-Instruct",
+                "tokenizer": options.tokenizer or "bundled SmolLM2-135M-Instruct",
                 "sha256": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest(),
                 "max_length": options.max_length,
             },

@@ -14,11 +14,11 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.dataset_reader import RowError, iter_records
 from generator.embeddings import Embedder, max_similarity
 from generator.errors import DataFileError, InvalidRowError
 from generator.filters.base import full_text
 from generator.filters.text import words
-from generator.importers import RowError, iter_records
 from generator.schema import Candidate, Score
 
 

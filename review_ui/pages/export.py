@@ -28,7 +28,7 @@ def page() -> None:
         eval_fraction = st.number_input("Eval fraction", 0.0, 0.5, 0.0, step=0.05)
         max_length = st.number_input("Max tokens under the chat template", 16, 131072, 2048)
         tokenizer = st.text_input(
-            "Tokenizer directory (default: the embedded model's)", key="export-tokenizer"
+            "Tokenizer directory (default: the bundled model's)", key="export-tokenizer"
         )
         merge = st.text_input("Merge an existing dataset (path, optional)")
         base_model = st.text_input("Base model (for the audit record, optional)")

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from generator.dataset_reader import RowError, iter_records
 from generator.errors import DataFileError, InvalidRowError
-from generator.importers import RowError, iter_records
 from generator.schema import GenerationTask
 
 

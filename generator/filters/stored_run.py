@@ -17,12 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from generator.backends.base import Backend
+from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.filters.contamination import load_eval_items
 from generator.filters.pipeline import FilterPipeline
 from generator.filters.reference import IndexOptions, ReferenceIndexes, ReferenceItem
 from generator.filters.settings import FilterSettings
-from generator.importers import read_examples
 from generator.schema import CandidateStatus, RunConfig
 from generator.store import Store
 

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from generator.dataset_import import ingest_file
+from generator.dataset_reader import read_examples
 from generator.errors import DataFileError, InvalidRowError
-from generator.importers import read_examples
-from generator.ingest import ingest_file
 from generator.schema import PreferenceExample, SFTExample
 from generator.store import Store
 

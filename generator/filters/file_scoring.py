@@ -15,12 +15,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.filters.contamination import load_eval_items
 from generator.filters.pipeline import FilterPipeline
-from generator.filters.run_pipeline import existing_indexes
 from generator.filters.settings import FilterSettings
-from generator.importers import read_examples
+from generator.filters.stored_run import existing_indexes
 from generator.schema import Candidate, CandidateKind, PreferenceExample
 
 

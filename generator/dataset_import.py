@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from generator.dataset_reader import Format, read_examples
 from generator.errors import InvalidRowError
-from generator.importers import Format, read_examples
 from generator.schema import (
     Candidate,
     CandidateKind,
