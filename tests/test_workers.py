@@ -32,7 +32,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
     while not condition():
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.2)
+        time.sleep(0.05)
 
 
 @pytest.fixture
@@ -128,8 +128,9 @@ def test_a_batch_whose_worker_is_killed_is_rerun_without_duplicates(
     [job_id] = work.enqueue_tasks("run-1").jobs
     first = start_worker()
     started = StartedJobRegistry(queue=work.generate)
+    # Killed the moment the job is seen started: the batch stores nothing until all 8 answers
+    # are generated (seconds of work), so the kill always lands mid-batch. Checked just below.
     wait_until(lambda: job_id in started.get_job_ids(), 120, "the first worker to start the job")
-    time.sleep(1.5)
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     assert store.task_counts("run-1")[0] < 8, "the batch finished before the kill; make it longer"
@@ -165,8 +166,7 @@ def test_three_workers_killed_mid_batch_lose_no_request_and_duplicate_none(
     for kill in range(3):
         victim = start_worker()
         wait_until(lambda p=victim: busy(p), 180, f"worker {kill + 1} to start a batch")  # type: ignore[misc]
-        time.sleep(1.5)
-        victim.send_signal(signal.SIGKILL)
+        victim.send_signal(signal.SIGKILL)  # on the observed start, not after a guessed sleep
         victim.wait(timeout=10)
     assert store.task_counts("run-1")[0] < 24, "the campaign finished before the kills"
 
