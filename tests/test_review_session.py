@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 
 from generator.errors import StoreError
@@ -67,10 +65,9 @@ def test_accept_reject_skip_edit_and_undo_change_the_store(store: Store) -> None
 
 def test_a_decision_on_an_expired_lease_is_refused_with_a_message(store: Store) -> None:
     ids = seeded(store, 2)
-    short = Store(store.redis, prefix=store.keys.prefix, lease_seconds=0.2)
-    session = ReviewSession(short, "alice", "run-1")
+    session = ReviewSession(store, "alice", "run-1")
     session.refresh()
-    time.sleep(0.4)
+    store.expire_leases("run-1")
     outcome = session.accept()
     assert not outcome.ok and "expired" in outcome.message
     assert store.get(ids[0]).status is CandidateStatus.PENDING, "nothing recorded silently"
@@ -78,10 +75,9 @@ def test_a_decision_on_an_expired_lease_is_refused_with_a_message(store: Store) 
 
 def test_an_item_taken_by_someone_else_is_refused_not_lost(store: Store) -> None:
     ids = seeded(store, 1)
-    short = Store(store.redis, prefix=store.keys.prefix, lease_seconds=0.2)
-    alice = ReviewSession(short, "alice", "run-1")
+    alice = ReviewSession(store, "alice", "run-1")
     alice.refresh()
-    time.sleep(0.4)
+    store.expire_leases("run-1")
     bob = ReviewSession(store, "bob", "run-1")
     assert bob.refresh() is not None and bob.current is not None
     assert bob.current.item_id == ids[0]

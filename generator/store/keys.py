@@ -1,0 +1,115 @@
+"""The store's key layout: every key it writes, its Redis type and what it holds.
+
+All keys lie under one configurable prefix ``P`` (``P:<pattern>`` for each pattern in ``LAYOUT``),
+so campaigns and test sessions never collide. ``Keys`` builds each name; the Lua scripts in
+``lua/`` build some of the same names from item and run ids (``P:item:<id>``,
+``P:item:<id>:votes``, ``P:run:<run>:counts|status:<s>|pending``), which keeps them
+single-instance (not Redis Cluster) safe: gapfill targets one primary, as RQ does.
+tests/test_store_keys.py runs a workload and checks that the keys on the server are exactly these.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# No ':' or glob characters, so one prefix's keys can never match another prefix's SCAN pattern.
+PREFIX = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+@dataclass(frozen=True)
+class KeySpec:
+    """One kind of key: its name after ``P:`` (``<...>`` stands for an id), Redis type, content."""
+
+    pattern: str
+    type: str
+    holds: str
+
+
+LAYOUT: tuple[KeySpec, ...] = (
+    KeySpec(
+        "item:<id>",
+        "hash",
+        "data (candidate JSON without the fields below), status, version, run, gap, priority, "
+        "lease_owner, lease_expires (ms, server clock), edited (payload JSON), edited_by, "
+        "decided_by, exported (the export id that last took it)",
+    ),
+    KeySpec("item:<id>:votes", "hash", "reviewer -> accept|reject, for runs with overlap (k > 1)"),
+    KeySpec("runs", "set", "run ids (of items, tasks, configs and gaps)"),
+    KeySpec("run:<run>:config", "string", "the RunConfig JSON"),
+    KeySpec("run:<run>:review", "hash", "k (reviewers per item), rule (majority|unanimous)"),
+    KeySpec("run:<run>:gaps", "hash", "gap id -> Gap JSON"),
+    KeySpec("run:<run>:gap-report", "string", "the run's full gap report JSON"),
+    KeySpec("run:<run>:eval_report", "string", "the latest eval report JSON (eval / export)"),
+    KeySpec("run:<run>:counts", "hash", '"<gap>|<status>" -> count (O(1) status figures)'),
+    KeySpec("run:<run>:status:<status>", "set", "item ids with that status"),
+    KeySpec("run:<run>:pending", "zset", "the review queue: pending, unleased items by priority"),
+    KeySpec("run:<run>:leased", "zset", "leased items by lease expiry (ms, server clock)"),
+    KeySpec(
+        "run:<run>:skipped:<reviewer>", "set", "items a reviewer skipped (not handed to them again)"
+    ),
+    KeySpec("run:<run>:tasks", "set", "every generation task id of the run"),
+    KeySpec("run:<run>:tasks-open", "set", "task ids not yet completed"),
+    KeySpec("run:<run>:stats", "hash", "generation figures: tokens, tasks done, backend seconds"),
+    KeySpec(
+        "task:<id>",
+        "hash",
+        "data (GenerationTask JSON), state (open|done), run, job (the RQ job last enqueued), "
+        'result (JSON {"candidates": [ids], "tasks": [ids]})',
+    ),
+    KeySpec(
+        "log",
+        "stream",
+        "the decision log: item, run, gap, verdict, decision (JSON); "
+        "appended, never trimmed or rewritten",
+    ),
+    KeySpec("exports", "list", "one JSON record per export, newest last"),
+    KeySpec("tokens:<fingerprint>", "hash", "conversation key -> token count, per tokenizer"),
+)
+
+# What each ``<...>`` may stand for: ids hold no ':'; a reviewer id may ("local:<user>").
+PLACEHOLDERS = {"reviewer": ".+"}
+
+
+def pattern_regex(pattern: str) -> re.Pattern[str]:
+    """A layout pattern as a regular expression over the key name after ``P:``."""
+    parts = re.split(r"<(\w+)>", pattern)  # literal, name, literal, name, ..., literal
+    return re.compile(
+        "".join(
+            PLACEHOLDERS.get(part, "[^:]+") if index % 2 else re.escape(part)
+            for index, part in enumerate(parts)
+        )
+    )
+
+
+class Keys:
+    """Key names under one prefix (see ``LAYOUT``)."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.runs = f"{prefix}:runs"
+        self.log = f"{prefix}:log"
+        self.exports = f"{prefix}:exports"
+
+    def item(self, item_id: str) -> str:
+        return f"{self.prefix}:item:{item_id}"
+
+    def votes(self, item_id: str) -> str:
+        return f"{self.prefix}:item:{item_id}:votes"
+
+    def task(self, task_id: str) -> str:
+        return f"{self.prefix}:task:{task_id}"
+
+    def tokens(self, fingerprint: str) -> str:
+        """Token counts of conversations under one tokenizer (see export.checks)."""
+        return f"{self.prefix}:tokens:{fingerprint}"
+
+    def run(self, run_id: str, suffix: str) -> str:
+        """``P:run:<run>:<suffix>``: one of the run's keys, e.g. ``run(r, "pending")``."""
+        return f"{self.prefix}:run:{run_id}:{suffix}"
+
+    def status(self, run_id: str, status: str) -> str:
+        return self.run(run_id, f"status:{status}")
+
+    def skipped(self, run_id: str, reviewer: str) -> str:
+        return self.run(run_id, f"skipped:{reviewer}")

@@ -1,0 +1,58 @@
+-- KEYS: item, pending, leased, skipped(reviewer), log, run review settings, item votes.
+-- ARGV: prefix, id, reviewer, verdict, expected_version, to_status, decision_json, edited_json
+local prefix, id, reviewer, verdict, expected, to, decision, edited = unpack(ARGV)
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
+local f = redis.call('HMGET', KEYS[1], 'status', 'version', 'lease_owner', 'lease_expires',
+                     'run', 'gap', 'priority')
+local status, version, owner, expires, run, gap, priority = f[1], f[2], f[3], f[4], f[5], f[6], f[7]
+if status ~= 'pending' then return redis.error_reply('TRANSITION ' .. status) end
+if tonumber(expected) ~= tonumber(version) then return redis.error_reply('STALE ' .. version) end
+if owner ~= reviewer then return redis.error_reply('NOT_LEASED ' .. tostring(owner or '')) end
+if tonumber(expires) < now_ms() then
+  redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
+  redis.call('ZREM', KEYS[3], id)
+  redis.call('ZADD', KEYS[2], priority, id)
+  return redis.error_reply('LEASE_EXPIRED')
+end
+redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
+redis.call('ZREM', KEYS[3], id)
+local review = redis.call('HMGET', KEYS[6], 'k', 'rule')
+local k = tonumber(review[1] or '1') or 1
+local new_version = tonumber(version)
+if verdict == 'skip' then
+  new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+  redis.call('SADD', KEYS[4], id)
+  redis.call('ZADD', KEYS[2], priority, id)
+elseif k <= 1 then
+  new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+  move_status(prefix, id, KEYS[1], run, gap, 'pending', to)
+  redis.call('HSET', KEYS[1], 'decided_by', reviewer)
+  if edited ~= '' then redis.call('HSET', KEYS[1], 'edited', edited, 'edited_by', reviewer) end
+else
+  local vote = 'reject'
+  if to == 'accepted' then vote = 'accept' end
+  redis.call('HSET', KEYS[7], reviewer, vote)
+  if edited ~= '' then
+    redis.call('HSET', KEYS[1], 'edited', edited, 'edited_by', reviewer)
+    new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+  end
+  local votes = redis.call('HVALS', KEYS[7])
+  if #votes < k then
+    redis.call('ZADD', KEYS[2], priority, id)
+  else
+    local accepts = 0
+    for _, v in ipairs(votes) do if v == 'accept' then accepts = accepts + 1 end end
+    local final = 'rejected'
+    if review[2] == 'unanimous' then
+      if accepts == #votes then final = 'accepted' end
+    elseif accepts * 2 > #votes then
+      final = 'accepted'
+    end
+    new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+    move_status(prefix, id, KEYS[1], run, gap, 'pending', final)
+    redis.call('HSET', KEYS[1], 'decided_by', reviewer)
+  end
+end
+local entry = redis.call('XADD', KEYS[5], '*', 'item', id, 'run', run, 'gap', gap,
+                         'verdict', verdict, 'decision', decision)
+return {new_version, entry, run, gap}

@@ -1,0 +1,7 @@
+-- KEYS: item, pending, leased. ARGV: id, reviewer
+local f = redis.call('HMGET', KEYS[1], 'lease_owner', 'status', 'priority')
+if f[1] ~= ARGV[2] then return 0 end
+redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
+redis.call('ZREM', KEYS[3], ARGV[1])
+if f[2] == 'pending' then redis.call('ZADD', KEYS[2], f[3], ARGV[1]) end
+return 1

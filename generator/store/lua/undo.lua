@@ -1,0 +1,37 @@
+-- A settled item goes back to the queue (only its settler can do that); under overlap, a vote on
+-- an item still pending is withdrawn without touching the version (another reviewer may hold it).
+-- Every logged action (undo.lua, bulk.lua) takes arguments of one shape:
+-- KEYS: item, pending, leased, log, item votes.
+-- ARGV: prefix, id, reviewer, verdict, decision_json, to ('' where the script decides it).
+local prefix, id, reviewer, _verdict, decision = unpack(ARGV)
+if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
+local f = redis.call('HMGET', KEYS[1], 'status', 'decided_by', 'exported', 'run', 'gap',
+                     'priority', 'version', 'edited_by')
+local status, by, exported, run, gap, priority, version, edited_by = unpack(f)
+local voted = redis.call('HEXISTS', KEYS[5], reviewer) == 1
+local new_version
+if status == 'pending' and voted then
+  new_version = tonumber(version)
+  if edited_by == reviewer then
+    redis.call('HDEL', KEYS[1], 'edited', 'edited_by')
+    new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+  end
+elseif status ~= 'accepted' and status ~= 'rejected' then
+  return redis.error_reply('TRANSITION ' .. status)
+elseif by ~= reviewer then
+  return redis.error_reply('NOT_YOURS ' .. tostring(by or ''))
+elseif exported then
+  return redis.error_reply('EXPORTED ' .. exported)
+else
+  move_status(prefix, id, KEYS[1], run, gap, status, 'pending')
+  redis.call('HDEL', KEYS[1], 'decided_by')
+  if edited_by == reviewer or not edited_by then
+    redis.call('HDEL', KEYS[1], 'edited', 'edited_by')
+  end
+  redis.call('ZADD', KEYS[2], priority, id)
+  new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
+end
+redis.call('HDEL', KEYS[5], reviewer)
+local entry = redis.call('XADD', KEYS[4], '*', 'item', id, 'run', run, 'gap', gap,
+                         'verdict', 'undo', 'decision', decision)
+return {new_version, entry, run, gap}
