@@ -7,7 +7,6 @@ from importlib import resources
 from typing import Any, cast
 
 import redis
-from redis.commands.core import Script
 
 from generator.errors import (
     InvalidTransitionError,
@@ -20,6 +19,8 @@ from generator.store.keys import PREFIX, Keys
 
 # The scripts that use the helpers of lua/common.lua (now_ms, move_status) get it prepended.
 _WITH_COMMON = {"put", "route", "claim", "decide", "undo", "bulk", "expire_leases"}
+# Every script a store runs, each registered once per store (its SHA computed once).
+_SCRIPTS = (*_WITH_COMMON, "release", "add_task", "mark_exported", "unmark_exported", "read_items")
 
 
 @functools.cache
@@ -48,21 +49,7 @@ class StoreBase:
         self.keys = Keys(prefix)
         self.lease_seconds = lease_seconds
 
-        def script(name: str) -> Script:
-            return client.register_script(lua(name))
-
-        self._put = script("put")
-        self._route = script("route")
-        self._claim = script("claim")
-        self._decide = script("decide")
-        self._release = script("release")
-        self._undo = script("undo")
-        self._bulk = script("bulk")
-        self._expire_leases = script("expire_leases")
-        self._add_task = script("add_task")
-        self._mark_exported = script("mark_exported")
-        self._unmark_exported = script("unmark_exported")
-        self._read_items = script("read_items")
+        self._scripts = {name: client.register_script(lua(name)) for name in _SCRIPTS}
         # The same connections, replies as the server sent them: redis-py's own XRANGE reply
         # callback builds a dict per log entry, which at 100,000 entries cost more than the read
         # (and reshaping the entries in a Lua script cost the server three times the XRANGE).

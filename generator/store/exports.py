@@ -21,7 +21,7 @@ class ExportsMixin(StoreBase):
         for start in range(0, len(item_ids), _MARK_CHUNK):
             keys = [self.keys.item(i) for i in item_ids[start : start + _MARK_CHUNK]]
             previous.extend(
-                cast(list[str | None], self._mark_exported(keys=keys, args=[export_id]))
+                cast(list[str | None], self._scripts["mark_exported"](keys=keys, args=[export_id]))
             )
         return previous
 
@@ -32,7 +32,7 @@ class ExportsMixin(StoreBase):
         has marked it since."""
         for start in range(0, len(item_ids), _MARK_CHUNK):
             end = start + _MARK_CHUNK
-            self._unmark_exported(
+            self._scripts["unmark_exported"](
                 keys=[self.keys.item(i) for i in item_ids[start:end]],
                 args=[export_id, *(p or "" for p in previous[start:end])],
             )

@@ -42,7 +42,7 @@ class ItemsMixin(StoreBase):
         return sum(int(r) for r in results)
 
     def _queue_put(self, pipe: redis.client.Pipeline, candidate: Candidate, data: str) -> None:
-        self._put(
+        self._scripts["put"](
             keys=[self.keys.item(candidate.id), self.keys.runs],
             args=[
                 self.keys.prefix,
@@ -78,7 +78,7 @@ class ItemsMixin(StoreBase):
         """
         data = self._serialise(candidate) if candidate is not None else ""
         try:
-            version = self._route(
+            version = self._scripts["route"](
                 keys=[self.keys.item(item_id)],
                 args=[
                     self.keys.prefix,
@@ -145,7 +145,7 @@ class ItemsMixin(StoreBase):
         # unpacking 5,000 commands in redis-py costs more than the server's work.
         return cast(
             list[list[str | None]],
-            self._read_items(keys=[self.keys.item(i) for i in ids], args=_RAW_FIELDS),
+            self._scripts["read_items"](keys=[self.keys.item(i) for i in ids], args=_RAW_FIELDS),
         )
 
     def _parse_raw(self, ids: list[str], replies: list[list[str | None]]) -> list[dict[str, Any]]:

@@ -1,7 +1,7 @@
 """The store's key layout: every key it writes, its Redis type and what it holds.
 
-All keys lie under one configurable prefix ``P`` (``P:<pattern>`` for each pattern in ``LAYOUT``),
-so campaigns and test sessions never collide. ``Keys`` builds each name; the Lua scripts in
+All keys lie under one configurable prefix ``P``, so campaigns and test sessions never collide:
+``TABLE`` below lists them (``P:<pattern>``). ``Keys`` builds each name; the Lua scripts in
 ``lua/`` build some of the same names from item and run ids (``P:item:<id>``,
 ``P:item:<id>:votes``, ``P:run:<run>:counts|status:<s>|pending``), which keeps them
 single-instance (not Redis Cluster) safe: gapfill targets one primary, as RQ does.
@@ -11,61 +11,65 @@ tests/test_store_keys.py runs a workload and checks that the keys on the server 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # No ':' or glob characters, so one prefix's keys can never match another prefix's SCAN pattern.
 PREFIX = re.compile(r"[A-Za-z0-9_.-]+")
 
 
+# Every key, one entry each: its name after ``P:`` (``<...>`` stands for an id), its Redis type,
+# and what it holds (continued on indented lines). ``LAYOUT`` is this table, parsed.
+TABLE = """
+item:<id>                      hash    data (the candidate JSON without the fields that follow),
+                                       status, version, run, gap, priority, lease_owner,
+                                       lease_expires (ms, server clock), edited (payload JSON),
+                                       edited_by, decided_by, exported (the export that took it)
+item:<id>:votes                hash    reviewer -> accept|reject, for runs with overlap (k > 1)
+runs                           set     run ids (of items, tasks, configs and gaps)
+run:<run>:config               string  the RunConfig JSON
+run:<run>:review               hash    k (reviewers per item), rule (majority|unanimous)
+run:<run>:gaps                 hash    gap id -> Gap JSON
+run:<run>:gap-report           string  the run's full gap report JSON
+run:<run>:eval_report          string  the latest eval report JSON (gapfill eval / export)
+run:<run>:counts               hash    "<gap>|<status>" -> count (O(1) status figures)
+run:<run>:status:<status>      set     item ids with that status
+run:<run>:pending              zset    the review queue: pending, unleased items by priority
+run:<run>:leased               zset    leased items by lease expiry (ms, server clock)
+run:<run>:skipped:<reviewer>   set     items a reviewer skipped (not handed to them again)
+run:<run>:tasks                set     every generation task of the run
+run:<run>:tasks-open           set     tasks not yet completed
+run:<run>:stats                hash    generation figures: tokens, tasks done, backend seconds
+task:<id>                      hash    data (GenerationTask JSON), state (open|done), run,
+                                       job (the RQ job last enqueued for it),
+                                       result (JSON: the candidates and tasks it made)
+log                            stream  the decision log: item, run, gap, verdict, decision (JSON);
+                                       appended, never trimmed or rewritten
+exports                        list    one JSON record per export (newest last)
+tokens:<fingerprint>           hash    conversation key -> token count, under one tokenizer
+"""
+
+
 @dataclass(frozen=True)
 class KeySpec:
-    """One kind of key: its name after ``P:`` (``<...>`` stands for an id), Redis type, content."""
+    """One entry of ``TABLE``."""
 
     pattern: str
     type: str
     holds: str
 
 
-LAYOUT: tuple[KeySpec, ...] = (
-    KeySpec(
-        "item:<id>",
-        "hash",
-        "data (candidate JSON without the fields below), status, version, run, gap, priority, "
-        "lease_owner, lease_expires (ms, server clock), edited (payload JSON), edited_by, "
-        "decided_by, exported (the export id that last took it)",
-    ),
-    KeySpec("item:<id>:votes", "hash", "reviewer -> accept|reject, for runs with overlap (k > 1)"),
-    KeySpec("runs", "set", "run ids (of items, tasks, configs and gaps)"),
-    KeySpec("run:<run>:config", "string", "the RunConfig JSON"),
-    KeySpec("run:<run>:review", "hash", "k (reviewers per item), rule (majority|unanimous)"),
-    KeySpec("run:<run>:gaps", "hash", "gap id -> Gap JSON"),
-    KeySpec("run:<run>:gap-report", "string", "the run's full gap report JSON"),
-    KeySpec("run:<run>:eval_report", "string", "the latest eval report JSON (eval / export)"),
-    KeySpec("run:<run>:counts", "hash", '"<gap>|<status>" -> count (O(1) status figures)'),
-    KeySpec("run:<run>:status:<status>", "set", "item ids with that status"),
-    KeySpec("run:<run>:pending", "zset", "the review queue: pending, unleased items by priority"),
-    KeySpec("run:<run>:leased", "zset", "leased items by lease expiry (ms, server clock)"),
-    KeySpec(
-        "run:<run>:skipped:<reviewer>", "set", "items a reviewer skipped (not handed to them again)"
-    ),
-    KeySpec("run:<run>:tasks", "set", "every generation task id of the run"),
-    KeySpec("run:<run>:tasks-open", "set", "task ids not yet completed"),
-    KeySpec("run:<run>:stats", "hash", "generation figures: tokens, tasks done, backend seconds"),
-    KeySpec(
-        "task:<id>",
-        "hash",
-        "data (GenerationTask JSON), state (open|done), run, job (the RQ job last enqueued), "
-        'result (JSON {"candidates": [ids], "tasks": [ids]})',
-    ),
-    KeySpec(
-        "log",
-        "stream",
-        "the decision log: item, run, gap, verdict, decision (JSON); "
-        "appended, never trimmed or rewritten",
-    ),
-    KeySpec("exports", "list", "one JSON record per export, newest last"),
-    KeySpec("tokens:<fingerprint>", "hash", "conversation key -> token count, per tokenizer"),
-)
+def parse_table(table: str) -> tuple[KeySpec, ...]:
+    specs: list[KeySpec] = []
+    for line in table.strip("\n").splitlines():
+        if line.startswith(" "):  # what the entry above holds, continued
+            specs[-1] = replace(specs[-1], holds=f"{specs[-1].holds} {line.strip()}")
+        else:
+            pattern, kind, holds = line.split(None, 2)
+            specs.append(KeySpec(pattern, kind, holds))
+    return tuple(specs)
+
+
+LAYOUT = parse_table(TABLE)
 
 # What each ``<...>`` may stand for: ids hold no ':'; a reviewer id may ("local:<user>").
 PLACEHOLDERS = {"reviewer": ".+"}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import orjson
 import redis
@@ -31,6 +31,28 @@ _VERDICT_STATUS: dict[str, CandidateStatus] = {
     "reject": CandidateStatus.REJECTED,
     "skip": CandidateStatus.PENDING,
 }
+
+
+def _decision(
+    item_id: str,
+    run_id: str,
+    reviewer: str,
+    verdict: Verdict,
+    version: int,
+    reason_tags: list[str] | None,
+    note: str,
+    edited_payload: SFTExample | PreferenceExample | None = None,
+) -> Decision:
+    return Decision(
+        item_id=item_id,
+        run_id=run_id,
+        reviewer=reviewer,
+        verdict=verdict,
+        reason_tags=reason_tags or [],
+        note=note,
+        edited_payload=edited_payload,
+        item_version=version,
+    )
 
 
 @dataclass(frozen=True)
@@ -70,7 +92,7 @@ class ReviewMixin(ItemsMixin):
         if not reviewer:
             raise LeaseError("a reviewer id is required to claim an item")
         seconds = lease_seconds or self.lease_seconds
-        reply = self._claim(
+        reply = self._scripts["claim"](
             keys=[
                 self.keys.run(run_id, "pending"),
                 self.keys.run(run_id, "leased"),
@@ -96,7 +118,7 @@ class ReviewMixin(ItemsMixin):
     def release(self, item_id: str, reviewer: str) -> bool:
         """Give a lease back without deciding; the item returns to the queue at once."""
         run_id = self._run_of(item_id)
-        released = self._release(
+        released = self._scripts["release"](
             keys=[
                 self.keys.item(item_id),
                 self.keys.run(run_id, "pending"),
@@ -126,19 +148,12 @@ class ReviewMixin(ItemsMixin):
         if verdict not in _VERDICT_STATUS:
             raise StoreError(f"decide takes accept, reject, edit or skip, not {verdict!r}")
         run_id = self._run_of(item_id)
-        decision = Decision(
-            item_id=item_id,
-            run_id=run_id,
-            reviewer=reviewer,
-            verdict=verdict,
-            reason_tags=reason_tags or [],
-            note=note,
-            edited_payload=edited_payload,
-            item_version=expected_version,
+        decision = _decision(
+            item_id, run_id, reviewer, verdict, expected_version, reason_tags, note, edited_payload
         )
         edited = edited_payload.model_dump_json() if edited_payload is not None else ""
         try:
-            version, entry_id, _run, gap = self._decide(
+            version, entry_id, _run, gap = self._scripts["decide"](
                 keys=[
                     self.keys.item(item_id),
                     self.keys.run(run_id, "pending"),
@@ -168,23 +183,23 @@ class ReviewMixin(ItemsMixin):
         """Take back ``reviewer``'s accept/reject of an item: it returns to the review queue
         (with its priority), the edit is dropped, and the undo is logged. Refused when someone
         else decided it or it was exported."""
-        return self._logged_action(self._undo, item_id, reviewer, "undo")
+        return self._logged_action("undo", item_id, reviewer, "undo")
 
     def reopen(self, item_id: str, reviewer: str, note: str = "") -> LoggedDecision:
         """Bulk action: an auto-rejected item goes back to review."""
-        return self._logged_action(self._bulk, item_id, reviewer, "reopen", "pending", note)
+        return self._logged_action("bulk", item_id, reviewer, "reopen", "pending", note)
 
     def bulk_reject(
         self, item_id: str, reviewer: str, reason_tags: list[str], note: str = ""
     ) -> LoggedDecision:
         """Bulk action: reject a pending (unleased) or auto-rejected item without a lease."""
         return self._logged_action(
-            self._bulk, item_id, reviewer, "bulk_reject", "rejected", note, reason_tags
+            "bulk", item_id, reviewer, "bulk_reject", "rejected", note, reason_tags
         )
 
     def _logged_action(
         self,
-        script: Callable[..., Any],
+        script: Literal["undo", "bulk"],
         item_id: str,
         reviewer: str,
         verdict: Verdict,
@@ -196,18 +211,10 @@ class ReviewMixin(ItemsMixin):
         arguments, ``to`` being the status a bulk action moves the item to ('' for undo)."""
         run_id = self._run_of(item_id)
         version = int(cast(str, self.redis.hget(self.keys.item(item_id), "version")) or 0)
-        decision = Decision(
-            item_id=item_id,
-            run_id=run_id,
-            reviewer=reviewer,
-            verdict=verdict,
-            reason_tags=reason_tags or [],
-            note=note,
-            item_version=version,
-        )
+        decision = _decision(item_id, run_id, reviewer, verdict, version, reason_tags, note)
         body = decision.model_dump_json(exclude={"run_id", "gap_id"})
         try:
-            _version, entry_id, _run, gap = script(
+            _version, entry_id, _run, gap = self._scripts[script](
                 keys=[
                     self.keys.item(item_id),
                     self.keys.run(run_id, "pending"),
@@ -225,7 +232,9 @@ class ReviewMixin(ItemsMixin):
         """Make every lease of a run expired now, as if its time had run out (the server's clock
         decides, as for any lease); returns how many. Tests use it instead of sleeping."""
         return int(
-            self._expire_leases(keys=[self.keys.run(run_id, "leased")], args=[self.keys.prefix])
+            self._scripts["expire_leases"](
+                keys=[self.keys.run(run_id, "leased")], args=[self.keys.prefix]
+            )
         )
 
     def votes(self, item_id: str) -> dict[str, str]:

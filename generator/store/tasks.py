@@ -24,7 +24,7 @@ class TasksMixin(ItemsMixin):
             return sum(int(r) for r in pipe.execute())
 
     def _queue_add_task(self, pipe: redis.client.Pipeline, task: GenerationTask) -> None:
-        self._add_task(
+        self._scripts["add_task"](
             keys=[
                 self.keys.task(task.id),
                 self.keys.run(task.run_id, "tasks"),
