@@ -19,16 +19,14 @@ import os
 import platform
 import resource
 import time
-from pathlib import Path
 
 import numpy as np
+from _data import T0
 
 from generator.config import load_settings
 from generator.dataset_reader import convert, iter_records
 from generator.embeddings import Embedder, max_similarity
 
-ROOT = Path(__file__).resolve().parents[1]
-T0 = ROOT.parent / "shared" / "data" / "t0" / "t0_train_50k.jsonl.gz"
 TARGET_QPS, TARGET_RECALL = 2000.0, 0.95
 
 

@@ -2,7 +2,7 @@
 
     python bench/coverage.py [--examples 5000]
 
-Existing data: the first N rows of the T0 corpus (../shared/data/t0/t0_train_50k.jsonl.gz);
+Existing data: the first N rows of the T0 corpus (bench/data/t0/t0_train_50k.jsonl.gz);
 reference: the 252 user-oriented self-instruct prompts. Figures:
 - raw: the sentence-transformers model alone on exactly the texts the analysis embeds;
 - analysis: `coverage.analyse` from scratch (empty embedding cache): embedding, nearest
@@ -21,15 +21,13 @@ import tempfile
 import time
 from pathlib import Path
 
+from _data import REFERENCE, T0
+
 from generator.coverage import analyse, load_reference, prompt_texts
 from generator.dataset_reader import convert, iter_records
 from generator.embeddings import Embedder
 from generator.schema import PreferenceExample, SFTExample
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-T0 = DATA / "t0" / "t0_train_50k.jsonl.gz"
-REFERENCE = DATA / "self-instruct" / "user_oriented_instructions.jsonl"
 TARGET_RATIO, TARGET_SPEEDUP = 0.8, 10.0
 
 

@@ -18,19 +18,19 @@ import tempfile
 import time
 from pathlib import Path
 
+from _data import HH, HUMANEVAL, PREDICTIONS, T0
+
 from generator.dataset_reader import convert
 from generator.embeddings import Embedder
 from generator.evaluation.runner import EvalOptions, evaluate, read_input
 from generator.export.checks import load_tokenizer
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
 TARGET = 0.7
 
 
 def rows(count: int) -> list[dict[str, object]]:
     out: list[dict[str, object]] = []
-    for path in sorted((DATA / "self-instruct" / "predictions").glob("*.jsonl")):
+    for path in sorted(PREDICTIONS.glob("*.jsonl")):
         for line in path.open(encoding="utf-8"):
             row = json.loads(line)
             if (row.get("response") or "").strip():
@@ -39,7 +39,7 @@ def rows(count: int) -> list[dict[str, object]]:
                     {"role": "assistant", "content": row["response"].strip()},
                 ]
                 out.append({"messages": turns})
-    with gzip.open(DATA / "hh-rlhf" / "harmless-base-test.jsonl.gz", "rt") as handle:
+    with gzip.open(HH, "rt") as handle:
         for line in handle:
             try:
                 pair = convert(json.loads(line), "hh")
@@ -47,7 +47,7 @@ def rows(count: int) -> list[dict[str, object]]:
                 continue  # the few malformed HH rows
             messages = [m.model_dump() for m in (*pair.prompt, *pair.chosen)]  # type: ignore[union-attr]
             out.append({"messages": messages})
-    with gzip.open(DATA / "t0" / "t0_train_50k.jsonl.gz", "rt") as handle:
+    with gzip.open(T0, "rt") as handle:
         for line in handle:
             if len(out) >= count:
                 break
@@ -83,7 +83,7 @@ def main() -> int:
 
         embedder = Embedder(cache_dir=work / "cold-cache")
         embedder.encode_uncached(texts[:64])  # the same warm-up for this instance
-        options = EvalOptions(stage="sft", eval_sets=[DATA / "humaneval" / "HumanEval.jsonl.gz"])
+        options = EvalOptions(stage="sft", eval_sets=[HUMANEVAL])
         started = time.perf_counter()
         report = evaluate(data, options, embedder, tokenizer_dir).report
         eval_s = time.perf_counter() - started

@@ -3,7 +3,7 @@ orjson dump of the same payloads read from the same store, in the same run.
 
     python bench/export.py [--items 100000]
 
-Items: real prompts and answers from the T0 corpus (../shared/data/t0, 55,185 rows; beyond that,
+Items: real prompts and answers from the T0 corpus (bench/data/t0, 55,185 rows; beyond that,
 rows repeat with a numbered variant of the prompt so every item is distinct), stored as accepted
 in an bundled Valkey, each with an accept decision in the log (the export replays the log for
 provenance). Setup writes the log entries directly, in a pipeline: going through claim+decide
@@ -35,6 +35,7 @@ from typing import Any, cast
 
 import orjson
 import redis
+from _data import T0
 
 from generator.export.checks import (
     DEFAULT_MAX_LENGTH,
@@ -56,8 +57,6 @@ from generator.schema import (
 )
 from generator.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
-T0 = ROOT.parent / "shared" / "data" / "t0" / "t0_train_50k.jsonl.gz"
 TARGET = 0.5
 
 

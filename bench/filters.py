@@ -2,7 +2,7 @@
 
     python bench/filters.py [--existing 55185] [--candidates 2000] [--cache DIR]
 
-Existing set: the T0 corpus (../shared/data/t0/t0_train_50k.jsonl.gz, 55,185 prompt/completion
+Existing set: the T0 corpus (bench/data/t0/t0_train_50k.jsonl.gz, 55,185 prompt/completion
 rows), indexed once (exact digests, MinHash LSH, HNSW over embeddings) and cached on disk under
 ``--cache``; the first run's build time and embedding throughput are reported as their own figure
 (later runs load the cache and report the load time, plus the stored build figures).
@@ -31,6 +31,8 @@ import time
 from collections import Counter
 from pathlib import Path
 
+from _data import HH, HUMANEVAL, PREDICTIONS, T0
+
 from generator.dataset_reader import convert, iter_records
 from generator.embeddings import Embedder
 from generator.filters.base import full_text, turn_texts
@@ -40,12 +42,6 @@ from generator.filters.reference import IndexOptions, ReferenceIndexes, Referenc
 from generator.filters.settings import FilterSettings
 from generator.schema import Candidate, CandidateKind, Message, SFTExample
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data"
-T0 = DATA / "t0" / "t0_train_50k.jsonl.gz"
-PREDICTIONS = DATA / "self-instruct" / "predictions"
-HH = DATA / "hh-rlhf" / "harmless-base-test.jsonl.gz"
-HUMANEVAL = DATA / "humaneval" / "HumanEval.jsonl.gz"
 TARGET_RATIO = 0.8
 
 

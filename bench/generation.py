@@ -8,7 +8,7 @@ gapfill: stored in Redis, enqueued as an RQ job, run by a gapfill worker (in thi
 backend already loaded), outputs stored by content hash, scoring jobs run. Both use the same
 seeds, so they generate the same text. Reported: generated tokens/s of each and the ratio
 (b)/(a) (target >= 0.9, goal 0.95), the backend's load (worker start-up) time, and peak RSS.
-Prompts: the self-instruct seed tasks in ../shared/data.
+Prompts: the self-instruct seed tasks (tests/data/self-instruct).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import redis
+from _data import SEED_TASKS
 
 from generator.backends import BackendOptions, ChatRequest, create_backend
 from generator.config import QueueSettings
@@ -36,8 +37,6 @@ from generator.store import Store
 from workers.registry import install
 from workers.worker import GapfillWorker
 
-ROOT = Path(__file__).resolve().parents[1]
-SEED_TASKS = ROOT.parent / "shared" / "data" / "self-instruct" / "seed_tasks.jsonl"
 TARGET, GOAL = 0.9, 0.95
 
 

@@ -25,13 +25,12 @@ import urllib.request
 from pathlib import Path
 
 import redis
+from _data import PREDICTIONS
 
 from generator.redis_server import BundledServer
 from generator.schema import Candidate, CandidateKind, CandidateStatus, Message, SFTExample
 from generator.store import Store
 
-ROOT = Path(__file__).resolve().parents[1]
-PREDICTIONS = ROOT.parent / "shared" / "data" / "self-instruct" / "predictions"
 ITEM = re.compile(r"item ([0-9a-f]{8,})")
 TARGET_P95_MS = 500.0
 
@@ -96,7 +95,7 @@ def main() -> int:
             "GAPFILL_DATA_DIR": str(Path(directory) / "data"),
         }
         process = subprocess.Popen(
-            [sys.executable, "-m", "generator.cli", "ui", "--local", "--port", str(port)],
+            [sys.executable, "-m", "cli", "ui", "--local", "--port", str(port)],
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

@@ -19,7 +19,8 @@ import redis
 from generator.redis_server import BundledServer
 from generator.store import Store
 
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# Real public data copied into the repository (tests/data/README.md: sources, licences, slices).
+REAL_DATA = Path(__file__).resolve().parent / "data"
 TEST_REDIS_URL = os.environ.get("GAPFILL_TEST_REDIS_URL")
 
 
@@ -75,11 +76,19 @@ def store(server_url: str, key_prefix: str) -> Iterator[Store]:
     client.close()
 
 
-@pytest.fixture
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"the shared data directory is missing: {SHARED_DATA}")
-    return SHARED_DATA
+@pytest.fixture(scope="session")
+def real_data() -> Path:
+    """tests/data: the real public data the tests read, inside the repository."""
+    return REAL_DATA
+
+
+# Transitional aliases while other files still use the old names; they point inside the repo.
+SHARED_DATA = REAL_DATA
+
+
+@pytest.fixture(scope="session")
+def shared_data(real_data: Path) -> Path:
+    return real_data
 
 
 @pytest.fixture(scope="session")

@@ -27,20 +27,13 @@ from tests.factories import candidate, sft
 
 
 @pytest.fixture(scope="module")
-def seed_tasks(shared_data_dir: Path) -> list[SFTExample]:
-    return load_examples(shared_data_dir / "self-instruct" / "seed_tasks.jsonl")  # type: ignore[return-value]
+def seed_tasks(real_data: Path) -> list[SFTExample]:
+    return load_examples(real_data / "self-instruct" / "seed_tasks.jsonl")  # type: ignore[return-value]
 
 
 @pytest.fixture(scope="module")
-def shared_data_dir() -> Path:
-    from tests.conftest import SHARED_DATA
-
-    return SHARED_DATA
-
-
-@pytest.fixture(scope="module")
-def reference_path(shared_data_dir: Path) -> Path:
-    return shared_data_dir / "self-instruct" / "user_oriented_instructions.jsonl"
+def reference_path(real_data: Path) -> Path:
+    return real_data / "self-instruct" / "user_oriented_instructions.jsonl"
 
 
 @pytest.fixture(scope="module")
@@ -232,22 +225,22 @@ def cli_env(store: Store, server_url: str) -> dict[str, str]:
 
 
 def gapfill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "generator.cli", *args]
+    command = [sys.executable, "-m", "cli", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
 def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
     store: Store,
     cli_env: dict[str, str],
-    shared_data_dir: Path,
+    real_data: Path,
     reference_path: Path,
     tmp_path: Path,
 ) -> None:
-    data = shared_data_dir / "self-instruct" / "seed_tasks.jsonl"
+    data = real_data / "self-instruct" / "seed_tasks.jsonl"
     out, png = tmp_path / "report.json", tmp_path / "chart.png"
     filters = tmp_path / "filters.yaml"
     filters.write_text("filters: {near_duplicate_threshold: 0.7, judge: false}\n")
-    humaneval = shared_data_dir / "humaneval" / "HumanEval.jsonl.gz"
+    humaneval = real_data / "humaneval" / "HumanEval.jsonl.gz"
     result = gapfill(
         cli_env,
         "gaps",
@@ -299,16 +292,17 @@ def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
 
 
 def test_gapfill_gaps_with_a_bad_taxonomy_writes_nothing(
-    store: Store, cli_env: dict[str, str], shared_data_dir: Path, tmp_path: Path
+    store: Store, cli_env: dict[str, str], real_data: Path, tmp_path: Path
 ) -> None:
     bad = tmp_path / "tax.yaml"
     bad.write_text("cells: [{id: a, description: Cooking, colour: red}]")
-    data = shared_data_dir / "self-instruct" / "seed_tasks.jsonl"
+    data = real_data / "self-instruct" / "seed_tasks.jsonl"
     result = gapfill(cli_env, "gaps", "--data", str(data), "--taxonomy", str(bad), "--run", "nope")
     assert result.returncode == 1
     assert f"{bad}: cells.0.colour: Extra inputs are not permitted" in result.stderr
     assert "Traceback" not in result.stderr
     assert store.runs() == []
     odd = gapfill(cli_env, "gaps", "--data", str(data), "--run", "x", "--overlap-rule", "loudest")
-    assert odd.returncode == 1 and "--overlap-rule: 'loudest' is not majority" in odd.stderr
+    message = " ".join(odd.stderr.replace("│", " ").split())  # typer's usage error, boxed
+    assert odd.returncode == 2 and "'loudest' is not one of 'majority', 'unanimous'" in message
     assert store.runs() == []

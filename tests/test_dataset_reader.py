@@ -99,8 +99,8 @@ def test_gzip_json_array_and_parquet_files_are_read(tmp_path: Path) -> None:
         assert (report.format, report.rows, len(report.examples)) == ("messages", 2, 2), path
 
 
-def test_the_real_hh_pairs_import_with_each_broken_one_named(shared_data: Path) -> None:
-    path = shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+def test_the_real_hh_pairs_import_with_each_broken_one_named(real_data: Path) -> None:
+    path = real_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     report = read_examples(path, collect_errors=True)
     assert report.format == "hh"
     assert report.rows == 2312
@@ -114,8 +114,8 @@ def test_the_real_hh_pairs_import_with_each_broken_one_named(shared_data: Path) 
     assert "\n\nAssistant:" in pair.chosen[0].content
 
 
-def test_the_real_seed_tasks_import(shared_data: Path) -> None:
-    report = read_examples(shared_data / "self-instruct" / "seed_tasks.jsonl")
+def test_the_real_seed_tasks_import(real_data: Path) -> None:
+    report = read_examples(real_data / "self-instruct" / "seed_tasks.jsonl")
     assert (report.format, len(report.examples)) == ("self_instruct", 175)
 
 

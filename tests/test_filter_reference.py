@@ -36,11 +36,11 @@ from generator.schema import (
     SFTExample,
 )
 from generator.store import Store
-from tests.conftest import SHARED_DATA
+from tests.conftest import REAL_DATA
 from tests.factories import sft
 
-SEED_TASKS = SHARED_DATA / "self-instruct" / "seed_tasks.jsonl"
-HUMANEVAL = SHARED_DATA / "humaneval" / "HumanEval.jsonl.gz"
+SEED_TASKS = REAL_DATA / "self-instruct" / "seed_tasks.jsonl"
+HUMANEVAL = REAL_DATA / "humaneval" / "HumanEval.jsonl.gz"
 
 
 def wrap(example: SFTExample | PreferenceExample, index: int = 0, gap: str = "g") -> Candidate:
@@ -100,13 +100,11 @@ def test_answers_far_from_their_gap_are_flagged_off_topic(embedder: Embedder) ->
     centroid (leave-one-out) and against a foreign app's (measured: 9% vs 71% below 0.15)."""
     rows = [
         json.loads(line)
-        for line in (SHARED_DATA / "self-instruct" / "user_oriented_instructions.jsonl").open()
+        for line in (REAL_DATA / "self-instruct" / "user_oriented_instructions.jsonl").open()
     ]
     answers = [
         json.loads(line)
-        for line in (
-            SHARED_DATA / "self-instruct" / "predictions" / "text-davinci-003.jsonl"
-        ).open()
+        for line in (REAL_DATA / "self-instruct" / "predictions" / "text-davinci-003.jsonl").open()
     ]
     prompts = [r["instruction"] for r in rows]
     vectors = embedder.embed(prompts)

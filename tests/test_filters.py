@@ -21,11 +21,11 @@ from generator.filters.pipeline import FilterPipeline
 from generator.filters.quality import QualityFilter
 from generator.filters.settings import FilterSettings
 from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
-from tests.conftest import SHARED_DATA
+from tests.conftest import REAL_DATA
 from tests.factories import sft
 
-HUMANEVAL = SHARED_DATA / "humaneval" / "HumanEval.jsonl.gz"
-SEED_TASKS = SHARED_DATA / "self-instruct" / "seed_tasks.jsonl"
+HUMANEVAL = REAL_DATA / "humaneval" / "HumanEval.jsonl.gz"
+SEED_TASKS = REAL_DATA / "self-instruct" / "seed_tasks.jsonl"
 
 
 def wrap(example: SFTExample, index: int = 0) -> Candidate:
@@ -240,7 +240,7 @@ def test_gapfill_score_writes_one_line_per_row_in_order(
         [
             sys.executable,
             "-m",
-            "generator.cli",
+            "cli",
             "score",
             str(path),
             "--out",
@@ -288,7 +288,7 @@ def test_the_safety_first_pass_on_real_hh_pairs() -> None:
     pairs = [
         r.example
         for r in read_examples(
-            SHARED_DATA / "hh-rlhf" / "harmless-base-test.jsonl.gz", collect_errors=True
+            REAL_DATA / "hh-rlhf" / "harmless-base-test.jsonl.gz", collect_errors=True
         ).examples
     ]
     assert len(pairs) == 2304

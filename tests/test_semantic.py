@@ -13,7 +13,7 @@ from generator.filters.language import LanguageFilter
 from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.vectors import VectorIndex
 from generator.schema import Candidate, CandidateKind, SFTExample
-from tests.conftest import SHARED_DATA
+from tests.conftest import REAL_DATA
 from tests.factories import sft
 
 
@@ -24,7 +24,7 @@ def wrap(example: SFTExample, index: int = 0) -> Candidate:
 @pytest.fixture(scope="module")
 def seed_vectors(embedder: Embedder) -> np.ndarray:
     texts = [
-        e.prompt_text() for e in load_examples(SHARED_DATA / "self-instruct" / "seed_tasks.jsonl")
+        e.prompt_text() for e in load_examples(REAL_DATA / "self-instruct" / "seed_tasks.jsonl")
     ]
     return embedder.embed(texts)
 
@@ -54,7 +54,7 @@ def test_the_ann_index_finds_what_exact_search_finds(seed_vectors: np.ndarray) -
 
 
 def test_paraphrases_of_existing_examples_are_semantic_duplicates(embedder: Embedder) -> None:
-    examples = load_examples(SHARED_DATA / "self-instruct" / "seed_tasks.jsonl")
+    examples = load_examples(REAL_DATA / "self-instruct" / "seed_tasks.jsonl")
     existing = [
         (f"seed:{i}", "\n".join(m.content for m in e.turns())) for i, e in enumerate(examples)
     ]
@@ -108,7 +108,7 @@ def test_near_duplicates_in_the_t0_corpus_against_labelled_pairs(embedder: Embed
     from generator.filters.duplicates import NearDuplicateFilter
 
     rows: list[str] = []
-    for _, record in iter_records(SHARED_DATA / "t0" / "t0_train_50k.jsonl.gz"):
+    for _, record in iter_records(REAL_DATA / "t0" / "t0_train_first_2000.jsonl.gz"):
         rows.append(convert(record, "prompt_completion").prompt_text())
         if len(rows) == 1800:
             break
