@@ -9,6 +9,7 @@ WORKDIR /app
 RUN if [ -n "$TORCH_INDEX_URL" ]; then pip install --no-cache-dir torch==2.13.0 --index-url "$TORCH_INDEX_URL"; fi
 COPY pyproject.toml README.md ./
 COPY generator ./generator
+COPY cli ./cli
 COPY workers ./workers
 COPY review_ui ./review_ui
 COPY prompts ./prompts

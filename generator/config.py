@@ -123,10 +123,25 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        config_file = os.environ.get("GAPFILL_CONFIG")
+        # An explicit file (load_settings(config_file)) sets yaml_file; else $GAPFILL_CONFIG.
+        config_file = settings_cls.model_config.get("yaml_file") or os.environ.get("GAPFILL_CONFIG")
         if config_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
+
+    @classmethod
+    def from_file(cls, config_file: Path, **overrides: Any) -> Settings:
+        """Settings with ``config_file`` as the YAML layer (instead of ``$GAPFILL_CONFIG``).
+
+        The file is given to the YAML source through the model config of a subclass, so the
+        process environment is never changed.
+        """
+
+        class FileSettings(cls):  # type: ignore[valid-type,misc]
+            model_config = SettingsConfigDict(yaml_file=config_file)
+
+        settings: Settings = FileSettings(**overrides)
+        return settings
 
 
 def _check_yaml(path: Path) -> None:
@@ -142,14 +157,16 @@ def _check_yaml(path: Path) -> None:
 
 
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
-    """Build the settings, turning every validation problem into one readable ConfigError."""
-    previous = os.environ.get("GAPFILL_CONFIG")
-    if config_file is not None:
-        os.environ["GAPFILL_CONFIG"] = str(config_file)
-    source = os.environ.get("GAPFILL_CONFIG")
+    """Build the settings, turning every validation problem into one readable ConfigError.
+
+    ``config_file`` is the YAML layer; without it, ``$GAPFILL_CONFIG`` names one (if set).
+    """
+    source = str(config_file) if config_file is not None else os.environ.get("GAPFILL_CONFIG")
     try:
         if source:
             _check_yaml(Path(source))
+        if config_file is not None:
+            return Settings.from_file(config_file, **overrides)
         return Settings(**overrides)
     except ValidationError as exc:
         error = exc.errors()[0]
@@ -159,9 +176,3 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
         where = f"{source}: " if source else ""
         message = str(error["msg"]).removeprefix("Value error, ")
         raise ConfigError(f"{where}{field}: {message}") from exc
-    finally:
-        if config_file is not None:
-            if previous is None:
-                os.environ.pop("GAPFILL_CONFIG", None)
-            else:
-                os.environ["GAPFILL_CONFIG"] = previous

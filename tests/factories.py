@@ -58,7 +58,7 @@ def run_cli(
 ) -> subprocess.CompletedProcess[str]:
     """`gapfill ARGS` as a separate process, with exactly this environment."""
     return subprocess.run(
-        [sys.executable, "-m", "generator.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env,
         capture_output=True,
         text=True,

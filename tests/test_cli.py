@@ -15,7 +15,7 @@ from generator.redis_server import BundledServer
 from generator.store import Store
 from tests.factories import candidate
 
-GAPFILL = [sys.executable, "-m", "generator.cli"]
+GAPFILL = [sys.executable, "-m", "cli"]
 
 
 def gapfill(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -111,8 +111,8 @@ def test_validate_reports_each_bad_row_as_file_line_reason(tmp_path: Path) -> No
     assert "format messages, 4 rows, 1 valid, 3 invalid" in result.stderr
 
 
-def test_validate_passes_the_real_seed_tasks(shared_data: Path) -> None:
-    path = shared_data / "self-instruct" / "seed_tasks.jsonl"
+def test_validate_passes_the_real_seed_tasks(real_data: Path) -> None:
+    path = real_data / "self-instruct" / "seed_tasks.jsonl"
     result = gapfill("validate", str(path))
     assert result.returncode == 0, result.stderr
     assert "format self_instruct, 175 rows, 175 valid, 0 invalid" in result.stdout

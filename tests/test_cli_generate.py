@@ -32,7 +32,7 @@ def env_for(store: Store, url: str) -> dict[str, str]:
 def gapfill(
     env: dict[str, str], *args: str, timeout: int = 300
 ) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "generator.cli", *args]
+    command = [sys.executable, "-m", "cli", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -85,7 +85,7 @@ def test_generate_wait_follows_external_workers(
 ) -> None:
     env = env_for(store, valkey_url)
     worker = subprocess.Popen(
-        [sys.executable, "-m", "generator.cli", "worker", "--model", str(model_dir)],
+        [sys.executable, "-m", "cli", "worker", "--model", str(model_dir)],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
+from generator import config as config_module
 from generator.config import load_settings
 from generator.errors import ConfigError
 
@@ -65,3 +67,26 @@ def test_a_bad_environment_value_is_named(monkeypatch: pytest.MonkeyPatch) -> No
     monkeypatch.setenv("GAPFILL_APPENDFSYNC", "sometimes")
     with pytest.raises(ConfigError, match="appendfsync"):
         load_settings()
+
+
+def test_a_config_file_is_given_to_the_settings_not_put_in_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: list[str | None] = []
+
+    class Recording(config_module.YamlConfigSettingsSource):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            seen.append(os.environ.get("GAPFILL_CONFIG"))
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(config_module, "YamlConfigSettingsSource", Recording)
+    config = tmp_path / "gapfill.yaml"
+    config.write_text("key_prefix: explicit\n")
+    assert load_settings(config).key_prefix == "explicit"
+    assert seen == [None], "the environment was changed to pass the file"
+    other = tmp_path / "other.yaml"
+    other.write_text("key_prefix: from-env\n")
+    monkeypatch.setenv("GAPFILL_CONFIG", str(other))
+    assert load_settings(config).key_prefix == "explicit"
+    assert load_settings().key_prefix == "from-env"
+    assert os.environ["GAPFILL_CONFIG"] == str(other)

@@ -39,7 +39,7 @@ def demo(
         "HF_HUB_OFFLINE": "1",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "generator.cli", "demo", "--size", "small", "--no-ui"],
+        [sys.executable, "-m", "cli", "demo", "--size", "small", "--no-ui"],
         env=env,
         capture_output=True,
         text=True,

@@ -20,7 +20,7 @@ import redis
 from generator import reviewers
 from generator.schema import Candidate, CandidateKind, CandidateStatus, Message, SFTExample
 from generator.store import Store
-from tests.conftest import SHARED_DATA
+from tests.conftest import REAL_DATA
 
 APP = Path(__file__).resolve().parents[1] / "review_ui" / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
@@ -35,7 +35,7 @@ def sft(prompt: str, answer: str) -> SFTExample:
 
 def real_candidates(count: int, run: str = "ui-run") -> list[Candidate]:
     """Answers text-davinci-003 gave to the user-oriented instructions: real model output."""
-    path = SHARED_DATA / "self-instruct" / "predictions" / "text-davinci-003.jsonl"
+    path = REAL_DATA / "self-instruct" / "predictions" / "text-davinci-003.jsonl"
     items = []
     for line in path.open(encoding="utf-8"):
         row = json.loads(line)
@@ -252,7 +252,7 @@ def served(ui_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[s
         request.getfixturevalue("tokens")  # the UI refuses to start without reviewers
     env = {**os.environ, **ui_env}
     process = subprocess.Popen(
-        [sys.executable, "-m", "generator.cli", "ui", "--port", str(port), mode],
+        [sys.executable, "-m", "cli", "ui", "--port", str(port), mode],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

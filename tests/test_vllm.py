@@ -105,7 +105,7 @@ def test_a_vllm_worker_runs_two_step_generation_with_structured_output(
         [
             str(VLLM_PYTHON),
             "-m",
-            "generator.cli",
+            "cli",
             "worker",
             "--backend",
             "vllm",

@@ -67,7 +67,7 @@ def start_worker(
         command = [
             sys.executable,
             "-m",
-            "generator.cli",
+            "cli",
             "worker",
             "--model",
             str(model_dir),
@@ -218,7 +218,7 @@ def gapfill(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
         "GAPFILL_KEY_PREFIX": store.keys.prefix,
         "COLUMNS": "200",
     }
-    command = [sys.executable, "-m", "generator.cli", *args]
+    command = [sys.executable, "-m", "cli", *args]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
@@ -286,7 +286,7 @@ def test_a_worker_that_cannot_start_takes_no_job(
     work.enqueue_tasks("run-1")
     env = {**os.environ, "GAPFILL_REDIS_URL": server_url, "GAPFILL_KEY_PREFIX": store.keys.prefix}
     result = subprocess.run(
-        [sys.executable, "-m", "generator.cli", "worker", "--burst", *args],
+        [sys.executable, "-m", "cli", "worker", "--burst", *args],
         env=env,
         capture_output=True,
         text=True,

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 from rq import Queue
 
-from generator.backends import BackendOptions, create_backend
 from generator.config import Settings
 from generator.connection import connect, redis_url
 from generator.errors import BackendDeadError
+from generator.factories import BackendChoice, make_backend
 from generator.queueing import queue_names
 from workers.registry import context, install
 from workers.worker import GapfillWorker, wait_for_server
@@ -21,9 +21,9 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class WorkerSpec:
-    backend: str
-    model: str | None
-    options: BackendOptions
+    """What a worker serves: the backend it loads, its queues (default: the prefix's two)."""
+
+    backend: BackendChoice
     queues: list[str] | None = None
     name: str | None = None
 
@@ -34,7 +34,7 @@ def load_backend(settings: Settings, spec: WorkerSpec) -> float:
     Fails (BackendError) before any job is taken, so a misconfigured worker loses no work.
     """
     started = time.perf_counter()
-    backend = create_backend(spec.backend, spec.model, spec.options, data_dir=settings.data_dir)
+    backend = make_backend(settings, spec.backend)
     backend.load()
     install(backend)
     seconds = time.perf_counter() - started

@@ -15,9 +15,9 @@ import redis
 
 from generator.backends import Backend
 from generator.config import QueueSettings, Settings
-from generator.embeddings import Embedder
 from generator.errors import BackendError
 from generator.export.checks import DEFAULT_MAX_LENGTH, LengthCheck, load_tokenizer
+from generator.factories import make_embedder
 from generator.filters.stored_run import RunPipelines
 from generator.queueing import WorkQueue
 from generator.store import Store
@@ -39,12 +39,7 @@ class WorkerContext:
         """Each run's filter pipeline; the embedding model and the runs' indexes load once."""
         if self._pipelines is None:
             settings = Settings()
-            embedder = Embedder(
-                settings.embedding_model,
-                cache_dir=settings.data_dir / "cache",
-                max_tokens=settings.embedding_max_tokens,
-            )
-            self._pipelines = RunPipelines(embedder, settings.data_dir / "indexes")
+            self._pipelines = RunPipelines(make_embedder(settings), settings.data_dir / "indexes")
         self._pipelines.judge = self.backend
         return self._pipelines
 

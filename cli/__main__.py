@@ -1,0 +1,5 @@
+"""``python -m cli``: the ``gapfill`` command."""
+
+from cli.app import main
+
+main()

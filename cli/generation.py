@@ -1,0 +1,110 @@
+"""Generation and its workers: ``gapfill worker``, ``gapfill generate``, ``gapfill requeue-failed``,
+and the burst worker that runs a run's jobs in this process (also used by campaigns)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.backend_flags import BackendFlags, with_backend_flags
+from cli.common import console, open_store, settings_of, user_errors
+from cli.tables import print_outcome
+from generator.config import Settings
+from generator.factories import make_work_queue
+from generator.progress import RunProgress
+from generator.queueing import WorkQueue
+from generator.store import Store
+from generator.task_reader import read_tasks
+from workers.main import WorkerSpec, load_backend, make_worker, run_worker
+
+
+@user_errors
+@with_backend_flags
+def worker(
+    ctx: typer.Context,
+    queues: Annotated[
+        str | None, typer.Option(help="Comma-separated queues (default: this prefix's two).")
+    ] = None,
+    burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
+    name: Annotated[str | None, typer.Option(help="Worker name (default: host and pid).")] = None,
+    flags: BackendFlags = BackendFlags(),
+) -> None:
+    """Serve generation and scoring jobs; the backend is loaded once, before any job is taken."""
+    spec = WorkerSpec(
+        backend=flags.choice(),
+        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+        name=name,
+    )
+    run_worker(settings_of(ctx), spec, burst=burst)
+
+
+@user_errors
+@with_backend_flags
+def generate(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option(help="The run whose open tasks to generate.")],
+    requests: Annotated[
+        Path | None, typer.Option(help="Add these tasks to the run first (JSONL, one per line).")
+    ] = None,
+    wait: Annotated[bool, typer.Option(help="Show progress until the run is done.")] = False,
+    in_process: Annotated[
+        bool, typer.Option(help="Run a burst worker in this process instead of external ones.")
+    ] = False,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Tasks per job (default: generate_batch_size).")
+    ] = None,
+    flags: BackendFlags = BackendFlags(),
+) -> None:
+    """Enqueue a run's open generation tasks as batch jobs (and optionally run or watch them)."""
+    settings = settings_of(ctx)
+    if batch_size is not None:
+        settings = settings.model_copy(update={"generate_batch_size": batch_size})
+    store = open_store(settings)
+    if requests is not None:
+        added = store.add_tasks(read_tasks(requests, run))
+        console.print(f"{requests}: {added} new tasks in run {run!r}", highlight=False)
+    spec = None
+    if in_process:
+        spec = WorkerSpec(backend=flags.choice())
+        seconds = load_backend(settings, spec)  # before enqueueing: a bad backend loses no work
+        console.print(f"backend {flags.backend} loaded in {seconds:.1f}s", highlight=False)
+    work = make_work_queue(settings, store)
+    enqueued = work.enqueue_tasks(run)
+    console.print(
+        f"run {run!r}: {enqueued.tasks} tasks enqueued in {len(enqueued.jobs)} jobs "
+        f"on {work.generate.name}",
+        highlight=False,
+    )
+    if spec is not None:
+        run_in_process(settings, spec, store, work, run)
+    elif wait:
+        RunProgress(store, run, console).watch(lambda: not work.busy())
+    print_outcome(store, work, run)
+
+
+def run_in_process(
+    settings: Settings, spec: WorkerSpec, store: Store, work: WorkQueue, run_id: str
+) -> None:
+    """Burst workers in this process until the run has nothing queued, running or retrying."""
+    progress = RunProgress(store, run_id, console)
+    stop = progress.in_background()
+    try:
+        # Burst until nothing is queued, running or waiting for a retry (retries are scheduled).
+        while True:
+            make_worker(settings, spec).work(burst=True, with_scheduler=True, logging_level="ERROR")
+            if not work.busy():
+                break
+            time.sleep(1.0)
+    finally:
+        stop()
+
+
+@user_errors
+def requeue_failed(ctx: typer.Context) -> None:
+    """Put every failed generation and scoring job back on its queue."""
+    settings = settings_of(ctx)
+    work = make_work_queue(settings, open_store(settings))
+    console.print(f"requeued {work.requeue_failed()} failed jobs", highlight=False)

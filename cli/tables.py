@@ -1,0 +1,65 @@
+"""Tables and summary lines more than one command prints."""
+
+from __future__ import annotations
+
+from rich.markup import escape
+from rich.table import Table
+
+from cli.common import console, err_console
+from generator.coverage import GapReport
+from generator.queueing import WorkQueue
+from generator.store import Store
+
+
+def print_report(report: GapReport, after: dict[str, int] | None = None) -> None:
+    """The gap report as a table (with an ``after`` column when counts after review are given)."""
+    table = Table(title=f"gaps of {report.data} ({report.data_rows} examples)")
+    columns = ["gap", "kind", "label", "have", *(["after"] if after else []), "target", "deficit"]
+    for column in [*columns, "examples"]:
+        table.add_column(
+            column,
+            justify="right" if column in ("have", "after", "target", "deficit") else "left",
+            overflow="fold",
+        )
+    for gap in report.gaps:
+        moved = [str(after[gap.id])] if after else []
+        deficit = max(gap.target - after[gap.id], 0) if after else gap.deficit
+        example = gap.examples[0][:70] if gap.examples else ""
+        table.add_row(
+            gap.id,
+            gap.kind,
+            escape(gap.label),
+            str(gap.have),
+            *moved,
+            str(gap.target),
+            str(deficit),
+            escape(example),
+        )
+    console.print(table)
+    if report.taxonomy:
+        console.print(
+            f"unassigned examples (no cell close enough): {report.unassigned}", highlight=False
+        )
+    if report.covered_share is not None:
+        uncovered = sum(not r.covered for r in report.reference_coverage)
+        console.print(
+            f"reference prompts covered: {report.covered_share:.0%} "
+            f"({uncovered} of {len(report.reference_coverage)} uncovered, "
+            f"similarity < {report.reference_threshold})",
+            highlight=False,
+        )
+
+
+def print_outcome(store: Store, work: WorkQueue, run_id: str) -> None:
+    """A run's tasks done, candidates and tokens, then its failed jobs (on stderr)."""
+    done, total = store.task_counts(run_id)
+    stats = store.run_stats(run_id)
+    console.print(
+        f"run {run_id!r}: {done}/{total} tasks done, {int(stats.get('candidates', 0))} candidates, "
+        f"{int(stats.get('completion_tokens', 0))} tokens generated",
+        highlight=False,
+    )
+    for queue, job_id, error in work.failed_jobs():
+        err_console.print(
+            f"[red]failed job[/] {job_id} on {queue}: {escape(error)}", highlight=False
+        )
