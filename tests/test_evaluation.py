@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from generator.errors import ConfigError, DataFileError
+from generator.evaluation.report import PreferenceJudge
 from generator.evaluation.runner import EvalOptions, evaluate, read_input, write_reports
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -54,14 +55,16 @@ def test_a_weak_model_s_answers_score_worse_than_a_strong_one_s(
         reports[model] = evaluation.report
     weak, strong = reports["davinci"], reports["text-davinci-003"]
     # davinci is a base model: it rambles on past the answer, repeating itself.
-    assert weak.format["answer_words"]["p50"] > 5 * strong.format["answer_words"]["p50"]
-    assert weak.format["tokens"]["p90"] > strong.format["tokens"]["p90"]
-    assert weak.diversity["distinct_2"] < 0.5 * strong.diversity["distinct_2"]
-    assert weak.diversity["mean_pairwise_distance"] < strong.diversity["mean_pairwise_distance"]
+    assert weak.format.answer_words.p50 and strong.format.answer_words.p50
+    assert weak.format.answer_words.p50 > 5 * strong.format.answer_words.p50
+    assert weak.format.tokens.p90 and strong.format.tokens.p90
+    assert weak.format.tokens.p90 > strong.format.tokens.p90
+    assert weak.diversity.distinct_2 < 0.5 * strong.diversity.distinct_2
+    assert weak.diversity.mean_pairwise_distance < strong.diversity.mean_pairwise_distance
     # No HumanEval problem leaked into either, except one honest match: the instruction "python
     # function to determine whether a number is prime" is HumanEval/31's task (is_prime).
-    assert weak.contamination["HumanEval.jsonl.gz"]["rows_matched"] == 0
-    matches = strong.contamination["HumanEval.jsonl.gz"]["matches"]
+    assert weak.contamination["HumanEval.jsonl.gz"].rows_matched == 0
+    matches = strong.contamination["HumanEval.jsonl.gz"].matches
     assert [m["eval_item"] for m in matches] == ["HumanEval/31"]
 
 
@@ -80,9 +83,7 @@ def test_planted_humaneval_problems_are_listed_with_their_task_ids(
             handle.write(json.dumps({"messages": turns}) + "\n")
     data = read_input(path, "sft")
     evaluation = evaluate(data, sft_options(model_dir, humaneval), embedder, tmp_path)  # type: ignore[arg-type]
-    found = {
-        m["eval_item"] for m in evaluation.report.contamination["HumanEval.jsonl.gz"]["matches"]
-    }
+    found = {m["eval_item"] for m in evaluation.report.contamination["HumanEval.jsonl.gz"].matches}
     assert {p["task_id"] for p in problems} <= found
 
 
@@ -125,14 +126,14 @@ def test_hh_pairs_are_judged_in_both_orders_and_near_identical_pairs_flagged(
     options = EvalOptions(stage="preference", tokenizer=str(model_dir), judge_sample=6)
     report = evaluate(data, options, embedder, tmp_path, backend=local_backend).report  # type: ignore[arg-type]
     assert report.preference is not None
-    assert report.preference["near_identical"] >= 1
-    assert len(data.examples) - 1 in report.preference["near_identical_rows"]
+    assert report.preference.near_identical >= 1
+    assert len(data.examples) - 1 in report.preference.near_identical_rows
     judge = report.judge
-    assert judge is not None and judge["sample"] == 6
-    assert judge["judged"] + judge["no_verdict"] == 6
-    if judge["judged"]:
-        assert 0.0 <= judge["win_rate"] <= 1.0
-        assert 0.0 <= judge["position_bias_share"] <= 1.0
+    assert isinstance(judge, PreferenceJudge) and judge.sample == 6
+    assert judge.judged + judge.no_verdict == 6
+    if judge.judged:
+        assert judge.win_rate is not None and 0.0 <= judge.win_rate <= 1.0
+        assert judge.position_bias_share is not None and 0.0 <= judge.position_bias_share <= 1.0
     print(f"HH slice, SmolLM2-135M as judge: {judge}")
 
 

@@ -10,11 +10,21 @@ import re
 import statistics
 from collections import Counter, defaultdict
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
 from generator.embeddings import Embedder
+from generator.evaluation.report import (
+    ContaminationSet,
+    DiversityFigures,
+    DiversitySection,
+    FormatSection,
+    GapRefusals,
+    PreferenceJudge,
+    Quantiles,
+    RefusalSection,
+    SafetySection,
+)
 from generator.filters.contamination import ContaminationFilter
 from generator.filters.pii import PIIFilter
 from generator.filters.quality import BOILERPLATE
@@ -37,47 +47,47 @@ def answers(example: Example) -> list[str]:
     return [m.content for m in example.chosen]
 
 
-def _quantiles(values: Sequence[float]) -> dict[str, float]:
+def _quantiles(values: Sequence[float]) -> Quantiles:
     if not values:
-        return {}
+        return Quantiles()
     ordered = np.sort(np.asarray(values, dtype=np.float64))
 
     def pick(q: float) -> float:
         return float(ordered[min(int(q * len(ordered)), len(ordered) - 1)])
 
-    return {
-        "mean": float(ordered.mean()),
-        "p50": pick(0.5),
-        "p90": pick(0.9),
-        "p99": pick(0.99),
-        "max": float(ordered[-1]),
-    }
+    return Quantiles(
+        mean=float(ordered.mean()),
+        p50=pick(0.5),
+        p90=pick(0.9),
+        p99=pick(0.99),
+        max=float(ordered[-1]),
+    )
 
 
 def format_section(
     examples: list[Example], rows: int, invalid: list[str], token_counts: list[int], max_length: int
-) -> dict[str, Any]:
+) -> FormatSection:
     turns = [len(e.turns()) for e in examples]
     answer_words = [len(words(" ".join(answers(e)))) for e in examples]
-    return {
-        "rows": rows,
-        "valid": len(examples),
-        "valid_share": len(examples) / rows if rows else 0.0,
-        "invalid": invalid[:50],
-        "turns": _quantiles(turns),
-        "with_system_prompt": sum(
+    return FormatSection(
+        rows=rows,
+        valid=len(examples),
+        valid_share=len(examples) / rows if rows else 0.0,
+        invalid=invalid[:50],
+        turns=_quantiles(turns),
+        with_system_prompt=sum(
             1 for e in examples if (e.turns() and e.turns()[0].role == "system")
         ),
-        "answer_words": _quantiles(answer_words),
-        "tokens": _quantiles(token_counts),
-        "max_length": max_length,
-        "over_max_length": sum(1 for n in token_counts if n > max_length),
-        "over_max_length_share": (
+        answer_words=_quantiles(answer_words),
+        tokens=_quantiles(token_counts),
+        max_length=max_length,
+        over_max_length=sum(1 for n in token_counts if n > max_length),
+        over_max_length_share=(
             sum(1 for n in token_counts if n > max_length) / len(token_counts)
             if token_counts
             else 0.0
         ),
-    }
+    )
 
 
 def is_refusal(text: str) -> bool:
@@ -89,7 +99,7 @@ def is_refusal(text: str) -> bool:
 
 def refusal_section(
     examples: list[Example], gaps: list[str], labels: dict[str, str]
-) -> dict[str, Any]:
+) -> RefusalSection:
     per_gap: dict[str, list[bool]] = defaultdict(list)
     for example, gap in zip(examples, gaps, strict=True):
         per_gap[gap].append(any(is_refusal(a) for a in answers(example)))
@@ -98,21 +108,21 @@ def refusal_section(
     for gap, flags in sorted(per_gap.items()):
         refusal_cell = bool(_REFUSAL_CELL.search(f"{gap} {labels.get(gap, '')}"))
         rows.append(
-            {
-                "gap": gap,
-                "rows": len(flags),
-                "refusals": sum(flags),
-                "share": sum(flags) / len(flags),
-                "refusal_cell": refusal_cell,
-                "flagged": sum(flags) > 0 and not refusal_cell,
-            }
+            GapRefusals(
+                gap=gap,
+                rows=len(flags),
+                refusals=sum(flags),
+                share=sum(flags) / len(flags),
+                refusal_cell=refusal_cell,
+                flagged=sum(flags) > 0 and not refusal_cell,
+            )
         )
-    return {
-        "refusals": total,
-        "share": total / len(examples) if examples else 0.0,
-        "pattern_set": "generator.filters.safety.REFUSAL + generator.filters.quality.BOILERPLATE",
-        "per_gap": rows,
-    }
+    return RefusalSection(
+        refusals=total,
+        share=total / len(examples) if examples else 0.0,
+        pattern_set="generator.filters.safety.REFUSAL + generator.filters.quality.BOILERPLATE",
+        per_gap=rows,
+    )
 
 
 def distinct_n(texts: Sequence[str], n: int) -> float:
@@ -150,22 +160,27 @@ def diversity_section(
     examples: list[Example],
     vectors: np.ndarray,
     existing: tuple[list[Example], np.ndarray] | None = None,
-) -> dict[str, Any]:
+) -> DiversitySection:
     texts = [" ".join(answers(e)) for e in examples]
-    section: dict[str, Any] = {
-        **dispersion(vectors),
-        "distinct_1": distinct_n(texts, 1),
-        "distinct_2": distinct_n(texts, 2),
-    }
+    before = None
     if existing is not None:
         old, old_vectors = existing
         old_texts = [" ".join(answers(e)) for e in old]
-        section["existing"] = {
-            **dispersion(old_vectors),
-            "distinct_1": distinct_n(old_texts, 1),
-            "distinct_2": distinct_n(old_texts, 2),
+        before = DiversityFigures.model_validate(
+            {
+                **dispersion(old_vectors),
+                "distinct_1": distinct_n(old_texts, 1),
+                "distinct_2": distinct_n(old_texts, 2),
+            }
+        )
+    return DiversitySection.model_validate(
+        {
+            **dispersion(vectors),
+            "distinct_1": distinct_n(texts, 1),
+            "distinct_2": distinct_n(texts, 2),
+            "existing": before,
         }
-    return section
+    )
 
 
 def as_candidates(examples: list[Example]) -> list[Candidate]:
@@ -182,22 +197,22 @@ def as_candidates(examples: list[Example]) -> list[Candidate]:
 
 def contamination_section(
     candidates: list[Candidate], eval_sets: dict[str, ContaminationFilter]
-) -> dict[str, Any]:
-    section: dict[str, Any] = {}
+) -> dict[str, ContaminationSet]:
+    section: dict[str, ContaminationSet] = {}
     for name, check in eval_sets.items():
         matches = []
         for index, score in enumerate(check.score(candidates)):
             if not score.passed:
                 matches.append({"row": index, "reason": score.reason, **score.evidence})
-        section[name] = {
-            "rows_matched": len(matches),
-            "share": len(matches) / len(candidates) if candidates else 0.0,
-            "matches": matches[:100],
-        }
+        section[name] = ContaminationSet(
+            rows_matched=len(matches),
+            share=len(matches) / len(candidates) if candidates else 0.0,
+            matches=matches[:100],
+        )
     return section
 
 
-def safety_section(candidates: list[Candidate]) -> dict[str, Any]:
+def safety_section(candidates: list[Candidate]) -> SafetySection:
     pii_kinds: Counter[str] = Counter()
     pii_rows = []
     for index, score in enumerate(PIIFilter().score(candidates)):
@@ -210,15 +225,15 @@ def safety_section(candidates: list[Candidate]) -> dict[str, Any]:
         if not score.passed:
             unsafe_rows.append(index)
             unsafe.update(c.split(" (")[0] for c in score.evidence.get("categories", []))
-    return {
-        "pii_rows": len(pii_rows),
-        "pii_kinds": dict(sorted(pii_kinds.items())),
-        "pii_row_indexes": pii_rows[:100],
-        "unsafe_rows": len(unsafe_rows),
-        "unsafe_categories": dict(sorted(unsafe.items())),
-        "unsafe_row_indexes": unsafe_rows[:100],
-        "rows": len(candidates),
-    }
+    return SafetySection(
+        pii_rows=len(pii_rows),
+        pii_kinds=dict(sorted(pii_kinds.items())),
+        pii_row_indexes=pii_rows[:100],
+        unsafe_rows=len(unsafe_rows),
+        unsafe_categories=dict(sorted(unsafe.items())),
+        unsafe_row_indexes=unsafe_rows[:100],
+        rows=len(candidates),
+    )
 
 
 def near_identical_pairs(examples: list[Example]) -> list[int]:
@@ -234,23 +249,24 @@ def near_identical_pairs(examples: list[Example]) -> list[int]:
 
 
 def judge_section(
-    judged: list[tuple[int, float, bool]], human_rows: set[int], sample: int
-) -> dict[str, Any]:
+    judged: list[tuple[int, float, bool]], human_rows: set[int], sample: int, *, model: str
+) -> PreferenceJudge:
     """``judged``: (row, share of the two orders preferring chosen, position-biased)."""
     usable = [(row, wins, biased) for row, wins, biased in judged if wins >= 0]
     decided = [(row, wins) for row, wins, _ in usable if wins != 0.5]
     human = [(row, wins) for row, wins in decided if row in human_rows]
-    return {
-        "sample": sample,
-        "judged": len(usable),
-        "no_verdict": len(judged) - len(usable),
-        "win_rate": statistics.fmean(w for _, w, _ in usable) if usable else None,
-        "position_bias_share": (sum(b for *_, b in usable) / len(usable)) if usable else None,
-        "agreement_with_humans": (
+    return PreferenceJudge(
+        model=model,
+        sample=sample,
+        judged=len(usable),
+        no_verdict=len(judged) - len(usable),
+        win_rate=statistics.fmean(w for _, w, _ in usable) if usable else None,
+        position_bias_share=(sum(b for *_, b in usable) / len(usable)) if usable else None,
+        agreement_with_humans=(
             sum(1 for _, w in human if w == 1.0) / len(human) if human else None
         ),
-        "human_reviewed_judged": len(human),
-    }
+        human_reviewed_judged=len(human),
+    )
 
 
 def item_matrix(embedder: Embedder, examples: list[Example]) -> np.ndarray:

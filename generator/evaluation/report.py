@@ -1,46 +1,197 @@
 """The eval report: a JSON model with stable keys, a short Markdown report, and the safety report
-(the safety-relevant sections on their own, for the stage-audit record)."""
+(the safety-relevant sections on their own, for the stage-audit record).
+
+Each section is a model whose fields are the report's documented keys, in the order they are
+written; per-row lists (invalid lines, contamination matches, row indexes) stay plain data.
+"""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 SCHEMA_VERSION = 1
 
 
-class EvalReport(BaseModel):
-    """Keys are stable across versions of gapfill with the same ``schema_version``."""
-
+class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+
+class Quantiles(_Section):
+    """mean/p50/p90/p99/max of a figure; written as ``{}`` (no keys) when there were no values."""
+
+    mean: float | None = None
+    p50: float | None = None
+    p90: float | None = None
+    p99: float | None = None
+    max: float | None = None
+
+    @model_serializer(mode="wrap")
+    def _present_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class FormatSection(_Section):
+    rows: int
+    valid: int
+    valid_share: float
+    invalid: list[str]  # FILE:LINE reasons, the first 50
+    turns: Quantiles
+    with_system_prompt: int
+    answer_words: Quantiles
+    tokens: Quantiles
+    max_length: int
+    over_max_length: int
+    over_max_length_share: float
+
+
+class GapRefusals(_Section):
+    gap: str
+    rows: int
+    refusals: int
+    share: float
+    refusal_cell: bool
+    flagged: bool  # refusals in a gap that is not about refusals or safety
+
+
+class RefusalSummary(_Section):
+    """The refusal figures without the per-gap rows (as the safety report carries them)."""
+
+    refusals: int
+    share: float
+    pattern_set: str
+
+
+class RefusalSection(RefusalSummary):
+    per_gap: list[GapRefusals]
+
+
+class DiversityFigures(_Section):
+    mean_pairwise_distance: float
+    near_duplicate_pair_share: float
+    rows: int
+    distinct_1: float
+    distinct_2: float
+
+
+class DiversitySection(DiversityFigures):
+    existing: DiversityFigures | None = None  # with --existing; the key is absent without
+
+    @model_serializer(mode="wrap")
+    def _existing_when_given(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("existing") is None:
+            data.pop("existing", None)
+        return data
+
+
+class GapCoverage(_Section):
+    gap: str
+    label: str
+    have: int
+    added: int
+    after: int
+    target: int
+
+
+class CoverageSection(_Section):
+    run: str
+    gaps: list[GapCoverage]
+
+
+class ContaminationSet(_Section):
+    rows_matched: int
+    share: float
+    matches: list[dict[str, Any]]  # row, reason and the check's evidence; the first 100
+
+
+class SafetySection(_Section):
+    pii_rows: int
+    pii_kinds: dict[str, int]
+    pii_row_indexes: list[int]
+    unsafe_rows: int
+    unsafe_categories: dict[str, int]
+    unsafe_row_indexes: list[int]
+    rows: int
+
+
+class PreferenceSection(_Section):
+    near_identical: int
+    near_identical_share: float
+    near_identical_rows: list[int]
+
+
+class SFTJudge(_Section):
+    model: str
+    sample: int
+    judged: int
+    mean_score: float | None
+
+
+class PreferenceJudge(_Section):
+    model: str
+    sample: int
+    judged: int
+    no_verdict: int
+    win_rate: float | None
+    position_bias_share: float | None
+    agreement_with_humans: float | None
+    human_reviewed_judged: int
+
+
+class Seconds(_Section):
+    """Time per section (coverage and preference count into judge's)."""
+
+    format: float
+    refusals: float
+    diversity: float
+    contamination: float
+    safety: float
+    judge: float
+
+
+class _Header(_Section):
     schema_version: int = SCHEMA_VERSION
     stage: Literal["sft", "preference"]
     source: str
     generated_at: str
     rows: int
-    format: dict[str, Any]
-    refusals: dict[str, Any]
-    diversity: dict[str, Any]
-    coverage: dict[str, Any] | None = None
-    contamination: dict[str, Any] = Field(default_factory=dict)
-    safety: dict[str, Any]
-    preference: dict[str, Any] | None = None
-    judge: dict[str, Any] | None = None
-    seconds: dict[str, float] = Field(default_factory=dict)
 
-    def safety_report(self) -> dict[str, Any]:
-        return {
-            "schema_version": self.schema_version,
-            "stage": self.stage,
-            "source": self.source,
-            "generated_at": self.generated_at,
-            "rows": self.rows,
-            "safety": self.safety,
-            "contamination": self.contamination,
-            "refusals": {k: v for k, v in self.refusals.items() if k != "per_gap"},
-        }
+
+class EvalReport(_Header):
+    """Keys are stable across versions of gapfill with the same ``schema_version``."""
+
+    format: FormatSection
+    refusals: RefusalSection
+    diversity: DiversitySection
+    coverage: CoverageSection | None = None
+    contamination: dict[str, ContaminationSet] = Field(default_factory=dict)
+    safety: SafetySection
+    preference: PreferenceSection | None = None
+    judge: SFTJudge | PreferenceJudge | None = None
+    seconds: Seconds
+
+    def safety_report(self) -> SafetyReport:
+        header = {name: getattr(self, name) for name in _Header.model_fields}
+        return SafetyReport(
+            **header,
+            safety=self.safety,
+            contamination=self.contamination,
+            refusals=RefusalSummary(
+                refusals=self.refusals.refusals,
+                share=self.refusals.share,
+                pattern_set=self.refusals.pattern_set,
+            ),
+        )
+
+
+class SafetyReport(_Header):
+    """safety_report.json: the eval report's safety-relevant sections."""
+
+    safety: SafetySection
+    contamination: dict[str, ContaminationSet]
+    refusals: RefusalSummary
 
 
 def _pct(value: float | None) -> str:
@@ -53,7 +204,6 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 def markdown(report: EvalReport) -> str:
     fmt, ref, div, safe = report.format, report.refusals, report.diversity, report.safety
-    tokens = fmt.get("tokens", {})
     lines = [
         f"# Eval report: {report.source} ({report.stage})",
         "",
@@ -63,28 +213,27 @@ def markdown(report: EvalReport) -> str:
         "",
         "| figure | value |",
         "|---|---|",
-        f"| rows that validate | {fmt['valid']} of {fmt['rows']} ({_pct(fmt['valid_share'])}) |",
-        f"| turns per row (mean / max) | {_num(fmt['turns'].get('mean'))} / "
-        f"{_num(fmt['turns'].get('max'), 0)} |",
-        f"| answer words (p50 / p90) | {_num(fmt['answer_words'].get('p50'), 0)} / "
-        f"{_num(fmt['answer_words'].get('p90'), 0)} |",
-        f"| tokens under the chat template (p50 / p90 / max) | {_num(tokens.get('p50'), 0)} / "
-        f"{_num(tokens.get('p90'), 0)} / {_num(tokens.get('max'), 0)} |",
-        f"| over {fmt['max_length']} tokens | {fmt['over_max_length']} "
-        f"({_pct(fmt['over_max_length_share'])}) |",
+        f"| rows that validate | {fmt.valid} of {fmt.rows} ({_pct(fmt.valid_share)}) |",
+        f"| turns per row (mean / max) | {_num(fmt.turns.mean)} / {_num(fmt.turns.max, 0)} |",
+        f"| answer words (p50 / p90) | {_num(fmt.answer_words.p50, 0)} / "
+        f"{_num(fmt.answer_words.p90, 0)} |",
+        f"| tokens under the chat template (p50 / p90 / max) | {_num(fmt.tokens.p50, 0)} / "
+        f"{_num(fmt.tokens.p90, 0)} / {_num(fmt.tokens.max, 0)} |",
+        f"| over {fmt.max_length} tokens | {fmt.over_max_length} "
+        f"({_pct(fmt.over_max_length_share)}) |",
         "",
         "![lengths](lengths.png)",
         "",
         "## Refusals",
         "",
-        f"{ref['refusals']} answers refuse ({_pct(ref['share'])}).",
+        f"{ref.refusals} answers refuse ({_pct(ref.share)}).",
         "",
         "| gap | rows | refusals | share | flagged (not a refusal cell) |",
         "|---|---|---|---|---|",
         *(
-            f"| {g['gap']} | {g['rows']} | {g['refusals']} | {_pct(g['share'])} | "
-            f"{'yes' if g['flagged'] else ''} |"
-            for g in ref["per_gap"]
+            f"| {g.gap} | {g.rows} | {g.refusals} | {_pct(g.share)} | "
+            f"{'yes' if g.flagged else ''} |"
+            for g in ref.per_gap
         ),
         "",
         "![gaps](gaps.png)",
@@ -94,9 +243,10 @@ def markdown(report: EvalReport) -> str:
         "| figure | this file | existing |",
         "|---|---|---|",
     ]
-    old = div.get("existing", {})
+    old = div.existing
     for key in ("mean_pairwise_distance", "near_duplicate_pair_share", "distinct_1", "distinct_2"):
-        lines.append(f"| {key} | {_num(div.get(key), 3)} | {_num(old.get(key), 3)} |")
+        before = None if old is None else getattr(old, key)
+        lines.append(f"| {key} | {_num(getattr(div, key), 3)} | {_num(before, 3)} |")
     if report.coverage:
         lines += [
             "",
@@ -106,22 +256,22 @@ def markdown(report: EvalReport) -> str:
             "|---|---|---|---|---|",
         ]
         lines += [
-            f"| {g['gap']} | {g['have']} | {g['added']} | {g['after']} | {g['target']} |"
-            for g in report.coverage["gaps"]
+            f"| {g.gap} | {g.have} | {g.added} | {g.after} | {g.target} |"
+            for g in report.coverage.gaps
         ]
     lines += ["", "## Contamination", ""]
     if not report.contamination:
         lines.append("No eval set given.")
     for name, section in report.contamination.items():
-        lines.append(f"- {name}: {section['rows_matched']} rows match ({_pct(section['share'])})")
-        lines += [f"  - row {m['row']}: {m['reason']}" for m in section["matches"][:10]]
+        lines.append(f"- {name}: {section.rows_matched} rows match ({_pct(section.share)})")
+        lines += [f"  - row {m['row']}: {m['reason']}" for m in section.matches[:10]]
     lines += [
         "",
         "## Safety",
         "",
-        f"- PII/secret flags: {safe['pii_rows']} rows {safe['pii_kinds'] or ''}",
-        f"- unsafe content (first-pass filter): {safe['unsafe_rows']} rows "
-        f"{safe['unsafe_categories'] or ''}",
+        f"- PII/secret flags: {safe.pii_rows} rows {safe.pii_kinds or ''}",
+        f"- unsafe content (first-pass filter): {safe.unsafe_rows} rows "
+        f"{safe.unsafe_categories or ''}",
     ]
     if report.preference is not None:
         pref = report.preference
@@ -129,11 +279,10 @@ def markdown(report: EvalReport) -> str:
             "",
             "## Preference pairs",
             "",
-            f"- near-identical chosen/rejected (useless for DPO): {pref['near_identical']} "
-            f"({_pct(pref['near_identical_share'])})",
+            f"- near-identical chosen/rejected (useless for DPO): {pref.near_identical} "
+            f"({_pct(pref.near_identical_share)})",
         ]
     if report.judge is not None:
-        judge = report.judge
         lines += ["", "## Judge", ""]
-        lines += [f"- {key}: {value}" for key, value in judge.items()]
+        lines += [f"- {key}: {value}" for key, value in report.judge.model_dump().items()]
     return "\n".join(lines) + "\n"

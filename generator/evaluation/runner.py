@@ -20,7 +20,16 @@ from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, DataFileError
 from generator.evaluation import metrics
-from generator.evaluation.report import EvalReport, markdown
+from generator.evaluation.report import (
+    CoverageSection,
+    EvalReport,
+    GapCoverage,
+    PreferenceJudge,
+    PreferenceSection,
+    Seconds,
+    SFTJudge,
+    markdown,
+)
 from generator.export.checks import DEFAULT_MAX_LENGTH, LengthCheck, load_tokenizer
 from generator.filters.contamination import ContaminationFilter, load_eval_items
 from generator.schema import PreferenceExample, SFTExample
@@ -48,7 +57,7 @@ class EvalOptions(BaseModel):
     max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=16)
 
 
-@dataclass
+@dataclass(kw_only=True)
 class EvalInput:
     source: str
     rows: int
@@ -85,7 +94,13 @@ def read_input(path: Path, stage: Stage) -> EvalInput:
         for r in report.examples
         if not isinstance(r.example, wanted)
     ]
-    return EvalInput(str(path), report.rows, examples, invalid, ["none"] * len(examples))
+    return EvalInput(
+        source=str(path),
+        rows=report.rows,
+        examples=examples,
+        invalid=invalid,
+        gaps=["none"] * len(examples),
+    )
 
 
 def _conversations(example: metrics.Example) -> list[list[dict[str, str]]]:
@@ -131,7 +146,7 @@ def judge_backend(spec: str, data_dir: Path) -> Any:
 
 def _judge(
     data: EvalInput, candidates: list[Any], options: EvalOptions, backend: Any
-) -> dict[str, Any]:
+) -> SFTJudge | PreferenceJudge:
     from generator.filters.judge import JudgeFilter
 
     n = len(candidates)
@@ -140,12 +155,12 @@ def _judge(
     scores = JudgeFilter(backend).score([candidates[i] for i in rows])
     if options.stage == "sft":
         usable = [s.value for s in scores if "judge score" in s.reason]
-        return {
-            "model": backend.model,
-            "sample": len(rows),
-            "judged": len(usable),
-            "mean_score": sum(usable) / len(usable) if usable else None,
-        }
+        return SFTJudge(
+            model=backend.model,
+            sample=len(rows),
+            judged=len(usable),
+            mean_score=sum(usable) / len(usable) if usable else None,
+        )
     judged = []
     for row, score in zip(rows, scores, strict=True):
         orders = score.evidence.get("orders")
@@ -153,7 +168,7 @@ def _judge(
             judged.append((row, -1.0, False))
         else:
             judged.append((row, score.value, bool(score.evidence.get("position_bias"))))
-    return {"model": backend.model, **metrics.judge_section(judged, data.human_reviewed, len(rows))}
+    return metrics.judge_section(judged, data.human_reviewed, len(rows), model=backend.model)
 
 
 def _existing(path: Path, stage: Stage, embedder: Embedder) -> tuple[list[metrics.Example], Any]:
@@ -203,11 +218,11 @@ def evaluate(
     preference = None
     if options.stage == "preference":
         near = metrics.near_identical_pairs(examples)
-        preference = {
-            "near_identical": len(near),
-            "near_identical_share": len(near) / len(examples),
-            "near_identical_rows": near[:100],
-        }
+        preference = PreferenceSection(
+            near_identical=len(near),
+            near_identical_share=len(near) / len(examples),
+            near_identical_rows=near[:100],
+        )
     if backend is None and options.judge:
         backend = judge_backend(options.judge, data_dir)
     judge = _judge(data, candidates, options, backend) if backend is not None else None
@@ -225,30 +240,30 @@ def evaluate(
         safety=safety,
         preference=preference,
         judge=judge,
-        seconds=seconds,
+        seconds=Seconds.model_validate(seconds),
     )
     return Evaluation(report, tokens)
 
 
-def _coverage(data: EvalInput, embedder: Embedder) -> dict[str, Any]:
+def _coverage(data: EvalInput, embedder: Embedder) -> CoverageSection:
     report = data.gap_report
     assert report is not None
     prompts = [e.prompt_text() for e in data.examples]
     gained = count_into_gaps(report, prompts, embedder)
-    return {
-        "run": report.run_id,
-        "gaps": [
-            {
-                "gap": g.id,
-                "label": g.label,
-                "have": g.have,
-                "added": gained.get(g.id, 0),
-                "after": g.have + gained.get(g.id, 0),
-                "target": g.target,
-            }
+    return CoverageSection(
+        run=report.run_id,
+        gaps=[
+            GapCoverage(
+                gap=g.id,
+                label=g.label,
+                have=g.have,
+                added=gained.get(g.id, 0),
+                after=g.have + gained.get(g.id, 0),
+                target=g.target,
+            )
             for g in report.gaps
         ],
-    }
+    )
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -268,17 +283,17 @@ def write_reports(evaluation: Evaluation, out: Path, gaps: list[str]) -> dict[st
     _atomic_write(out / "eval_report.md", markdown(report).encode())
     _atomic_write(
         out / "safety_report.json",
-        orjson.dumps(report.safety_report(), option=orjson.OPT_INDENT_2) + b"\n",
+        orjson.dumps(report.safety_report().model_dump(), option=orjson.OPT_INDENT_2) + b"\n",
     )
     histogram_chart(
         evaluation.token_counts,
         out / "lengths.png",
         f"{report.source}: tokens under the chat template",
-        report.format["max_length"],
+        report.format.max_length,
     )
     per_gap: dict[str, dict[str, int]] = {}
     counts = Counter(gaps)
-    refused = {g["gap"]: g["refusals"] for g in report.refusals["per_gap"]}
+    refused = {g.gap: g.refusals for g in report.refusals.per_gap}
     for gap, rows in sorted(counts.items()):
         per_gap[gap] = {"rows": rows, "refusals": refused.get(gap, 0)}
     bar_chart(per_gap, out / "gaps.png", f"{report.source}: rows and refusals per gap")

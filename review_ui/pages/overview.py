@@ -100,11 +100,11 @@ def latest_eval_report(run_id: str) -> None:
     fmt, safety = report.format, report.safety
     st.caption(f"{report.source}, {report.generated_at} ({report.stage}, {report.rows} rows)")
     columns = st.columns(5)
-    columns[0].metric("Valid rows", f"{fmt['valid_share']:.0%}")
-    columns[1].metric("Refusals", f"{report.refusals['share']:.1%}")
-    columns[2].metric(f"Over {fmt['max_length']} tokens", fmt["over_max_length"])
-    columns[3].metric("PII / unsafe rows", f"{safety['pii_rows']} / {safety['unsafe_rows']}")
-    matched = sum(section["rows_matched"] for section in report.contamination.values())
+    columns[0].metric("Valid rows", f"{fmt.valid_share:.0%}")
+    columns[1].metric("Refusals", f"{report.refusals.share:.1%}")
+    columns[2].metric(f"Over {fmt.max_length} tokens", fmt.over_max_length)
+    columns[3].metric("PII / unsafe rows", f"{safety.pii_rows} / {safety.unsafe_rows}")
+    matched = sum(section.rows_matched for section in report.contamination.values())
     columns[4].metric("Eval-set matches", matched)
     with st.expander("The whole report"):
         st.json(report.model_dump(mode="json"), expanded=False)
