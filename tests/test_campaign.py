@@ -66,7 +66,7 @@ def test_gapfill_run_with_external_workers_enqueues_and_stops(
         "PATH": "/usr/bin:/bin",
         "HF_HUB_OFFLINE": "1",
     }
-    command = [sys.executable, "-m", "generator.cli", "run", str(DEMO), "--workers", "external"]
+    command = [sys.executable, "-m", "cli", "run", str(DEMO), "--workers", "external"]
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "gaps of seed_tasks.jsonl" in done.stdout and "start workers with" in done.stdout
@@ -74,4 +74,5 @@ def test_gapfill_run_with_external_workers_enqueues_and_stops(
     bad = subprocess.run(
         [*command[:-1], "threads"], env=env, capture_output=True, text=True, timeout=600
     )
-    assert bad.returncode == 1 and "--workers: 'threads'" in bad.stderr
+    message = " ".join(bad.stderr.replace("│", " ").split())  # typer's usage error, boxed
+    assert bad.returncode == 2 and "'threads' is not one of 'inprocess', 'external'" in message
