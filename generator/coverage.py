@@ -282,6 +282,7 @@ def _reference_gaps(
     references: np.ndarray,
     existing: np.ndarray,
     texts: list[str],
+    *,
     threshold: float,
     per_prompt: float,
     k_bounds: tuple[int, int],
@@ -378,8 +379,8 @@ def analyse(
     if reference is not None:
         references = embedder.embed([p.text for p in reference])
         ref_gaps, coverage, vectors = _reference_gaps(
-            run_id, reference, references, existing, texts, reference_threshold,
-            per_reference_prompt, k_bounds,
+            run_id, reference, references, existing, texts,
+            threshold=reference_threshold, per_prompt=per_reference_prompt, k_bounds=k_bounds,
         )  # fmt: skip
         gaps += ref_gaps
         centroids |= vectors

@@ -12,71 +12,33 @@ from __future__ import annotations
 import contextlib
 import gc
 import hashlib
-import os
 import shutil
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
 
-import orjson
-from pydantic import BaseModel, ConfigDict, Field
-
-from generator import __version__
-from generator.coverage import GapReport
 from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ExportError
-from generator.evaluation.runner import EvalInput, EvalOptions, evaluate, write_reports
+from generator.export import files
 from generator.export import manifest as record
-from generator.export.checks import DEFAULT_MAX_LENGTH, LengthCheck, load_tokenizer
+from generator.export.checks import LengthCheck, load_tokenizer
+from generator.export.manifest_writer import ExportState, write_manifest
+from generator.export.options import ExportOptions, ExportResult
 from generator.export.prepare import Prepared, approved_row, existing_row
-from generator.export.rows import Row, RowRefused, preference_row, row_bytes, sft_row
+from generator.export.reports import run_reports
+from generator.export.rows import Row, RowRefused, preference_row, sft_row
 from generator.export.selection import Selection
 from generator.export.split import split
 from generator.filters.text import normalise
-from generator.schema import CandidateKind, CandidateStatus, PreferenceExample, SFTExample
+from generator.schema import CandidateKind, PreferenceExample, SFTExample
 from generator.store import Store
 
-
-class ExportOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    runs: list[str] = Field(min_length=1)
-    kind: CandidateKind
-    format: Literal["jsonl", "parquet"] = "jsonl"
-    out: Path
-    overwrite: bool = False
-    merge: Path | None = Field(
-        default=None, description="Existing dataset merged in, deduplicated."
-    )
-    eval_fraction: float = Field(default=0.0, ge=0, lt=1)
-    tokenizer: str | None = Field(
-        default=None, description="Tokenizer dir; default: the bundled SmolLM2."
-    )
-    max_length: int = Field(default=DEFAULT_MAX_LENGTH, ge=16)
-    base_model: str | None = None
-    pretraining_data: list[str] = Field(default_factory=list)
-    previous: Path | None = Field(default=None, description="The export this one follows.")
-    evaluate: bool = Field(default=True, description="Write the stage's eval and safety reports.")
-    eval_sets: list[Path] = Field(default_factory=list, description="For the contamination check.")
-    judge: str | None = Field(default=None, description="BACKEND/MODEL judging the eval report.")
-
-
-@dataclass
-class ExportResult:
-    out: Path
-    export_id: str
-    rows: dict[str, int]
-    excluded: list[tuple[str, str]] = field(default_factory=list)
-    refused: list[tuple[str, str]] = field(default_factory=list)
-    manifest_sha256: str = ""
-    seconds: dict[str, float] = field(default_factory=dict)  # per stage, for benchmarks
+# What callers import from here (the CLI, the review UI's Export page, bench, tests).
+__all__ = ["ExportOptions", "ExportResult", "export", "record"]
 
 
 class _Clock:
@@ -194,83 +156,6 @@ def _split(rows: list[Prepared], eval_fraction: float) -> dict[str, list[Prepare
     return splits
 
 
-def _previous_manifest(store: Store, options: ExportOptions) -> dict[str, Any]:
-    candidates: list[Path] = []
-    if options.previous is not None:
-        if not (options.previous / "manifest.json").is_file():
-            raise ExportError(f"--previous {options.previous}: no manifest.json there")
-        candidates.append(options.previous / "manifest.json")
-    candidates.append(options.out / "manifest.json")
-    for path in candidates:
-        if path.is_file():
-            data = path.read_bytes()
-            export_id = orjson.loads(data).get("export_id")
-            return {
-                "previous_manifest_sha256": hashlib.sha256(data).hexdigest(),
-                "previous_export_id": export_id,
-                "previous_out": str(path.parent),
-            }
-    same = [
-        e for e in store.exports() if e["kind"] == options.kind.value and e["runs"] == options.runs
-    ]
-    if same:
-        last = same[-1]
-        return {
-            "previous_manifest_sha256": last["manifest_sha256"],
-            "previous_export_id": last["export_id"],
-            "previous_out": last["out"],
-        }
-    return {"previous_manifest_sha256": None, "previous_export_id": None, "previous_out": None}
-
-
-def _scored_elsewhere(store: Store, run_ids: list[str]) -> list[dict[str, Any]]:
-    """Filter scores of the runs' items that were not exported (read raw: only scores needed)."""
-    scored: list[dict[str, Any]] = []
-    for run_id in run_ids:
-        for status in (
-            CandidateStatus.PENDING,
-            CandidateStatus.REJECTED,
-            CandidateStatus.AUTO_REJECTED,
-        ):
-            ids = list(store.ids(run_id, status))
-            with store.redis.pipeline(transaction=False) as pipe:
-                for item_id in ids:
-                    pipe.hget(store.keys.item(item_id), "data")
-                blobs = pipe.execute()
-            scored.extend(orjson.loads(b).get("scores", {}) for b in blobs if b)
-    return scored
-
-
-def _write_rows(path: Path, part: list[Prepared], fmt: str) -> None:
-    if fmt == "jsonl":
-        with path.open("wb") as handle:
-            handle.writelines(row_bytes(entry.row) for entry in part)
-        return
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    pq.write_table(pa.Table.from_pylist([entry.row for entry in part]), path, compression="zstd")
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def _place(staging: Path, out: Path) -> None:
-    """Rename the finished export into place; an old one is removed only after that."""
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        out.rename(old)
-        staging.rename(out)
-        shutil.rmtree(old)
-    else:
-        staging.rename(out)
-
-
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """No cyclic garbage collection while the export holds every item in memory.
@@ -326,33 +211,43 @@ def _export(
     options.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{options.out.name}.tmp-", dir=options.out.parent))
     exported_ids = [r.approved.id for part in splits.values() for r in part if r.approved]
-    identified: Future[_Identity] | None = None
+    identified: Future[files.Identity] | None = None
     background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapfill-export")
     try:
         reports = (
-            _evaluate(store, options, staging, splits, data_dir, embedder)
+            run_reports(
+                store, options, splits, staging=staging, data_dir=data_dir, embedder=embedder
+            )
             if options.evaluate
             else None
         )
         clock.lap("evaluate")
-        rows_per_file = _write_data(options, staging, splits)
+        rows_per_file = files.write_data(options, staging, splits)
         # While this thread writes the provenance, a second one hashes the data files (hashlib
         # lets go of the interpreter lock) and marks the items exported under the id the hashes
         # give (the server's work): both overlap this thread's instead of following it. The marks
         # come before the export is in place, so no item of a placed export can still be undone;
         # a failure puts them back.
         identified = background.submit(
-            _identify_and_mark, store, staging, rows_per_file, exported_ids
+            files.identify_and_mark, store, staging, rows_per_file, exported_ids
         )
-        _write_provenance(options, staging, splits)
-        _write_excluded(staging, [*excluded, *selection.refused])
+        files.write_provenance(options, staging, splits)
+        files.write_excluded(staging, [*excluded, *selection.refused])
         identity = identified.result()
-        result = _write_manifest(
-            store, options, staging, identity, splits, selection, excluded, tokenizer, lengths,
-            reports,
-        )  # fmt: skip
+        state = ExportState(
+            options=options,
+            staging=staging,
+            identity=identity,
+            splits=splits,
+            selection=selection,
+            excluded=excluded,
+            tokenizer=tokenizer,
+            lengths=lengths,
+            reports=reports,
+        )
+        result = write_manifest(store, state)
         clock.lap("write")
-        _place(staging, options.out)
+        files.place(staging, options.out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         if identified is not None and identified.exception() is None:
@@ -378,214 +273,3 @@ def _export(
     result.seconds = clock.laps
     result.out = options.out
     return result
-
-
-@dataclass
-class _Reports:
-    hashes: dict[str, str]
-    report_json: str
-
-
-def _evaluate(
-    store: Store,
-    options: ExportOptions,
-    staging: Path,
-    splits: dict[str, list[Prepared]],
-    data_dir: Path,
-    embedder: Embedder | None,
-) -> _Reports:
-    """The stage's eval report over every exported row, written into the export."""
-    rows = [entry for part in splits.values() for entry in part]
-    model = SFTExample if options.kind is CandidateKind.SFT else PreferenceExample
-    examples = [model.model_validate(entry.row) for entry in rows]
-    gaps = [entry.approved.item["gap_id"] if entry.approved else "existing" for entry in rows]
-    labels = {g.id: g.label for run in options.runs for g in store.gaps(run)}
-    gap_report = next(
-        (GapReport.model_validate_json(raw) for run in options.runs
-         if (raw := store.gap_report_json(run)) is not None),
-        None,
-    )  # fmt: skip
-    data = EvalInput(
-        source=f"export of {', '.join(options.runs)}",
-        rows=len(examples),
-        examples=examples,
-        gaps=gaps,
-        labels=labels,
-        human_reviewed={i for i, entry in enumerate(rows) if entry.approved is not None},
-        gap_report=gap_report,
-    )
-    eval_options = EvalOptions(
-        stage=options.kind.value,
-        eval_sets=options.eval_sets,
-        existing=options.merge,
-        judge=options.judge,
-        tokenizer=options.tokenizer,
-        max_length=options.max_length,
-    )
-    evaluation = evaluate(
-        data, eval_options, embedder or Embedder(cache_dir=data_dir / "cache"), data_dir
-    )
-    hashes = write_reports(evaluation, staging, gaps)
-    return _Reports(hashes, evaluation.report.model_dump_json())
-
-
-def _write_data(
-    options: ExportOptions, staging: Path, splits: dict[str, list[Prepared]]
-) -> dict[str, int]:
-    """The data files; their names and rows."""
-    suffix = "jsonl" if options.format == "jsonl" else "parquet"
-    rows_per_file = {}
-    for name, part in splits.items():
-        if part:
-            _write_rows(staging / f"{name}.{suffix}", part, options.format)
-            rows_per_file[f"{name}.{suffix}"] = len(part)
-    return rows_per_file
-
-
-@dataclass
-class _Identity:
-    files: dict[str, dict[str, Any]]  # the data files' manifest entries
-    export_id: str  # a hash of the data files' hashes: the same data, the same id
-    previous_marks: list[str | None]  # of the exported items, before this export marked them
-
-
-def _identify_and_mark(
-    store: Store, staging: Path, rows_per_file: dict[str, int], exported_ids: list[str]
-) -> _Identity:
-    files = {
-        name: {
-            "rows": rows,
-            "bytes": (staging / name).stat().st_size,
-            "sha256": _sha256(staging / name),
-        }
-        for name, rows in rows_per_file.items()
-    }
-    export_id = hashlib.sha256(
-        "".join(f"{n}:{f['sha256']}" for n, f in sorted(files.items())).encode()
-    ).hexdigest()
-    return _Identity(files, export_id, store.mark_exported(export_id, exported_ids))
-
-
-def _write_provenance(
-    options: ExportOptions, staging: Path, splits: dict[str, list[Prepared]]
-) -> None:
-    def line(entry: Prepared, split: str, index: int) -> bytes:
-        if entry.approved is not None:
-            made = record.provenance_record(entry.approved, split, index)
-        else:
-            made = {
-                "item_id": None,
-                "split": split,
-                "row": index,
-                "source": "existing",
-                "source_file": str(options.merge),
-                "source_line": entry.line,
-            }
-        return orjson.dumps(made, option=orjson.OPT_APPEND_NEWLINE)
-
-    with (staging / "provenance.jsonl").open("wb") as handle:
-        for name, part in splits.items():
-            handle.writelines(line(entry, name, index) for index, entry in enumerate(part))
-
-
-def _write_excluded(staging: Path, excluded: list[tuple[str, str]]) -> None:
-    with (staging / "excluded.jsonl").open("wb") as handle:
-        for item_id, reason in excluded:
-            handle.write(orjson.dumps({"item": item_id, "reason": reason}) + b"\n")
-
-
-def _write_manifest(
-    store: Store,
-    options: ExportOptions,
-    staging: Path,
-    identity: _Identity,
-    splits: dict[str, list[Prepared]],
-    selection: Selection,
-    excluded: list[tuple[str, str]],
-    tokenizer: Any,
-    lengths: LengthCheck,
-    reports: _Reports | None,
-) -> ExportResult:
-    """The manifest (file hashes, counts, generation, filters, review, stage audit) and card."""
-    files, export_id = dict(identity.files), identity.export_id
-    for name in ("provenance.jsonl", "excluded.jsonl", *(reports.hashes if reports else ())):
-        path = staging / name
-        files[name] = {"bytes": path.stat().st_size, "sha256": _sha256(path)}
-
-    generated = [entry for part in splits.values() for entry in part if entry.origin]
-    origins = Counter([entry.origin for entry in generated if entry.origin])
-    decisions = selection.decisions
-    run_configs = {run: store.get_run(run) for run in options.runs}
-    dataset_files = {n: f["sha256"] for n, f in files.items() if n.split(".")[0] in splits}
-    manifest: dict[str, Any] = {
-        "gapfill_version": __version__,
-        "export_id": export_id,
-        "exported_at": datetime.now(UTC).isoformat(),
-        "runs": options.runs,
-        "kind": options.kind.value,
-        "format": options.format,
-        "files": files,
-        "counts": {
-            "rows": sum(len(p) for p in splits.values()),
-            "by_split": {n: len(p) for n, p in splits.items() if p},
-            **record.origin_counts(origins, sum(len(p) for p in splits.values()) - len(generated)),
-            "excluded": len(excluded),
-            "refused_pii": len(selection.refused),
-            "length_checked_with_tokenizer": lengths.tokenised,
-            "length_counts_from_cache": lengths.cached,
-        },
-        "generation": record.generation_summary(origins),
-        "filters": {
-            "config": {
-                run: (c.filters.model_dump(mode="json") if c else None)
-                for run, c in run_configs.items()
-            },
-            "pass_rates": record.pass_rates(
-                [entry.scores or {} for entry in generated] + _scored_elsewhere(store, options.runs)
-            ),
-        },
-        "review": record.review_summary(
-            decisions, {run: store.review_rule(run) for run in options.runs}
-        ),
-        "merged_existing": str(options.merge) if options.merge else None,
-        "split": {
-            "eval_fraction": options.eval_fraction,
-            "key": "sha256 of the near-duplicate group's smallest item id",
-        },
-        "stage_audit": {
-            "base_model": options.base_model,
-            "continued_pretraining_data": options.pretraining_data,
-            "sft_dataset": dataset_files if options.kind is CandidateKind.SFT else None,
-            "preference_dataset": (
-                dataset_files if options.kind is CandidateKind.PREFERENCE else None
-            ),
-            "chat_template": {
-                "tokenizer": options.tokenizer or "bundled SmolLM2-135M-Instruct",
-                "sha256": hashlib.sha256(str(tokenizer.chat_template).encode()).hexdigest(),
-                "max_length": options.max_length,
-            },
-            # The stage's eval and safety reports (gapfill eval), written beside the data.
-            "eval_report": (
-                {"file": "eval_report.json", "sha256": reports.hashes["eval_report.json"]}
-                if reports
-                else None
-            ),
-            "safety_report": (
-                {"file": "safety_report.json", "sha256": reports.hashes["safety_report.json"]}
-                if reports
-                else None
-            ),
-            "rollback_artifacts": _previous_manifest(store, options),
-        },
-    }
-    manifest_bytes = orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n"
-    (staging / "manifest.json").write_bytes(manifest_bytes)
-    (staging / "README.md").write_text(record.dataset_card(manifest), encoding="utf-8")
-    return ExportResult(
-        out=staging,
-        export_id=export_id,
-        rows=manifest["counts"]["by_split"],
-        excluded=excluded,
-        refused=selection.refused,
-        manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
-    )
