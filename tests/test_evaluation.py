@@ -19,11 +19,11 @@ from generator.evaluation.runner import EvalOptions, evaluate, read_input, write
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
-def predictions_as_sft(shared_data: Path, model: str, out: Path) -> Path:
+def predictions_as_sft(real_data: Path, model: str, out: Path) -> Path:
     """A self-instruct prediction file as TRL SFT rows (empty answers stay: they are invalid)."""
     path = out / f"{model}.jsonl"
     with path.open("w", encoding="utf-8") as handle:
-        source = shared_data / "self-instruct" / "predictions" / f"{model}.jsonl"
+        source = real_data / "self-instruct" / "predictions" / f"{model}.jsonl"
         for line in source.open(encoding="utf-8"):
             row = json.loads(line)
             turns = [
@@ -35,10 +35,8 @@ def predictions_as_sft(shared_data: Path, model: str, out: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def humaneval(request: pytest.FixtureRequest) -> Path:
-    from tests.conftest import SHARED_DATA
-
-    return SHARED_DATA / "humaneval" / "HumanEval.jsonl.gz"
+def humaneval(real_data: Path) -> Path:
+    return real_data / "humaneval" / "HumanEval.jsonl.gz"
 
 
 def sft_options(model_dir: Path, humaneval: Path) -> EvalOptions:
@@ -46,11 +44,11 @@ def sft_options(model_dir: Path, humaneval: Path) -> EvalOptions:
 
 
 def test_a_weak_model_s_answers_score_worse_than_a_strong_one_s(
-    shared_data: Path, model_dir: Path, embedder: object, humaneval: Path, tmp_path: Path
+    real_data: Path, model_dir: Path, embedder: object, humaneval: Path, tmp_path: Path
 ) -> None:
     reports = {}
     for model in ("davinci", "text-davinci-003"):
-        data = read_input(predictions_as_sft(shared_data, model, tmp_path), "sft")
+        data = read_input(predictions_as_sft(real_data, model, tmp_path), "sft")
         evaluation = evaluate(data, sft_options(model_dir, humaneval), embedder, tmp_path)  # type: ignore[arg-type]
         reports[model] = evaluation.report
     weak, strong = reports["davinci"], reports["text-davinci-003"]
@@ -69,9 +67,9 @@ def test_a_weak_model_s_answers_score_worse_than_a_strong_one_s(
 
 
 def test_planted_humaneval_problems_are_listed_with_their_task_ids(
-    shared_data: Path, model_dir: Path, embedder: object, humaneval: Path, tmp_path: Path
+    real_data: Path, model_dir: Path, embedder: object, humaneval: Path, tmp_path: Path
 ) -> None:
-    path = predictions_as_sft(shared_data, "text-davinci-003", tmp_path)
+    path = predictions_as_sft(real_data, "text-davinci-003", tmp_path)
     with gzip.open(humaneval, "rt", encoding="utf-8") as handle:
         problems = [json.loads(line) for line in handle][40:50]
     with path.open("a", encoding="utf-8") as handle:
@@ -88,9 +86,9 @@ def test_planted_humaneval_problems_are_listed_with_their_task_ids(
 
 
 def test_the_report_files_are_written_with_stable_keys(
-    shared_data: Path, model_dir: Path, embedder: object, humaneval: Path, tmp_path: Path
+    real_data: Path, model_dir: Path, embedder: object, humaneval: Path, tmp_path: Path
 ) -> None:
-    data = read_input(shared_data / "self-instruct" / "seed_tasks.jsonl", "sft")
+    data = read_input(real_data / "self-instruct" / "seed_tasks.jsonl", "sft")
     evaluation = evaluate(data, sft_options(model_dir, humaneval), embedder, tmp_path)  # type: ignore[arg-type]
     hashes = write_reports(evaluation, tmp_path / "report", data.gaps)
     report = json.loads((tmp_path / "report" / "eval_report.json").read_text())
@@ -112,9 +110,9 @@ def test_the_report_files_are_written_with_stable_keys(
 
 
 def test_hh_pairs_are_judged_in_both_orders_and_near_identical_pairs_flagged(
-    shared_data: Path, model_dir: Path, embedder: object, local_backend: object, tmp_path: Path
+    real_data: Path, model_dir: Path, embedder: object, local_backend: object, tmp_path: Path
 ) -> None:
-    hh = shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+    hh = real_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     path = tmp_path / "hh-slice.jsonl"
     with gzip.open(hh, "rt", encoding="utf-8") as source, path.open("w") as out:
         for _, line in zip(range(30), source, strict=False):
@@ -137,12 +135,12 @@ def test_hh_pairs_are_judged_in_both_orders_and_near_identical_pairs_flagged(
     print(f"HH slice, SmolLM2-135M as judge: {judge}")
 
 
-def test_bad_input_is_refused_clearly(shared_data: Path, tmp_path: Path) -> None:
+def test_bad_input_is_refused_clearly(real_data: Path, tmp_path: Path) -> None:
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
     with pytest.raises(DataFileError, match="no rows"):
         read_input(empty, "sft")
-    hh = shared_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+    hh = real_data / "hh-rlhf" / "harmless-base-test.jsonl.gz"
     with pytest.raises(DataFileError, match="preference rows, not sft rows"):
         read_input(hh, "sft")
     with pytest.raises(ConfigError, match="--stage: 'rlhf' is not sft or preference"):
@@ -150,7 +148,7 @@ def test_bad_input_is_refused_clearly(shared_data: Path, tmp_path: Path) -> None
 
 
 def test_gapfill_eval_and_audit_from_the_command_line(
-    shared_data: Path, model_dir: Path, tmp_path: Path
+    real_data: Path, model_dir: Path, tmp_path: Path
 ) -> None:
     env = {
         "GAPFILL_DATA_DIR": str(tmp_path / "data"),
@@ -159,10 +157,10 @@ def test_gapfill_eval_and_audit_from_the_command_line(
     }
 
     def gapfill(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "generator.cli", *args]
+        command = [sys.executable, "-m", "cli", *args]
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
 
-    seed = shared_data / "self-instruct" / "seed_tasks.jsonl"
+    seed = real_data / "self-instruct" / "seed_tasks.jsonl"
     done = gapfill(
         "eval", str(seed), "--stage", "sft", "--out", str(tmp_path / "r"),
         "--tokenizer", str(model_dir),
@@ -170,8 +168,7 @@ def test_gapfill_eval_and_audit_from_the_command_line(
     assert done.returncode == 0, done.stderr
     assert "175 sft rows" in done.stdout and (tmp_path / "r" / "eval_report.md").exists()
     bad = gapfill("eval", str(seed), "--stage", "dpo", "--out", str(tmp_path / "x"))
-    assert bad.returncode == 1 and bad.stderr.strip() == (
-        "error: --stage: 'dpo' is not sft or preference"
-    )
+    message = " ".join(bad.stderr.replace("│", " ").split())  # typer's usage error, boxed
+    assert bad.returncode == 2 and "'dpo' is not one of 'sft', 'preference'" in message
     missing = gapfill("audit", str(tmp_path / "r"))
     assert missing.returncode == 1 and "no manifest.json" in missing.stderr
