@@ -82,15 +82,6 @@ def real_data() -> Path:
     return REAL_DATA
 
 
-# Transitional aliases while other files still use the old names; they point inside the repo.
-SHARED_DATA = REAL_DATA
-
-
-@pytest.fixture(scope="session")
-def shared_data(real_data: Path) -> Path:
-    return real_data
-
-
 @pytest.fixture(scope="session")
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The bundled SmolLM2 model, converted from its GGUF once per test session (~20 s)."""
