@@ -98,7 +98,7 @@ def main() -> int:
             "ratio": rate / raw_rate,
             "target": TARGET,
             "target_met": rate / raw_rate >= TARGET,
-            "section_seconds": report.seconds,
+            "section_seconds": report.seconds.model_dump(),
         }
         print(json.dumps(results, indent=2))
         return 0
@@ -108,11 +108,11 @@ def main() -> int:
         f"gapfill eval, cold cache        : {eval_s:7.1f}s = {rate:6.1f} rows/s "
         f"-> ratio {rate / raw_rate:.2f} (target >= {TARGET})"
     )
-    print(f"sections (s): {report.seconds}")
+    print(f"sections (s): {report.seconds.model_dump()}")
     print(
-        f"refusals {report.refusals['share']:.1%}, PII rows {report.safety['pii_rows']}, "
-        f"unsafe rows {report.safety['unsafe_rows']}, HumanEval matches "
-        f"{report.contamination['HumanEval.jsonl.gz']['rows_matched']}"
+        f"refusals {report.refusals.share:.1%}, PII rows {report.safety.pii_rows}, "
+        f"unsafe rows {report.safety.unsafe_rows}, HumanEval matches "
+        f"{report.contamination['HumanEval.jsonl.gz'].rows_matched}"
     )
     return 0
 
