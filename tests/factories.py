@@ -21,6 +21,20 @@ def sft(question: str, answer: str = "An answer.") -> SFTExample:
     )
 
 
+def pair(prompt: str, chosen: str, rejected: str) -> PreferenceExample:
+    return PreferenceExample(
+        prompt=[Message(role="user", content=prompt)],
+        chosen=[Message(role="assistant", content=chosen)],
+        rejected=[Message(role="assistant", content=rejected)],
+    )
+
+
+def wrap(example: SFTExample | PreferenceExample, index: int = 0, gap: str = "none") -> Candidate:
+    """An unstored candidate around an example, as a filter sees it."""
+    kind = CandidateKind.PREFERENCE if isinstance(example, PreferenceExample) else CandidateKind.SFT
+    return Candidate(id=f"c{index}", kind=kind, payload=example, run_id="r", gap_id=gap)
+
+
 def candidate(
     index: int,
     *,

@@ -27,25 +27,17 @@ from generator.filters.stored_run import RunPipelines, reference_items
 from generator.filters.topic import OffTopicFilter
 from generator.schema import (
     Candidate,
-    CandidateKind,
     CandidateStatus,
     Gap,
-    Message,
-    PreferenceExample,
     RunConfig,
     SFTExample,
 )
 from generator.store import Store
 from tests.conftest import REAL_DATA
-from tests.factories import sft
+from tests.factories import pair, sft, wrap
 
 SEED_TASKS = REAL_DATA / "self-instruct" / "seed_tasks.jsonl"
 HUMANEVAL = REAL_DATA / "humaneval" / "HumanEval.jsonl.gz"
-
-
-def wrap(example: SFTExample | PreferenceExample, index: int = 0, gap: str = "g") -> Candidate:
-    kind = CandidateKind.PREFERENCE if isinstance(example, PreferenceExample) else CandidateKind.SFT
-    return Candidate(id=f"c{index}", kind=kind, payload=example, run_id="r", gap_id=gap)
 
 
 @pytest.fixture(scope="module")
@@ -174,15 +166,6 @@ class ScriptedJudge:
             )
             for r in requests
         ]
-
-
-def pair(prompt: str, chosen: str, rejected: str) -> PreferenceExample:
-    user = Message(role="user", content=prompt)
-    return PreferenceExample(
-        prompt=[user],
-        chosen=[Message(role="assistant", content=chosen)],
-        rejected=[Message(role="assistant", content=rejected)],
-    )
 
 
 def test_pairwise_judging_asks_both_orders_and_reports_position_bias() -> None:

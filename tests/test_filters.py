@@ -22,14 +22,10 @@ from generator.filters.quality import QualityFilter
 from generator.filters.settings import FilterSettings
 from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
 from tests.conftest import REAL_DATA
-from tests.factories import sft
+from tests.factories import sft, wrap
 
 HUMANEVAL = REAL_DATA / "humaneval" / "HumanEval.jsonl.gz"
 SEED_TASKS = REAL_DATA / "self-instruct" / "seed_tasks.jsonl"
-
-
-def wrap(example: SFTExample, index: int = 0) -> Candidate:
-    return Candidate(id=f"c{index}", kind=CandidateKind.SFT, payload=example, run_id="r")
 
 
 @pytest.fixture(scope="module")

@@ -18,19 +18,14 @@ import pytest
 import redis
 
 from generator import reviewers
-from generator.schema import Candidate, CandidateKind, CandidateStatus, Message, SFTExample
+from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
 from generator.store import Store
 from tests.conftest import REAL_DATA
+from tests.factories import sft
 
 APP = Path(__file__).resolve().parents[1] / "review_ui" / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("GAPFILL_TEST_ARTIFACTS", "test-artifacts"))
-
-
-def sft(prompt: str, answer: str) -> SFTExample:
-    return SFTExample(
-        messages=[Message(role="user", content=prompt), Message(role="assistant", content=answer)]
-    )
 
 
 def real_candidates(count: int, run: str = "ui-run") -> list[Candidate]:

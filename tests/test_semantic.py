@@ -12,13 +12,9 @@ from generator.embeddings import Embedder
 from generator.filters.language import LanguageFilter
 from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.vectors import VectorIndex
-from generator.schema import Candidate, CandidateKind, SFTExample
+from generator.schema import SFTExample
 from tests.conftest import REAL_DATA
-from tests.factories import sft
-
-
-def wrap(example: SFTExample, index: int = 0) -> Candidate:
-    return Candidate(id=f"c{index}", kind=CandidateKind.SFT, payload=example, run_id="r")
+from tests.factories import sft, wrap
 
 
 @pytest.fixture(scope="module")
