@@ -35,6 +35,26 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
         time.sleep(0.05)
 
 
+HEARTBEAT_TTL_S = 3  # start_worker's GAPFILL_WORKER_HEARTBEAT_S=1, three beats
+
+
+def heartbeat_landed(queue: Queue, job_id: str | None) -> bool:
+    """True once the worker's first heartbeat for the job is in the started registry.
+
+    RQ enters a started job with an expiry as long as the job's timeout; the first heartbeat
+    cuts it to three beats. Only from then on is a killed worker's job seen as abandoned within
+    seconds, so a kill test waits for this event, not for a guessed sleep."""
+    if job_id is None:
+        return False
+    registry = StartedJobRegistry(queue=queue)
+    horizon = time.time() + HEARTBEAT_TTL_S + 1
+    for member, expiry in registry.connection.zrange(registry.key, 0, -1, withscores=True):
+        name = member.decode() if isinstance(member, bytes) else member
+        if name.rsplit(":", 1)[0] == job_id and expiry <= horizon:
+            return True
+    return False
+
+
 @pytest.fixture
 def server_url(valkey_url: str) -> str:
     """Only the test session's own Valkey: RQ writes global keys (rq:workers, rq:queues) that a
@@ -127,10 +147,9 @@ def test_a_batch_whose_worker_is_killed_is_rerun_without_duplicates(
     store.add_tasks(batch)
     [job_id] = work.enqueue_tasks("run-1").jobs
     first = start_worker()
-    started = StartedJobRegistry(queue=work.generate)
-    # Killed the moment the job is seen started: the batch stores nothing until all 8 answers
-    # are generated (seconds of work), so the kill always lands mid-batch. Checked just below.
-    wait_until(lambda: job_id in started.get_job_ids(), 120, "the first worker to start the job")
+    # Killed on its first heartbeat for the job: the batch stores nothing until all 8 answers
+    # are generated (seconds of work), so the kill lands mid-batch. Checked just below.
+    wait_until(lambda: heartbeat_landed(work.generate, job_id), 120, "the job's first heartbeat")
     first.send_signal(signal.SIGKILL)
     first.wait(timeout=10)
     assert store.task_counts("run-1")[0] < 8, "the batch finished before the kill; make it longer"
@@ -157,16 +176,21 @@ def test_three_workers_killed_mid_batch_lose_no_request_and_duplicate_none(
     store.add_tasks(batch)
     assert len(work.enqueue_tasks("run-1").jobs) == 3
 
-    def busy(process: subprocess.Popen[str]) -> bool:
-        return any(
-            w.pid == process.pid and w.get_state() == "busy"
-            for w in Worker.all(connection=connection)
-        )
+    def current_job(process: subprocess.Popen[str]) -> str | None:
+        for worker in Worker.all(connection=connection):
+            if worker.pid == process.pid and worker.get_state() == "busy":
+                job_id: str | None = worker.get_current_job_id()
+                return job_id
+        return None
 
     for kill in range(3):
         victim = start_worker()
-        wait_until(lambda p=victim: busy(p), 180, f"worker {kill + 1} to start a batch")  # type: ignore[misc]
-        victim.send_signal(signal.SIGKILL)  # on the observed start, not after a guessed sleep
+        wait_until(
+            lambda p=victim: heartbeat_landed(work.generate, current_job(p)),  # type: ignore[misc]
+            180,
+            f"worker {kill + 1}'s first heartbeat for its batch",
+        )
+        victim.send_signal(signal.SIGKILL)
         victim.wait(timeout=10)
     assert store.task_counts("run-1")[0] < 24, "the campaign finished before the kills"
 
@@ -228,8 +252,7 @@ def test_sigterm_lets_the_running_batch_finish(
     store.add_tasks(tasks(4, tokens=32, seed=1))
     [job_id] = work.enqueue_tasks("run-1").jobs
     worker = start_worker()
-    started = StartedJobRegistry(queue=work.generate)
-    wait_until(lambda: job_id in started.get_job_ids(), 120, "the job to start")
+    wait_until(lambda: heartbeat_landed(work.generate, job_id), 120, "the job's first heartbeat")
     worker.send_signal(signal.SIGTERM)
     try:
         worker.wait(timeout=180)
