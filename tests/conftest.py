@@ -107,3 +107,15 @@ def embedder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     from generator.embeddings import Embedder
 
     return Embedder(cache_dir=tmp_path_factory.mktemp("embedding-cache"))
+
+
+# A test that needs one of these is slow by nature: the bundled LLM (converted from its GGUF,
+# then generating on CPU), or a Streamlit server with a real browser.
+SLOW_FIXTURES = frozenset({"model_dir", "local_backend", "served", "browser"})
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark slow what needs a slow fixture, so `pytest -m "not slow"` stays the quick loop."""
+    for item in items:
+        if SLOW_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)

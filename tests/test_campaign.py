@@ -56,6 +56,7 @@ def test_a_bad_campaign_config_names_the_file_and_the_key(tmp_path: Path) -> Non
         load_campaign(config)
 
 
+@pytest.mark.slow
 def test_gapfill_run_with_external_workers_enqueues_and_stops(
     server_url: str, key_prefix: str, store: Store, tmp_path: Path
 ) -> None:

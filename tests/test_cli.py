@@ -77,7 +77,7 @@ def test_server_start_info_stop(embedded: BundledServer) -> None:
     assert gapfill("server", "info").returncode == 3
 
 
-def test_redis_url_means_no_embedded_server(valkey_url: str, data_dir: Path) -> None:
+def test_redis_url_means_no_bundled_server(valkey_url: str, data_dir: Path) -> None:
     result = gapfill("status", env={"REDIS_URL": valkey_url})
     assert result.returncode == 0, result.stderr
     assert valkey_url in result.stdout

@@ -229,6 +229,7 @@ def gapfill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
     store: Store,
     cli_env: dict[str, str],

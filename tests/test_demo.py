@@ -22,6 +22,9 @@ from generator.schema import PREFERENCE_PAIR_TAG, CandidateStatus, Message, SFTE
 from generator.store import Store
 from tests.factories import run_cli
 
+# The whole demo campaign in a subprocess: gaps, generation by the bundled model, scoring.
+pytestmark = pytest.mark.slow
+
 RUN = "demo"
 
 

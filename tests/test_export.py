@@ -393,6 +393,7 @@ def test_a_tokenizer_is_loaded_once_until_its_files_change(model_dir: Path, tmp_
     assert load_tokenizer(str(copied), tmp_path) is not first, "a changed file is read again"
 
 
+@pytest.mark.slow
 def test_what_the_scoring_workers_count_spares_the_export_its_tokenizer(
     store: Store, tmp_path: Path
 ) -> None:

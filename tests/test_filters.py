@@ -206,6 +206,7 @@ def test_junk_never_crashes_the_pipeline(seed_examples: list[SFTExample]) -> Non
     assert routes[3] is CandidateStatus.PENDING
 
 
+@pytest.mark.slow
 def test_gapfill_score_writes_one_line_per_row_in_order(
     tmp_path: Path, humaneval: list[dict[str, str]]
 ) -> None:

@@ -49,6 +49,7 @@ def test_the_ann_index_finds_what_exact_search_finds(seed_vectors: np.ndarray) -
     assert (exact_sims[:, 0] >= exact_sims[:, 1]).all()
 
 
+@pytest.mark.slow
 def test_paraphrases_of_existing_examples_are_semantic_duplicates(embedder: Embedder) -> None:
     examples = load_examples(REAL_DATA / "self-instruct" / "seed_tasks.jsonl")
     existing = [
@@ -93,6 +94,7 @@ def test_an_index_saved_to_disk_comes_back(tmp_path: Path, seed_vectors: np.ndar
     assert list(keys[:, 0]) == list(range(10)) and (sims[:, 0] > 0.999).all()
 
 
+@pytest.mark.slow
 def test_near_duplicates_in_the_t0_corpus_against_labelled_pairs(embedder: Embedder) -> None:
     """Pairs of T0 prompts labelled by an independent measure (character-level difflib ratio:
     >= 0.9 duplicate, < 0.5 distinct): consecutive rows share a template, rows 1,500 apart do not.
