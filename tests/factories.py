@@ -1,9 +1,12 @@
-"""Small builders for test data (pure helpers, no I/O)."""
+"""Small builders for test data, and the one way tests run the gapfill command (`run_cli`, in
+the environment `cli_env` builds)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from typing import TYPE_CHECKING
 
 from generator.schema import (
     Candidate,
@@ -13,6 +16,9 @@ from generator.schema import (
     PreferenceExample,
     SFTExample,
 )
+
+if TYPE_CHECKING:
+    from generator.store import Store
 
 
 def sft(question: str, answer: str = "An answer.") -> SFTExample:
@@ -65,6 +71,24 @@ def preference(index: int, *, run: str = "run-1") -> Candidate:
         gap_id="gap-p",
         status=CandidateStatus.PENDING,
     )
+
+
+def store_url(store: Store) -> str:
+    """The URL of the server a store's client talks to."""
+    kwargs = store.redis.get_connection_kwargs()
+    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+
+
+def cli_env(store: Store | None = None, url: str | None = None, /, **extra: str) -> dict[str, str]:
+    """This process's environment for `gapfill`, 200 columns wide, on the store's server (at
+    `url` when given) and key prefix, then `extra` on top."""
+    env = {**os.environ, "COLUMNS": "200"}
+    if store is not None:
+        env["GAPFILL_REDIS_URL"] = url or store_url(store)
+        env["GAPFILL_KEY_PREFIX"] = store.keys.prefix
+    elif url is not None:
+        env["GAPFILL_REDIS_URL"] = url
+    return {**env, **extra}
 
 
 def run_cli(

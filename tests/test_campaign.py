@@ -3,8 +3,6 @@ and `gapfill run --workers external`, on the demo campaign's real data."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from generator.campaign import load_campaign, plan
 from generator.errors import ConfigError
 from generator.evaluation.runner import EvalOptions, evaluate, read_input
 from generator.store import Store
+from tests.factories import run_cli
 
 DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "campaign.yaml"
 
@@ -67,13 +66,10 @@ def test_gapfill_run_with_external_workers_enqueues_and_stops(
         "PATH": "/usr/bin:/bin",
         "HF_HUB_OFFLINE": "1",
     }
-    command = [sys.executable, "-m", "cli", "run", str(DEMO), "--workers", "external"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    done = run_cli(env, "run", str(DEMO), "--workers", "external")
     assert done.returncode == 0, done.stderr
     assert "gaps of seed_tasks.jsonl" in done.stdout and "start workers with" in done.stdout
     assert store.task_counts("demo")[1] > 0
-    bad = subprocess.run(
-        [*command[:-1], "threads"], env=env, capture_output=True, text=True, timeout=600
-    )
+    bad = run_cli(env, "run", str(DEMO), "--workers", "threads")
     message = " ".join(bad.stderr.replace("│", " ").split())  # typer's usage error, boxed
     assert bad.returncode == 2 and "'threads' is not one of 'inprocess', 'external'" in message

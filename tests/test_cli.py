@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,16 +11,7 @@ import pytest
 from generator.connection import connect
 from generator.redis_server import BundledServer
 from generator.store import Store
-from tests.factories import candidate
-
-GAPFILL = [sys.executable, "-m", "cli"]
-
-
-def gapfill(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full_env = {**os.environ, "COLUMNS": "200", **(env or {})}
-    return subprocess.run(
-        [*GAPFILL, *args], capture_output=True, text=True, env=full_env, timeout=120
-    )
+from tests.factories import candidate, cli_env, run_cli
 
 
 @pytest.fixture
@@ -40,7 +29,7 @@ def embedded(data_dir: Path):  # type: ignore[no-untyped-def]
 def test_status_on_a_fresh_machine_starts_the_server_and_prints_an_empty_table(
     embedded: BundledServer,
 ) -> None:
-    result = gapfill("status")
+    result = run_cli(cli_env(), "status", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "gapfill status" in result.stdout
     assert "no runs yet" in result.stdout
@@ -56,7 +45,7 @@ def test_status_shows_counts_per_run_gap_and_status(embedded: BundledServer) -> 
     lease = store.claim("alice", "run-1")
     assert lease is not None
     store.decide(lease.item_id, "alice", "accept", lease.version)
-    result = gapfill("status")
+    result = run_cli(cli_env(), "status", timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     rows = {tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in lines}
@@ -69,16 +58,18 @@ def test_status_shows_counts_per_run_gap_and_status(embedded: BundledServer) -> 
 
 
 def test_server_start_info_stop(embedded: BundledServer) -> None:
-    started = gapfill("server", "start")
+    started = run_cli(cli_env(), "server", "start", timeout=120)
     assert started.returncode == 0 and "bundled Valkey running" in started.stdout
-    info = gapfill("server", "info")
+    info = run_cli(cli_env(), "server", "info", timeout=120)
     assert info.returncode == 0 and started.stdout.split(",")[0] in info.stdout
-    assert gapfill("server", "stop").stdout.strip() == "bundled Valkey stopped"
-    assert gapfill("server", "info").returncode == 3
+    assert (
+        run_cli(cli_env(), "server", "stop", timeout=120).stdout.strip() == "bundled Valkey stopped"
+    )
+    assert run_cli(cli_env(), "server", "info", timeout=120).returncode == 3
 
 
 def test_redis_url_means_no_bundled_server(valkey_url: str, data_dir: Path) -> None:
-    result = gapfill("status", env={"REDIS_URL": valkey_url})
+    result = run_cli(cli_env(REDIS_URL=valkey_url), "status", timeout=120)
     assert result.returncode == 0, result.stderr
     assert valkey_url in result.stdout
     assert not (data_dir / "valkey").exists()
@@ -89,7 +80,7 @@ def test_an_evicting_server_gets_a_loud_warning(tmp_path: Path) -> None:
     info = server.ensure_running()
     try:
         connect(info.url).config_set("maxmemory-policy", "allkeys-lru")
-        result = gapfill("status", env={"REDIS_URL": info.url})
+        result = run_cli(cli_env(REDIS_URL=info.url), "status", timeout=120)
         assert result.returncode == 0
         assert "WARNING" in result.stderr and "allkeys-lru" in result.stderr
     finally:
@@ -101,7 +92,7 @@ def test_validate_reports_each_bad_row_as_file_line_reason(tmp_path: Path) -> No
     good = {"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}
     bad = {"messages": [{"role": "user", "content": "q"}]}
     path.write_bytes((json.dumps(good) + "\n" + json.dumps(bad) + "\n{oops\n").encode() + b"\xff\n")
-    result = gapfill("validate", str(path))
+    result = run_cli(cli_env(), "validate", str(path), timeout=120)
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         f"{path}:2: messages: the last message must be from the assistant",
@@ -113,7 +104,7 @@ def test_validate_reports_each_bad_row_as_file_line_reason(tmp_path: Path) -> No
 
 def test_validate_passes_the_real_seed_tasks(real_data: Path) -> None:
     path = real_data / "self-instruct" / "seed_tasks.jsonl"
-    result = gapfill("validate", str(path))
+    result = run_cli(cli_env(), "validate", str(path), timeout=120)
     assert result.returncode == 0, result.stderr
     assert "format self_instruct, 175 rows, 175 valid, 0 invalid" in result.stdout
 
@@ -132,7 +123,7 @@ def test_validate_passes_the_real_seed_tasks(real_data: Path) -> None:
 def test_user_errors_are_one_line_without_a_traceback(
     args: list[str], env: dict[str, str], message: str
 ) -> None:
-    result = gapfill(*args, env=env)
+    result = run_cli(cli_env(**env), *args, timeout=120)
     assert result.returncode == 1
     assert message in result.stderr
     assert "Traceback" not in result.stderr
@@ -143,11 +134,11 @@ def test_import_is_all_or_nothing(tmp_path: Path, embedded: BundledServer) -> No
     path = tmp_path / "rows.jsonl"
     rows = [{"instruction": f"Task {i}", "output": "Done."} for i in range(3)]
     path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"instruction": "x"}\n')
-    failed = gapfill("import", str(path), "--run", "r1")
+    failed = run_cli(cli_env(), "import", str(path), "--run", "r1", timeout=120)
     assert failed.returncode == 1
     assert f"{path}:4: missing field 'output'" in failed.stderr
     path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    result = gapfill("import", str(path), "--run", "r1")
+    result = run_cli(cli_env(), "import", str(path), "--run", "r1", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "3 rows (alpaca); 3 stored in run 'r1'" in result.stdout
     store = Store(connect(embedded.ensure_running().url))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -13,27 +12,12 @@ import pytest
 
 from generator.schema import CandidateStatus
 from generator.store import Store
+from tests.factories import cli_env, run_cli
 
 
 @pytest.fixture
 def server_url(valkey_url: str) -> str:
     return valkey_url  # RQ's global keys stay off the shared Redis
-
-
-def env_for(store: Store, url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "GAPFILL_REDIS_URL": url,
-        "GAPFILL_KEY_PREFIX": store.keys.prefix,
-        "COLUMNS": "200",
-    }
-
-
-def gapfill(
-    env: dict[str, str], *args: str, timeout: int = 300
-) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cli", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=timeout)
 
 
 def tasks_file(path: Path, rows: list[dict[str, object]]) -> Path:
@@ -55,9 +39,9 @@ ROWS: list[dict[str, object]] = [
 def test_generate_in_process_runs_the_whole_run(
     store: Store, valkey_url: str, model_dir: Path, tmp_path: Path
 ) -> None:
-    env = env_for(store, valkey_url)
+    env = cli_env(store, valkey_url)
     path = tasks_file(tmp_path / "tasks.jsonl", ROWS)
-    result = gapfill(
+    result = run_cli(
         env,
         "generate",
         "--run",
@@ -67,6 +51,7 @@ def test_generate_in_process_runs_the_whole_run(
         "--in-process",
         "--model",
         str(model_dir),
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "3 new tasks in run 'r1'" in result.stdout
@@ -76,14 +61,14 @@ def test_generate_in_process_runs_the_whole_run(
     counts = store.counts("r1")
     assert sum(counts["geo"].values()) == 2 and sum(counts["food"].values()) == 1
     assert store.count("r1", CandidateStatus.GENERATED) == 0, "everything was scored"
-    again = gapfill(env, "generate", "--run", "r1", "--requests", str(path))
+    again = run_cli(env, "generate", "--run", "r1", "--requests", str(path), timeout=300)
     assert "0 new tasks" in again.stdout and "0 tasks enqueued" in again.stdout
 
 
 def test_generate_wait_follows_external_workers(
     store: Store, valkey_url: str, model_dir: Path, tmp_path: Path
 ) -> None:
-    env = env_for(store, valkey_url)
+    env = cli_env(store, valkey_url)
     worker = subprocess.Popen(
         [sys.executable, "-m", "cli", "worker", "--model", str(model_dir)],
         env=env,
@@ -92,7 +77,9 @@ def test_generate_wait_follows_external_workers(
     )
     try:
         path = tasks_file(tmp_path / "tasks.jsonl", ROWS[:2])
-        result = gapfill(env, "generate", "--run", "r2", "--requests", str(path), "--wait")
+        result = run_cli(
+            env, "generate", "--run", "r2", "--requests", str(path), "--wait", timeout=300
+        )
         assert result.returncode == 0, result.stderr
         assert "run 'r2': 2/2 tasks done, 2 candidates" in result.stdout
     finally:
@@ -121,7 +108,9 @@ def test_a_bad_task_row_is_one_error_and_nothing_is_stored(
     store: Store, valkey_url: str, tmp_path: Path, row: dict[str, object], message: str
 ) -> None:
     path = tasks_file(tmp_path / "tasks.jsonl", [ROWS[0], row])
-    result = gapfill(env_for(store, valkey_url), "generate", "--run", "r3", "--requests", str(path))
+    result = run_cli(
+        cli_env(store, valkey_url), "generate", "--run", "r3", "--requests", str(path), timeout=300
+    )
     assert result.returncode == 1
     assert f"{path}{message}" in result.stderr
     assert "Traceback" not in result.stderr

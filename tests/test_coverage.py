@@ -4,9 +4,6 @@ user-oriented instructions (labelled by app) as the reference set."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -23,7 +20,7 @@ from generator.embeddings import Embedder
 from generator.errors import DataFileError, InvalidRowError
 from generator.schema import SFTExample
 from generator.store import Store
-from tests.factories import candidate, sft
+from tests.factories import candidate, cli_env, run_cli, sft
 
 
 @pytest.fixture(scope="module")
@@ -214,25 +211,10 @@ def test_the_embedding_cache_means_each_text_is_embedded_once(tmp_path: Path) ->
     assert (second == first[[1, 0]]).all()
 
 
-@pytest.fixture
-def cli_env(store: Store, server_url: str) -> dict[str, str]:
-    return {
-        **os.environ,
-        "GAPFILL_REDIS_URL": server_url,
-        "GAPFILL_KEY_PREFIX": store.keys.prefix,
-        "COLUMNS": "200",
-    }
-
-
-def gapfill(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "cli", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
-
-
 @pytest.mark.slow
 def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
     store: Store,
-    cli_env: dict[str, str],
+    server_url: str,
     real_data: Path,
     reference_path: Path,
     tmp_path: Path,
@@ -242,8 +224,9 @@ def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
     filters = tmp_path / "filters.yaml"
     filters.write_text("filters: {near_duplicate_threshold: 0.7, judge: false}\n")
     humaneval = real_data / "humaneval" / "HumanEval.jsonl.gz"
-    result = gapfill(
-        cli_env,
+    env = cli_env(store, server_url)
+    result = run_cli(
+        env,
         "gaps",
         "--data",
         str(data),
@@ -265,6 +248,7 @@ def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
         "3",
         "--overlap-rule",
         "unanimous",
+        timeout=300,
     )
     assert result.returncode == 0, result.stderr
     assert "reference prompts covered:" in result.stdout
@@ -287,23 +271,28 @@ def test_gapfill_gaps_stores_gaps_and_tasks_and_writes_the_report(
     task = store.get_tasks(store.open_tasks("cov")[:1])[0]
     assert task.template_name == "instructions.jinja" and task.template_hash
     assert task.gap_id in {g.id for g in gaps}
-    compare = gapfill(cli_env, "gaps", "--compare", "cov")
+    compare = run_cli(env, "gaps", "--compare", "cov", timeout=300)
     assert compare.returncode == 0, compare.stderr
     assert "0 accepted items counted in" in compare.stdout and "after" in compare.stdout
 
 
 def test_gapfill_gaps_with_a_bad_taxonomy_writes_nothing(
-    store: Store, cli_env: dict[str, str], real_data: Path, tmp_path: Path
+    store: Store, server_url: str, real_data: Path, tmp_path: Path
 ) -> None:
+    env = cli_env(store, server_url)
     bad = tmp_path / "tax.yaml"
     bad.write_text("cells: [{id: a, description: Cooking, colour: red}]")
     data = real_data / "self-instruct" / "seed_tasks.jsonl"
-    result = gapfill(cli_env, "gaps", "--data", str(data), "--taxonomy", str(bad), "--run", "nope")
+    result = run_cli(
+        env, "gaps", "--data", str(data), "--taxonomy", str(bad), "--run", "nope", timeout=300
+    )
     assert result.returncode == 1
     assert f"{bad}: cells.0.colour: Extra inputs are not permitted" in result.stderr
     assert "Traceback" not in result.stderr
     assert store.runs() == []
-    odd = gapfill(cli_env, "gaps", "--data", str(data), "--run", "x", "--overlap-rule", "loudest")
+    odd = run_cli(
+        env, "gaps", "--data", str(data), "--run", "x", "--overlap-rule", "loudest", timeout=300
+    )
     message = " ".join(odd.stderr.replace("│", " ").split())  # typer's usage error, boxed
     assert odd.returncode == 2 and "'loudest' is not one of 'majority', 'unanimous'" in message
     assert store.runs() == []

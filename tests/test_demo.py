@@ -8,8 +8,6 @@ Minutes of CPU: the demo generates about a dozen candidates with SmolLM2-135M.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -41,13 +39,7 @@ def demo(
         "PATH": "/usr/bin:/bin",
         "HF_HUB_OFFLINE": "1",
     }
-    done = subprocess.run(
-        [sys.executable, "-m", "cli", "demo", "--size", "small", "--no-ui"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    done = run_cli(env, "demo", "--size", "small", "--no-ui", timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     yield env, done.stdout
     client = redis.Redis.from_url(valkey_url)

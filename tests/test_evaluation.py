@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,6 +13,7 @@ import pytest
 from generator.errors import ConfigError, DataFileError
 from generator.evaluation.report import PreferenceJudge
 from generator.evaluation.runner import EvalOptions, evaluate, read_input, write_reports
+from tests.factories import run_cli
 
 PNG = b"\x89PNG\r\n\x1a\n"
 
@@ -155,20 +154,15 @@ def test_gapfill_eval_and_audit_from_the_command_line(
         "PATH": "/usr/bin:/bin",
         "HF_HUB_OFFLINE": "1",
     }
-
-    def gapfill(*args: str) -> subprocess.CompletedProcess[str]:
-        command = [sys.executable, "-m", "cli", *args]
-        return subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
-
     seed = real_data / "self-instruct" / "seed_tasks.jsonl"
-    done = gapfill(
-        "eval", str(seed), "--stage", "sft", "--out", str(tmp_path / "r"),
+    done = run_cli(
+        env, "eval", str(seed), "--stage", "sft", "--out", str(tmp_path / "r"),
         "--tokenizer", str(model_dir),
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "175 sft rows" in done.stdout and (tmp_path / "r" / "eval_report.md").exists()
-    bad = gapfill("eval", str(seed), "--stage", "dpo", "--out", str(tmp_path / "x"))
+    bad = run_cli(env, "eval", str(seed), "--stage", "dpo", "--out", str(tmp_path / "x"))
     message = " ".join(bad.stderr.replace("│", " ").split())  # typer's usage error, boxed
     assert bad.returncode == 2 and "'dpo' is not one of 'sft', 'preference'" in message
-    missing = gapfill("audit", str(tmp_path / "r"))
+    missing = run_cli(env, "audit", str(tmp_path / "r"))
     assert missing.returncode == 1 and "no manifest.json" in missing.stderr

@@ -6,7 +6,6 @@ import copy
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
 import orjson
@@ -534,24 +533,27 @@ def test_the_cli_exports_and_reports_bad_options_in_one_line(
         "HF_HUB_OFFLINE": "1",
     }
 
-    def gapfill(*args: str) -> subprocess.CompletedProcess[str]:
-        return run_cli(env, *args, timeout=300)
-
     out = tmp_path / "cli-export"
-    done = gapfill(
-        "export", "--run", "run-1", "--kind", "sft", "--out", str(out),
-        "--tokenizer", str(model_dir),
+    done = run_cli(
+        env, "export", "--run", "run-1", "--kind", "sft", "--out", str(out),
+        "--tokenizer", str(model_dir), timeout=300,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "train 2 rows" in done.stdout
     assert orjson.loads((out / "manifest.json").read_bytes())["counts"]["rows"] == 2
-    bad = gapfill("export", "--run", "run-1", "--kind", "dpo", "--out", str(tmp_path / "x"))
+    bad = run_cli(
+        env, "export", "--run", "run-1", "--kind", "dpo", "--out", str(tmp_path / "x"), timeout=300
+    )
     assert bad.returncode == 2 and "Traceback" not in bad.stderr
     message = " ".join(bad.stderr.replace("│", " ").split())  # typer's usage error, boxed
     assert "'dpo' is not one of 'sft', 'preference'" in message
-    again = gapfill("export", "--run", "run-1", "--kind", "sft", "--out", str(out))
+    again = run_cli(
+        env, "export", "--run", "run-1", "--kind", "sft", "--out", str(out), timeout=300
+    )
     assert again.returncode != 0 and "not empty" in again.stderr
-    missing = gapfill("export", "--run", "nope", "--kind", "sft", "--out", str(tmp_path / "y"))
+    missing = run_cli(
+        env, "export", "--run", "nope", "--kind", "sft", "--out", str(tmp_path / "y"), timeout=300
+    )
     assert "--run nope: no such run" in missing.stderr
 
 

@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,7 +19,7 @@ from generator.filters.quality import QualityFilter
 from generator.filters.settings import FilterSettings
 from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
 from tests.conftest import REAL_DATA
-from tests.factories import sft, wrap
+from tests.factories import cli_env, run_cli, sft, wrap
 
 HUMANEVAL = REAL_DATA / "humaneval" / "HumanEval.jsonl.gz"
 SEED_TASKS = REAL_DATA / "self-instruct" / "seed_tasks.jsonl"
@@ -232,23 +229,8 @@ def test_gapfill_score_writes_one_line_per_row_in_order(
     ]
     path.write_bytes(("\n".join(lines) + "\n").encode() + b'{"messages": "\xff"}\n')
     out = tmp_path / "scores.jsonl"
-    env = {**os.environ, "COLUMNS": "200"}
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cli",
-            "score",
-            str(path),
-            "--out",
-            str(out),
-            "--eval",
-            str(HUMANEVAL),
-        ],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    result = run_cli(
+        cli_env(), "score", str(path), "--out", str(out), "--eval", str(HUMANEVAL), timeout=300
     )
     assert result.returncode == 0, result.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]

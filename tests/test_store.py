@@ -18,7 +18,7 @@ from generator.errors import (
 )
 from generator.schema import CandidateStatus, RunConfig
 from generator.store import Store
-from tests.factories import candidate, preference, sft
+from tests.factories import candidate, preference, sft, store_url
 
 PENDING = CandidateStatus.PENDING
 ACCEPTED = CandidateStatus.ACCEPTED
@@ -84,7 +84,9 @@ def test_eight_racing_reviewers_decide_1000_items_each_exactly_once(store: Store
     start = threading.Barrier(8)
 
     def review(reviewer: str) -> None:
-        own = Store(redis.Redis.from_url(_url(store), decode_responses=True), store.keys.prefix)
+        own = Store(
+            redis.Redis.from_url(store_url(store), decode_responses=True), store.keys.prefix
+        )
         mine: list[str] = []
         try:
             start.wait()
@@ -108,11 +110,6 @@ def test_eight_racing_reviewers_decide_1000_items_each_exactly_once(store: Store
     assert sum(1 for items in claimed.values() if items) > 1, "the race never happened"
     assert store.count("run-1", ACCEPTED) + store.count("run-1", REJECTED) == 1000
     assert Counter(d.decision.item_id for d in store.decisions("run-1")) == Counter(every_claim)
-
-
-def _url(store: Store) -> str:
-    kwargs = store.redis.get_connection_kwargs()
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
 
 
 def test_an_expired_lease_returns_the_item_to_the_queue(store: Store) -> None:

@@ -23,6 +23,7 @@ from generator.config import QueueSettings
 from generator.queueing import WorkQueue
 from generator.schema import CandidateStatus, GenerationTask, Message, SamplingParams
 from generator.store import Store
+from tests.factories import cli_env, run_cli
 from workers import worker as worker_module
 from workers.worker import GapfillWorker
 
@@ -225,25 +226,12 @@ def test_a_failing_job_is_retried_then_lands_in_failed_with_its_error(
     from rq.job import Job
 
     assert Job.fetch(job_id, connection=work.connection).retries_left == 0, "retries were used up"
-    status = gapfill(store, "status")
+    status = run_cli(cli_env(store), "status", timeout=120)
     assert "1 failed" in status.stdout
     assert "no generation task 'no-such-task'" in status.stdout
-    requeue = gapfill(store, "requeue-failed")
+    requeue = run_cli(cli_env(store), "requeue-failed", timeout=120)
     assert "requeued 1 failed jobs" in requeue.stdout
     assert work.depths()[work.generate.name]["queued"] == 1
-
-
-def gapfill(store: Store, *args: str) -> subprocess.CompletedProcess[str]:
-    """The gapfill command against the test store."""
-    kwargs = store.redis.get_connection_kwargs()
-    env = {
-        **os.environ,
-        "GAPFILL_REDIS_URL": f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}",
-        "GAPFILL_KEY_PREFIX": store.keys.prefix,
-        "COLUMNS": "200",
-    }
-    command = [sys.executable, "-m", "cli", *args]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 
 
 def test_sigterm_lets_the_running_batch_finish(
@@ -308,14 +296,7 @@ def test_a_worker_that_cannot_start_takes_no_job(
 ) -> None:
     store.add_tasks(tasks(1))
     work.enqueue_tasks("run-1")
-    env = {**os.environ, "GAPFILL_REDIS_URL": server_url, "GAPFILL_KEY_PREFIX": store.keys.prefix}
-    result = subprocess.run(
-        [sys.executable, "-m", "cli", "worker", "--burst", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    result = run_cli(cli_env(store, server_url), "worker", "--burst", *args, timeout=120)
     assert result.returncode == code
     assert message in " ".join(result.stderr.replace("│", " ").split())  # usage errors are boxed
     assert "Traceback" not in result.stderr
