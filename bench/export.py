@@ -5,7 +5,7 @@ orjson dump of the same payloads read from the same store, in the same run.
 
 Items: real prompts and answers from the T0 corpus (bench/data/t0, 55,185 rows; beyond that,
 rows repeat with a numbered variant of the prompt so every item is distinct), stored as accepted
-in an bundled Valkey, each with an accept decision in the log (the export replays the log for
+in a bundled Valkey, each with an accept decision in the log (the export replays the log for
 provenance). Setup writes the log entries directly, in a pipeline: going through claim+decide
 would only make the setup slower, not the export.
 

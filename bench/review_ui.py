@@ -3,7 +3,7 @@ store's own claim+decide time measured in the same run.
 
     python bench/review_ui.py [--decisions 50]
 
-Starts an bundled Valkey in a temporary directory, seeds it with real model outputs
+Starts a bundled Valkey in a temporary directory, seeds it with real model outputs
 (text-davinci-003's answers to the user-oriented instructions), serves `gapfill ui --local` on a
 free port, and drives Debian's chromium with Playwright: each accept is a key press, timed until
 the next item's id is on screen. Target: p95 under 500 ms.

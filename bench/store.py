@@ -2,7 +2,7 @@
 
     python bench/store.py [--items 2000] [--url redis://...] [--appendfsync always|everysec]
 
-Without --url it starts an bundled Valkey in a temp directory, configured as gapfill configures
+Without --url it starts a bundled Valkey in a temp directory, configured as gapfill configures
 its own (AOF on, fsync policy as given; the product default is 'always'). The baseline is the
 same Python client doing sequential PING and SET round trips on the same connection, plus
 `redis-benchmark` (single client, no pipelining) when it is installed. Target: p95 of one
@@ -134,7 +134,7 @@ def redis_benchmark(port: int, host: str) -> dict[str, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--items", type=int, default=2000)
-    parser.add_argument("--url", help="benchmark this server instead of an bundled one")
+    parser.add_argument("--url", help="benchmark this server instead of a bundled one")
     parser.add_argument("--appendfsync", default="always", choices=["always", "everysec", "no"])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()

@@ -34,6 +34,7 @@ from generator.schema import CandidateKind, ReviewSettings, RunConfig
 @user_errors
 def gaps(
     ctx: typer.Context,
+    *,
     data: Annotated[
         Path | None, typer.Option(help="The existing dataset (any format `validate` reads).")
     ] = None,

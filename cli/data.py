@@ -43,6 +43,7 @@ def validate(file: DataFile, row_format: RowFormat = None) -> None:
 @user_errors
 def import_file(
     ctx: typer.Context,
+    *,
     file: DataFile,
     run: Annotated[str, typer.Option(help="The run the rows join.")],
     row_format: RowFormat = None,
@@ -74,6 +75,7 @@ def import_file(
 @user_errors
 def score(
     ctx: typer.Context,
+    *,
     file: Annotated[Path, typer.Argument(help="Any dataset file `validate` reads.")],
     out: Annotated[Path, typer.Option(help="Where to write one JSON line per input row.")],
     existing: Annotated[

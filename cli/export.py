@@ -35,6 +35,7 @@ Judge = Annotated[str | None, typer.Option(help="BACKEND/MODEL judging, e.g. loc
 @user_errors
 def export_command(
     ctx: typer.Context,
+    *,
     run: Annotated[list[str], typer.Option("--run", help="A run to export (repeat for several).")],
     kind: Annotated[CandidateKind, typer.Option(help="The training stage.")],
     out: Annotated[Path, typer.Option(help="The export directory.")],
@@ -105,6 +106,7 @@ def export_command(
 @user_errors
 def eval_command(
     ctx: typer.Context,
+    *,
     file: Annotated[Path, typer.Argument(help="A dataset file (any format `validate` reads).")],
     stage: Annotated[CandidateKind, typer.Option(help="The training stage.")],
     out: Annotated[Path, typer.Option(help="Directory for the report files.")],

@@ -45,6 +45,7 @@ def worker(
 @with_backend_flags
 def generate(
     ctx: typer.Context,
+    *,
     run: Annotated[str, typer.Option(help="The run whose open tasks to generate.")],
     requests: Annotated[
         Path | None, typer.Option(help="Add these tasks to the run first (JSONL, one per line).")

@@ -27,6 +27,15 @@ from generator.errors import BackendError
 logger = logging.getLogger(__name__)
 
 BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
+# What a user may write for "the bundled model" (`embedded` was its old name, still accepted).
+BUNDLED_ALIASES = frozenset({"", "bundled", "embedded", BUNDLED_MODEL_NAME})
+
+
+def is_bundled(model: str | None) -> bool:
+    """Whether a --model/--tokenizer value means the bundled SmolLM2."""
+    return model is None or model in BUNDLED_ALIASES
+
+
 GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _MARKER = "gapfill-converted.json"
 
@@ -111,7 +120,7 @@ def resolve_model_dir(model: str | None, data_dir: Path) -> Path:
     Fails with one clear line for a path that is missing, not a directory, or lacks a config or a
     tokenizer (checked up front: transformers would otherwise try to download one).
     """
-    if model in (None, "", "bundled", "embedded", BUNDLED_MODEL_NAME):
+    if is_bundled(model):
         return ensure_converted(data_dir)
     assert model is not None
     path = Path(model).expanduser()

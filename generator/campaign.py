@@ -45,7 +45,7 @@ class CampaignConfig(BaseModel):
     reference_threshold: float = DEFAULT_REFERENCE_THRESHOLD
     eval_sets: list[Path] = Field(default_factory=list)
     backend: Literal["local", "openai", "vllm"] = "local"
-    model: str | None = Field(default=None, description="Model path/name; default: embedded.")
+    model: str | None = Field(default=None, description="Model path/name; default: bundled.")
     base_url: str | None = Field(default=None, description="For the openai backend.")
     gaps: int = Field(default=3, ge=1, description="Generate for the N largest gaps.")
     per_gap: int | None = Field(

@@ -8,6 +8,7 @@ Precedence, highest first: explicit keyword arguments, ``GAPFILL_*`` environment
 from __future__ import annotations
 
 import os
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
@@ -21,6 +22,9 @@ from pydantic_settings import (
 )
 
 from generator.errors import ConfigError
+
+# The YAML file of the Settings being built by Settings.from_file, if any.
+_CONFIG_FILE: ContextVar[Path | None] = ContextVar("gapfill_config_file", default=None)
 
 
 def default_data_dir() -> Path:
@@ -123,8 +127,8 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
-        # An explicit file (load_settings(config_file)) sets yaml_file; else $GAPFILL_CONFIG.
-        config_file = settings_cls.model_config.get("yaml_file") or os.environ.get("GAPFILL_CONFIG")
+        # An explicit file (Settings.from_file) comes first; else $GAPFILL_CONFIG.
+        config_file = _CONFIG_FILE.get() or os.environ.get("GAPFILL_CONFIG")
         if config_file:
             sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
         return tuple(sources)
@@ -133,15 +137,15 @@ class Settings(BaseSettings):
     def from_file(cls, config_file: Path, **overrides: Any) -> Settings:
         """Settings with ``config_file`` as the YAML layer (instead of ``$GAPFILL_CONFIG``).
 
-        The file is given to the YAML source through the model config of a subclass, so the
-        process environment is never changed.
+        The file reaches the YAML source through a context variable that is set only while
+        these settings are built: the process environment is never changed, and the result is
+        a plain ``Settings`` (picklable, comparable), not a subclass made per file.
         """
-
-        class FileSettings(cls):  # type: ignore[valid-type,misc]
-            model_config = SettingsConfigDict(yaml_file=config_file)
-
-        settings: Settings = FileSettings(**overrides)
-        return settings
+        token = _CONFIG_FILE.set(config_file)
+        try:
+            return cls(**overrides)
+        finally:
+            _CONFIG_FILE.reset(token)
 
 
 def _check_yaml(path: Path) -> None:

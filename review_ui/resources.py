@@ -6,6 +6,8 @@ import streamlit as st
 
 from generator.config import Settings
 from generator.connection import connect, redis_url
+from generator.embeddings import Embedder
+from generator.factories import make_embedder
 from generator.store import Store
 
 
@@ -20,3 +22,9 @@ def store() -> Store:
     return Store(
         connect(redis_url(config)), prefix=config.key_prefix, lease_seconds=config.lease_seconds
     )
+
+
+@st.cache_resource
+def embedder() -> Embedder:
+    """The configured embedding model, loaded once per server (for the export's eval report)."""
+    return make_embedder(settings())

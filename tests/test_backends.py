@@ -114,7 +114,7 @@ def test_a_json_schema_holds_every_sampled_answer_to_it(local_backend: Backend) 
         json.loads(free_text)
 
 
-def test_instruction_tasks_get_parseable_requests_from_the_embedded_model(
+def test_instruction_tasks_get_parseable_requests_from_the_bundled_model(
     local_backend: Backend,
 ) -> None:
     """The reason constraints exist: unconstrained, SmolLM2-135M rarely writes this JSON."""

@@ -20,25 +20,25 @@ def data_dir() -> Path:
 
 
 @pytest.fixture
-def embedded(data_dir: Path):  # type: ignore[no-untyped-def]
+def bundled(data_dir: Path):  # type: ignore[no-untyped-def]
     server = BundledServer(data_dir)
     yield server
     server.stop()
 
 
 def test_status_on_a_fresh_machine_starts_the_server_and_prints_an_empty_table(
-    embedded: BundledServer,
+    bundled: BundledServer,
 ) -> None:
     result = run_cli(cli_env(), "status", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "gapfill status" in result.stdout
     assert "no runs yet" in result.stdout
-    assert embedded.info() is not None
-    assert (embedded.dir / "appendonlydir").is_dir()
+    assert bundled.info() is not None
+    assert (bundled.dir / "appendonlydir").is_dir()
 
 
-def test_status_shows_counts_per_run_gap_and_status(embedded: BundledServer) -> None:
-    info = embedded.ensure_running()
+def test_status_shows_counts_per_run_gap_and_status(bundled: BundledServer) -> None:
+    info = bundled.ensure_running()
     store = Store(connect(info.url))
     store.put_many(candidate(i, gap="gap-a", priority=float(i == 0)) for i in range(3))
     store.put_many(candidate(i, gap="gap-b") for i in range(3, 5))
@@ -57,7 +57,7 @@ def test_status_shows_counts_per_run_gap_and_status(embedded: BundledServer) -> 
     assert "run-1: 4 waiting for review, 0 leased to reviewers" in result.stdout
 
 
-def test_server_start_info_stop(embedded: BundledServer) -> None:
+def test_server_start_info_stop(bundled: BundledServer) -> None:
     started = run_cli(cli_env(), "server", "start", timeout=120)
     assert started.returncode == 0 and "bundled Valkey running" in started.stdout
     info = run_cli(cli_env(), "server", "info", timeout=120)
@@ -130,7 +130,7 @@ def test_user_errors_are_one_line_without_a_traceback(
     assert len(result.stderr.strip().splitlines()) == 1
 
 
-def test_import_is_all_or_nothing(tmp_path: Path, embedded: BundledServer) -> None:
+def test_import_is_all_or_nothing(tmp_path: Path, bundled: BundledServer) -> None:
     path = tmp_path / "rows.jsonl"
     rows = [{"instruction": f"Task {i}", "output": "Done."} for i in range(3)]
     path.write_text("\n".join(json.dumps(r) for r in rows) + '\n{"instruction": "x"}\n')
@@ -141,5 +141,5 @@ def test_import_is_all_or_nothing(tmp_path: Path, embedded: BundledServer) -> No
     result = run_cli(cli_env(), "import", str(path), "--run", "r1", timeout=120)
     assert result.returncode == 0, result.stderr
     assert "3 rows (alpaca); 3 stored in run 'r1'" in result.stdout
-    store = Store(connect(embedded.ensure_running().url))
+    store = Store(connect(bundled.ensure_running().url))
     assert store.counts("r1") == {"imported": {"pending": 3}}

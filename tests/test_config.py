@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 
 import pytest
 
 from generator import config as config_module
-from generator.config import load_settings
+from generator.config import Settings, load_settings
 from generator.errors import ConfigError
 
 
@@ -87,6 +88,9 @@ def test_a_config_file_is_given_to_the_settings_not_put_in_the_environment(
     other = tmp_path / "other.yaml"
     other.write_text("key_prefix: from-env\n")
     monkeypatch.setenv("GAPFILL_CONFIG", str(other))
-    assert load_settings(config).key_prefix == "explicit"
+    explicit = load_settings(config)
+    assert explicit.key_prefix == "explicit"
+    # A plain Settings that travels (RQ, spawned processes), and the file does not stick.
+    assert type(explicit) is Settings and pickle.loads(pickle.dumps(explicit)) == explicit
     assert load_settings().key_prefix == "from-env"
     assert os.environ["GAPFILL_CONFIG"] == str(other)

@@ -397,7 +397,7 @@ def test_what_the_scoring_workers_count_spares_the_export_its_tokenizer(
     store: Store, tmp_path: Path
 ) -> None:
     items = long_items(6)
-    lengths = WorkerContext().length_check(store)  # the default (embedded) tokenizer
+    lengths = WorkerContext().length_check(store)  # the default (bundled) tokenizer
     assert lengths is not None
     primed = lengths.prime(
         [c for item in items for c in payload_conversations(item.payload.model_dump())]  # type: ignore[union-attr]

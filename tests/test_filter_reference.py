@@ -207,7 +207,7 @@ def test_a_judge_output_that_is_not_the_schema_gives_no_verdict() -> None:
     assert parse_json_object('```json\n{"a": 1}\n```') == {"a": 1}
 
 
-def test_the_real_embedded_model_judges_through_the_local_backend(local_backend: object) -> None:
+def test_the_real_bundled_model_judges_through_the_local_backend(local_backend: object) -> None:
     items = [
         wrap(sft("What is the capital of France?", "The capital of France is Paris."), 0),
         wrap(pair("What is 2 + 2?", "2 + 2 = 4.", "2 + 2 = 5."), 1),

@@ -146,11 +146,17 @@ def test_edit_in_place_stores_the_edit_and_keeps_the_original(
 
 
 def test_an_expired_lease_is_refused_with_a_message(
-    ui_env: dict[str, str], ui_store: Store
+    ui_env: dict[str, str], ui_store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ui_store.put_many(real_candidates(2))
+    monkeypatch.setenv("GAPFILL_LEASE_SECONDS", "7")
     at = app_test("local").run()
-    assert ui_store.expire_leases("ui-run") == 2  # the item shown and the one prefetched
+    seconds, micros = ui_store.redis.time()
+    now_ms = seconds * 1000 + micros // 1000
+    leases = ui_store.redis.zrange(ui_store.keys.run("ui-run", "leased"), 0, -1, withscores=True)
+    assert len(leases) == 2  # the item shown and the one prefetched
+    assert all(5_000 < expiry - now_ms <= 7_000 for _id, expiry in leases), "the UI's lease length"
+    assert ui_store.expire_leases("ui-run") == 2
     at.button(key="key-a").click().run()
     assert any("not recorded" in w.value and "expired" in w.value for w in at.warning)
     assert ui_store.count("ui-run", CandidateStatus.ACCEPTED) == 0

@@ -116,7 +116,7 @@ def test_an_expired_lease_returns_the_item_to_the_queue(store: Store) -> None:
     store.put(candidate(1))
     first = store.claim("alice", "run-1", lease_seconds=60)
     assert first is not None
-    assert 59 < (first.expires_at - datetime.now(UTC)).total_seconds() <= 60
+    assert 50 < (first.expires_at - datetime.now(UTC)).total_seconds() <= 61  # two clocks
     assert store.claim("bob", "run-1") is None  # still leased to alice
     assert store.expire_leases("run-1") == 1
     second = store.claim("bob", "run-1")

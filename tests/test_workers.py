@@ -340,3 +340,17 @@ def test_a_worker_whose_backend_died_stops_and_its_job_is_retried(
         context().fatal = None
     assert Job.fetch(first, connection=work.connection).get_status() == "scheduled", "retried"
     assert Job.fetch(second, connection=work.connection).get_status() == "queued", "not taken"
+
+
+def test_jobs_read_the_settings_the_worker_was_started_with(tmp_path: Path) -> None:
+    from generator.config import Settings
+    from workers.registry import context, install
+
+    started_with = Settings(data_dir=tmp_path / "worker-data", embedding_max_tokens=64)
+    install(None, started_with)
+    try:
+        assert context().current_settings() is started_with, "not re-read from the environment"
+    finally:
+        install(None)
+    assert context().current_settings() == Settings(), "without any, the environment's"
+    context().settings = None

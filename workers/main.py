@@ -36,7 +36,7 @@ def load_backend(settings: Settings, spec: WorkerSpec) -> float:
     started = time.perf_counter()
     backend = make_backend(settings, spec.backend)
     backend.load()
-    install(backend)
+    install(backend, settings)
     seconds = time.perf_counter() - started
     logger.info("backend %s (%s) loaded in %.1fs", backend.name, backend.model, seconds)
     return seconds

@@ -28,6 +28,7 @@ logger = logging.getLogger(__name__)
 @dataclass
 class WorkerContext:
     backend: Backend | None = None
+    settings: Settings | None = None  # the worker's own (gapfill worker --config ...)
     fatal: str | None = None  # set when the backend died: the worker stops after this job
     worker_id: str = field(default_factory=lambda: f"{socket.gethostname()}:{os.getpid()}")
     _stores: dict[str, Store] = field(default_factory=dict)
@@ -38,7 +39,7 @@ class WorkerContext:
     def pipelines(self) -> RunPipelines:
         """Each run's filter pipeline; the embedding model and the runs' indexes load once."""
         if self._pipelines is None:
-            settings = Settings()
+            settings = self.current_settings()
             self._pipelines = RunPipelines(make_embedder(settings), settings.data_dir / "indexes")
         self._pipelines.judge = self.backend
         return self._pipelines
@@ -48,13 +49,19 @@ class WorkerContext:
         that tokenizer can't load here (the export then counts what it needs itself)."""
         if self._tokenizer is None and not self._tokenizer_failed:
             try:
-                self._tokenizer = load_tokenizer(None, Settings().data_dir)
+                self._tokenizer = load_tokenizer(None, self.current_settings().data_dir)
             except Exception as exc:  # an optimisation only: scoring must not fail on it
                 self._tokenizer_failed = True
                 logger.warning("token counts are left to the export: %s", exc)
         if self._tokenizer is None:
             return None
         return LengthCheck(self._tokenizer, DEFAULT_MAX_LENGTH, cache=store)
+
+    def current_settings(self) -> Settings:
+        """The settings the worker was started with; the environment's where none were given."""
+        if self.settings is None:
+            self.settings = Settings()
+        return self.settings
 
     def store(self, prefix: str, connection: redis.Redis) -> Store:
         """A text-mode store on the job's server (RQ's own connection is in bytes mode)."""
@@ -85,7 +92,8 @@ def context() -> WorkerContext:
     return _context
 
 
-def install(backend: Backend | None) -> WorkerContext:
-    """Make ``backend`` (already loaded) the one this process's jobs use."""
+def install(backend: Backend | None, settings: Settings | None = None) -> WorkerContext:
+    """Make ``backend`` (already loaded) and ``settings`` the ones this process's jobs use."""
     _context.backend = backend
+    _context.settings = settings
     return _context

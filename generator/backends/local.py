@@ -23,7 +23,7 @@ from generator.backends.base import (
     FinishReason,
 )
 from generator.backends.constrained import SchemaGrammars
-from generator.bundled_model import resolve_model_dir
+from generator.bundled_model import is_bundled, resolve_model_dir
 from generator.errors import BackendError
 
 logger = logging.getLogger(__name__)
@@ -36,7 +36,7 @@ class LocalBackend:
         self._requested = model
         self.options = options
         self.data_dir = data_dir
-        self.model = model or "embedded"
+        self.model = model or "bundled"
         self._model: Any = None
         self._tokenizer: Any = None
         self._grammars: SchemaGrammars | None = None
@@ -51,7 +51,7 @@ class LocalBackend:
         except ImportError as exc:  # pragma: no cover - both are core dependencies
             raise BackendError(f"the local backend needs torch and transformers: {exc}") from exc
         directory = resolve_model_dir(self._requested, self.data_dir)
-        self.model = directory.name if self._requested in (None, "", "embedded") else str(directory)
+        self.model = directory.name if is_bundled(self._requested) else str(directory)
         wants_cuda = self.options.device == "cuda" or (
             self.options.device == "auto" and torch.cuda.is_available()
         )

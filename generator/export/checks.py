@@ -59,9 +59,9 @@ _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenize
 
 def load_tokenizer(name: str | None, data_dir: Path) -> Any:
     """A Hugging Face tokenizer from a local directory; by default the bundled model's."""
-    from generator.bundled_model import ensure_converted
+    from generator.bundled_model import ensure_converted, is_bundled
 
-    if name in (None, "", "bundled", "embedded"):
+    if is_bundled(name):
         path = ensure_converted(data_dir)
     else:
         path = Path(str(name)).expanduser()

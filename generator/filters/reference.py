@@ -8,7 +8,7 @@ of every setting that shapes the indexes; a job loads them in a second instead o
 A loaded reference is read-only: filters keep the run's accepted items and the batch in a small
 overlay of their own.
 
-An item's vector is the normalised mean of its turns' vectors, and turns are bundled one by
+An item's vector is the normalised mean of its turns' vectors, and turns are embedded one by
 one: the contamination filter needs per-turn vectors anyway (a planted eval item must not be
 diluted by the text around it), so each text is embedded exactly once.
 """

@@ -38,6 +38,7 @@ def _decision(
     run_id: str,
     reviewer: str,
     verdict: Verdict,
+    *,
     version: int,
     reason_tags: list[str] | None,
     note: str,
@@ -149,7 +150,14 @@ class ReviewMixin(ItemsMixin):
             raise StoreError(f"decide takes accept, reject, edit or skip, not {verdict!r}")
         run_id = self._run_of(item_id)
         decision = _decision(
-            item_id, run_id, reviewer, verdict, expected_version, reason_tags, note, edited_payload
+            item_id,
+            run_id,
+            reviewer,
+            verdict,
+            version=expected_version,
+            reason_tags=reason_tags,
+            note=note,
+            edited_payload=edited_payload,
         )
         edited = edited_payload.model_dump_json() if edited_payload is not None else ""
         try:
@@ -187,14 +195,20 @@ class ReviewMixin(ItemsMixin):
 
     def reopen(self, item_id: str, reviewer: str, note: str = "") -> LoggedDecision:
         """Bulk action: an auto-rejected item goes back to review."""
-        return self._logged_action("bulk", item_id, reviewer, "reopen", "pending", note)
+        return self._logged_action("bulk", item_id, reviewer, "reopen", to="pending", note=note)
 
     def bulk_reject(
         self, item_id: str, reviewer: str, reason_tags: list[str], note: str = ""
     ) -> LoggedDecision:
         """Bulk action: reject a pending (unleased) or auto-rejected item without a lease."""
         return self._logged_action(
-            "bulk", item_id, reviewer, "bulk_reject", "rejected", note, reason_tags
+            "bulk",
+            item_id,
+            reviewer,
+            "bulk_reject",
+            to="rejected",
+            note=note,
+            reason_tags=reason_tags,
         )
 
     def _logged_action(
@@ -203,6 +217,7 @@ class ReviewMixin(ItemsMixin):
         item_id: str,
         reviewer: str,
         verdict: Verdict,
+        *,
         to: str = "",
         note: str = "",
         reason_tags: list[str] | None = None,
@@ -211,7 +226,9 @@ class ReviewMixin(ItemsMixin):
         arguments, ``to`` being the status a bulk action moves the item to ('' for undo)."""
         run_id = self._run_of(item_id)
         version = int(cast(str, self.redis.hget(self.keys.item(item_id), "version")) or 0)
-        decision = _decision(item_id, run_id, reviewer, verdict, version, reason_tags, note)
+        decision = _decision(
+            item_id, run_id, reviewer, verdict, version=version, reason_tags=reason_tags, note=note
+        )
         body = decision.model_dump_json(exclude={"run_id", "gap_id"})
         try:
             _version, entry_id, _run, gap = self._scripts[script](

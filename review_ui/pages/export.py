@@ -10,7 +10,7 @@ import streamlit as st
 from generator.errors import GapfillError
 from generator.export.writer import ExportOptions, export
 from generator.schema import CandidateKind
-from review_ui.resources import settings, store
+from review_ui.resources import embedder, settings, store
 
 
 def page() -> None:
@@ -53,7 +53,7 @@ def page() -> None:
             base_model=base_model.strip() or None,
         )
         with st.spinner("Exporting…"):
-            result = export(store(), options, settings().data_dir)
+            result = export(store(), options, settings().data_dir, embedder())
     except (GapfillError, ValueError, OSError) as exc:
         st.error(str(exc))
         return
