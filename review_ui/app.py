@@ -17,7 +17,8 @@ import streamlit as st
 from review_ui.resources import store
 from review_ui.signin import current_reviewer, sign_out
 
-PAGES = Path(__file__).parent / "pages"
+# Never a folder named "pages/": Streamlit serves the files in one directly, past this sign-in.
+PAGES = Path(__file__).parent / "views"
 
 
 def choose_run() -> str | None:

@@ -48,6 +48,19 @@ def current_reviewer() -> str | None:
     return None
 
 
+def signed_in_reviewer() -> str:
+    """The reviewer app.py signed in for this session; a page run without one stops here.
+
+    Pages are reachable only through app.py's navigation, after its sign-in; each page checks
+    again anyway, so no page can act for a visitor nobody identified.
+    """
+    reviewer = st.session_state.get("reviewer_id")
+    if not reviewer:
+        st.error("Sign in first.")
+        st.stop()
+    return str(reviewer)
+
+
 def sign_out() -> None:
     session = st.session_state.pop("review_session", None)
     if session is not None:

@@ -23,7 +23,8 @@ from generator.store import Store
 from tests.conftest import REAL_DATA
 from tests.factories import sft
 
-APP = Path(__file__).resolve().parents[1] / "review_ui" / "app.py"
+REVIEW_UI = Path(__file__).resolve().parents[1] / "review_ui"
+APP = REVIEW_UI / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(os.environ.get("GAPFILL_TEST_ARTIFACTS", "test-artifacts"))
 
@@ -192,7 +193,7 @@ def test_with_overlap_each_reviewer_votes_blind_and_the_overview_shows_agreement
     at.button(key="key-a").click().run()  # items[3]: alice's vote, a second still to come
     assert ui_store.get(items[3].id).status is CandidateStatus.PENDING
     assert len(ui_store.votes(items[3].id)) == 1
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("views/overview.py").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Items with overlap"] == "3"
@@ -216,19 +217,19 @@ def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
     assert not at.checkbox(key="pii-cleared").value, "a clearance holds for one item only"
     at.button(key="key-a").click().run()  # items[1]: accepted without clearing
     at.button(key="key-a").click().run()  # items[2]: no flag
-    at.switch_page("pages/export.py").run()
+    at.switch_page("views/export.py").run()
     assert not at.exception
     out = tmp_path / "ui-export"
     at.text_input(key="export-out").input(str(out))
     at.text_input(key="export-tokenizer").input(str(model_dir))
-    at.button[-1].click().run()
+    next(b for b in at.button if b.label == "Export").click().run()
     assert not at.exception
     assert any("Exported train 2 rows" in s.value for s in at.success), [e.value for e in at.error]
     provenance = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
     assert {p["item_id"] for p in provenance} == {items[0].id, items[2].id}
     assert any("1 approved items left out" in w.value for w in at.warning), at.warning
     assert "PII/secret flag not cleared" in at.dataframe[0].value.to_string()
-    at.switch_page("pages/overview.py").run()
+    at.switch_page("views/overview.py").run()
     assert not at.exception
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Valid rows"] == "100%" and metrics["Eval-set matches"] == "0", metrics
@@ -436,3 +437,25 @@ def test_two_reviewers_never_see_the_same_item(
     assert not set(seen["alice"]) & set(seen["bob"])
     reviewers_of = {d.decision.item_id: d.decision.reviewer for d in ui_store.decisions("ui-run")}
     assert all(reviewers_of[i] == name for name, ids in seen.items() for i in ids)
+
+
+@pytest.mark.parametrize("served", ["--no-local"], indirect=True)
+def test_every_page_asked_for_directly_without_a_session_shows_the_sign_in(
+    tokens: dict[str, str], ui_store: Store, browser, served: str
+) -> None:  # type: ignore[no-untyped-def]
+    # A fresh server that no reviewer has used yet: the state in which a folder named pages/
+    # once let Streamlit serve a page file (Export included) past app.py's sign-in.
+    ui_store.put_many(real_candidates(2))
+    for path in ("export", "browse", "overview", "queue", "", "pages/export", "views/export"):
+        page = browser.new_context().new_page()
+        page.goto(f"{served}/{path}")
+        if "/" in path:  # a file path: no page of the app at all, not even the sign-in
+            page.wait_for_timeout(3000)
+        else:
+            page.get_by_label("Reviewer token").wait_for(timeout=20_000)
+            idle(page)
+        body = page.inner_text("body")
+        assert "Export what reviewers accepted" not in body, path
+        assert not ITEM.search(body), f"{path}: an item was shown before sign-in"
+        page.context.close()
+    assert ui_store.decisions("ui-run") == [] and not list(REVIEW_UI.rglob("pages"))

@@ -14,6 +14,7 @@ from generator.schema import Message, PreferenceExample, SFTExample
 from review_ui import render
 from review_ui.resources import store
 from review_ui.session import REJECT_REASONS, Outcome, ReviewSession, edited_sft
+from review_ui.signin import signed_in_reviewer
 
 
 def review_session(run_id: str, reviewer: str) -> ReviewSession:
@@ -139,9 +140,9 @@ def actions(session: ReviewSession) -> None:
 
 
 def page() -> None:
+    reviewer = signed_in_reviewer()
     run_id = st.session_state.get("run_id")
-    reviewer = st.session_state.get("reviewer_id")
-    if not run_id or not reviewer:
+    if not run_id:
         st.info("No run to review yet: generate candidates first (gapfill generate).")
         return
     session = review_session(run_id, reviewer)

@@ -13,6 +13,7 @@ from generator.agreement import agreement, votes_by_item
 from generator.evaluation.report import EvalReport
 from generator.schema import CandidateStatus
 from review_ui.resources import store
+from review_ui.signin import signed_in_reviewer
 
 HUMAN = {"accept", "edit", "reject"}
 
@@ -137,6 +138,7 @@ def filters_vs_humans(run_id: str) -> pd.DataFrame:
 
 
 def page() -> None:
+    signed_in_reviewer()
     run_id = st.session_state.get("run_id")
     if not run_id:
         st.info("No run yet.")

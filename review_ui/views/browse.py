@@ -10,6 +10,7 @@ from generator.filters.base import full_text
 from generator.schema import Candidate, CandidateStatus
 from review_ui.resources import store
 from review_ui.session import REJECT_REASONS
+from review_ui.signin import signed_in_reviewer
 
 LIMIT = 5000  # items shown at most; narrow with the filters past that
 
@@ -114,9 +115,9 @@ def _try(action: object, item_id: str) -> bool:
 
 
 def page() -> None:
+    reviewer = signed_in_reviewer()
     run_id = st.session_state.get("run_id")
-    reviewer = st.session_state.get("reviewer_id")
-    if not run_id or not reviewer:
+    if not run_id:
         st.info("No run yet.")
         return
     found = items(run_id)

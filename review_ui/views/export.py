@@ -11,9 +11,11 @@ from generator.errors import GapfillError
 from generator.export.writer import ExportOptions, export
 from generator.schema import CandidateKind
 from review_ui.resources import embedder, settings, store
+from review_ui.signin import signed_in_reviewer
 
 
 def page() -> None:
+    signed_in_reviewer()
     runs = sorted(store().runs())
     if not runs:
         st.info("No run yet.")
