@@ -103,6 +103,39 @@ class Settings(BaseSettings):
         ),
     )
 
+    export_root: Path | None = Field(
+        default=None,
+        description="The only directory the review UI exports into, one folder per export, "
+        "named in the form. Unset: DATA_DIR/exports.",
+    )
+    export_merge_files: list[Path] = Field(
+        default_factory=list,
+        description="Existing datasets the review UI's export may merge (chosen from this list, "
+        "never typed as a path). The CLI's --merge takes any file its user can read.",
+    )
+    export_tokenizers: list[str] = Field(
+        default_factory=list,
+        description="Tokenizers (directories or 'bundled') the review UI's export may measure "
+        "lengths with, besides the bundled model's.",
+    )
+    ui_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names the review UI answers (Streamlit's server.allowedHosts; "
+        "guards against DNS rebinding). The --host address is always added.",
+    )
+    oidc_allowed_emails: list[str] = Field(
+        default_factory=list,
+        description="With OIDC sign-in, the e-mail addresses that may sign in (verified only).",
+    )
+    oidc_allowed_domains: list[str] = Field(
+        default_factory=list,
+        description="With OIDC sign-in, the e-mail domains whose verified addresses may sign in.",
+    )
+
+    def export_root_dir(self) -> Path:
+        """Where UI exports go: ``export_root``, or ``DATA_DIR/exports``."""
+        return self.export_root if self.export_root is not None else self.data_dir / "exports"
+
     def queue_settings(self) -> QueueSettings:
         return QueueSettings(
             batch_size=self.generate_batch_size,

@@ -15,7 +15,7 @@ from review_ui.signin import signed_in_reviewer
 
 
 def page() -> None:
-    signed_in_reviewer()
+    signed_in_reviewer(admin=True)
     runs = sorted(store().runs())
     if not runs:
         st.info("No run yet.")
