@@ -14,6 +14,7 @@ from generator.dataset_reader import FORMATS, Format, read_examples
 from generator.factories import make_embedder
 from generator.filters.file_scoring import score_file
 from generator.filters.settings import load_filter_settings
+from generator.schema import check_identifier
 
 DataFile = Annotated[Path, typer.Argument(help="JSONL, JSONL.gz, JSON array or Parquet file.")]
 # The dataset row formats are the library's (it checks the name and lists them in its error).
@@ -55,6 +56,8 @@ def import_file(
     """Put a dataset's rows in the review queue. All or nothing: one bad row stores none
     (unless --skip-invalid)."""
     chosen: Format | None = row_format  # type: ignore[assignment]  # checked by read_examples
+    check_identifier(run, "--run")
+    check_identifier(gap, "--gap")
     result = ingest_file(
         open_store(settings_of(ctx)),
         file,

@@ -24,17 +24,19 @@ Nothing here writes anywhere: a caller that stores rows does so only after a cle
 
 from __future__ import annotations
 
+import codecs
 import gzip
-import json
 import re
-from collections.abc import Callable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import orjson
 from pydantic import ValidationError
 
-from generator.errors import DataFileError, InvalidRowError
+from generator.errors import DataFileError, InvalidRowError, one_line
 from generator.schema import Example, PreferenceExample, SFTExample
 
 Format = Literal[
@@ -70,57 +72,153 @@ class ImportReport:
 
 # -- reading raw records ---------------------------------------------------------------------
 
+# Rows are a few levels deep (an object, a list of turns, a turn). Anything much deeper is broken
+# or hostile, and deep values make pydantic, repr and the JSON encoder recurse: refused here.
+MAX_DEPTH = 64
+# orjson (not the json module) parses: it refuses lone surrogates (which cannot be stored as
+# UTF-8), NaN and Infinity, nests at most 1,024 deep without recursing, and has no 4,300-digit
+# integer limit to trip over (an integer too large for a double is an error, not a crash).
+_DECODE_ERROR = orjson.JSONDecodeError
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether ``value`` nests lists/objects more than ``MAX_DEPTH`` levels (no recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict):
+            children: Iterable[Any] = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        stack.extend((child, depth + 1) for child in children)
+    return False
+
+
+def _checked(record: Any) -> Any:
+    return RowError(f"nested deeper than {MAX_DEPTH} levels") if _too_deep(record) else record
+
+
+def _json_reason(exc: orjson.JSONDecodeError) -> str:
+    if "depth limit" in exc.msg:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    if "infinity" in exc.msg:
+        return f"invalid JSON: a number too large to read (column {exc.colno})"
+    if "surrogate" in exc.msg:
+        return f"invalid JSON: a lone UTF-16 surrogate escape is not text (column {exc.colno})"
+    return f"invalid JSON: {exc.msg} (column {exc.colno})"
+
+
+def _decode_line(raw: bytes) -> Any:
+    """One JSONL line to a record, or a ``RowError`` saying why it is not one."""
+    try:
+        record = orjson.loads(raw)
+    except _DECODE_ERROR as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            return RowError(f"not valid UTF-8 (byte {bad.start + 1} of the line)")
+        return RowError(_json_reason(exc))
+    # Counting brackets is cheap; only a line with many of them is walked.
+    if raw.count(b"[") + raw.count(b"{") > MAX_DEPTH:
+        return _checked(record)
+    return record
+
+
+def _raw_lines(path: Path, compressed: bool) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines; a broken or truncated gzip stream (or a read error) is a ``DataFileError``
+    naming the line it stopped at, not a traceback (or click's bare "Aborted." for EOFError)."""
+    number = 0
+    try:
+        with gzip.open(path, "rb") if compressed else open(path, "rb") as handle:
+            for number, raw in enumerate(handle, start=1):
+                yield number, raw
+    except EOFError as exc:
+        raise DataFileError(
+            f"{path}:{number + 1}: the gzip data ends early (truncated file?)"
+        ) from exc
+    except (OSError, zlib.error) as exc:
+        what = "not valid gzip data" if compressed else "cannot read the file"
+        raise DataFileError(f"{path}:{number + 1}: {what}: {one_line(str(exc))}") from exc
+
 
 def _json_lines(path: Path, compressed: bool) -> Iterator[tuple[int, Any]]:
-    with gzip.open(path, "rb") if compressed else open(path, "rb") as handle:
-        for number, raw in enumerate(handle, start=1):
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield number, RowError(f"not valid UTF-8 (byte {exc.start + 1} of the line)")
-                continue
-            if not text.strip():
-                continue
-            try:
-                yield number, json.loads(text)
-            except json.JSONDecodeError as exc:
-                yield number, RowError(f"invalid JSON: {exc.msg} (column {exc.colno})")
+    for number, raw in _raw_lines(path, compressed):
+        if number == 1:
+            raw = raw.removeprefix(codecs.BOM_UTF8)  # editors on Windows write one
+        if raw.strip():
+            yield number, _decode_line(raw)
 
 
 def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
+    raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
-        data = json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as exc:
-        raise DataFileError(f"{path}: not valid UTF-8 (byte {exc.start + 1})") from exc
-    except json.JSONDecodeError as exc:
-        raise DataFileError(f"{path}:{exc.lineno}: invalid JSON: {exc.msg}") from exc
+        data = orjson.loads(raw)
+    except _DECODE_ERROR as exc:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError as bad:
+            raise DataFileError(f"{path}: not valid UTF-8 (byte {bad.start + 1})") from exc
+        raise DataFileError(f"{path}:{exc.lineno}: {_json_reason(exc)}") from exc
     if not isinstance(data, list):
         raise DataFileError(f"{path}: a .json file must hold an array of rows (or use .jsonl)")
-    yield from enumerate(data, start=1)
+    for number, record in enumerate(data, start=1):
+        yield number, _checked(record)
 
 
-def _parquet(path: Path) -> Iterator[tuple[int, Any]]:
+def _parquet_batches(path: Path) -> Iterator[list[dict[str, Any]]]:
+    """Row batches; a file or page pyarrow cannot decode is a ``DataFileError`` naming the first
+    row of the batch it failed on."""
     import pyarrow.parquet as pq
 
     try:
         parquet = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several unrelated types for a bad file
-        raise DataFileError(f"{path}: not a readable Parquet file: {exc}") from exc
+        raise DataFileError(f"{path}: not a readable Parquet file: {_first_line(exc)}") from exc
+    batches, first = parquet.iter_batches(batch_size=4096), 1
+    while True:
+        try:
+            batch = next(batches, None)
+            rows = None if batch is None else batch.to_pylist()
+        except Exception as exc:  # a corrupt page: ArrowInvalid, OSError, UnicodeDecodeError...
+            raise DataFileError(
+                f"{path}:{first}: corrupt Parquet data (row {first} onwards cannot be read): "
+                f"{_first_line(exc)}"
+            ) from exc
+        if rows is None:
+            return
+        yield rows
+        first += len(rows)
+
+
+def _first_line(exc: BaseException) -> str:
+    return one_line(str(exc).strip().split("\n")[0])
+
+
+def _parquet(path: Path) -> Iterator[tuple[int, Any]]:
     number = 0
-    for batch in parquet.iter_batches(batch_size=4096):
-        for row in batch.to_pylist():
+    for rows in _parquet_batches(path):
+        for row in rows:
             number += 1
-            yield number, row
+            yield number, _checked(row)
 
 
 def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
-    """``(line, record)`` pairs; a record that could not be decoded is a ``RowError``."""
+    """``(line, record)`` pairs; a record that could not be decoded is a ``RowError``. A file
+    that cannot be read (or stops being readable part way) is a ``DataFileError``."""
+    _check_name(path)
     if not path.exists():
         raise DataFileError(f"{path}: no such file")
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory, not a data file")
-    with open(path, "rb") as probe:
-        magic = probe.read(4)
+    try:
+        with open(path, "rb") as probe:
+            magic = probe.read(4)
+    except OSError as exc:
+        raise DataFileError(f"{path}: cannot read the file: {exc.strerror}") from exc
     suffixes = [s.lower() for s in path.suffixes]
     if magic[:2] == b"\x1f\x8b":
         yield from _json_lines(path, compressed=True)
@@ -130,6 +228,17 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
         yield from _json_array(path)
     else:
         yield from _json_lines(path, compressed=False)
+
+
+def _check_name(path: Path) -> None:
+    """A file name that is not UTF-8 (Python keeps its bytes as lone surrogates) could be neither
+    printed nor stored as the items' source: refused up front."""
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        raise DataFileError(
+            f"{one_line(str(path))}: the file name is not valid UTF-8; rename the file"
+        ) from None
 
 
 # -- detecting and converting row formats ----------------------------------------------------

@@ -25,8 +25,21 @@ class InvalidRowError(GapfillError):
     def __init__(self, path: str, line: int, reason: str) -> None:
         self.path = path
         self.line = line
-        self.reason = reason
-        super().__init__(f"{path}:{line}: {reason}")
+        self.reason = one_line(reason)
+        super().__init__(f"{one_line(path)}:{line}: {self.reason}")
+
+
+def one_line(text: str) -> str:
+    """``text`` with line breaks, other control characters and lone surrogates escaped, so a
+    message quoting hostile input (a field name, a file name) stays one printable line."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)
+
+
+class InvalidValueError(GapfillError):
+    """A value given on the command line (or to a library call) cannot be used, e.g. a run id
+    outside the safe alphabet. The message names the option and says what is allowed."""
 
 
 class DataFileError(GapfillError):

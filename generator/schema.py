@@ -21,18 +21,36 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
+    ValidationError,
     field_validator,
     model_validator,
 )
 
+from generator.errors import InvalidValueError
 from generator.filters.settings import FilterSettings
 
 Role = Literal["system", "user", "assistant"]
 
 # Run and gap ids appear inside Redis keys and index fields, so they are kept to a safe alphabet.
+# No ':' (the keys' separator): run "a:status" would otherwise own the key names
+# ``run:a:status:<...>`` that run "a" uses for its status sets (see store/keys.py).
+IDENTIFIER_PATTERN = r"^[A-Za-z0-9_.-]+$"
 Identifier = Annotated[
-    str, StringConstraints(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_.:-]+$")
+    str, StringConstraints(min_length=1, max_length=128, pattern=IDENTIFIER_PATTERN)
 ]
+_IDENTIFIER = TypeAdapter(Identifier)
+
+
+def check_identifier(value: str, what: str) -> str:
+    """``value`` if it is a valid id, else an ``InvalidValueError`` naming ``what`` (e.g. the
+    command-line option it came from): a user's mistake, not a validation traceback."""
+    try:
+        return _IDENTIFIER.validate_python(value)
+    except ValidationError:
+        raise InvalidValueError(
+            f"{what}: {value!r} is not a valid id: use 1 to 128 letters, digits, '_', '.' or '-'"
+        ) from None
 
 
 def utcnow() -> datetime:

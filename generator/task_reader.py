@@ -13,7 +13,7 @@ from pydantic import ValidationError
 
 from generator.dataset_reader import RowError, iter_records
 from generator.errors import DataFileError, InvalidRowError
-from generator.schema import GenerationTask
+from generator.schema import GenerationTask, check_identifier
 
 
 def _describe(exc: ValidationError) -> str:
@@ -24,6 +24,7 @@ def _describe(exc: ValidationError) -> str:
 
 
 def read_tasks(path: str | Path, run_id: str) -> list[GenerationTask]:
+    check_identifier(run_id, "run id")
     tasks = []
     for line, record in iter_records(Path(path)):
         if isinstance(record, RowError):

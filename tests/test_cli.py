@@ -96,7 +96,7 @@ def test_validate_reports_each_bad_row_as_file_line_reason(tmp_path: Path) -> No
     assert result.returncode == 1
     assert result.stdout.splitlines() == [
         f"{path}:2: messages: the last message must be from the assistant",
-        f"{path}:3: invalid JSON: Expecting property name enclosed in double quotes (column 2)",
+        f"{path}:3: invalid JSON: unexpected character, expected a string key (column 2)",
         f"{path}:4: not valid UTF-8 (byte 1 of the line)",
     ]
     assert "format messages, 4 rows, 1 valid, 3 invalid" in result.stderr

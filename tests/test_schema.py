@@ -5,16 +5,20 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from generator.errors import InvalidValueError
 from generator.schema import (
     Candidate,
     CandidateKind,
+    CandidateStatus,
     Decision,
     Gap,
     Message,
     PreferenceExample,
     SamplingParams,
     SFTExample,
+    check_identifier,
 )
+from generator.store.keys import Keys
 from tests.factories import candidate, sft
 
 
@@ -89,10 +93,19 @@ def test_a_candidate_payload_must_match_its_kind() -> None:
         Candidate(kind=CandidateKind.PREFERENCE, payload=sft("q"), run_id="r")
 
 
-@pytest.mark.parametrize("run_id", ["", "has space", "a|b", "x" * 129])
+@pytest.mark.parametrize("run_id", ["", "has space", "a|b", "x" * 129, "bad/run", "a:status"])
 def test_run_ids_are_key_safe(run_id: str) -> None:
     with pytest.raises(ValidationError):
         Candidate(kind=CandidateKind.SFT, payload=sft("q"), run_id=run_id)
+
+
+def test_a_run_id_holds_no_colon_so_it_cannot_own_another_runs_keys() -> None:
+    keys = Keys("p")
+    # Run "a:status" would name its queue exactly as run "a" names its set of pending items.
+    assert keys.run("a:status", "pending") == keys.status("a", CandidateStatus.PENDING)
+    with pytest.raises(InvalidValueError, match=r"^--run: 'a:status' is not a valid id"):
+        check_identifier("a:status", "--run")
+    assert check_identifier("run-1.b_2", "--run") == "run-1.b_2"
 
 
 def test_an_edit_decision_carries_the_edited_payload_and_only_an_edit_does() -> None:
