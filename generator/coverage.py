@@ -81,6 +81,8 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
         raise DataFileError(f"{path}: no such file") from exc
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise DataFileError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    except RecursionError as exc:  # PyYAML's composer recurses once per nesting level
+        raise DataFileError(f"{path}: nested too deeply to be a taxonomy") from exc
     if not isinstance(data, dict):
         raise DataFileError(f"{path}: expected a mapping with a 'cells' list")
     try:

@@ -25,9 +25,10 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner, Result
 
 from cli.app import app
+from generator.coverage import load_taxonomy
 from generator.dataset_import import ingest_file
 from generator.dataset_reader import read_examples
-from generator.errors import GapfillError
+from generator.errors import DataFileError, GapfillError
 from generator.store import Store
 from generator.task_reader import read_tasks
 
@@ -325,3 +326,10 @@ def test_random_bytes_give_nothing_but_user_errors(
     content = prefix + data + (b"PAR1" if prefix == b"PAR1" else b"")
     path.write_bytes(gzip.compress(content)[: len(content) // 2 + 10] if compress else content)
     _must_be_user_errors(store, path)
+
+
+def test_a_taxonomy_nested_100k_deep_is_one_error(tmp_path: Path) -> None:
+    path = tmp_path / "taxonomy.yaml"
+    path.write_text("cells: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    with pytest.raises(DataFileError, match=rf"^{path}: nested too deeply to be a taxonomy$"):
+        load_taxonomy(path)
