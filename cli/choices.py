@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from generator.reviewers import Role
+
+# A reviewer's role in the review UI (``gapfill reviewer add --role``); the library owns it, as
+# reviewers.json stores it.
+__all__ = ["AuthMode", "DemoSize", "Device", "ExportFormat", "OverlapRule", "Role", "Workers"]
+
 
 class OverlapRule(StrEnum):
     """How the k votes of overlapping reviewers settle an item."""

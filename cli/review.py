@@ -1,7 +1,8 @@
-"""Human review: `gapfill ui` serves the Streamlit app; `gapfill reviewer add` signs people up."""
+"""Human review: `gapfill ui` serves the Streamlit app; `gapfill reviewer` manages who signs in."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,26 +10,74 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import AliasChoices
+from rich.markup import escape
 
-from cli.choices import AuthMode
+from cli.choices import AuthMode, Role
 from cli.common import console, settings_of, user_errors
 from generator import reviewers
+from generator.access import OidcPolicy, allowed_hosts, check_ui_flags
+from generator.config import Settings
 from generator.connection import connect, redis_url
 from generator.errors import ConfigError
 
-reviewer_app = typer.Typer(help="Reviewer tokens for the review UI.", no_args_is_help=True)
+reviewer_app = typer.Typer(
+    help="Reviewers of the review UI: tokens and roles.", no_args_is_help=True
+)
 
 
 @reviewer_app.command("add")
 @user_errors
 def reviewer_add(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The reviewer's id (with OIDC: their e-mail).")],
+    role: Annotated[Role, typer.Option(help="admin also exports, bulk-rejects, manages.")] = (
+        Role.REVIEWER
+    ),
+) -> None:
+    """Create a reviewer token (printed once; only its hash is stored). Adding an existing
+    reviewer replaces their token: sessions signed in with the old one end."""
+    settings = settings_of(ctx)
+    existed = name in reviewers.load(settings.data_dir)
+    token = reviewers.add(settings.data_dir, name, role)
+    console.print(f"reviewer {name!r} ({role}): token {token}", highlight=False)
+    console.print("Give it to the reviewer; it is not shown again.", highlight=False)
+    if existed:
+        console.print("Their old token no longer works.", highlight=False)
+
+
+@reviewer_app.command("remove")
+@user_errors
+def reviewer_remove(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="The reviewer's id.")]
 ) -> None:
-    """Create a reviewer token (printed once; only its hash is stored)."""
-    settings = settings_of(ctx)
-    token = reviewers.add(settings.data_dir, name)
-    console.print(f"reviewer {name!r}: token {token}", highlight=False)
-    console.print("Give it to the reviewer; it is not shown again.", highlight=False)
+    """Remove a reviewer: their token stops working and their sessions end at their next
+    action (leased items go back to the queue)."""
+    reviewers.remove(settings_of(ctx).data_dir, name)
+    console.print(f"reviewer {name!r} removed", highlight=False)
+
+
+@reviewer_app.command("role")
+@user_errors
+def reviewer_role(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The reviewer's id.")],
+    role: Annotated[Role, typer.Argument(help="The new role.")],
+) -> None:
+    """Change a reviewer's role (their token stays valid)."""
+    reviewers.set_role(settings_of(ctx).data_dir, name, role)
+    console.print(f"reviewer {name!r} is now {role}", highlight=False)
+
+
+@reviewer_app.command("list")
+@user_errors
+def reviewer_list(ctx: typer.Context) -> None:
+    """The reviewers and their roles (never their token hashes)."""
+    entries = reviewers.load(settings_of(ctx).data_dir)
+    if not entries:
+        console.print("no reviewers yet: gapfill reviewer add NAME", highlight=False)
+    for name, entry in sorted(entries.items()):
+        console.print(f"{escape(name)}\t{entry.role}", highlight=False)
 
 
 def app_path() -> Path:
@@ -41,37 +90,66 @@ def app_path() -> Path:
     return Path(review_ui.__file__).resolve().with_name("app.py")
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as ``GAPFILL_*`` variables: the UI process builds the same Settings from
+    them, whether they came from --config, the environment or the defaults."""
+    env = {}
+    for name, value in settings.model_dump(mode="json", exclude_none=True).items():
+        alias = Settings.model_fields[name].validation_alias
+        variable = str(alias.choices[0]) if isinstance(alias, AliasChoices) else None
+        variable = variable or f"GAPFILL_{name.upper()}"
+        env[variable] = value if isinstance(value, str) else json.dumps(value)
+    return env
+
+
+def check_sign_in(settings: Settings, mode: AuthMode) -> None:
+    """Refuse to start a UI nobody can sign in to, or anyone can."""
+    if mode is AuthMode.TOKENS and not reviewers.load(settings.data_dir):
+        raise ConfigError("no reviewers yet: run gapfill reviewer add NAME --role admin")
+    if mode is AuthMode.OIDC:
+        OidcPolicy.of(settings.oidc_allowed_emails, settings.oidc_allowed_domains)
+
+
 @user_errors
 def ui(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
-    host: Annotated[str, typer.Option(help="Address to bind (0.0.0.0 for all).")] = "127.0.0.1",
+    host: Annotated[
+        str, typer.Option(help="Address to bind (0.0.0.0 for all: needs ui_allowed_hosts).")
+    ] = "127.0.0.1",
     local: Annotated[
-        bool, typer.Option(help="Single-user mode: decisions carry the OS user name.")
+        bool,
+        typer.Option(help="Single-user mode on loopback: you, as admin, with no sign-in."),
     ] = False,
     oidc: Annotated[
-        bool, typer.Option(help="Sign in with st.login (an [auth] section in secrets.toml).")
+        bool,
+        typer.Option(
+            help="Sign in with st.login ([auth] in secrets.toml) and the OIDC allow-list."
+        ),
     ] = False,
 ) -> None:
     """Start the Streamlit review UI against the configured store."""
     settings = settings_of(ctx)
+    check_ui_flags(host, local=local, oidc=oidc)
+    hosts = allowed_hosts(host, settings.ui_allowed_hosts)
+    mode = AuthMode.LOCAL if local else AuthMode.OIDC if oidc else AuthMode.TOKENS
+    check_sign_in(settings, mode)
     url = redis_url(settings)  # starts the bundled server first when no REDIS_URL is set
     connect(url).ping()
-    mode = AuthMode.LOCAL if local else AuthMode.OIDC if oidc else AuthMode.TOKENS
-    if mode is AuthMode.TOKENS and not reviewers.load(settings.data_dir):
-        raise ConfigError("no reviewers yet: run gapfill reviewer add NAME (or use --local)")
+    inherited = {k: v for k, v in os.environ.items() if k != "GAPFILL_CONFIG"}
     env = {
-        **os.environ,
+        **inherited,  # every setting travels below, the config file's included
+        **settings_env(settings),
         "GAPFILL_UI_AUTH": mode.value,
         "GAPFILL_REDIS_URL": url,
-        "GAPFILL_DATA_DIR": str(settings.data_dir),
-        "GAPFILL_KEY_PREFIX": settings.key_prefix,
-        "GAPFILL_LEASE_SECONDS": str(settings.lease_seconds),
     }
     command = [
         sys.executable, "-m", "streamlit", "run", str(app_path()),
         "--server.port", str(port), "--server.address", host, "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
+        "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
+        *[arg for name in hosts for arg in ("--server.allowedHosts", name)],
     ]  # fmt: skip
     console.print(f"review UI on http://{host}:{port} ({mode} sign-in)", highlight=False)
+    console.print(f"answering the host names {', '.join(hosts)}", highlight=False)
     raise typer.Exit(subprocess.call(command, env=env))

@@ -33,11 +33,12 @@ def choose_run() -> str | None:
 
 def main() -> None:
     st.set_page_config(page_title="gapfill review", layout="wide")
-    reviewer = current_reviewer()
-    if reviewer is None:
+    visitor = current_reviewer()
+    if visitor is None:
         return
-    st.session_state["reviewer_id"] = reviewer
-    st.sidebar.caption(f"Signed in as **{reviewer}**")
+    st.session_state["reviewer_id"] = visitor.name
+    # Plain text: an OIDC e-mail is the provider's text, not Markdown to render.
+    st.sidebar.text(f"Signed in as {visitor.name} ({visitor.role})")
     st.sidebar.button("Sign out", on_click=sign_out)
     run = choose_run()
     st.session_state["run_id"] = run
@@ -45,8 +46,12 @@ def main() -> None:
         st.Page(PAGES / "queue.py", title="Queue", url_path="queue", default=True),
         st.Page(PAGES / "browse.py", title="Browse", url_path="browse"),
         st.Page(PAGES / "overview.py", title="Overview", url_path="overview"),
-        st.Page(PAGES / "export.py", title="Export", url_path="export"),
     ]
+    if visitor.is_admin:  # each admin page checks the role again itself
+        pages += [
+            st.Page(PAGES / "export.py", title="Export", url_path="export"),
+            st.Page(PAGES / "reviewers.py", title="Reviewers", url_path="reviewers"),
+        ]
     st.navigation(pages).run()
 
 

@@ -1,70 +1,176 @@
-"""Who is reviewing. No decision is recorded without a known reviewer.
+"""Who is reviewing, and in which role. No decision is recorded without a known reviewer.
 
 Modes (``GAPFILL_UI_AUTH``, set by ``gapfill ui``):
-- ``oidc``: Streamlit's ``st.login`` against the ``[auth]`` section of ``.streamlit/secrets.toml``;
-  the reviewer id is the signed-in e-mail (or subject);
+- ``oidc``: Streamlit's ``st.login`` against the ``[auth]`` section of ``.streamlit/secrets.toml``,
+  admitted only with a verified e-mail on the allow-list (``oidc_allowed_emails``/``_domains``);
+  the reviewer id is that e-mail, the role the one ``reviewers.json`` gives it (else reviewer);
 - ``tokens`` (default): a reviewer token created by ``gapfill reviewer add NAME`` (stored hashed);
-- ``local``: the explicit single-user mode of the demo: the OS user name, no sign-in.
+- ``local``: the explicit single-user mode of the demo, on loopback only: the OS user name, as
+  admin, with no sign-in.
+
+Every rerun checks the visitor again: a token removed or replaced since sign-in, or an account
+taken off the allow-list, ends the session there (its leased items go back to the queue), and
+a role changed since takes effect at once.
 """
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import ParamSpec
 
 import streamlit as st
 
 from generator import reviewers
+from generator.access import NotAllowedError, OidcPolicy
+from generator.errors import ConfigError
+from generator.reviewers import Role
 from review_ui.resources import settings
+
+P = ParamSpec("P")
+
+
+@dataclass(frozen=True)
+class Visitor:
+    name: str
+    role: Role
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role is Role.ADMIN
 
 
 def auth_mode() -> str:
     return os.environ.get("GAPFILL_UI_AUTH", "tokens")
 
 
-def current_reviewer() -> str | None:
-    """The signed-in reviewer, or None after drawing the sign-in form."""
+def _oidc_visitor() -> Visitor:
+    """The OIDC user, if the allow-list admits them; NotAllowedError otherwise."""
+    config = settings()
+    try:
+        policy = OidcPolicy.of(config.oidc_allowed_emails, config.oidc_allowed_domains)
+    except ConfigError as exc:  # gapfill ui refuses this; a server started otherwise admits no one
+        raise NotAllowedError(str(exc)) from exc
+    email = policy.admit(st.user.to_dict())
+    return Visitor(email, reviewers.role_of_email(config.data_dir, email))
+
+
+def visitor() -> Visitor | None:
+    """The signed-in visitor as of now, or None; draws nothing."""
     mode = auth_mode()
     if mode == "local":
-        return f"local:{getpass.getuser()}"
+        return Visitor(f"local:{getpass.getuser()}", Role.ADMIN)
     if mode == "oidc":
         if not st.user.is_logged_in:
-            st.title("gapfill review")
-            st.button("Sign in", on_click=st.login, type="primary")
             return None
-        return str(st.user.get("email") or st.user.get("sub"))
-    if reviewer := st.session_state.get("reviewer"):
-        return str(reviewer)
+        try:
+            return _oidc_visitor()
+        except NotAllowedError:
+            return None
+    name, signed_in_hash = st.session_state.get("reviewer"), st.session_state.get("token_hash")
+    if not name or not signed_in_hash:
+        return None
+    role = reviewers.role_now(settings().data_dir, str(name), str(signed_in_hash))
+    return Visitor(str(name), role) if role is not None else None
+
+
+def current_reviewer() -> Visitor | None:
+    """The signed-in visitor, or None after drawing the sign-in (or the refusal)."""
+    found = visitor()
+    if found is not None:
+        return found
+    if st.session_state.get("reviewer_id") or st.session_state.get("reviewer"):  # no longer valid
+        end_session()
+        if auth_mode() == "tokens":
+            st.warning("Your token was removed or replaced: sign in again.")
+    if auth_mode() == "oidc":
+        _oidc_sign_in()
+    else:
+        _token_sign_in()
+    return None
+
+
+def _oidc_sign_in() -> None:
+    st.title("gapfill review")
+    if not st.user.is_logged_in:
+        st.button("Sign in", on_click=st.login, type="primary")
+        return
+    try:
+        _oidc_visitor()
+    except NotAllowedError as exc:
+        end_session(logout=False)
+        st.error(f"Not allowed: {exc}.")
+        st.button("Sign out", on_click=sign_out)
+
+
+def _token_sign_in() -> None:
     st.title("gapfill review")
     with st.form("sign-in"):
         token = st.text_input("Reviewer token", type="password", key="token")
         if st.form_submit_button("Sign in", type="primary"):
-            name = reviewers.who(settings().data_dir, token)
-            if name is None:
+            found = reviewers.sign_in(settings().data_dir, token)
+            if found is None:
                 st.error("Unknown token. Ask for one: gapfill reviewer add NAME")
             else:
+                name, entry = found
                 st.session_state["reviewer"] = name
+                st.session_state["token_hash"] = entry.hash
                 st.rerun()
-    return None
 
 
-def signed_in_reviewer() -> str:
-    """The reviewer app.py signed in for this session; a page run without one stops here.
+def signed_in_reviewer(admin: bool = False) -> str:
+    """The visitor app.py signed in for this session; a page run without one stops here, and
+    so does an admin page (``admin=True``) run by a reviewer.
 
     Pages are reachable only through app.py's navigation, after its sign-in; each page checks
-    again anyway, so no page can act for a visitor nobody identified.
+    again anyway (from the store of tokens, not from what app.py left), so no page acts for a
+    visitor nobody identified, or for one whose token or role changed.
     """
-    reviewer = st.session_state.get("reviewer_id")
-    if not reviewer:
+    found = visitor()
+    if found is None:
         st.error("Sign in first.")
         st.stop()
-    return str(reviewer)
+    if admin and not found.is_admin:
+        st.error("This page is for admins only: ask an admin (gapfill reviewer role NAME admin).")
+        st.stop()
+    return found.name
 
 
-def sign_out() -> None:
+def for_the_signed_in(callback: Callable[P, None]) -> Callable[P, None]:
+    """A widget callback that acts only for the visitor this session signed in, as of now.
+
+    Streamlit runs callbacks before the script, so before app.py's sign-in check: without this,
+    a click made after the token was removed would still be recorded. Refused, the callback
+    does nothing, and the run that follows ends the session."""
+
+    @functools.wraps(callback)
+    def checked(*args: P.args, **kwargs: P.kwargs) -> None:
+        found = visitor()
+        if found is not None and found.name == st.session_state.get("reviewer_id"):
+            callback(*args, **kwargs)
+
+    return checked
+
+
+def is_admin() -> bool:
+    """Whether the visitor is an admin now (re-read: a demoted admin is not, from this rerun)."""
+    found = visitor()
+    return found is not None and found.is_admin
+
+
+def end_session(logout: bool = False) -> None:
+    """Forget the signed-in visitor and give back the items their queue holds."""
     session = st.session_state.pop("review_session", None)
     if session is not None:
         session.close()
-    st.session_state.pop("reviewer", None)
-    if auth_mode() == "oidc":
+    for key in ("reviewer", "token_hash", "reviewer_id"):
+        st.session_state.pop(key, None)
+    if logout:
         st.logout()
+
+
+def sign_out() -> None:
+    end_session(logout=auth_mode() == "oidc")

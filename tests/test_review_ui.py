@@ -235,6 +235,183 @@ def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
     assert metrics["Valid rows"] == "100%" and metrics["Eval-set matches"] == "0", metrics
 
 
+# -- roles, revocation and OIDC, through AppTest -------------------------------------------------
+
+
+def signed_in(token: str):  # type: ignore[no-untyped-def]
+    at = app_test("tokens").run()
+    at.text_input(key="token").input(token)
+    at.button[0].click().run()
+    assert not at.exception
+    return at
+
+
+def not_in_navigation(at, page: str) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        at.switch_page(page)
+    except ValueError as exc:  # AppTest lists the pages st.navigation registered
+        return "Could not find a navigation page" in str(exc)
+    return False
+
+
+def run_page_directly(page: str, name: str, token: str):  # type: ignore[no-untyped-def]
+    """A page file run on its own, past app.py, by a session signed in with ``token``."""
+    from streamlit.testing.v1 import AppTest
+
+    at = AppTest.from_file(str(REVIEW_UI / "views" / page), default_timeout=30)
+    at.session_state["reviewer"] = name
+    at.session_state["token_hash"] = reviewers.token_hash(token)
+    return at.run()
+
+
+def test_a_reviewer_has_no_export_no_reviewers_page_and_no_bulk_actions(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    token = reviewers.add(Path(ui_env["GAPFILL_DATA_DIR"]), "bob")
+    ui_store.put_many(real_candidates(3))
+    at = signed_in(token)
+    assert any("Signed in as bob (reviewer)" in t.value for t in at.text)
+    assert not_in_navigation(at, "views/export.py")
+    assert not_in_navigation(at, "views/reviewers.py")
+    at.switch_page("views/browse.py").run()
+    assert not at.exception and len(at.dataframe) == 1
+    assert [b.label for b in at.button] == ["Sign out"], "no bulk action for a reviewer"
+    for page in ("export.py", "reviewers.py"):  # each admin page refuses on its own, too
+        direct = run_page_directly(page, "bob", token)
+        assert any("for admins only" in e.value for e in direct.error), page
+        assert not direct.header and not direct.button, page
+
+
+def test_an_admin_exports_manages_reviewers_and_acts_in_bulk(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    data_dir = Path(ui_env["GAPFILL_DATA_DIR"])
+    token = reviewers.add(data_dir, "alice", reviewers.Role.ADMIN)
+    reviewers.add(data_dir, "bob")
+    ui_store.put_many(real_candidates(3))
+    at = signed_in(token)
+    at.switch_page("views/export.py").run()
+    assert [h.value for h in at.header] == ["Export what reviewers accepted"]
+    at.switch_page("views/reviewers.py").run()
+    assert not at.exception
+    assert at.dataframe[0].value.to_dict("records") == [
+        {"reviewer": "alice", "role": "admin"},
+        {"reviewer": "bob", "role": "reviewer"},
+    ]
+    at.text_input(key="add-name").input("carol")
+    next(b for b in at.button if b.label == "Add").click().run()
+    [shown] = [c.value for c in at.code]
+    assert reviewers.who(data_dir, shown) == "carol", "the token shown signs carol in"
+    assert not at.run().code, "a new token is shown once"
+    at.selectbox(key="role-name").select("bob")
+    at.selectbox(key="role-new").select("admin")
+    next(b for b in at.button if b.label == "Change role").click().run()
+    at.selectbox(key="remove-name").select("carol")
+    next(b for b in at.button if b.label == "Remove").click().run()
+    assert not at.exception and not at.error
+    assert {n: e.role for n, e in reviewers.load(data_dir).items()} == {
+        "alice": "admin",
+        "bob": "admin",
+    }
+    assert "alice" not in at.selectbox(key="remove-name").options, "not one's own account"
+    at.switch_page("views/browse.py").run()
+    at.session_state["items"] = {"selection": {"rows": [0, 1, 2], "columns": [], "cells": []}}
+    next(b for b in at.run().button if b.label == "Reject selected").click().run()
+    assert not at.exception
+    rejected = [d.decision for d in ui_store.decisions("ui-run")]
+    assert [(d.verdict, d.reviewer) for d in rejected] == [("bulk_reject", "alice")], "unleased"
+    assert ui_store.count("ui-run", CandidateStatus.REJECTED) == 1
+
+
+@pytest.mark.parametrize("change", ["remove", "rotate"])
+def test_a_removed_or_rotated_token_ends_its_session_at_the_next_rerun(
+    ui_env: dict[str, str], ui_store: Store, change: str
+) -> None:
+    data_dir = Path(ui_env["GAPFILL_DATA_DIR"])
+    token = reviewers.add(data_dir, "bob")
+    ui_store.put_many(real_candidates(3))
+    at = signed_in(token)
+    assert ui_store.leased_count("ui-run") == 2, "the item shown and the next one"
+    if change == "remove":
+        reviewers.remove(data_dir, "bob")
+    else:
+        reviewers.add(data_dir, "bob")  # a new token for bob
+    at.button(key="key-a").click().run()  # bob's next action
+    assert not at.exception
+    assert [t.label for t in at.text_input] == ["Reviewer token"], "the sign-in again"
+    assert any("removed or replaced" in w.value for w in at.warning)
+    assert ui_store.decisions("ui-run") == [], "the accept was not recorded"
+    assert ui_store.leased_count("ui-run") == 0, "bob's items went back to the queue"
+    assert "reviewer_id" not in at.session_state
+
+
+def test_a_demoted_admin_loses_admin_pages_and_bulk_actions_at_the_next_rerun(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    data_dir = Path(ui_env["GAPFILL_DATA_DIR"])
+    token = reviewers.add(data_dir, "alice", reviewers.Role.ADMIN)
+    ui_store.put_many(real_candidates(3))
+    at = signed_in(token)
+    at.switch_page("views/browse.py").run()
+    at.session_state["items"] = {"selection": {"rows": [0, 1, 2], "columns": [], "cells": []}}
+    stale = next(b for b in at.run().button if b.label == "Reject selected")
+    reviewers.set_role(data_dir, "alice", reviewers.Role.REVIEWER)
+    stale.click().run()  # the button of the page drawn while alice was an admin
+    assert not at.exception
+    assert ui_store.decisions("ui-run") == [], "nothing rejected"
+    assert [b.label for b in at.button] == ["Sign out"]
+    assert not_in_navigation(at, "views/export.py")
+    assert any("Signed in as alice (reviewer)" in t.value for t in at.text)
+
+
+def oidc_app(monkeypatch: pytest.MonkeyPatch, **claims: object):  # type: ignore[no-untyped-def]
+    """The app in OIDC mode, with ``st.user`` seeded through AppTest.user (Streamlit's own
+    way to test a signed-in user without a provider) and example.com on the allow-list."""
+    monkeypatch.setenv("GAPFILL_OIDC_ALLOWED_DOMAINS", '["example.com"]')
+    at = app_test("oidc")
+    at.user = {"is_logged_in": True, **claims}
+    return at.run()
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"email": "eve@gmail.com", "email_verified": True},
+        {"email": "eve@evil-example.com", "email_verified": True},
+        {"email": "eve@example.com", "email_verified": False},
+        {"email": "eve@example.com"},
+    ],
+    ids=["other domain", "look-alike domain", "unverified", "no verified claim"],
+)
+def test_an_oidc_account_the_allow_list_refuses_sees_only_not_allowed_and_sign_out(
+    ui_env: dict[str, str],
+    ui_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    claims: dict[str, object],
+) -> None:
+    ui_store.put_many(real_candidates(2))
+    at = oidc_app(monkeypatch, **claims)
+    assert not at.exception
+    assert [e.value for e in at.error] == [at.error[0].value] and "Not allowed" in at.error[0].value
+    assert [b.label for b in at.button] == ["Sign out"]
+    assert not at.text and not at.selectbox, "no run, no queue, no item"
+    assert ui_store.leased_count("ui-run") == 0 and "reviewer_id" not in at.session_state
+
+
+def test_an_allowed_oidc_account_reviews_and_an_admin_e_mail_gets_admin_pages(
+    ui_env: dict[str, str], ui_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ui_store.put_many(real_candidates(2))
+    at = oidc_app(monkeypatch, email="Ann@Example.com", email_verified=True)
+    assert not at.exception and not at.error
+    assert any("Signed in as ann@example.com (reviewer)" in t.value for t in at.text)
+    assert at.button(key="key-a") is not None and not_in_navigation(at, "views/export.py")
+    reviewers.add(Path(ui_env["GAPFILL_DATA_DIR"]), "ann@example.com", reviewers.Role.ADMIN)
+    at.switch_page("views/overview.py").run()
+    at.switch_page("views/export.py").run()
+    assert [h.value for h in at.header] == ["Export what reviewers accepted"]
+
+
 # -- a real browser ----------------------------------------------------------------------------
 
 

@@ -1,4 +1,4 @@
-"""Browse a run's items: filter, search, and act on a selection in bulk."""
+"""Browse a run's items: filter, search, and (admins only) act on a selection in bulk."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from generator.filters.base import full_text
 from generator.schema import Candidate, CandidateStatus
 from review_ui.resources import store
 from review_ui.session import REJECT_REASONS
-from review_ui.signin import signed_in_reviewer
+from review_ui.signin import is_admin, signed_in_reviewer
 
 LIMIT = 5000  # items shown at most; narrow with the filters past that
 
@@ -72,17 +72,27 @@ def narrow(frame: pd.DataFrame) -> pd.DataFrame:
     return shown[(shown["priority"] >= span[0]) & (shown["priority"] <= span[1])]
 
 
+def admin_clicked(button: bool) -> bool:
+    """Whether a bulk button was clicked by someone who is an admin *now*: the buttons are drawn
+    for admins only, and the role is read again when one fires (a demoted admin's old page)."""
+    if button and not is_admin():
+        st.error("Bulk actions are for admins only.")
+        return False
+    return button
+
+
 def bulk(run_id: str, reviewer: str, selected: list[str], found: list[Candidate]) -> None:
     st.caption(f"{len(selected)} selected")
     left, middle, right = st.columns(3)
-    if left.button("Send back to review", disabled=not selected):
+    if admin_clicked(left.button("Send back to review", disabled=not selected)):
         done = sum(_try(lambda i: store().reopen(i, reviewer), i) for i in selected)
         st.success(f"{done} of {len(selected)} sent back to review")
     reason = middle.selectbox("Reason", REJECT_REASONS, key="bulk-reason")
-    if middle.button("Reject selected", disabled=not selected):
+    if admin_clicked(middle.button("Reject selected", disabled=not selected)):
         done = sum(_try(lambda i: store().bulk_reject(i, reviewer, [reason]), i) for i in selected)
         st.success(f"{done} of {len(selected)} rejected")
-    if right.button("Reject all near-duplicates of the selected", disabled=not selected):
+    near = right.button("Reject all near-duplicates of the selected", disabled=not selected)
+    if admin_clicked(near):
         targets = set(selected)
         copies = [
             c.id
@@ -123,6 +133,9 @@ def page() -> None:
     found = items(run_id)
     frame = table(run_id, found)
     shown = narrow(frame)
+    if not is_admin():  # reviewers look; bulk actions are an admin's
+        st.dataframe(shown, hide_index=True, key="items")
+        return
     event = st.dataframe(
         shown, on_select="rerun", selection_mode="multi-row", hide_index=True, key="items"
     )

@@ -14,7 +14,7 @@ from generator.schema import Message, PreferenceExample, SFTExample
 from review_ui import render
 from review_ui.resources import store
 from review_ui.session import REJECT_REASONS, Outcome, ReviewSession, edited_sft
-from review_ui.signin import signed_in_reviewer
+from review_ui.signin import for_the_signed_in, signed_in_reviewer
 
 
 def review_session(run_id: str, reviewer: str) -> ReviewSession:
@@ -33,6 +33,7 @@ def report(outcome: Outcome) -> None:
     st.session_state.pop("pii-cleared", None)  # a clearance is for one item only
 
 
+@for_the_signed_in
 def act(action: str, *args: object) -> None:
     session: ReviewSession = st.session_state["review_session"]
     if action == "accept" and st.session_state.get("pii-cleared"):
@@ -44,6 +45,7 @@ def set_mode(mode: str) -> None:
     st.session_state["mode"] = mode
 
 
+@for_the_signed_in
 def save_edit() -> None:
     session: ReviewSession = st.session_state["review_session"]
     lease = session.current
