@@ -6,7 +6,9 @@ import copy
 import json
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow.parquet as pq
@@ -35,12 +37,19 @@ from generator.schema import (
     RunConfig,
     Score,
 )
+from generator.screening import screen_all
 from generator.store import Store
 from tests.factories import candidate, preference, run_cli, sft
 from workers.registry import WorkerContext
 
 SFT = CandidateKind.SFT
 PREFERENCE = CandidateKind.PREFERENCE
+
+
+def put(store: Store, items: Iterable[Candidate]) -> None:
+    """Store items as import and the filter pipeline do: each with a current PII/secret screen
+    (the real filter's), without which the export refuses it."""
+    store.put_many(screen_all(list(items)))
 
 
 def accept_all(store: Store, run: str = "run-1", reviewer: str = "alice", **kwargs: object) -> None:
@@ -81,7 +90,7 @@ def test_an_sft_export_loads_in_datasets_and_passes_trl_preparation(
     from transformers import AutoTokenizer
     from trl.data_utils import is_conversational, maybe_apply_chat_template
 
-    store.put_many(candidate(i) for i in range(6))
+    put(store, [candidate(i) for i in range(6)])
     accept_all(store)
     result = export(store, options(tmp_path, model_dir), tmp_path / "data")
     assert result.rows == {"train": 6}
@@ -107,7 +116,7 @@ def test_the_manifest_card_and_provenance_trace_every_row(
     items[0] = items[0].model_copy(
         update={"scores": {"quality": Score(filter="quality", value=0.9, passed=True)}}
     )
-    store.put_many(items)
+    put(store, items)
     edited = sft("Question number 4?", "A reviewer's better answer.")
     decide(store, items[4], "edit", edited_payload=edited)
     accept_all(store)
@@ -149,7 +158,7 @@ def test_preference_exports_include_pairs_made_from_edits_and_pass_trl(
 
     pairs = [preference(i) for i in range(3)]
     plain, paired = candidate(1), candidate(2)
-    store.put_many([*pairs, plain, paired])
+    put(store, [*pairs, plain, paired])
     better = sft("Question number 2?", "A much better answer.")
     decide(store, paired, "edit", edited_payload=better, reason_tags=[PREFERENCE_PAIR_TAG])
     accept_all(store)
@@ -183,7 +192,7 @@ def test_nothing_but_accepted_items_is_exported_for_any_mix_of_statuses(
     items = [candidate(i) for i in range(len(mix))]
     for item, fate in zip(items, mix, strict=True):
         status = CandidateStatus.AUTO_REJECTED if fate == "auto" else CandidateStatus.PENDING
-        store.put(item.model_copy(update={"status": status}))
+        put(store, [item.model_copy(update={"status": status})])
     for item, fate in zip(items, mix, strict=True):
         if fate in ("accept", "reject", "undo"):
             decide(store, item, "reject" if fate == "reject" else "accept")
@@ -230,12 +239,21 @@ def test_real_hh_pairs_export_as_valid_preference_pairs(
     )
 
 
+def leaky(index: int, answer: str) -> Candidate:
+    return Candidate(
+        kind=SFT,
+        payload=sft(f"How do I reach support, case {index}?", answer),
+        run_id="run-1",
+        gap_id="gap-a",
+        status=CandidateStatus.PENDING,
+    )
+
+
 def test_pii_flagged_items_stay_out_unless_a_reviewer_cleared_the_flag(
     store: Store, model_dir: Path, tmp_path: Path
 ) -> None:
-    flag = {"pii": Score(filter="pii", value=1, passed=False, reason="e-mail address")}
-    flagged, cleared = (candidate(i).model_copy(update={"scores": flag}) for i in (1, 2))
-    store.put_many([flagged, cleared, candidate(3)])
+    flagged, cleared = (leaky(i, "Write to jane.doe@example.com, she answers.") for i in (1, 2))
+    put(store, [flagged, cleared, candidate(3)])
     decide(store, cleared, "accept", reason_tags=[PII_CLEARED_TAG])
     accept_all(store)
     result = export(store, options(tmp_path, model_dir), tmp_path)
@@ -243,12 +261,72 @@ def test_pii_flagged_items_stay_out_unless_a_reviewer_cleared_the_flag(
     assert "PII/secret flag not cleared" in result.refused[0][1]
     exported = {p["item_id"] for p in lines(tmp_path / "export" / "provenance.jsonl")}
     assert exported == {cleared.id, candidate(3).id}
+    excluded = {e["item"]: e["reason"] for e in lines(tmp_path / "export" / "excluded.jsonl")}
+    assert excluded == {flagged.id: result.refused[0][1]}, "each refusal is listed with why"
+
+
+def test_an_accepted_item_never_screened_for_pii_is_refused_with_its_reason(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    unscreened = leaky(1, "Mail jane.doe@example.com, SSN 219-09-9999, key AKIAIOSFODNN7EXAMPLE")
+    put(store, [unscreened, candidate(2)])
+    accept_all(store)
+    # As an item accepted before every item was screened holds it (neither import nor a
+    # decision screened then): no pii score in its stored data.
+    key = store.keys.item(unscreened.id)
+    data = orjson.loads(store.redis.hget(key, "data") or "")
+    del data["scores"]["pii"]
+    store.redis.hset(key, "data", orjson.dumps(data).decode())
+    result = export(store, options(tmp_path, model_dir, evaluate=False), tmp_path)
+    assert result.refused == [(unscreened.id, result.refused[0][1])]
+    assert "never screened for PII/secrets" in result.refused[0][1]
+    out = tmp_path / "export"
+    assert "jane.doe" not in (out / "train.jsonl").read_text()
+    assert lines(out / "excluded.jsonl") == [
+        {"item": unscreened.id, "reason": result.refused[0][1]}
+    ]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert (manifest["counts"]["rows"], manifest["counts"]["refused_pii"]) == (1, 1)
+
+
+def test_an_imported_row_holding_pii_and_a_key_does_not_leave_after_one_accept(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    # The audit's proof of concept: an imported row with an e-mail address, a social security
+    # number and an AWS key, accepted once, was exported.
+    data = tmp_path / "import.jsonl"
+    secret = "Mail jane.doe@example.com, SSN 219-09-9999, key AKIAIOSFODNN7EXAMPLE."
+    rows = [sft("Who do I contact?", secret), sft("What is two plus two?", "Four.")]
+    data.write_text("".join(r.model_dump_json() + "\n" for r in rows))
+    ingest_file(store, data, "run-1", gap_id="imported")
+    accept_all(store)
+    result = export(store, options(tmp_path, model_dir, evaluate=False), tmp_path)
+    out = tmp_path / "export"
+    assert result.rows == {"train": 1}
+    assert "AKIA" not in (out / "train.jsonl").read_text()
+    [refusal] = lines(out / "excluded.jsonl")
+    assert "PII/secret" in str(refusal["reason"])
+
+
+def test_an_item_changed_since_its_pii_screen_is_refused(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    put(store, [candidate(1), candidate(2)])
+    accept_all(store)
+    # An edit the screen never saw (stored by a writer that does not screen): the pii score
+    # on the item was made on the text before it.
+    changed = sft("Question number 1?", "Now with a key: AKIAIOSFODNN7EXAMPLE")
+    store.redis.hset(store.keys.item(candidate(1).id), "edited", changed.model_dump_json())
+    result = export(store, options(tmp_path, model_dir, evaluate=False), tmp_path)
+    assert [item for item, _ in result.refused] == [candidate(1).id]
+    assert "changed since its PII/secret screen" in result.refused[0][1]
+    assert "AKIA" not in (tmp_path / "export" / "train.jsonl").read_text()
 
 
 def test_the_same_accepted_set_exports_to_identical_bytes(
     store: Store, model_dir: Path, tmp_path: Path
 ) -> None:
-    store.put_many(candidate(i) for i in range(20))
+    put(store, [candidate(i) for i in range(20)])
     accept_all(store)
     first = export(store, options(tmp_path, model_dir, eval_fraction=0.3), tmp_path)
     second = export(
@@ -278,7 +356,7 @@ def test_near_duplicates_never_straddle_the_split(
             for n, suffix in enumerate(["", ", please", "!"])
         ]
         families.append(members)
-    store.put_many(m for f in families for m in f)
+    put(store, [m for f in families for m in f])
     accept_all(store)
     result = export(store, options(tmp_path, model_dir, eval_fraction=0.4), tmp_path)
     assert result.rows["train"] and result.rows["eval"]
@@ -297,7 +375,7 @@ def test_merging_keeps_the_existing_rows_and_drops_generated_copies_of_them(
             for q, a in [("Question number 1?", "Answer number 1."), ("Old one?", "Old answer.")]
         )
     )
-    store.put_many(candidate(i) for i in (1, 2))
+    put(store, [candidate(i) for i in (1, 2)])
     accept_all(store)
     result = export(store, options(tmp_path, model_dir, merge=existing), tmp_path)
     rows = lines(tmp_path / "export" / "train.jsonl")
@@ -318,7 +396,7 @@ def test_too_long_and_malformed_rows_are_excluded_with_a_reason(
         run_id="run-1",
         status=CandidateStatus.PENDING,
     )
-    store.put_many([long, candidate(1)])
+    put(store, [long, candidate(1)])
     accept_all(store)
     result = export(store, options(tmp_path, model_dir, max_length=128), tmp_path)
     reasons = dict(result.excluded)
@@ -343,7 +421,7 @@ def test_token_counts_are_counted_once_and_reused_by_later_exports(
     store: Store, model_dir: Path, tmp_path: Path
 ) -> None:
     items = long_items(12)
-    store.put_many(items)
+    put(store, items)
     accept_all(store)
     first = export(store, options(tmp_path, model_dir, max_length=128), tmp_path)
     again = export(
@@ -403,7 +481,7 @@ def test_what_the_scoring_workers_count_spares_the_export_its_tokenizer(
         [c for item in items for c in payload_conversations(item.payload.model_dump())]  # type: ignore[union-attr]
     )
     assert primed == 6
-    store.put_many(items)
+    put(store, items)
     accept_all(store)
     defaults = ExportOptions(runs=["run-1"], kind=SFT, out=tmp_path / "out", max_length=128)
     export(store, defaults.model_copy(update={"evaluate": False}), tmp_path / "data")
@@ -431,7 +509,7 @@ def test_rows_that_are_no_well_formed_conversation_are_named() -> None:
 def test_an_exported_item_can_no_longer_be_undone(
     store: Store, model_dir: Path, tmp_path: Path
 ) -> None:
-    store.put(candidate(1))
+    put(store, [candidate(1)])
     accept_all(store)
     result = export(store, options(tmp_path, model_dir), tmp_path)
     with pytest.raises(InvalidTransitionError, match="exported"):
@@ -439,16 +517,29 @@ def test_an_exported_item_can_no_longer_be_undone(
     assert store.exports()[-1]["export_id"] == result.export_id
 
 
-def test_a_non_empty_directory_is_refused_and_a_failed_write_leaves_nothing(
+def test_overwrite_replaces_only_an_earlier_export_and_a_failed_write_leaves_nothing(
     store: Store, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.put_many(candidate(i) for i in range(3))
+    put(store, [candidate(i) for i in range(3)])
     accept_all(store)
-    out = tmp_path / "export"
-    out.mkdir()
-    (out / "notes.txt").write_text("mine")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("mine")
     with pytest.raises(ExportError, match=r"not empty .*--overwrite"):
-        export(store, options(tmp_path, model_dir), tmp_path / "data")
+        export(store, options(tmp_path, model_dir, out=mine), tmp_path / "data")
+    for manifest in (None, '{"export_id": "not ours"}', "[1, 2"):
+        if manifest is not None:  # a manifest.json that is not a gapfill manifest is no export
+            (mine / "manifest.json").write_text(manifest)
+        with pytest.raises(ExportError, match=r"mine: holds no gapfill export"):
+            export(store, options(tmp_path, model_dir, out=mine, overwrite=True), tmp_path)
+    assert (mine / "notes.txt").read_text() == "mine", "a directory not an export is untouched"
+    assert store.exports() == [] and not store.redis.hget(
+        store.keys.item(candidate(0).id), "exported"
+    )
+
+    out = tmp_path / "export"
+    first = export(store, options(tmp_path, model_dir, evaluate=False), tmp_path / "data")
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def broken_card(manifest: object) -> str:
         raise OSError("disk full")
@@ -456,11 +547,9 @@ def test_a_non_empty_directory_is_refused_and_a_failed_write_leaves_nothing(
     monkeypatch.setattr(writer.record, "dataset_card", broken_card)
     with pytest.raises(OSError, match="disk full"):
         export(store, options(tmp_path, model_dir, overwrite=True), tmp_path / "data")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "export"], "no temp dir left"
-    assert [p.name for p in out.iterdir()] == ["notes.txt"], "the old contents are untouched"
-    assert store.exports() == [] and not store.redis.hget(
-        store.keys.item(candidate(0).id), "exported"
-    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "export", "mine"], "no temp dir"
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before, "the old export is intact"
+    assert [e["export_id"] for e in store.exports()] == [first.export_id]
     monkeypatch.undo()
     export(store, options(tmp_path, model_dir, overwrite=True), tmp_path / "data")
     assert sorted(p.name for p in out.iterdir()) == [
@@ -477,13 +566,27 @@ def test_a_non_empty_directory_is_refused_and_a_failed_write_leaves_nothing(
     ]
 
 
+def test_overwrite_refuses_a_symbolic_link_even_to_an_earlier_export(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    put(store, [candidate(1)])
+    accept_all(store)
+    export(store, options(tmp_path, model_dir, evaluate=False), tmp_path / "data")
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "export")
+    before = sorted(p.name for p in (tmp_path / "export").iterdir())
+    with pytest.raises(ExportError, match=r"link: is a symbolic link"):
+        export(store, options(tmp_path, model_dir, out=link, overwrite=True), tmp_path / "data")
+    assert link.is_symlink() and sorted(p.name for p in link.iterdir()) == before
+
+
 def test_a_failed_re_export_leaves_the_earlier_exports_marks(
     store: Store, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    store.put_many(candidate(i) for i in range(2))
+    put(store, [candidate(i) for i in range(2)])
     accept_all(store)
     first = export(store, options(tmp_path, model_dir, evaluate=False), tmp_path / "data")
-    store.put(candidate(2))
+    put(store, [candidate(2)])
     accept_all(store)
 
     def broken_card(manifest: object) -> str:
@@ -504,7 +607,7 @@ def test_rows_of_several_runs_come_out_in_item_id_order(
 ) -> None:
     store.save_run(RunConfig(run_id="run-2"))
     items = [candidate(i, run="run-1" if i % 2 else "run-2") for i in range(8)]
-    store.put_many(items)
+    put(store, items)
     accept_all(store, "run-1")
     accept_all(store, "run-2")
     out = tmp_path / "export"
@@ -523,7 +626,7 @@ def test_rows_of_several_runs_come_out_in_item_id_order(
 def test_the_cli_exports_and_reports_bad_options_in_one_line(
     store: Store, server_url: str, key_prefix: str, model_dir: Path, tmp_path: Path
 ) -> None:
-    store.put_many(candidate(i) for i in range(2))
+    put(store, [candidate(i) for i in range(2)])
     accept_all(store)
     env = {
         "GAPFILL_REDIS_URL": server_url,
@@ -562,7 +665,7 @@ def test_the_audit_record_links_the_reports_and_catches_tampering(
 ) -> None:
     from generator.export.audit import read_audit
 
-    store.put_many(candidate(i) for i in range(4))
+    put(store, [candidate(i) for i in range(4)])
     accept_all(store)
     export(store, options(tmp_path, model_dir, base_model="SmolLM2-135M"), tmp_path / "data")
     out = tmp_path / "export"
@@ -579,3 +682,70 @@ def test_the_audit_record_links_the_reports_and_catches_tampering(
     with (out / "train.jsonl").open("a") as handle:
         handle.write('{"messages": []}\n')
     assert read_audit(out).problems == ["train.jsonl: content differs from the manifest's sha256"]
+
+
+def test_marking_exported_checks_each_item_is_still_accepted_at_the_version_read(
+    store: Store,
+) -> None:
+    items = [candidate(i) for i in range(3)]
+    put(store, items)
+    accept_all(store)
+    read = {i.id: store.get(i.id).version for i in items}
+    store.undo(items[0].id, "alice")  # pending again, a new version
+    store.redis.hincrby(store.keys.item(items[1].id), "version", 1)  # changed since read
+    marks = store.mark_exported("exp-1", read)
+    assert marks.previous == {items[2].id: None}
+    assert "pending while the export ran" in marks.refused[items[0].id]
+    assert "changed while the export ran" in marks.refused[items[1].id]
+    exported = [store.redis.hget(store.keys.item(i.id), "exported") for i in items]
+    assert exported == [None, None, "exp-1"], "only what was still as read is marked"
+    again = store.mark_exported("exp-2", {items[2].id: read[items[2].id]}, replacing="exp-0")
+    assert "marked by another export (exp-1)" in again.refused[items[2].id]
+
+
+def test_an_undo_racing_an_export_leaves_the_item_out_and_unmarked(
+    store: Store, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = [candidate(i) for i in range(6)]
+    put(store, items)
+    accept_all(store)
+    undone, redone = items[1], items[4]
+    write_data = writer.files.write_data
+    raced: list[str] = []
+
+    def undo_while_writing(*args: Any, **kwargs: Any) -> dict[str, int]:
+        # The export has read every item and is about to write: a reviewer undoes one and
+        # rejects it, and undoes another and accepts it again (a new version).
+        if not raced:
+            for item, verdict in ((undone, "reject"), (redone, "accept")):
+                store.undo(item.id, "alice")
+                decide(store, item, verdict)
+                raced.append(item.id)
+        return write_data(*args, **kwargs)
+
+    monkeypatch.setattr(writer.files, "write_data", undo_while_writing)
+    result = export(store, options(tmp_path, model_dir, eval_fraction=0.3), tmp_path / "data")
+    out = tmp_path / "export"
+    written = [p["item_id"] for p in lines(out / "provenance.jsonl")]
+    marked = [i.id for i in items if store.redis.hget(store.keys.item(i.id), "exported")]
+    assert sorted(written) == sorted(marked) == sorted(i.id for i in items if i.id not in raced)
+    assert store.redis.hget(store.keys.item(undone.id), "exported") is None
+    rows = sum(
+        len(lines(out / name)) for name in ("train.jsonl", "eval.jsonl") if (out / name).exists()
+    )
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert rows == len(marked) == manifest["counts"]["rows"] == sum(result.rows.values())
+    assert sum(f.get("rows", 0) for f in manifest["files"].values()) == rows
+    assert (
+        manifest["counts"]["excluded"] == 2
+        and json.loads((out / "eval_report.json").read_text())["rows"] == rows
+    ), "the reports cover the rows written"
+    reasons = {e["item"]: e["reason"] for e in lines(out / "excluded.jsonl")}
+    assert "rejected while the export ran" in reasons[undone.id]
+    assert "changed while the export ran" in reasons[redone.id]
+    from generator.export.audit import read_audit
+
+    assert read_audit(out).problems == [], "the manifest's hashes are those of the files written"
+    assert store.exports()[-1]["export_id"] == result.export_id == manifest["export_id"]
+    assert {store.redis.hget(store.keys.item(i), "exported") for i in marked} == {result.export_id}
+    store.undo(undone.id, "alice")  # never exported: its decision can still be undone

@@ -299,22 +299,23 @@ def test_bulk_reads_return_every_item_in_order_chunk_by_chunk(store: Store) -> N
 
 
 def test_an_export_marks_its_items_and_is_recorded(store: Store) -> None:
-    items = [candidate(i) for i in range(3)]
+    items = [candidate(i, status=CandidateStatus.ACCEPTED) for i in range(3)]
     store.put_many(items)
+    read = {i.id: store.get(i.id).version for i in items}  # marking checks the version read
 
     def marks() -> list[str | None]:
         return [store.redis.hget(store.keys.item(i.id), "exported") for i in items]
 
-    assert store.mark_exported("exp-1", [items[0].id, items[2].id]) == [None, None]
+    first = store.mark_exported("exp-1", {i.id: read[i.id] for i in (items[0], items[2])})
+    assert first.previous == {items[0].id: None, items[2].id: None} and not first.refused
     store.record_export({"export_id": "exp-1", "out": "/tmp/x"})
     assert marks() == ["exp-1", None, "exp-1"]
     assert store.exports() == [{"export_id": "exp-1", "out": "/tmp/x"}]
 
-    ids = [i.id for i in items]
-    previous = store.mark_exported("exp-2", ids)
-    assert previous == ["exp-1", None, "exp-1"] and marks() == ["exp-2"] * 3
+    previous = store.mark_exported("exp-2", read).previous
+    assert list(previous.values()) == ["exp-1", None, "exp-1"] and marks() == ["exp-2"] * 3
     store.redis.hset(store.keys.item(items[1].id), "exported", "exp-3")  # exported since
-    store.unmark_exported("exp-2", ids, previous)
+    store.unmark_exported("exp-2", previous)
     assert marks() == ["exp-1", "exp-3", "exp-1"], "own marks put back, a later one left alone"
 
 

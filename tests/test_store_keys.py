@@ -48,7 +48,7 @@ def workload(store: Store) -> None:
     assert store.votes(vote.item_id) == {"alice": "accept"}
 
     accepted = list(store.ids("run-1", CandidateStatus.ACCEPTED))
-    store.mark_exported("exp-1", accepted)
+    store.mark_exported("exp-1", {i: store.get(i).version for i in accepted})
     store.record_export({"export_id": "exp-1", "runs": ["run-1"]})
     store.save_token_counts("tokenizer-fp", {"conversation": 7})
     store.save_eval_report("run-1", '{"report": 1}')

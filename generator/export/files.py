@@ -1,12 +1,13 @@
-"""The export's files in its staging directory: data, provenance, exclusions; their hashes; and
-the rename that puts the finished export in place."""
+"""The export's files in its staging directory: data, provenance, exclusions; their hashes; the
+marks on the exported items (and the ledger that puts them back on failure); and the rename that
+puts the finished export in place."""
 
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,9 @@ from generator.export import manifest as record
 from generator.export.options import ExportOptions
 from generator.export.prepare import Prepared
 from generator.export.rows import row_bytes
+from generator.export.target import check_target
 from generator.store import Store
+from generator.store.exports import Marks
 
 
 def write_rows(path: Path, part: list[Prepared], fmt: str) -> None:
@@ -38,8 +41,13 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def place(staging: Path, out: Path) -> None:
-    """Rename the finished export into place; an old one is removed only after that."""
+def place(staging: Path, out: Path, *, overwrite: bool) -> None:
+    """Rename the finished export into place; an old export is removed only after that.
+
+    The target is checked again here, just before anything is renamed: it may have changed
+    since the export began, and only an earlier export (or an empty folder) may be replaced.
+    """
+    check_target(out, overwrite=overwrite)
     if out.exists():
         old = out.with_name(f".{out.name}.old-{os.getpid()}")
         out.rename(old)
@@ -59,6 +67,8 @@ def write_data(
         if part:
             write_rows(staging / f"{name}.{suffix}", part, options.format)
             rows_per_file[f"{name}.{suffix}"] = len(part)
+        else:  # written again with fewer rows: a split now empty has no file
+            (staging / f"{name}.{suffix}").unlink(missing_ok=True)
     return rows_per_file
 
 
@@ -66,12 +76,9 @@ def write_data(
 class Identity:
     files: dict[str, dict[str, Any]]  # the data files' manifest entries
     export_id: str  # a hash of the data files' hashes: the same data, the same id
-    previous_marks: list[str | None]  # of the exported items, before this export marked them
 
 
-def identify_and_mark(
-    store: Store, staging: Path, rows_per_file: dict[str, int], exported_ids: list[str]
-) -> Identity:
+def identify(staging: Path, rows_per_file: dict[str, int]) -> Identity:
     files = {
         name: {
             "rows": rows,
@@ -83,7 +90,42 @@ def identify_and_mark(
     export_id = hashlib.sha256(
         "".join(f"{n}:{f['sha256']}" for n, f in sorted(files.items())).encode()
     ).hexdigest()
-    return Identity(files, export_id, store.mark_exported(export_id, exported_ids))
+    return Identity(files, export_id)
+
+
+@dataclass
+class Ledger:
+    """The marks an export holds so far: what a failure puts back (each item's mark from before
+    the export, under the id the export marks with now)."""
+
+    export_id: str = ""
+    previous: dict[str, str | None] = field(default_factory=dict)
+
+    def record(self, export_id: str, marks: Marks) -> None:
+        if self.export_id:  # a re-mark under a new id: the marks from before stay the ones kept
+            self.previous = {item: self.previous[item] for item in marks.previous}
+        else:
+            self.previous = marks.previous
+        self.export_id = export_id
+
+    def put_back(self, store: Store) -> None:
+        if self.previous:
+            store.unmark_exported(self.export_id, self.previous)
+
+
+def identify_and_mark(
+    store: Store,
+    staging: Path,
+    rows_per_file: dict[str, int],
+    versions: dict[str, int],
+    ledger: Ledger,
+) -> tuple[Identity, Marks]:
+    """The data files' identity, and the items marked exported under it: each only if it is
+    still accepted at the version read (``Marks.refused`` names the others)."""
+    identity = identify(staging, rows_per_file)
+    marks = store.mark_exported(identity.export_id, versions, replacing=ledger.export_id or None)
+    ledger.record(identity.export_id, marks)
+    return identity, marks
 
 
 def write_provenance(

@@ -1,5 +1,6 @@
 """Which items may leave: accepted by humans (after the run's overlap rule), of the asked kind,
-and not carrying a PII/secret flag that no reviewer cleared.
+screened for PII/secrets on the content they hold now, and not carrying a PII/secret flag that no
+reviewer cleared.
 
 The standing human decisions come from replaying the decision log, so the provenance of each
 item names the reviewers whose votes stand (an undone vote does not). Items are read as the JSON
@@ -20,10 +21,10 @@ from generator.schema import (
     CandidateStatus,
     DecisionRecord,
 )
+from generator.screening import PII_FILTER, pii_score_is_current
 from generator.store import Store
 
 HUMAN_VERDICTS = {"accept", "edit", "reject", "bulk_reject"}
-PII_FILTER = "pii"
 _CHUNK = 5000
 
 
@@ -76,8 +77,18 @@ def _wanted(
 
 
 def _pii_refusal(item: dict[str, Any], decisions: tuple[DecisionRecord, ...]) -> str | None:
+    """Why the item may not leave for want of a PII/secret screen (None: it may).
+
+    Nothing unscreened leaves: an item needs a ``pii`` score made on the content it holds now
+    (an edit after the screen makes the score stale), and a failed one needs a reviewer's
+    clearance.
+    """
     pii = item.get("scores", {}).get(PII_FILTER)
-    if pii is None or pii["passed"]:
+    if pii is None:
+        return "never screened for PII/secrets; screen it before it can be exported"
+    if not pii_score_is_current(item):
+        return "changed since its PII/secret screen (an edit?); screen it again to export it"
+    if pii["passed"]:
         return None
     if any(PII_CLEARED_TAG in d.reason_tags for d in _accepting(decisions)):
         return None
@@ -91,10 +102,10 @@ class Selection:
     """The accepted items of ``kind`` in the runs that may be exported.
 
     Read as it is iterated, chunk by chunk (each run's items in id order), so the caller works
-    on each item while it is fresh from the store; ``refused`` (items with an uncleared PII flag)
-    and ``decisions`` (the runs' whole logs) are complete once an iteration has ended. SFT items
-    a reviewer edited into a preference pair also count for a preference export (the pair is
-    made from them; see ``rows``).
+    on each item while it is fresh from the store; ``refused`` (items with no current PII/secret
+    screen, or a flag no reviewer cleared) and ``decisions`` (the runs' whole logs) are complete
+    once an iteration has ended. SFT items a reviewer edited into a preference pair also count
+    for a preference export (the pair is made from them; see ``rows``).
     """
 
     def __init__(self, store: Store, run_ids: list[str], kind: CandidateKind) -> None:
@@ -119,9 +130,8 @@ class Selection:
                     decisions = tuple(standing.get(item["id"], ()))
                     if item["kind"] != kind.value and not _wanted(item, decisions, kind):
                         continue
-                    if PII_FILTER in item.get("scores", ()):
-                        refusal = _pii_refusal(item, decisions)
-                        if refusal is not None:
-                            self.refused.append((item["id"], refusal))
-                            continue
+                    refusal = _pii_refusal(item, decisions)
+                    if refusal is not None:
+                        self.refused.append((item["id"], refusal))
+                        continue
                     yield Approved(item, decisions)

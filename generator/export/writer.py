@@ -15,8 +15,8 @@ import hashlib
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +33,7 @@ from generator.export.reports import run_reports
 from generator.export.rows import Row, RowRefused, preference_row, sft_row
 from generator.export.selection import Selection
 from generator.export.split import split
+from generator.export.target import check_target
 from generator.filters.text import normalise
 from generator.schema import CandidateKind, PreferenceExample, SFTExample
 from generator.store import Store
@@ -50,14 +51,6 @@ class _Clock:
         now = time.perf_counter()
         self.laps[name] = now - self._last
         self._last = now
-
-
-def _check_target(options: ExportOptions) -> None:
-    out = options.out
-    if out.exists() and not out.is_dir():
-        raise ExportError(f"{out}: exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()) and not options.overwrite:
-        raise ExportError(f"{out}: exists and is not empty (use --overwrite to replace it)")
 
 
 def _conversation_key(row: Row) -> str:
@@ -156,6 +149,65 @@ def _split(rows: list[Prepared], eval_fraction: float) -> dict[str, list[Prepare
     return splits
 
 
+def _versions(splits: dict[str, list[Prepared]]) -> dict[str, int]:
+    """Each exported item's version as the export read it (what marking checks against)."""
+    return {
+        entry.approved.id: int(entry.approved.item["version"])
+        for part in splits.values()
+        for entry in part
+        if entry.approved is not None
+    }
+
+
+def _without(
+    splits: dict[str, list[Prepared]], gone: Mapping[str, str]
+) -> dict[str, list[Prepared]]:
+    return {
+        name: [e for e in part if e.approved is None or e.approved.id not in gone]
+        for name, part in splits.items()
+    }
+
+
+def _written(
+    store: Store,
+    options: ExportOptions,
+    staging: Path,
+    splits: dict[str, list[Prepared]],
+    ledger: files.Ledger,
+) -> tuple[dict[str, list[Prepared]], files.Identity, list[tuple[str, str]]]:
+    """Data files and provenance written and their items marked exported: the splits written,
+    the data files' identity, and the items left out because they changed since they were read.
+
+    Rows written = items marked. Marking checks each item is still accepted at the version read
+    (an undo may have come since); the files are then written again without the ones that were
+    not, under the new id their hashes give (rare: only an export racing a reviewer pays it).
+    """
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapfill-export") as background:
+        rows_per_file = files.write_data(options, staging, splits)
+        # While this thread writes the provenance, a second one hashes the data files (hashlib
+        # lets go of the interpreter lock) and marks the items exported under the id the hashes
+        # give (the server's work): both overlap this thread's instead of following it. The marks
+        # come before the export is in place, so no item of a placed export can still be undone;
+        # a failure puts them back (the ledger).
+        identified = background.submit(
+            files.identify_and_mark, store, staging, rows_per_file, _versions(splits), ledger
+        )
+        files.write_provenance(options, staging, splits)
+        identity, marks = identified.result()
+    changed: list[tuple[str, str]] = []
+    while marks.refused:
+        changed.extend(sorted(marks.refused.items()))
+        splits = _without(splits, marks.refused)
+        if not any(splits.values()):
+            raise ExportError("nothing to export: every item changed while the export ran")
+        rows_per_file = files.write_data(options, staging, splits)
+        files.write_provenance(options, staging, splits)
+        identity, marks = files.identify_and_mark(
+            store, staging, rows_per_file, _versions(splits), ledger
+        )
+    return splits, identity, changed
+
+
 @contextlib.contextmanager
 def _collector_paused() -> Iterator[None]:
     """No cyclic garbage collection while the export holds every item in memory.
@@ -184,7 +236,7 @@ def export(
 def _export(
     store: Store, options: ExportOptions, data_dir: Path, embedder: Embedder | None
 ) -> ExportResult:
-    _check_target(options)
+    check_target(options.out, overwrite=options.overwrite)
     known = set(store.runs())
     for run_id in options.runs:
         if run_id not in known:
@@ -210,10 +262,11 @@ def _export(
 
     options.out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{options.out.name}.tmp-", dir=options.out.parent))
-    exported_ids = [r.approved.id for part in splits.values() for r in part if r.approved]
-    identified: Future[files.Identity] | None = None
-    background = ThreadPoolExecutor(max_workers=1, thread_name_prefix="gapfill-export")
+    ledger = files.Ledger()
     try:
+        splits, identity, changed = _written(store, options, staging, splits, ledger)
+        excluded.extend(changed)
+        clock.lap("write")
         reports = (
             run_reports(
                 store, options, splits, staging=staging, data_dir=data_dir, embedder=embedder
@@ -222,18 +275,7 @@ def _export(
             else None
         )
         clock.lap("evaluate")
-        rows_per_file = files.write_data(options, staging, splits)
-        # While this thread writes the provenance, a second one hashes the data files (hashlib
-        # lets go of the interpreter lock) and marks the items exported under the id the hashes
-        # give (the server's work): both overlap this thread's instead of following it. The marks
-        # come before the export is in place, so no item of a placed export can still be undone;
-        # a failure puts them back.
-        identified = background.submit(
-            files.identify_and_mark, store, staging, rows_per_file, exported_ids
-        )
-        files.write_provenance(options, staging, splits)
         files.write_excluded(staging, [*excluded, *selection.refused])
-        identity = identified.result()
         state = ExportState(
             options=options,
             staging=staging,
@@ -246,16 +288,12 @@ def _export(
             reports=reports,
         )
         result = write_manifest(store, state)
-        clock.lap("write")
-        files.place(staging, options.out)
+        files.place(staging, options.out, overwrite=options.overwrite)
+        clock.lap("manifest")
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
-        if identified is not None and identified.exception() is None:
-            marked = identified.result()
-            store.unmark_exported(marked.export_id, exported_ids, marked.previous_marks)
+        ledger.put_back(store)
         raise
-    finally:
-        background.shutdown()
     store.record_export(
         {
             "export_id": result.export_id,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 import orjson
@@ -11,30 +13,61 @@ from generator.store.base import StoreBase
 _MARK_CHUNK = 10_000  # items per marking call: the server serves no one else during one
 
 
+@dataclass
+class Marks:
+    """What ``mark_exported`` did: the items it marked and the ones it left, with why."""
+
+    previous: dict[str, str | None] = field(default_factory=dict)  # marked -> its earlier mark
+    refused: dict[str, str] = field(default_factory=dict)  # not marked -> why
+
+    def add(self, item_id: str, reply: str, read_version: int) -> None:
+        code, detail = reply[:1], reply[1:]
+        if code == "+":
+            self.previous[item_id] = detail or None
+        elif code == "!":
+            self.refused[item_id] = f"{detail} while the export ran (it read it accepted)"
+        elif code == "~":
+            self.refused[item_id] = (
+                f"changed while the export ran (version {detail}, read at {read_version})"
+            )
+        else:
+            self.refused[item_id] = f"marked by another export ({detail}) while this one ran"
+
+
 class ExportsMixin(StoreBase):
     """Export marks on items, ``P:exports``, ``P:tokens:<fingerprint>``, eval reports."""
 
-    def mark_exported(self, export_id: str, item_ids: list[str]) -> list[str | None]:
-        """Mark the items exported (an undo is refused from now on); returns each item's
-        previous mark, for ``unmark_exported`` should the export fail after all."""
-        previous: list[str | None] = []
-        for start in range(0, len(item_ids), _MARK_CHUNK):
-            keys = [self.keys.item(i) for i in item_ids[start : start + _MARK_CHUNK]]
-            previous.extend(
-                cast(list[str | None], self._scripts["mark_exported"](keys=keys, args=[export_id]))
-            )
-        return previous
+    def mark_exported(
+        self, export_id: str, versions: Mapping[str, int], *, replacing: str | None = None
+    ) -> Marks:
+        """Mark items exported (an undo is refused from then on), each only if it is still
+        accepted at the version the export read (``versions``: item id -> version).
 
-    def unmark_exported(
-        self, export_id: str, item_ids: list[str], previous: list[str | None]
-    ) -> None:
+        ``replacing``: the id an earlier call of the same export marked with; only items still
+        carrying it are marked (the export was rewritten without some items, under a new id).
+        Check and mark are one step on the server per chunk, so no undo slips in between.
+        """
+        marks = Marks()
+        ids = list(versions)
+        for start in range(0, len(ids), _MARK_CHUNK):
+            chunk = ids[start : start + _MARK_CHUNK]
+            replies = self._scripts["mark_exported"](
+                keys=[self.keys.item(i) for i in chunk],
+                args=[export_id, replacing or "", *(str(versions[i]) for i in chunk)],
+            )
+            for item_id, reply in zip(chunk, cast(list[str], replies), strict=True):
+                marks.add(item_id, reply, versions[item_id])
+        return marks
+
+    def unmark_exported(self, export_id: str, previous: Mapping[str, str | None]) -> None:
         """Undo ``mark_exported``: each item gets its previous mark back, unless another export
         has marked it since."""
-        for start in range(0, len(item_ids), _MARK_CHUNK):
-            end = start + _MARK_CHUNK
+        ids = list(previous)
+        for start in range(0, len(ids), _MARK_CHUNK):
+            chunk = ids[start : start + _MARK_CHUNK]
             self._scripts["unmark_exported"](
-                keys=[self.keys.item(i) for i in item_ids[start:end]],
-                args=[export_id, *(p or "" for p in previous[start:end])],
+                keys=[self.keys.item(i) for i in chunk],
+                args=[export_id, *(previous[i] or "" for i in chunk)],
             )
 
     def record_export(self, record: dict[str, Any]) -> None:
