@@ -6,6 +6,10 @@ then is everything written in one transaction, so a bad row leaves the store unt
 the caller asks to skip invalid rows: then the valid ones are stored and each invalid one is
 reported with its line and reason (real data has them: 8 of the 2,312 HH pairs have an empty
 answer or two assistant turns in a row).
+
+Every row is screened for personal data and secrets before it is stored (``generator.screening``):
+imported text is as untrusted as generated text, and the export takes only items whose screen is
+current and passed, or cleared by a reviewer.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from generator.schema import (
     PreferenceExample,
     Provenance,
 )
+from generator.screening import screen_all
 from generator.store import Store
 
 
@@ -64,7 +69,7 @@ def ingest_file(
         )
         for row in report.examples
     ]
-    stored = store.put_many(candidates)
+    stored = store.put_many(screen_all(candidates))
     return IngestResult(
         rows=report.rows,
         stored=stored,

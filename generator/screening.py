@@ -1,15 +1,22 @@
-"""Whether an item's PII/secret screen is current: it was made on the text the item holds now.
+"""Screening every item for PII and secrets, and whether an item's screen is current.
 
 The ``pii`` score carries, in its evidence, the hash of the content it screened
 (``SCREENED_HASH``). An edit changes the content, so a score made before the edit is no longer
-current; the export refuses an item whose score is missing or not current.
+current; the export refuses an item whose score is missing or not current. Imported items are
+screened as they are stored, generated ones by the filter pipeline, and the store screens an
+item again in the same atomic step as any decision that changes (or finds stale) its content.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
-from generator.schema import content_hash
+from generator.schema import Candidate, PreferenceExample, Score, SFTExample, content_hash
+
+if TYPE_CHECKING:
+    from generator.filters.pii import PIIFilter
 
 PII_FILTER = "pii"
 SCREENED_HASH = "screened_hash"
@@ -34,3 +41,55 @@ def pii_score_is_current(item: dict[str, Any]) -> bool:
     if not score:
         return False
     return bool(score.get("evidence", {}).get(SCREENED_HASH) == screened_hash(item))
+
+
+def screened_example(candidate: Candidate) -> SFTExample | PreferenceExample | None:
+    """The example a candidate holds now: the reviewer's edit if there is one, else its payload."""
+    return candidate.edited if candidate.edited is not None else candidate.payload
+
+
+def screened_text(candidate: Candidate) -> str:
+    """Every turn of the content a candidate holds now, one per line (or its raw text)."""
+    example = screened_example(candidate)
+    if example is None:
+        return candidate.raw or ""
+    return "\n".join(m.content for m in example.turns())
+
+
+def candidate_screened_hash(candidate: Candidate) -> str:
+    """``screened_hash`` of the candidate's stored JSON form, without dumping the whole model."""
+    example = screened_example(candidate)
+    content = example.model_dump(mode="json") if example is not None else candidate.raw
+    return content_hash("screened", content)
+
+
+def is_current(candidate: Candidate) -> bool:
+    """``pii_score_is_current`` for a candidate model."""
+    score = candidate.scores.get(PII_FILTER)
+    return score is not None and score.evidence.get(SCREENED_HASH) == candidate_screened_hash(
+        candidate
+    )
+
+
+@cache
+def _pii_filter() -> PIIFilter:
+    # Imported here: the filter module imports this one for the hash it stamps.
+    from generator.filters.pii import PIIFilter
+
+    return PIIFilter()
+
+
+def screen(candidate: Candidate) -> Score:
+    """The ``pii`` score of the candidate's present content (its edit, if any), stamped with
+    that content's hash."""
+    [score] = _pii_filter().score([candidate])
+    return score
+
+
+def screen_all(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """The candidates, each with a current ``pii`` score in place of any earlier one."""
+    scores = _pii_filter().score(list(candidates))
+    return [
+        c.model_copy(update={"scores": {**c.scores, PII_FILTER: s}})
+        for c, s in zip(candidates, scores, strict=True)
+    ]

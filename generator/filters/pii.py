@@ -1,25 +1,30 @@
 """PII and secrets in candidate text.
 
-Secrets (cloud and SaaS keys, tokens, private keys, JWTs, high-entropy strings) come from
-detect-secrets' plugins, used directly with entropy limits: its ad-hoc ``scan_line`` ignores the
-limits and flags ordinary words. Personal data that detect-secrets does not cover is matched here
-with checks that cut false positives: e-mail addresses, phone numbers, payment card numbers that
-pass the Luhn check, IBANs that pass the mod-97 check, US social security numbers in their valid
-ranges, and IP addresses (parsed, so version strings like 1.2.3 are not). Presidio would add NER
+Secrets come from two sources: the current key formats in ``generator.filters.secrets`` (cloud,
+code hosting, payments, LLM API and model-hub keys, chat tokens, JWTs, private keys), and
+detect-secrets' plugins (more SaaS keys, secret keywords, high-entropy strings), used directly
+with entropy limits: its ad-hoc ``scan_line`` ignores the limits and flags ordinary words.
+
+Personal data that detect-secrets does not cover is matched here with checks that cut false
+positives: e-mail addresses, phone numbers, payment card numbers that pass the Luhn check, IBANs
+that pass the mod-97 check, US social security numbers in their valid ranges, and IP addresses
+(parsed, so version strings like 1.2.3 are not). Presidio would add NER
 for names and addresses, but needs a spaCy model download; that is left out on purpose.
 
-Evidence never repeats a secret: matches are masked to their first and last characters.
+Evidence never repeats a secret: matches are masked to their first and last characters. Every
+score records the hash of the content it screened (``generator.screening``), the item's edit if
+it has one, so the export can tell a current screen from one made before an edit.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Any
 
-from generator.filters.base import full_text
+from generator.filters.secrets import FAMILIES, Finding, find_secrets, random_enough
 from generator.schema import Candidate, Score
+from generator.screening import SCREENED_HASH, candidate_screened_hash, screened_text
 
 EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
 PHONE = re.compile(
@@ -57,12 +62,6 @@ def mask(value: str) -> str:
     return value[0] + "*" * max(len(value) - 2, 1) + value[-1] if len(value) > 2 else "**"
 
 
-@dataclass(frozen=True)
-class Finding:
-    kind: str
-    value: str
-
-
 def _personal(text: str) -> list[Finding]:
     found: list[tuple[int, int, Finding]] = []
     for match in EMAIL.finditer(text):
@@ -92,6 +91,35 @@ def _personal(text: str) -> list[Finding]:
     return [finding for _, _, finding in sorted(found, key=lambda f: f[0])]
 
 
+# detect-secrets' findings that are not a key's format: a keyword's value or a URL's password
+# can be a human-made word; entropy plugins and the JWT and private-key checks have their own.
+_NOT_KEY_FORMATS = {
+    "Secret Keyword",
+    "Basic Auth Credentials",
+    "Private Key",
+    "JSON Web Token",
+    "Base64 High Entropy String",
+    "Hex High Entropy String",
+}
+
+
+def _placeholder(finding: Finding) -> bool:
+    """A key-format plugin's match that is no key: detect-secrets checks no entropy, so
+    "AKIAXXXXXXXXXXXXXXXX" and "sk_live_xxxx…" count; its GitHub and GitLab plugins report only
+    the prefix ("ghp"), and the rules in ``secrets`` already report every real token of theirs."""
+    if finding.kind in _NOT_KEY_FORMATS:
+        return False
+    if finding.kind in FAMILIES and len(finding.value) < 8:
+        return True
+    return not random_enough(finding.value)
+
+
+def _same_secret(finding: Finding, others: list[Finding]) -> bool:
+    """One key found by two detectors (a rule here, a keyword or entropy plugin there)."""
+    value = finding.value
+    return bool(value) and any(value in o.value or o.value in value for o in others)
+
+
 class PIIFilter:
     """Fails a candidate containing personal data or a secret. Evidence: kinds and masked values."""
 
@@ -99,9 +127,14 @@ class PIIFilter:
     hard = True
     cost = 3
 
-    def __init__(self, entropy_base64: float = 4.5, entropy_hex: float = 3.0) -> None:
+    def __init__(
+        self, entropy_base64: float = 4.5, entropy_hex: float = 3.0, *, current_formats: bool = True
+    ) -> None:
+        """``current_formats=False`` leaves out ``generator.filters.secrets``: detect-secrets'
+        plugins alone, as before those rules (the benchmark's baseline)."""
         from detect_secrets.core.plugins.util import get_mapping_from_secret_type_to_class
 
+        self.current_formats = current_formats
         self.plugins: list[Any] = []
         plugin: Any
         for plugin in get_mapping_from_secret_type_to_class().values():
@@ -112,7 +145,16 @@ class PIIFilter:
             elif plugin.__name__ != "IPPublicDetector":  # IPs are matched (and parsed) below
                 self.plugins.append(plugin())
 
-    def _secrets(self, text: str) -> list[Finding]:
+    def secrets(self, text: str) -> list[Finding]:
+        """Secrets in ``text``: the current-format rules' matches, then detect-secrets' findings
+        that are not the same secret again."""
+        ours = [finding for _, _, finding in find_secrets(text)] if self.current_formats else []
+        theirs = [f for f in self._detect_secrets(text) if not _same_secret(f, ours)]
+        if self.current_formats:
+            theirs = [f for f in theirs if not _placeholder(f)]
+        return ours + theirs
+
+    def _detect_secrets(self, text: str) -> list[Finding]:
         found = []
         for number, line in enumerate(text.splitlines(), start=1):
             for plugin in self.plugins:
@@ -123,16 +165,19 @@ class PIIFilter:
         return found
 
     def findings(self, text: str) -> list[Finding]:
-        return self._secrets(text) + _personal(text)
+        return self.secrets(text) + _personal(text)
 
     def score(self, candidates: list[Candidate]) -> list[Score]:
         scores = []
         for candidate in candidates:
-            found = self.findings(full_text(candidate))
+            # The content the item holds now: a reviewer's edit is screened, not the original.
+            found = self.findings(screened_text(candidate))
+            screened = {SCREENED_HASH: candidate_screened_hash(candidate)}
             if found:
                 kinds = sorted({f.kind for f in found})
                 evidence = {
-                    "findings": [{"kind": f.kind, "match": mask(f.value)} for f in found[:20]]
+                    "findings": [{"kind": f.kind, "match": mask(f.value)} for f in found[:20]],
+                    **screened,
                 }
                 scores.append(
                     Score(
@@ -146,7 +191,11 @@ class PIIFilter:
             else:
                 scores.append(
                     Score(
-                        filter=self.name, value=0.0, passed=True, reason="no PII or secrets found"
+                        filter=self.name,
+                        value=0.0,
+                        passed=True,
+                        reason="no PII or secrets found",
+                        evidence=screened,
                     )
                 )
         return scores

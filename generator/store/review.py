@@ -11,7 +11,7 @@ from typing import Any, Literal, cast
 import orjson
 import redis
 
-from generator.errors import LeaseError, StoreError
+from generator.errors import ItemNotFoundError, LeaseError, StaleVersionError, StoreError
 from generator.schema import (
     Candidate,
     CandidateStatus,
@@ -21,6 +21,7 @@ from generator.schema import (
     SFTExample,
     Verdict,
 )
+from generator.screening import PII_FILTER, pii_score_is_current, screen
 from generator.store.items import ItemsMixin
 
 logger = logging.getLogger("generator.store")
@@ -145,6 +146,11 @@ class ReviewMixin(ItemsMixin):
         Refused, with nothing changed, when the item is not pending, the version is stale, or the
         reviewer does not hold the lease; when the lease has expired the item goes back to the
         queue. An accepted decision is appended to the log in the same atomic step.
+
+        The item's ``pii`` score is made again on an edit (and on content whose score is missing
+        or stale) and written in that same step, so the screen always matches what the item
+        holds. A failed screen does not refuse the decision: the export refuses the item until a
+        reviewer accepts it with the PII-cleared tag.
         """
         if verdict not in _VERDICT_STATUS:
             raise StoreError(f"decide takes accept, reject, edit or skip, not {verdict!r}")
@@ -160,6 +166,11 @@ class ReviewMixin(ItemsMixin):
             edited_payload=edited_payload,
         )
         edited = edited_payload.model_dump_json() if edited_payload is not None else ""
+        screened, read_at = self._screened_data(
+            item_id, edited_payload if verdict != "skip" else None
+        )
+        if read_at != expected_version:
+            screened = ""  # the script refuses a decision on a version the reviewer did not see
         try:
             version, entry_id, _run, gap = self._scripts["decide"](
                 keys=[
@@ -180,6 +191,7 @@ class ReviewMixin(ItemsMixin):
                     _VERDICT_STATUS[verdict].value,
                     decision.model_dump_json(exclude={"run_id", "gap_id"}),
                     edited,
+                    screened,
                 ],
             )
         except redis.ResponseError as exc:
@@ -187,11 +199,59 @@ class ReviewMixin(ItemsMixin):
         logger.debug("item %s: %s by %s (v%s)", item_id, verdict, reviewer, version)
         return LoggedDecision(entry_id, decision.model_copy(update={"gap_id": gap}))
 
+    def _screened_data(
+        self,
+        item_id: str,
+        edit: SFTExample | PreferenceExample | None,
+        *,
+        drop_edit: bool = False,
+    ) -> tuple[str, int]:
+        """The item's version, and its data with a ``pii`` score made on the content it will
+        hold: ``edit``, else no edit if ``drop_edit``, else what it holds now. The data is ''
+        when the stored score is current already (read as raw JSON: no model is built then)."""
+        data, version, edited, priority = cast(
+            list[str | None],
+            self.redis.hmget(self.keys.item(item_id), ["data", "version", "edited", "priority"]),
+        )
+        if data is None:
+            raise ItemNotFoundError(f"no item {item_id!r} under prefix {self.keys.prefix!r}")
+        if edit is not None:
+            edited = edit.model_dump_json()
+        elif drop_edit:
+            edited = None
+        raw: dict[str, Any] = orjson.loads(data)
+        raw["edited"] = orjson.loads(edited) if edited else None
+        if pii_score_is_current(raw):
+            return "", int(version or 0)
+        stored = self._candidate(
+            {
+                "data": data,
+                "status": "pending",
+                "version": version or "0",
+                "priority": priority or "0",
+            }
+            | ({"edited": edited} if edited else {})
+        )
+        scores = {**stored.scores, PII_FILTER: screen(stored)}
+        return self._serialise(stored.model_copy(update={"scores": scores})), int(version or 0)
+
     def undo(self, item_id: str, reviewer: str) -> LoggedDecision:
         """Take back ``reviewer``'s accept/reject of an item: it returns to the review queue
         (with its priority), the edit is dropped, and the undo is logged. Refused when someone
-        else decided it or it was exported."""
-        return self._logged_action("undo", item_id, reviewer, "undo")
+        else decided it or it was exported.
+
+        Dropping the edit changes the content, so the ``pii`` score of the original content is
+        written in the same step; should the item change between that screen and the undo, the
+        screen is made again."""
+        for _attempt in range(3):
+            screened, read_at = self._screened_data(item_id, None, drop_edit=True)
+            try:
+                return self._logged_action(
+                    "undo", item_id, reviewer, "undo", screened=screened, read_at=read_at
+                )
+            except StaleVersionError:
+                continue
+        raise StaleVersionError(f"item {item_id} kept changing during the undo; try again")
 
     def reopen(self, item_id: str, reviewer: str, note: str = "") -> LoggedDecision:
         """Bulk action: an auto-rejected item goes back to review."""
@@ -221,9 +281,13 @@ class ReviewMixin(ItemsMixin):
         to: str = "",
         note: str = "",
         reason_tags: list[str] | None = None,
+        screened: str = "",
+        read_at: int | None = None,
     ) -> LoggedDecision:
         """Run a logged action's script (undo.lua or bulk.lua): both take the same keys and
-        arguments, ``to`` being the status a bulk action moves the item to ('' for undo)."""
+        arguments, ``to`` being the status a bulk action moves the item to ('' for undo), and
+        ``screened`` the data an undo that drops an edit writes, made from the item at version
+        ``read_at`` (the script refuses the undo if the item has moved on since)."""
         run_id = self._run_of(item_id)
         version = int(cast(str, self.redis.hget(self.keys.item(item_id), "version")) or 0)
         decision = _decision(
@@ -239,7 +303,16 @@ class ReviewMixin(ItemsMixin):
                     self.keys.log,
                     self.keys.votes(item_id),
                 ],
-                args=[self.keys.prefix, item_id, reviewer, verdict, body, to],
+                args=[
+                    self.keys.prefix,
+                    item_id,
+                    reviewer,
+                    verdict,
+                    body,
+                    to,
+                    screened,
+                    "" if read_at is None else read_at,
+                ],
             )
         except redis.ResponseError as exc:
             raise self._translate(exc, item_id, reviewer) from exc

@@ -1,6 +1,8 @@
 -- KEYS: item, pending, leased, skipped(reviewer), log, run review settings, item votes.
--- ARGV: prefix, id, reviewer, verdict, expected_version, to_status, decision_json, edited_json
-local prefix, id, reviewer, verdict, expected, to, decision, edited = unpack(ARGV)
+-- ARGV: prefix, id, reviewer, verdict, expected_version, to_status, decision_json, edited_json,
+-- screened_data: the item's data with its pii score made on the content it will hold ('' when
+-- the stored score is current); written with the decision, so the screen never lags the edit.
+local prefix, id, reviewer, verdict, expected, to, decision, edited, screened = unpack(ARGV)
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
 local f = redis.call('HMGET', KEYS[1], 'status', 'version', 'lease_owner', 'lease_expires',
                      'run', 'gap', 'priority')
@@ -16,6 +18,7 @@ if tonumber(expires) < now_ms() then
 end
 redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
 redis.call('ZREM', KEYS[3], id)
+if screened ~= '' then redis.call('HSET', KEYS[1], 'data', screened) end
 local review = redis.call('HMGET', KEYS[6], 'k', 'rule')
 local k = tonumber(review[1] or '1') or 1
 local new_version = tonumber(version)
