@@ -12,6 +12,7 @@ import json
 import string
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from random import Random
 from urllib.parse import quote
 
@@ -62,6 +63,13 @@ def _in(template: str, secret: Callable[[Random], str]) -> Callable[[Random], tu
     def make(rng: Random) -> tuple[str, str]:
         value = secret(rng)
         return template.format(value), value
+
+    return make
+
+
+def _key(prefix: str, alphabet: str, n: int) -> Callable[[Random], str]:
+    def make(rng: Random) -> str:
+        return prefix + chars(rng, alphabet, n)
 
     return make
 
@@ -134,7 +142,7 @@ PLANTED: tuple[Planted, ...] = (
     *(
         Planted(f"GitHub token ({prefix}_)", "code hosting", "GitHub Token",
                 _in("my token is {} and it stopped working",
-                    lambda r, p=prefix: f"{p}_" + chars(r, BASE62, 36)))
+                    _key(f"{prefix}_", BASE62, 36)))
         for prefix in ("ghp", "gho", "ghu", "ghs", "ghr")
     ),
     Planted("GitHub fine-grained PAT", "code hosting", "GitHub fine-grained token",
@@ -215,7 +223,7 @@ PLANTED: tuple[Planted, ...] = (
     *(
         Planted(f"PEM private key ({label})", "private key", "Private Key",
                 _in("Fix my deploy script, the key is:\n{}\nThanks!",
-                    lambda r, lb=label: pem(r, lb)))
+                    partial(pem, label=label)))
         for label in (
             "RSA PRIVATE KEY", "EC PRIVATE KEY", "OPENSSH PRIVATE KEY", "PRIVATE KEY",
             "ENCRYPTED PRIVATE KEY", "PGP PRIVATE KEY BLOCK",

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from random import Random
+from typing import Any
 
 import orjson
 import pytest
@@ -33,14 +34,14 @@ AWS_KEY = "AKIA" + "".join(Random(5).choices("ABCDEFGHIJKLMNOPQRSTUVWXYZ234567",
 LEAKY = f"Reach me at jane.doe@example.org; SSN 536-22-8726; aws_access_key_id={AWS_KEY}"
 
 
-def raw_item(store: Store, item_id: str) -> dict[str, object]:
+def raw_item(store: Store, item_id: str) -> dict[str, Any]:
     """The item as the export reads it: stored JSON, not a model."""
     [item] = store.get_many_raw([item_id])
     return item
 
 
-def pii(store: Store, item_id: str) -> dict[str, object]:
-    return raw_item(store, item_id)["scores"][PII_FILTER]  # type: ignore[index,no-any-return]
+def pii(store: Store, item_id: str) -> dict[str, Any]:
+    return raw_item(store, item_id)["scores"][PII_FILTER]  # type: ignore[no-any-return]
 
 
 def claim(store: Store, item: Candidate, reviewer: str = "alice") -> int:
@@ -147,7 +148,7 @@ def test_an_undo_that_drops_the_edit_screens_the_original_again(store: Store) ->
 def test_a_decision_on_an_item_never_screened_screens_it(store: Store) -> None:
     item = candidate(1)  # stored as before screening existed: no pii score
     store.put(item)
-    assert PII_FILTER not in raw_item(store, item.id)["scores"]  # type: ignore[operator]
+    assert PII_FILTER not in raw_item(store, item.id)["scores"]
     store.decide(item.id, "alice", "accept", claim(store, item))
     assert pii_score_is_current(raw_item(store, item.id))
 
