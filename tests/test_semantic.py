@@ -1,7 +1,10 @@
-"""Semantic duplicates through the vector index, and language identification, on real text."""
+"""Semantic duplicates through the vector index, and language identification, on real text; and
+what the duplicate and contamination filters leave as evidence: other items' ids and scores, never
+their text (evidence is exported with the item, in provenance.jsonl)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,10 +12,16 @@ import pytest
 
 from generator.dataset_reader import load_examples
 from generator.embeddings import Embedder
+from generator.export.writer import ExportOptions, export
+from generator.filters.base import full_text
+from generator.filters.contamination import ContaminationFilter
+from generator.filters.duplicates import ExactDuplicateFilter, NearDuplicateFilter
 from generator.filters.language import LanguageFilter
 from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.vectors import VectorIndex
-from generator.schema import SFTExample
+from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
+from generator.screening import screen_all
+from generator.store import Store
 from tests.conftest import REAL_DATA
 from tests.factories import sft, wrap
 
@@ -138,3 +147,67 @@ def test_near_duplicates_in_the_t0_corpus_against_labelled_pairs(embedder: Embed
     semantic = list((left * right).sum(axis=1) >= 0.92)
     precision, recall = precision_recall(semantic)
     assert precision >= 0.97 and recall >= 0.5, (precision, recall)
+
+
+# -- evidence names other items by id and score, not by their text ------------------------------
+
+OTHER_ANSWER = "Feed the starter twice a day, then bake the loaf in a covered pot at 250 C."
+FLAGGED_ANSWER = "Use a mature levain and give the dough a long cold proof."
+
+
+def _item(question: str, answer: str) -> Candidate:
+    return Candidate(
+        kind=CandidateKind.SFT,
+        payload=sft(question, answer),
+        run_id="run-1",
+        gap_id="gap-a",
+        status=CandidateStatus.PENDING,
+    )
+
+
+@pytest.mark.slow
+def test_the_export_names_a_semantic_duplicate_by_id_and_score_not_by_its_text(
+    store: Store, embedder: Embedder, model_dir: Path, tmp_path: Path
+) -> None:
+    other = _item("How do I bake sourdough bread at home?", OTHER_ANSWER)
+    flagged = _item("How can I bake sourdough bread at home?", FLAGGED_ANSWER)
+    semantic = SemanticDuplicateFilter(embedder, threshold=0.5)
+    passed, duplicate = semantic.score([other, flagged])
+    assert passed.passed and not duplicate.passed
+    flagged = flagged.model_copy(update={"scores": {semantic.name: duplicate}})
+    store.put_many(screen_all([other, flagged]))
+    while (lease := store.claim("alice", "run-1")) is not None:
+        store.decide(lease.item_id, "alice", "accept", lease.version)
+    options = ExportOptions(
+        runs=["run-1"], kind=CandidateKind.SFT, out=tmp_path / "export", tokenizer=str(model_dir)
+    )
+    export(store, options, tmp_path / "data")
+    lines = (tmp_path / "export" / "provenance.jsonl").read_text().splitlines()
+    line = next(text for text in lines if json.loads(text)["item_id"] == flagged.id)
+    evidence = json.loads(line)["scores"][semantic.name]["evidence"]
+    assert evidence["nearest"] == [
+        {"id": other.id, "similarity": pytest.approx(duplicate.value, abs=1e-4)}
+    ]
+    assert OTHER_ANSWER not in line and "Feed the starter" not in line
+
+
+def test_exact_and_near_duplicates_are_named_by_id_and_score() -> None:
+    first = wrap(sft("Name three primary colours, please.", "Red, yellow and blue."), 0)
+    again = wrap(sft("NAME three primary colours,  please.", "Red, yellow and blue."), 1)
+    exact = ExactDuplicateFilter().score([first, again])[1]
+    near = NearDuplicateFilter(threshold=0.5).score([first, again])[1]
+    assert exact.evidence == {"match": "c0"}
+    assert near.evidence == {"match": "c0", "jaccard": near.value}
+
+
+def test_contamination_names_the_eval_item_by_id_without_its_words() -> None:
+    eval_text = (
+        "Write a function that returns the longest palindromic substring of a given string "
+        "using dynamic programming over all pairs of start and end positions"
+    )
+    leaked = wrap(sft(f"Please solve this: {eval_text}.", "def longest(s): ..."), 0)
+    score = ContaminationFilter([("HumanEval/42", eval_text)]).score([leaked])[0]
+    assert not score.passed
+    assert set(score.evidence) == {"eval_item", "ngrams", "coverage"}
+    assert score.evidence["eval_item"] == "HumanEval/42"
+    assert "palindromic" not in json.dumps(score.evidence) and "palindromic" in full_text(leaked)

@@ -2,8 +2,9 @@
 
 Long n-gram overlap, 13 words by default as in the GPT-3 and Llama 2 reports: any shared 13-gram
 flags the candidate. Embedding similarity catches paraphrases and light edits that break every
-13-gram: a candidate whose nearest eval item reaches ``similarity`` is flagged too. The matched
-eval item's id is the evidence.
+13-gram: a candidate whose nearest eval item reaches ``similarity`` is flagged too. The evidence
+is the matched eval item's id with the overlap or similarity, never the shared words: evidence is
+exported with the item (provenance.jsonl), and eval text must not leave through it.
 """
 
 from __future__ import annotations
@@ -91,7 +92,6 @@ class ContaminationFilter:
             item, count = by_item.most_common(1)[0] if by_item else ("", 0)
             coverage = count / self.grams_per_item[item] if count else 0.0
             if count and coverage >= self.min_coverage:
-                example = next(g for g in shared if self.index[g] == item)
                 scores.append(
                     Score(
                         filter=self.name,
@@ -101,7 +101,7 @@ class ContaminationFilter:
                         f"item {item}",
                         evidence={
                             "eval_item": item,
-                            "ngram": " ".join(example),
+                            "ngrams": count,
                             "coverage": round(coverage, 4),
                         },
                     )

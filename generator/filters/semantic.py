@@ -1,6 +1,7 @@
 """Semantic duplicates and diversity, by embedding cosine against existing and accepted data and
-the batch itself. The nearest neighbours and their similarity are kept as evidence: the review
-UI shows them next to the candidate.
+the batch itself. The nearest neighbours are kept as evidence, by id and similarity only: evidence
+travels into provenance.jsonl with the exported item, and no item carries another's text (a
+reviewer who wants to compare looks the neighbour up by its id).
 
 ``value`` is the nearest neighbour's similarity; ``novelty`` (1 - that) in the evidence is the
 diversity signal: how much a candidate adds beyond what is already there. A candidate's vector is
@@ -43,11 +44,13 @@ class SemanticDuplicateFilter:
             self.local.add([i.id for i in items], [i.text for i in items], vectors)
 
     def _nearest(self, vector: object) -> list[dict[str, object]]:
+        """The nearest neighbours as ``{"id", "similarity"}``, best first (the index's text
+        preview is left behind on purpose)."""
         found = self.local.search(vector, self.neighbours)[0]  # type: ignore[arg-type]
         if self.shared is not None:
             found += self.shared.search(vector, self.neighbours)[0]  # type: ignore[arg-type]
         found.sort(key=lambda n: -float(n["similarity"]))  # type: ignore[arg-type]
-        return found[: self.neighbours]
+        return [{"id": n["id"], "similarity": n["similarity"]} for n in found[: self.neighbours]]
 
     def score(self, candidates: list[Candidate]) -> list[Score]:
         vectors = item_vectors(self.embedder, [turn_texts(c) for c in candidates])
