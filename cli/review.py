@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -152,4 +151,7 @@ def ui(
     ]  # fmt: skip
     console.print(f"review UI on http://{host}:{port} ({mode} sign-in)", highlight=False)
     console.print(f"answering the host names {', '.join(hosts)}", highlight=False)
-    raise typer.Exit(subprocess.call(command, env=env))
+    sys.stdout.flush()
+    # Streamlit takes this process's place, so a signal meant for `gapfill ui` reaches the
+    # server (a child would outlive a terminated parent, still serving).
+    os.execve(sys.executable, command, env)

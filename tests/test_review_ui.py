@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -202,9 +203,15 @@ def test_with_overlap_each_reviewer_votes_blind_and_the_overview_shows_agreement
 
 
 def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
-    ui_env: dict[str, str], ui_store: Store, model_dir: Path, tmp_path: Path
+    ui_env: dict[str, str],
+    ui_store: Store,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from generator.schema import Score
+
+    monkeypatch.setenv("GAPFILL_EXPORT_TOKENIZERS", json.dumps([str(model_dir)]))
 
     flag = {"pii": Score(filter="pii", value=1, passed=False, reason="e-mail address")}
     items = real_candidates(3)
@@ -219,10 +226,11 @@ def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
     at.button(key="key-a").click().run()  # items[2]: no flag
     at.switch_page("views/export.py").run()
     assert not at.exception
-    out = tmp_path / "ui-export"
-    at.text_input(key="export-out").input(str(out))
-    at.text_input(key="export-tokenizer").input(str(model_dir))
+    out = Path(ui_env["GAPFILL_DATA_DIR"]) / "exports" / "ui-export"  # under the export root
+    at.text_input(key="export-name").input("ui-export")
+    at.selectbox(key="export-tokenizer").select(str(model_dir))
     next(b for b in at.button if b.label == "Export").click().run()
+    print("DEBUG", [m.value for m in at.main], at.exception, at.error, at.warning, at.info)
     assert not at.exception
     assert any("Exported train 2 rows" in s.value for s in at.success), [e.value for e in at.error]
     provenance = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
@@ -449,7 +457,7 @@ def served(ui_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[s
         process.kill()
         pytest.fail("gapfill ui did not start")
     yield url
-    process.terminate()
+    os.killpg(process.pid, signal.SIGTERM)  # its session: gapfill ui and anything it started
     process.wait(timeout=20)
 
 
@@ -623,7 +631,8 @@ def test_every_page_asked_for_directly_without_a_session_shows_the_sign_in(
     # A fresh server that no reviewer has used yet: the state in which a folder named pages/
     # once let Streamlit serve a page file (Export included) past app.py's sign-in.
     ui_store.put_many(real_candidates(2))
-    for path in ("export", "browse", "overview", "queue", "", "pages/export", "views/export"):
+    pages = ("export", "reviewers", "browse", "overview", "queue", "")
+    for path in (*pages, "pages/export", "views/export", "views/reviewers"):
         page = browser.new_context().new_page()
         page.goto(f"{served}/{path}")
         if "/" in path:  # a file path: no page of the app at all, not even the sign-in
@@ -633,6 +642,7 @@ def test_every_page_asked_for_directly_without_a_session_shows_the_sign_in(
             idle(page)
         body = page.inner_text("body")
         assert "Export what reviewers accepted" not in body, path
+        assert "Add a reviewer" not in body, path
         assert not ITEM.search(body), f"{path}: an item was shown before sign-in"
         page.context.close()
     assert ui_store.decisions("ui-run") == [] and not list(REVIEW_UI.rglob("pages"))
