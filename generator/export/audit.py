@@ -3,18 +3,25 @@
 The record answers, for a model candidate trained on this export: which base model, which
 continued-pretraining data, which SFT and preference datasets (by content hash), which chat
 template, which eval and safety reports, and which earlier export to roll back to.
+
+The manifest is untrusted input: whoever could write the export could write it. So it is
+validated (a malformed one is one ``FILE: field: reason`` error), and a file it lists is read only
+if it lies inside the export directory: an absolute path, a ``..`` or a symlink out of the
+directory is a problem of its own, never hashed (hashing ``/etc/shadow`` or ``/dev/zero`` on an
+auditor's behalf would leak or hang).
 """
 
 from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from pathlib import Path, PurePosixPath
+from typing import Annotated, Any
 
 import orjson
+from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 
-from generator.errors import ExportError
+from generator.errors import ExportError, one_line
 
 FIELDS = (
     "base_model",
@@ -27,6 +34,49 @@ FIELDS = (
     "rollback_artifacts",
 )
 
+Sha256 = Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{64}$")]
+
+
+class _Open(BaseModel):
+    """A manifest part: the fields the audit reads are checked, others are left alone (a newer
+    gapfill may add some)."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+class _Listed(_Open):
+    sha256: Sha256
+
+
+class _Linked(_Listed):
+    file: str
+
+
+class _ChatTemplate(_Open):
+    tokenizer: str
+    sha256: Sha256
+    max_length: int
+
+
+class _Rollback(_Open):
+    previous_manifest_sha256: Sha256 | None = None
+
+
+class _StageAudit(_Open):
+    base_model: str | None = None
+    continued_pretraining_data: list[str] | None = None
+    sft_dataset: dict[str, Sha256] | None = None
+    preference_dataset: dict[str, Sha256] | None = None
+    chat_template: _ChatTemplate | None = None
+    eval_report: _Linked | None = None
+    safety_report: _Linked | None = None
+    rollback_artifacts: _Rollback | None = None
+
+
+class _Manifest(_Open):
+    files: dict[str, _Listed] = {}
+    stage_audit: _StageAudit
+
 
 @dataclass
 class AuditRecord:
@@ -37,46 +87,76 @@ class AuditRecord:
 def _describe(name: str, value: Any) -> str:
     if value in (None, "", [], {}):
         return ""
-    if name == "rollback_artifacts":
-        previous = value.get("previous_manifest_sha256")
+    if isinstance(value, _Rollback):
+        previous = value.previous_manifest_sha256
         return f"previous manifest {previous}" if previous else ""
-    if name == "chat_template":
-        digest, limit = value["sha256"][:16], value["max_length"]
-        return f"{value['tokenizer']} (template sha256 {digest}, max {limit} tokens)"
+    if isinstance(value, _ChatTemplate):
+        digest, limit = value.sha256[:16], value.max_length
+        return f"{value.tokenizer} (template sha256 {digest}, max {limit} tokens)"
+    if isinstance(value, _Linked):
+        return f"file {value.file}, sha256 {value.sha256[:16]}"
     if isinstance(value, dict):
-        return ", ".join(
-            f"{k} {str(v)[:16]}" if isinstance(v, str) else f"{k} {v}" for k, v in value.items()
-        )
+        return ", ".join(f"{k} {v[:16]}" for k, v in value.items())
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value)
+        return ", ".join(value)
     return str(value)
 
 
-def _check_files(directory: Path, files: dict[str, Any]) -> list[str]:
-    problems = []
-    for name, expected in files.items():
-        digest = expected["sha256"] if isinstance(expected, dict) else expected
-        path = directory / name
-        if not path.is_file():
-            problems.append(f"{name}: listed in the manifest but missing")
-        elif hashlib.sha256(path.read_bytes()).hexdigest() != digest:
-            problems.append(f"{name}: content differs from the manifest's sha256")
-    return problems
+def _inside(directory: Path, name: str) -> Path | None:
+    """The listed file's path if it lies inside ``directory`` (symlinks resolved), else None."""
+    relative = PurePosixPath(name)
+    if not name or "\0" in name or relative.is_absolute() or ".." in relative.parts:
+        return None
+    path = directory / relative
+    return path if path.resolve().is_relative_to(directory.resolve()) else None
 
 
-def read_audit(directory: Path) -> AuditRecord:
+def _sha256(path: Path) -> str:
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _check_file(directory: Path, name: str, digest: str) -> str | None:
+    """What is wrong with one listed file (None: it is there, with that hash)."""
+    shown = one_line(name)
+    path = _inside(directory, name)
+    if path is None:
+        return f"{shown}: outside the export directory; refused, not read"
+    if not path.is_file():
+        return f"{shown}: listed in the manifest but missing"
+    try:
+        actual = _sha256(path)
+    except OSError as exc:
+        return f"{shown}: cannot be read ({exc.strerror})"
+    return None if actual == digest else f"{shown}: content differs from the manifest's sha256"
+
+
+def _read_manifest(directory: Path) -> _Manifest:
     path = directory / "manifest.json"
     if not path.is_file():
         raise ExportError(f"{directory}: no manifest.json (not a gapfill export)")
+    if _inside(directory, "manifest.json") is None:
+        raise ExportError(f"{path}: a symlink out of the export directory; refused, not read")
     try:
-        manifest = orjson.loads(path.read_bytes())
-        audit = manifest["stage_audit"]
-    except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ExportError(f"{path}: not a gapfill manifest ({exc})") from exc
-    record = AuditRecord({name: _describe(name, audit.get(name)) for name in FIELDS})
-    record.problems = _check_files(directory, manifest.get("files", {}))
-    for name in ("eval_report", "safety_report"):
-        linked = audit.get(name)
-        if isinstance(linked, dict) and "file" in linked:
-            record.problems += _check_files(directory, {linked["file"]: linked["sha256"]})
+        data = orjson.loads(path.read_bytes())
+    except orjson.JSONDecodeError as exc:
+        raise ExportError(f"{path}:{exc.lineno}: not JSON: {exc.msg}") from None
+    if not isinstance(data, dict):
+        raise ExportError(f"{path}: expected a JSON object, not {type(data).__name__}")
+    try:
+        return _Manifest.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = one_line(".".join(str(part) for part in error["loc"]))
+        raise ExportError(f"{path}: {where}: {error['msg']}") from None
+
+
+def read_audit(directory: Path) -> AuditRecord:
+    manifest = _read_manifest(directory)
+    audit = manifest.stage_audit
+    record = AuditRecord({name: _describe(name, getattr(audit, name)) for name in FIELDS})
+    listed = [(name, entry.sha256) for name, entry in manifest.files.items()]
+    listed += [(r.file, r.sha256) for r in (audit.eval_report, audit.safety_report) if r]
+    problems = (_check_file(directory, name, digest) for name, digest in dict.fromkeys(listed))
+    record.problems = [problem for problem in problems if problem is not None]
     return record
