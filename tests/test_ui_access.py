@@ -272,3 +272,20 @@ def test_a_websocket_with_a_foreign_host_or_origin_is_refused_and_the_right_one_
     assert upgrade(port, "rebind.attacker.example") == 403
     # A page of another site opening the socket on the right host.
     assert upgrade(port, f"127.0.0.1:{port}", origin="http://attacker.example") == 403
+
+
+def test_the_ui_process_builds_the_settings_gapfill_ui_resolved_config_file_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli.review import settings_env
+    from generator.config import Settings, load_settings
+
+    config = tmp_path / "gapfill.yaml"
+    config.write_text(
+        "oidc_allowed_domains: [example.com]\nui_allowed_hosts: [review.example.com]\n"
+        f"export_root: {tmp_path / 'exports'}\nlease_seconds: 60\n"
+    )
+    resolved = load_settings(config, redis_url="redis://127.0.0.1:1/0")
+    for name, value in settings_env(resolved).items():  # what `gapfill ui` hands Streamlit
+        monkeypatch.setenv(name, value)
+    assert Settings() == resolved
