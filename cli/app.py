@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from cli import campaigns, coverage, data, export, generation, review, server
 from cli.common import console, user_errors
 from generator import __version__
 from generator.config import load_settings
+from generator.redis_server import PRIVATE_UMASK, private_dir
 
 app = typer.Typer(
     name="gapfill",
@@ -44,7 +46,9 @@ def main_options(
     ] = False,
 ) -> None:
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
-    ctx.obj = load_settings(config)
+    ctx.obj = settings = load_settings(config)
+    if settings.data_dir.is_dir():  # an older version made it 0755; what it holds is private
+        private_dir(settings.data_dir)
 
 
 # In the order `gapfill --help` lists them.
@@ -68,4 +72,7 @@ app.add_typer(review.reviewer_app, name="reviewer")
 
 def main(argv: list[str] | None = None) -> Any:
     """Console-script entry point."""
+    # Before anything writes a file: the store's files, caches, exports and reviewer tokens
+    # are their owner's alone (0600 files, 0700 folders).
+    os.umask(PRIVATE_UMASK)
     return app(args=argv if argv is not None else sys.argv[1:], prog_name="gapfill")

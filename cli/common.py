@@ -1,7 +1,8 @@
 """What every command shares: the consoles, the user-error wrapper, settings and the store.
 
 User errors (``GapfillError``) print one line on stderr and exit 1; usage errors exit 2 (typer).
-Anything else is a bug and keeps its traceback.
+Anything else is a bug and keeps its traceback. No message shows a store password: URLs are
+printed masked, and error lines pass through ``redact``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from generator.config import Settings
-from generator.connection import connect, eviction_warning, redis_url
+from generator.connection import connect, eviction_warning, masked_url, redact, redis_url
 from generator.errors import GapfillError
 from generator.store import Store
 
@@ -35,7 +36,8 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except GapfillError as exc:
-            err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
+            message = escape(redact(str(exc)))
+            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
             raise typer.Exit(1) from None
 
     return wrapper
@@ -59,7 +61,7 @@ def open_store(settings: Settings) -> Store:
 def where(settings: Settings) -> str:
     """Which server and key prefix the store is on, for captions."""
     if settings.redis_url:
-        return f"store: {settings.redis_url} prefix {settings.key_prefix!r}"
+        return f"store: {escape(masked_url(settings.redis_url))} prefix {settings.key_prefix!r}"
     return f"store: bundled Valkey in {settings.data_dir} prefix {settings.key_prefix!r}"
 
 

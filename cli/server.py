@@ -10,6 +10,7 @@ from rich.table import Table
 
 from cli.common import console, open_store, settings_of, user_errors, where
 from generator.config import Settings
+from generator.connection import connect, masked_url
 from generator.factories import make_work_queue
 from generator.redis_server import BundledServer
 from generator.schema import CandidateStatus
@@ -77,7 +78,10 @@ def server_start(ctx: typer.Context) -> None:
     """Start the bundled server (or report the one already running)."""
     settings = settings_of(ctx)
     info = BundledServer(settings.data_dir, appendfsync=settings.appendfsync).ensure_running()
-    console.print(f"bundled Valkey running: pid {info.pid}, {info.url}, data in {info.data_dir}")
+    console.print(
+        f"bundled Valkey running: pid {info.pid}, {masked_url(info.url)}, data in {info.data_dir}",
+        highlight=False,
+    )
 
 
 @server_app.command("stop")
@@ -92,13 +96,18 @@ def server_stop(ctx: typer.Context) -> None:
 @server_app.command("info")
 @user_errors
 def server_info(ctx: typer.Context) -> None:
-    """Which server the store uses, and whether it is running."""
+    """Which server the store uses, and whether it is running (or answering, for REDIS_URL)."""
     settings = settings_of(ctx)
     if settings.redis_url:
-        console.print(f"REDIS_URL is set: using {settings.redis_url}; no bundled server is used")
+        connect(settings.redis_url)  # unreachable or refusing: one line (masked), exit 1
+        shown = masked_url(settings.redis_url)
+        console.print(f"REDIS_URL is set: using {shown}; no bundled server is used", highlight=False)
         return
     info = BundledServer(settings.data_dir).info()
     if info is None:
         console.print(f"bundled Valkey not running (data dir {settings.data_dir})")
         raise typer.Exit(3)
-    console.print(f"bundled Valkey running: pid {info.pid}, {info.url}, data in {info.data_dir}")
+    console.print(
+        f"bundled Valkey running: pid {info.pid}, {masked_url(info.url)}, data in {info.data_dir}",
+        highlight=False,
+    )

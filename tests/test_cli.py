@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from generator.connection import connect
+from generator.connection import connect, masked_url
 from generator.redis_server import BundledServer
 from generator.store import Store
 from tests.factories import candidate, cli_env, run_cli
@@ -71,7 +71,7 @@ def test_server_start_info_stop(bundled: BundledServer) -> None:
 def test_redis_url_means_no_bundled_server(valkey_url: str, data_dir: Path) -> None:
     result = run_cli(cli_env(REDIS_URL=valkey_url), "status", timeout=120)
     assert result.returncode == 0, result.stderr
-    assert valkey_url in result.stdout
+    assert masked_url(valkey_url) in result.stdout
     assert not (data_dir / "valkey").exists()
 
 

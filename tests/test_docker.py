@@ -44,7 +44,7 @@ def test_the_worker_gets_a_gpu_and_the_store() -> None:
     worker = compose()["services"]["worker"]
     [device] = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"] and device["count"] == 1
-    assert worker["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert worker["environment"]["REDIS_URL"].endswith("@redis:6379/0")
     assert worker["command"][:3] == ["worker", "--backend", "vllm"]
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     assert worker["build"]["dockerfile"] == "docker/Dockerfile.worker"
@@ -66,7 +66,7 @@ def test_the_worker_image_is_built_on_vllm_and_keeps_its_torch() -> None:
 def test_the_review_ui_is_served_against_the_same_redis() -> None:
     ui = compose()["services"]["ui"]
     assert ui["command"][0] == "ui" and "0.0.0.0" in ui["command"]
-    assert ui["environment"]["REDIS_URL"] == "redis://redis:6379/0"
+    assert ui["environment"]["REDIS_URL"].endswith("@redis:6379/0")
     assert ui["ports"] == ["127.0.0.1:8501:8501"]
     app = (DOCKER / "Dockerfile.app").read_text()
     assert "COPY review_ui ./review_ui" in app and "COPY prompts ./prompts" in app

@@ -71,7 +71,7 @@ def test_a_damaged_index_cache_is_rebuilt_not_trusted(
     options = IndexOptions(semantic=False)
     ReferenceIndexes.cached(seed_items, options, None, tmp_path)
     [directory] = [p for p in tmp_path.iterdir() if p.is_dir()]
-    (directory / "text.pickle").write_bytes(b"garbage")
+    (directory / "minhashes.npy").write_bytes(b"garbage")
     again = ReferenceIndexes.cached(seed_items, options, None, tmp_path)
     assert not again.loaded_from_cache and again.size == 175
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 
@@ -12,7 +13,8 @@ from generator.config import Settings
 from generator.connection import connect, redis_url
 from generator.errors import BackendDeadError
 from generator.factories import BackendChoice, make_backend
-from generator.queueing import queue_names
+from generator.queueing import SERIALIZER, queue_names
+from generator.redis_server import PRIVATE_UMASK
 from workers.registry import context, install
 from workers.worker import GapfillWorker, wait_for_server
 
@@ -47,7 +49,7 @@ def make_worker(settings: Settings, spec: WorkerSpec) -> GapfillWorker:
     wait_for_server(connection)
     names = spec.queues or list(queue_names(settings.key_prefix))
     return GapfillWorker(
-        [Queue(name, connection=connection) for name in names],
+        [Queue(name, connection=connection, serializer=SERIALIZER) for name in names],
         connection=connection,
         name=spec.name,
         maintenance_interval=settings.maintenance_interval_s,
@@ -57,6 +59,7 @@ def make_worker(settings: Settings, spec: WorkerSpec) -> GapfillWorker:
 
 def run_worker(settings: Settings, spec: WorkerSpec, *, burst: bool = False) -> None:
     """Serve until stopped (SIGTERM finishes the current batch first), or until empty (burst)."""
+    os.umask(PRIVATE_UMASK)  # caches and token counts it writes are its owner's alone
     load_backend(settings, spec)
     worker = make_worker(settings, spec)
     worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")

@@ -6,6 +6,12 @@ mid-batch leaves its job "started" for ``job_timeout + 60`` seconds, and RQ's ma
 moves abandoned jobs to their retry) runs only every 10 minutes. This worker heartbeats from a
 thread every few seconds with a short TTL, and runs maintenance more often: a batch whose worker
 died is retried, through RQ's own abandoned-job path, within about half a minute.
+
+It reads jobs as JSON (``generator.queueing.SERIALIZER``) unless told otherwise: RQ's default,
+pickle, would run whatever code a job planted on the server carries. And it runs only gapfill's
+own job functions, without RQ's callbacks or webhooks (a JSON job still names a function by its
+dotted path, and callbacks and webhook URLs ride in the job too): whoever gets write access to
+the server still cannot make a worker run anything else.
 """
 
 from __future__ import annotations
@@ -23,6 +29,8 @@ from rq import Queue, SimpleWorker
 from rq.job import Job
 from rq.worker import WorkerStatus
 
+from generator.errors import GapfillError
+from generator.queueing import JOB_FUNCTIONS, SERIALIZER
 from workers.registry import context
 
 logger = logging.getLogger(__name__)
@@ -30,8 +38,41 @@ logger = logging.getLogger(__name__)
 SCHEDULER_STOP_S = 5.0  # its loop sleeps 1 s between checks of the stop flag
 
 
+class RefusedJobError(GapfillError):
+    """A job on a gapfill queue names a function that is not a gapfill job. Seen by operators in
+    the failed-job list: someone with write access to the server put it there."""
+
+
+class GapfillJob(Job):
+    """A job that can only call one of gapfill's job functions, and nothing else on the side."""
+
+    @property
+    def func(self) -> Any:
+        if self.func_name not in JOB_FUNCTIONS or self.instance is not None:
+            raise RefusedJobError(f"refused job {self.id}: {self.func_name!r} is not a gapfill job")
+        return super().func
+
+    # gapfill sets no callbacks or webhooks; any that a job carries was planted, so none runs.
+    @property
+    def success_callback(self) -> None:
+        return None
+
+    @property
+    def failure_callback(self) -> None:
+        return None
+
+    @property
+    def stopped_callback(self) -> None:
+        return None
+
+    def send_webhooks(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 class GapfillWorker(SimpleWorker):
     def __init__(self, *args: Any, heartbeat_seconds: int = 5, **kwargs: Any) -> None:
+        kwargs.setdefault("serializer", SERIALIZER)
+        kwargs.setdefault("job_class", GapfillJob)
         super().__init__(*args, **kwargs)
         self.heartbeat_seconds = heartbeat_seconds
 

@@ -19,7 +19,6 @@ import hashlib
 import json
 import logging
 import os
-import pickle
 import shutil
 import time
 from collections.abc import Iterable, Sequence
@@ -27,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from datasketch import MinHash, MinHashLSH
+from datasketch import LeanMinHash, MinHash, MinHashLSH
 
 from generator.embeddings import Embedder
 from generator.filters.text import jaccard, normalise, shingles
@@ -35,7 +34,9 @@ from generator.filters.vectors import VectorIndex
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+# 2: JSON and .npy files, read without pickle (a cache file is data, never code). A version-1
+# cache (text.pickle) has another cache key, so it is never opened.
+FORMAT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -89,11 +90,16 @@ class ShingleIndex:
     reference in tens of MB instead of hundreds."""
 
     def __init__(self, threshold: float = 0.8, shingle_size: int = 3, num_perm: int = 128) -> None:
+        self.threshold = threshold
         self.shingle_size = shingle_size
         self.num_perm = num_perm
         # LSH at a lower threshold than the verdict: recall first, the exact Jaccard decides.
         self.lsh = MinHashLSH(threshold=max(threshold - 0.15, 0.3), num_perm=num_perm)
         self.texts: dict[str, str] = {}
+        # Each text's MinHash signature, in insertion order, until released: the disk cache
+        # stores these and rebuilds the LSH from them (cheap) instead of pickling it or
+        # re-hashing every text. A loaded, read-only reference keeps none (~1 KB a text).
+        self.signatures: list[np.ndarray] | None = []
 
     def _minhash(self, grams: set[str]) -> MinHash:
         minhash = MinHash(num_perm=self.num_perm)
@@ -105,7 +111,57 @@ class ShingleIndex:
         if item_id in self.texts or not grams:
             return
         self.texts[item_id] = text
-        self.lsh.insert(item_id, self._minhash(grams))
+        minhash = self._minhash(grams)
+        if self.signatures is not None:
+            self.signatures.append(minhash.hashvalues)
+        self.lsh.insert(item_id, minhash)
+
+    def save(self, directory: Path) -> None:
+        """``shingles.json`` (settings, ids, texts) and ``minhashes.npy`` (their signatures)."""
+        if self.signatures is None:
+            raise ValueError("this shingle index released its signatures: it cannot be saved")
+        blank = self._minhash(set())  # its scheme and dtype are those of every signature here
+        (directory / "shingles.json").write_text(
+            json.dumps(
+                {
+                    "scheme": blank.scheme,
+                    "threshold": self.threshold,
+                    "shingle_size": self.shingle_size,
+                    "num_perm": self.num_perm,
+                    "ids": list(self.texts),
+                    "texts": list(self.texts.values()),
+                }
+            )
+        )
+        dtype = blank.hashvalues.dtype
+        signatures = np.array(self.signatures, dtype=dtype).reshape(-1, self.num_perm)
+        np.save(directory / "minhashes.npy", signatures, allow_pickle=False)
+
+    @classmethod
+    def load(cls, directory: Path, threshold: float) -> ShingleIndex:
+        """The index :meth:`save` wrote, its LSH rebuilt from the stored signatures."""
+        saved = json.loads((directory / "shingles.json").read_text())
+        index = cls(threshold, int(saved["shingle_size"]), int(saved["num_perm"]))
+        if saved["threshold"] != threshold:
+            raise ValueError("the cached shingle index was built with another threshold")
+        signatures = np.load(directory / "minhashes.npy", allow_pickle=False)
+        ids, texts, scheme = saved["ids"], saved["texts"], str(saved["scheme"])
+        blank = index._minhash(set())
+        if (
+            scheme != blank.scheme
+            or signatures.dtype != blank.hashvalues.dtype
+            or signatures.shape != (len(ids), index.num_perm)
+            or len(texts) != len(ids)
+        ):
+            raise ValueError("the cached shingle index does not match its signatures")
+        index.signatures = None
+        with index.lsh.insertion_session() as session:
+            for item_id, text, signature in zip(ids, texts, signatures, strict=True):
+                index.texts[str(item_id)] = str(text)
+                session.insert(
+                    str(item_id), LeanMinHash(seed=1, hashvalues=signature, scheme=scheme)
+                )
+        return index
 
     def nearest(self, text: str) -> tuple[str | None, float]:
         grams = shingles(text, self.shingle_size)
@@ -240,6 +296,7 @@ class ReferenceIndexes:
                 )
         indexes = cls.build(items, options, embedder)
         indexes.save(directory)
+        indexes.shingles.signatures = None  # saved: a shared reference is read-only from now on
         return indexes
 
     def save(self, directory: Path) -> None:
@@ -247,8 +304,8 @@ class ReferenceIndexes:
         temporary = directory.with_name(f".{directory.name}.{os.getpid()}.tmp")
         shutil.rmtree(temporary, ignore_errors=True)
         temporary.mkdir(parents=True)
-        with open(temporary / "text.pickle", "wb") as handle:
-            pickle.dump((self.exact, self.shingles), handle, protocol=pickle.HIGHEST_PROTOCOL)
+        (temporary / "exact.json").write_text(json.dumps(self.exact.digests))
+        self.shingles.save(temporary)
         if self.vectors is not None:
             self.vectors.index.save(temporary / "vectors.usearch")
             (temporary / "ids.json").write_text(
@@ -271,11 +328,14 @@ class ReferenceIndexes:
     ) -> ReferenceIndexes:
         started = time.perf_counter()
         meta = json.loads((directory / "meta.json").read_text())
-        with open(directory / "text.pickle", "rb") as handle:
-            exact, shingle_index = pickle.load(handle)
         indexes = cls.__new__(cls)
         indexes.options = options
-        indexes.exact, indexes.shingles = exact, shingle_index
+        indexes.exact = ExactIndex()
+        digests = json.loads((directory / "exact.json").read_text())
+        if not isinstance(digests, dict):
+            raise ValueError("exact.json is not an object")
+        indexes.exact.digests = {str(k): str(v) for k, v in digests.items()}
+        indexes.shingles = ShingleIndex.load(directory, options.near_threshold)
         indexes.vectors = None
         if meta["semantic"] and embedder is not None:
             names = json.loads((directory / "ids.json").read_text())
