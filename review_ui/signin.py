@@ -79,7 +79,11 @@ def visitor() -> Visitor | None:
 
 def current_reviewer() -> Visitor | None:
     """The signed-in visitor, or None after drawing the sign-in (or the refusal)."""
-    found = visitor()
+    try:
+        found = visitor()
+    except ConfigError as exc:  # reviewers.json unreadable: say so, admit no one
+        st.error(str(exc))
+        return None
     if found is not None:
         return found
     if st.session_state.get("reviewer_id") or st.session_state.get("reviewer"):  # no longer valid
@@ -111,7 +115,11 @@ def _token_sign_in() -> None:
     with st.form("sign-in"):
         token = st.text_input("Reviewer token", type="password", key="token")
         if st.form_submit_button("Sign in", type="primary"):
-            found = reviewers.sign_in(settings().data_dir, token)
+            try:
+                found = reviewers.sign_in(settings().data_dir, token)
+            except ConfigError as exc:
+                st.error(str(exc))
+                return
             if found is None:
                 st.error("Unknown token. Ask for one: gapfill reviewer add NAME")
             else:
@@ -148,7 +156,10 @@ def for_the_signed_in(callback: Callable[P, None]) -> Callable[P, None]:
 
     @functools.wraps(callback)
     def checked(*args: P.args, **kwargs: P.kwargs) -> None:
-        found = visitor()
+        try:
+            found = visitor()
+        except ConfigError:
+            return  # the run that follows shows why
         if found is not None and found.name == st.session_state.get("reviewer_id"):
             callback(*args, **kwargs)
 

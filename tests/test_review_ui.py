@@ -230,7 +230,7 @@ def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
     at.text_input(key="export-name").input("ui-export")
     at.selectbox(key="export-tokenizer").select(str(model_dir))
     next(b for b in at.button if b.label == "Export").click().run()
-    print("DEBUG", [m.value for m in at.main], at.exception, at.error, at.warning, at.info)
+    print("DEBUG", [s.value for s in at.success], at.exception, at.error, at.warning, at.info)
     assert not at.exception
     assert any("Exported train 2 rows" in s.value for s in at.success), [e.value for e in at.error]
     provenance = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
@@ -370,6 +370,22 @@ def test_a_demoted_admin_loses_admin_pages_and_bulk_actions_at_the_next_rerun(
     assert [b.label for b in at.button] == ["Sign out"]
     assert not_in_navigation(at, "views/export.py")
     assert any("Signed in as alice (reviewer)" in t.value for t in at.text)
+
+
+def test_an_unreadable_reviewers_file_is_one_error_and_admits_no_one(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    data_dir = Path(ui_env["GAPFILL_DATA_DIR"])
+    token = reviewers.add(data_dir, "bob")
+    ui_store.put_many(real_candidates(2))
+    at = signed_in(token)
+    (data_dir / "reviewers.json").write_text("{not json")
+    at.button(key="key-a").click().run()
+    assert not at.exception
+    [error] = [e.value for e in at.error]
+    assert error.startswith(f"{data_dir / 'reviewers.json'}: not valid JSON")
+    assert ui_store.decisions("ui-run") == []
+    assert not [b for b in at.button if b.label == "Accept"]
 
 
 def oidc_app(monkeypatch: pytest.MonkeyPatch, **claims: object):  # type: ignore[no-untyped-def]
