@@ -34,8 +34,10 @@ def reviewer_add(
         Role.REVIEWER
     ),
 ) -> None:
-    """Create a reviewer token (printed once; only its hash is stored). Adding an existing
-    reviewer replaces their token: sessions signed in with the old one end."""
+    """Create a reviewer token (printed once; only its hash is stored).
+
+    Adding an existing reviewer replaces their token: sessions signed in with the old one end.
+    """
     settings = settings_of(ctx)
     existed = name in reviewers.load(settings.data_dir)
     token = reviewers.add(settings.data_dir, name, role)
@@ -50,8 +52,10 @@ def reviewer_add(
 def reviewer_remove(
     ctx: typer.Context, name: Annotated[str, typer.Argument(help="The reviewer's id.")]
 ) -> None:
-    """Remove a reviewer: their token stops working and their sessions end at their next
-    action (leased items go back to the queue)."""
+    """Remove a reviewer: their token stops working.
+
+    Their sessions end at their next action, and their leased items go back to the queue.
+    """
     reviewers.remove(settings_of(ctx).data_dir, name)
     console.print(f"reviewer {name!r} removed", highlight=False)
 
@@ -103,8 +107,16 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 def check_sign_in(settings: Settings, mode: AuthMode) -> None:
     """Refuse to start a UI nobody can sign in to, or anyone can."""
-    if mode is AuthMode.TOKENS and not reviewers.load(settings.data_dir):
-        raise ConfigError("no reviewers yet: run gapfill reviewer add NAME --role admin")
+    if mode is AuthMode.TOKENS:
+        entries = reviewers.load(settings.data_dir)
+        if not entries:
+            raise ConfigError("no reviewers yet: run gapfill reviewer add NAME --role admin")
+        if all(e.role is not Role.ADMIN for e in entries.values()):
+            console.print(
+                "note: no admin yet, so nobody can export from the UI "
+                "(gapfill reviewer role NAME admin)",
+                highlight=False,
+            )
     if mode is AuthMode.OIDC:
         OidcPolicy.of(settings.oidc_allowed_emails, settings.oidc_allowed_domains)
 
@@ -123,7 +135,7 @@ def ui(
     oidc: Annotated[
         bool,
         typer.Option(
-            help="Sign in with st.login ([auth] in secrets.toml) and the OIDC allow-list."
+            help="Sign in with st.login (\\[auth] in secrets.toml) and the OIDC allow-list."
         ),
     ] = False,
 ) -> None:
