@@ -20,6 +20,7 @@ import redis
 
 from generator import reviewers
 from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
+from generator.screening import screen_all
 from generator.store import Store
 from tests.conftest import REAL_DATA
 from tests.factories import sft
@@ -209,15 +210,13 @@ def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from generator.schema import Score
-
     monkeypatch.setenv("GAPFILL_EXPORT_TOKENIZERS", json.dumps([str(model_dir)]))
-
-    flag = {"pii": Score(filter="pii", value=1, passed=False, reason="e-mail address")}
     items = real_candidates(3)
-    items[0] = items[0].model_copy(update={"scores": flag})
-    items[1] = items[1].model_copy(update={"scores": flag})
-    ui_store.put_many(items)
+    for index in (0, 1):  # real PII, so the real screen (made at each decision) flags it
+        question = items[index].payload.messages[0].content  # type: ignore[union-attr]
+        data = {**items[index].model_dump(exclude={"id"}), "payload": sft(question, "Mail x@y.org")}
+        items[index] = Candidate.model_validate(data)
+    ui_store.put_many(screen_all(items))  # as import and the filters store them: screened
     at = app_test("local").run()
     at.checkbox(key="pii-cleared").check().run()
     at.button(key="key-a").click().run()  # items[0]: cleared
@@ -230,7 +229,6 @@ def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
     at.text_input(key="export-name").input("ui-export")
     at.selectbox(key="export-tokenizer").select(str(model_dir))
     next(b for b in at.button if b.label == "Export").click().run()
-    print("DEBUG", [s.value for s in at.success], at.exception, at.error, at.warning, at.info)
     assert not at.exception
     assert any("Exported train 2 rows" in s.value for s in at.success), [e.value for e in at.error]
     provenance = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
