@@ -42,7 +42,9 @@ def export_command(
     row_format: Annotated[
         ExportFormat, typer.Option("--format", help="The row files' format.")
     ] = ExportFormat.JSONL,
-    overwrite: Annotated[bool, typer.Option(help="Replace a non-empty --out.")] = False,
+    overwrite: Annotated[
+        bool, typer.Option(help="Replace an earlier export in --out (nothing else is replaced).")
+    ] = False,
     merge: Annotated[
         Path | None, typer.Option(help="An existing dataset merged in (generated duplicates drop).")
     ] = None,
@@ -95,8 +97,8 @@ def export_command(
     console.print(f"{out}: {rows} rows; export {result.export_id[:12]}", highlight=False)
     if result.excluded or result.refused:
         console.print(
-            f"{len(result.excluded)} excluded, {len(result.refused)} refused (PII/secret flag "
-            f"not cleared); reasons in {out / 'excluded.jsonl'}",
+            f"{len(result.excluded)} excluded, {len(result.refused)} refused (no current "
+            f"PII/secret screen, or a flag not cleared); reasons in {out / 'excluded.jsonl'}",
             highlight=False,
         )
         for item_id, reason in [*result.excluded, *result.refused][:5]:

@@ -187,8 +187,8 @@ ds = load_dataset("{loader}", data_files={data_files!r})
 ```
 
 Rows: {counts["rows"]} ({", ".join(f"{k} {v}" for k, v in counts["by_split"].items())}); excluded
-before writing: {counts["excluded"]} (reasons in `excluded.jsonl`); refused for an uncleared
-PII/secret flag: {counts["refused_pii"]}.
+before writing: {counts["excluded"]} (reasons in `excluded.jsonl`); refused by the PII/secret
+gate (no screen of the content as exported, or a flag no reviewer cleared): {counts["refused_pii"]}.
 
 | gap | rows |
 |---|---|
