@@ -78,7 +78,6 @@ MAX_DEPTH = 64
 # orjson (not the json module) parses: it refuses lone surrogates (which cannot be stored as
 # UTF-8), NaN and Infinity, nests at most 1,024 deep without recursing, and has no 4,300-digit
 # integer limit to trip over (an integer too large for a double is an error, not a crash).
-_DECODE_ERROR = orjson.JSONDecodeError
 
 
 def _too_deep(value: Any) -> bool:
@@ -116,7 +115,7 @@ def _decode_line(raw: bytes) -> Any:
     """One JSONL line to a record, or a ``RowError`` saying why it is not one."""
     try:
         record = orjson.loads(raw)
-    except _DECODE_ERROR as exc:
+    except orjson.JSONDecodeError as exc:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as bad:
@@ -157,7 +156,7 @@ def _json_array(path: Path) -> Iterator[tuple[int, Any]]:
     raw = path.read_bytes().removeprefix(codecs.BOM_UTF8)
     try:
         data = orjson.loads(raw)
-    except _DECODE_ERROR as exc:
+    except orjson.JSONDecodeError as exc:
         try:
             raw.decode("utf-8")
         except UnicodeDecodeError as bad:
