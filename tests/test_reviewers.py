@@ -118,7 +118,7 @@ def test_an_oidc_users_role_is_the_one_written_under_their_e_mail(tmp_path: Path
     assert reviewers.role_of_email(tmp_path, "bob@example.com") is Role.REVIEWER
 
 
-@pytest.mark.parametrize("name", ["", "a b", "x" * 65, "../etc", "a/b", "<script>"])
+@pytest.mark.parametrize("name", ["", "a b", "x" * 65, str(Path("..", "etc")), "a/b", "<script>"])
 def test_a_name_outside_the_plain_alphabet_is_refused(tmp_path: Path, name: str) -> None:
     with pytest.raises(ConfigError, match="reviewer name"):
         reviewers.add(tmp_path, name)
