@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.coverage import (
@@ -29,6 +28,7 @@ from generator.filters.settings import FilterSettings
 from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.schema import CandidateKind, Identifier, ReviewSettings, RunConfig
 from generator.store import Store
+from generator.yaml_file import read_yaml
 
 
 class CampaignConfig(BaseModel):
@@ -70,12 +70,7 @@ class CampaignConfig(BaseModel):
 
 def load_campaign(path: Path, overrides: dict[str, Any] | None = None) -> CampaignConfig:
     """A campaign config; every problem is one error naming the file and the key."""
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: no such file") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    raw = read_yaml(path, ConfigError)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of campaign settings")
     raw.update(overrides or {})

@@ -12,7 +12,6 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
@@ -22,6 +21,7 @@ from pydantic_settings import (
 )
 
 from generator.errors import ConfigError
+from generator.yaml_file import read_yaml
 
 # The YAML file of the Settings being built by Settings.from_file, if any.
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("gapfill_config_file", default=None)
@@ -185,10 +185,7 @@ def _check_yaml(path: Path) -> None:
     """Fail early, with the file named, on what pydantic-settings would report obscurely."""
     if not path.is_file():
         raise ConfigError(f"{path}: config file not found")
-    try:
-        content: Any = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    content: Any = read_yaml(path, ConfigError)
     if content is not None and not isinstance(content, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of setting: value")
 

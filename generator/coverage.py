@@ -23,13 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from generator.dataset_reader import RowError, convert, detect_format, iter_records
 from generator.embeddings import Embedder, max_similarity
 from generator.errors import DataFileError, InvalidRowError
 from generator.schema import Gap, Identifier, PreferenceExample, SFTExample, utcnow
+from generator.yaml_file import read_yaml
 
 DEFAULT_TAXONOMY_THRESHOLD = 0.25
 DEFAULT_REFERENCE_THRESHOLD = 0.5
@@ -75,14 +75,7 @@ class Taxonomy(BaseModel):
 def load_taxonomy(path: str | Path) -> Taxonomy:
     """A taxonomy from YAML; any problem is one error naming the file and the key."""
     file = Path(path)
-    try:
-        data = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except FileNotFoundError as exc:
-        raise DataFileError(f"{path}: no such file") from exc
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise DataFileError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
-    except RecursionError as exc:  # PyYAML's composer recurses once per nesting level
-        raise DataFileError(f"{path}: nested too deeply to be a taxonomy") from exc
+    data = read_yaml(file, DataFileError)
     if not isinstance(data, dict):
         raise DataFileError(f"{path}: expected a mapping with a 'cells' list")
     try:

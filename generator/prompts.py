@@ -19,10 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
-import yaml
 from pydantic import BaseModel, ConfigDict, Field
 
-from generator.errors import GapfillError
+from generator.errors import ConfigError, GapfillError
 from generator.schema import (
     CandidateKind,
     Gap,
@@ -32,6 +31,7 @@ from generator.schema import (
     TaskStage,
     instructions_schema,
 )
+from generator.yaml_file import read_yaml
 
 
 class TemplateRenderError(GapfillError):
@@ -90,7 +90,7 @@ class PromptTemplates:
         path = self.directory / "defaults.yaml"
         if not path.is_file():
             return PromptDefaults()
-        return PromptDefaults.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")) or {})
+        return PromptDefaults.model_validate(read_yaml(path, ConfigError) or {})
 
 
 def tasks_for_gap(

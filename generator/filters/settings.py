@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.errors import ConfigError
+from generator.yaml_file import read_yaml
 
 
 class FilterSettings(BaseModel):
@@ -59,12 +59,7 @@ def load_filter_settings(path: Path | None) -> FilterSettings:
     """From a YAML file: its ``filters:`` section, or the whole file."""
     if path is None:
         return FilterSettings()
-    try:
-        data: Any = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError as exc:
-        raise ConfigError(f"{path}: config file not found") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
+    data: Any = read_yaml(path, ConfigError) or {}
     if isinstance(data, dict) and isinstance(data.get("filters"), dict):
         data = data["filters"]
     try:
