@@ -25,6 +25,7 @@ from generator.schema import (
     CandidateStatus,
     PreferenceExample,
     Provenance,
+    check_identifier,
 )
 from generator.screening import screen_all
 from generator.store import Store
@@ -51,6 +52,8 @@ def ingest_file(
 ) -> IngestResult:
     """Read ``path`` and store every row; the first bad row raises ``InvalidRowError`` (nothing
     stored) unless ``skip_invalid``."""
+    check_identifier(run_id, "run")
+    check_identifier(gap_id, "gap")
     report = read_examples(path, row_format, collect_errors=skip_invalid)
     candidates = [
         Candidate(

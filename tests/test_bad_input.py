@@ -28,7 +28,7 @@ from cli.app import app
 from generator.coverage import load_taxonomy
 from generator.dataset_import import ingest_file
 from generator.dataset_reader import read_examples
-from generator.errors import DataFileError, GapfillError
+from generator.errors import DataFileError, GapfillError, InvalidValueError
 from generator.store import Store
 from generator.task_reader import read_tasks
 
@@ -333,3 +333,13 @@ def test_a_taxonomy_nested_100k_deep_is_one_error(tmp_path: Path) -> None:
     path.write_text("cells: " + "[" * 100_000 + "]" * 100_000 + "\n")
     with pytest.raises(DataFileError, match=rf"^{path}: nested too deeply to be a taxonomy$"):
         load_taxonomy(path)
+
+
+def test_the_library_import_refuses_a_run_id_that_cannot_be_a_key(
+    cli_store: Store, tmp_path: Path
+) -> None:
+    path = tmp_path / "good.jsonl"
+    path.write_bytes(GOOD_LINE)
+    with pytest.raises(InvalidValueError, match="'a:status' is not a valid id"):
+        ingest_file(cli_store, path, "a:status")
+    assert stored_keys(cli_store) == []
