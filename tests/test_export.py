@@ -654,6 +654,17 @@ def test_the_cli_exports_and_reports_bad_options_in_one_line(
         env, "export", "--run", "run-1", "--kind", "sft", "--out", str(out), timeout=300
     )
     assert again.returncode != 0 and "not empty" in again.stderr
+    precious = tmp_path / "precious"
+    precious.mkdir()
+    (precious / "thesis.tex").write_text("years of work")
+    refused = run_cli(
+        env, "export", "--run", "run-1", "--kind", "sft", "--out", str(precious), "--overwrite",
+        "--tokenizer", str(model_dir), timeout=300,
+    )  # fmt: skip
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert f"{precious}: holds no gapfill export" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1, refused.stderr
+    assert [p.name for p in precious.iterdir()] == ["thesis.tex"]
     missing = run_cli(
         env, "export", "--run", "nope", "--kind", "sft", "--out", str(tmp_path / "y"), timeout=300
     )
@@ -749,3 +760,29 @@ def test_an_undo_racing_an_export_leaves_the_item_out_and_unmarked(
     assert store.exports()[-1]["export_id"] == result.export_id == manifest["export_id"]
     assert {store.redis.hget(store.keys.item(i), "exported") for i in marked} == {result.export_id}
     store.undo(undone.id, "alice")  # never exported: its decision can still be undone
+
+
+def test_an_export_that_fails_after_writing_again_without_a_raced_item_puts_every_mark_back(
+    store: Store, model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = [candidate(i) for i in range(4)]
+    put(store, items)
+    accept_all(store)
+    write_data = writer.files.write_data
+
+    def undo_while_writing(*args: Any, **kwargs: Any) -> dict[str, int]:
+        if store.get(items[2].id).status is CandidateStatus.ACCEPTED:
+            store.undo(items[2].id, "alice")
+        return write_data(*args, **kwargs)
+
+    def broken_card(manifest: object) -> str:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(writer.files, "write_data", undo_while_writing)
+    monkeypatch.setattr(writer.record, "dataset_card", broken_card)
+    with pytest.raises(OSError, match="disk full"):
+        export(store, options(tmp_path, model_dir, evaluate=False), tmp_path / "data")
+    marks = [store.redis.hget(store.keys.item(i.id), "exported") for i in items]
+    assert marks == [None] * 4, "the marks made under both ids are put back"
+    assert not [p.name for p in tmp_path.iterdir() if p.name != "data"], "no export, no temp dir"
+    store.undo(items[0].id, "alice")  # not exported: still undoable

@@ -95,22 +95,30 @@ def identify(staging: Path, rows_per_file: dict[str, int]) -> Identity:
 
 @dataclass
 class Ledger:
-    """The marks an export holds so far: what a failure puts back (each item's mark from before
-    the export, under the id the export marks with now)."""
+    """The marks an export has made: what a failure puts back.
 
-    export_id: str = ""
+    ``previous``: each item's mark from before the export (as its first marking found it);
+    ``export_ids``: every id the export has marked under (a rewrite marks under a new one).
+    Putting back restores, under each of those ids, the marks that are still the export's own.
+    """
+
     previous: dict[str, str | None] = field(default_factory=dict)
+    export_ids: list[str] = field(default_factory=list)
 
-    def record(self, export_id: str, marks: Marks) -> None:
-        if self.export_id:  # a re-mark under a new id: the marks from before stay the ones kept
-            self.previous = {item: self.previous[item] for item in marks.previous}
-        else:
-            self.previous = marks.previous
-        self.export_id = export_id
+    def mark(self, store: Store, export_id: str, versions: dict[str, int]) -> Marks:
+        replacing = self.export_ids[-1] if self.export_ids else None
+        self.export_ids.append(export_id)
+        marks = Marks()
+        try:
+            store.mark_exported(export_id, versions, replacing=replacing, into=marks)
+        finally:  # what was marked before a failure is put back too
+            if replacing is None:
+                self.previous = marks.previous
+        return marks
 
     def put_back(self, store: Store) -> None:
-        if self.previous:
-            store.unmark_exported(self.export_id, self.previous)
+        for export_id in self.export_ids:
+            store.unmark_exported(export_id, self.previous)
 
 
 def identify_and_mark(
@@ -123,9 +131,7 @@ def identify_and_mark(
     """The data files' identity, and the items marked exported under it: each only if it is
     still accepted at the version read (``Marks.refused`` names the others)."""
     identity = identify(staging, rows_per_file)
-    marks = store.mark_exported(identity.export_id, versions, replacing=ledger.export_id or None)
-    ledger.record(identity.export_id, marks)
-    return identity, marks
+    return identity, ledger.mark(store, identity.export_id, versions)
 
 
 def write_provenance(

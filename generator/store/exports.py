@@ -38,7 +38,12 @@ class ExportsMixin(StoreBase):
     """Export marks on items, ``P:exports``, ``P:tokens:<fingerprint>``, eval reports."""
 
     def mark_exported(
-        self, export_id: str, versions: Mapping[str, int], *, replacing: str | None = None
+        self,
+        export_id: str,
+        versions: Mapping[str, int],
+        *,
+        replacing: str | None = None,
+        into: Marks | None = None,
     ) -> Marks:
         """Mark items exported (an undo is refused from then on), each only if it is still
         accepted at the version the export read (``versions``: item id -> version).
@@ -46,8 +51,9 @@ class ExportsMixin(StoreBase):
         ``replacing``: the id an earlier call of the same export marked with; only items still
         carrying it are marked (the export was rewritten without some items, under a new id).
         Check and mark are one step on the server per chunk, so no undo slips in between.
+        ``into``: filled chunk by chunk, so a caller knows what was marked should one fail.
         """
-        marks = Marks()
+        marks = into if into is not None else Marks()
         ids = list(versions)
         for start in range(0, len(ids), _MARK_CHUNK):
             chunk = ids[start : start + _MARK_CHUNK]

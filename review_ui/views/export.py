@@ -83,7 +83,7 @@ def _options(asked: Asked, config: Settings) -> ExportOptions:
     return ExportOptions(
         runs=asked.runs,
         kind=CandidateKind(asked.kind),
-        format=asked.row_format,  # type: ignore[arg-type]
+        format=asked.row_format,
         out=confined_target(config.export_root_dir(), asked.name),
         overwrite=asked.overwrite,
         merge=merges[asked.merge],
