@@ -76,6 +76,18 @@ def _wanted(
     )
 
 
+def _cleared(decisions: tuple[DecisionRecord, ...]) -> bool:
+    """Whether a reviewer cleared the PII/secret flag of the content the item holds now.
+
+    A clearance speaks for the text its reviewer saw: an edit after it replaces that text (and
+    its screen), so only the last standing edit, or an accept after it, can clear the flag.
+    """
+    accepting = _accepting(decisions)
+    edits = [index for index, d in enumerate(accepting) if d.verdict == "edit"]
+    since = edits[-1] if edits else 0
+    return any(PII_CLEARED_TAG in d.reason_tags for d in accepting[since:])
+
+
 def _pii_refusal(item: dict[str, Any], decisions: tuple[DecisionRecord, ...]) -> str | None:
     """Why the item may not leave for want of a PII/secret screen (None: it may).
 
@@ -90,7 +102,7 @@ def _pii_refusal(item: dict[str, Any], decisions: tuple[DecisionRecord, ...]) ->
         return "changed since its PII/secret screen (an edit?); screen it again to export it"
     if pii["passed"]:
         return None
-    if any(PII_CLEARED_TAG in d.reason_tags for d in _accepting(decisions)):
+    if _cleared(decisions):
         return None
     return (
         f"PII/secret flag not cleared by a reviewer ({pii['reason']}); accept it again with "
