@@ -93,3 +93,19 @@ def screen_all(candidates: Sequence[Candidate]) -> list[Candidate]:
         c.model_copy(update={"scores": {**c.scores, PII_FILTER: s}})
         for c, s in zip(candidates, scores, strict=True)
     ]
+
+
+def original_flag(item: dict[str, Any]) -> str | None:
+    """For an edited item (stored JSON form): why its original content must not leave, or None.
+
+    The item's ``pii`` score screens the edit, but the original can still leave as the rejected
+    side of a pair made from the edit, or in the provenance's edit diff; so the original is
+    screened here, when an export is about to write it (only edited items pay for this).
+    """
+    if item.get("edited") is None or item.get("payload") is None:
+        return None
+    original = Candidate(
+        kind=item["kind"], payload=item["payload"], run_id=item["run_id"], gap_id=item["gap_id"]
+    )
+    score = screen(original)
+    return None if score.passed else score.reason

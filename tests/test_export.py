@@ -34,6 +34,7 @@ from generator.schema import (
     Candidate,
     CandidateKind,
     CandidateStatus,
+    ReviewSettings,
     RunConfig,
     Score,
 )
@@ -786,3 +787,72 @@ def test_an_export_that_fails_after_writing_again_without_a_raced_item_puts_ever
     assert marks == [None] * 4, "the marks made under both ids are put back"
     assert not [p.name for p in tmp_path.iterdir() if p.name != "data"], "no export, no temp dir"
     store.undo(items[0].id, "alice")  # not exported: still undoable
+
+
+LEAK = (
+    "My SSN is 078-05-1120, mail john.doe@example.com, key AKIAIOSFODNN7QZX4PLE and "
+    "ghp_aB3dE5fG7hJ9kL1mN3pQ5rS7tU9vW1xY3z5A"
+)
+
+
+def _edited_leak(store: Store, *tags: str) -> Candidate:
+    """An SFT item whose generated answer leaks, edited by a reviewer into a clean one."""
+    item = Candidate(
+        kind=SFT,
+        payload=sft("Question number 2?", LEAK),
+        run_id="run-1",
+        gap_id="gap-a",
+        status=CandidateStatus.PENDING,
+    )
+    put(store, [item])
+    clean = sft("Question number 2?", "A clean answer.")
+    decide(store, item, "edit", edited_payload=clean, reason_tags=list(tags))
+    return item
+
+
+def test_a_pair_made_from_an_edit_is_refused_when_its_original_rejected_side_leaks(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    item = _edited_leak(store, PREFERENCE_PAIR_TAG)
+    put(store, [preference(1)])
+    accept_all(store)
+    result = export(store, options(tmp_path, model_dir, kind=PREFERENCE), tmp_path)
+    assert [refused for refused, _ in result.refused] == [item.id]
+    assert "the pair's rejected side, holds PII/secrets" in result.refused[0][1]
+    assert "078-05-1120" not in (tmp_path / "export" / "train.jsonl").read_text()
+
+
+def test_the_edit_diff_of_an_item_whose_original_leaks_is_withheld_from_provenance(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    item = _edited_leak(store)
+    export(store, options(tmp_path, model_dir), tmp_path)
+    [record] = lines(tmp_path / "export" / "provenance.jsonl")
+    review: Any = record["review"]
+    assert record["item_id"] == item.id
+    assert review["edit_diff"] is None
+    assert "holds PII/secrets" in review["edit_diff_withheld"]
+    for path in (tmp_path / "export").iterdir():
+        assert "078-05-1120" not in path.read_text(errors="replace"), path.name
+
+
+def test_a_clearance_given_before_another_reviewer_edits_in_leaks_does_not_let_it_out(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    review = ReviewSettings(reviewers_per_item=2, overlap_rule="majority")
+    store.save_run(RunConfig(run_id="run-1", review=review))
+    item = candidate(7)
+    put(store, [item])
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    store.decide(item.id, "alice", "accept", lease.version, reason_tags=[PII_CLEARED_TAG])
+    lease = store.claim("bob", "run-1")
+    assert lease is not None
+    leaky_edit = sft(item.payload.prompt_text(), LEAK)  # type: ignore[union-attr]
+    store.decide(item.id, "bob", "edit", lease.version, edited_payload=leaky_edit)
+    put(store, [candidate(8)])
+    for reviewer in ("alice", "bob"):
+        accept_all(store, reviewer=reviewer)
+    result = export(store, options(tmp_path, model_dir), tmp_path)
+    assert [refused for refused, _ in result.refused] == [item.id]
+    assert "078-05-1120" not in (tmp_path / "export" / "train.jsonl").read_text()

@@ -13,6 +13,7 @@ import orjson
 from generator.agreement import agreement, votes_by_item
 from generator.export.selection import Approved
 from generator.schema import DecisionRecord
+from generator.screening import original_flag
 
 
 def _lines(example: dict[str, Any]) -> list[str]:
@@ -32,6 +33,15 @@ def edit_diff(item: dict[str, Any]) -> str | None:
     original = "\n".join(_lines(item["payload"])).splitlines(keepends=True)
     edited = "\n".join(_lines(item["edited"])).splitlines(keepends=True)
     return "".join(difflib.unified_diff(original, edited, "generated", "reviewed", n=1))
+
+
+def _edit_diff_record(item: dict[str, Any]) -> dict[str, Any]:
+    """The edit diff, unless the original it quotes holds PII/secrets: only the exported
+    (screened) content may leave, so such a diff is withheld and the reason given instead."""
+    flag = original_flag(item)
+    if flag is None:
+        return {"edit_diff": edit_diff(item)}
+    return {"edit_diff": None, "edit_diff_withheld": f"the original holds PII/secrets ({flag})"}
 
 
 def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any]:
@@ -63,7 +73,7 @@ def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any
                 }
                 for d in approved.decisions
             ],
-            "edit_diff": edit_diff(item),
+            **_edit_diff_record(item),
         },
     }
     record.pop("rendered_prompt", None)

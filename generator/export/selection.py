@@ -21,7 +21,7 @@ from generator.schema import (
     CandidateStatus,
     DecisionRecord,
 )
-from generator.screening import PII_FILTER, pii_score_is_current
+from generator.screening import PII_FILTER, original_flag, pii_score_is_current
 from generator.store import Store
 
 HUMAN_VERDICTS = {"accept", "edit", "reject", "bulk_reject"}
@@ -88,7 +88,9 @@ def _cleared(decisions: tuple[DecisionRecord, ...]) -> bool:
     return any(PII_CLEARED_TAG in d.reason_tags for d in accepting[since:])
 
 
-def _pii_refusal(item: dict[str, Any], decisions: tuple[DecisionRecord, ...]) -> str | None:
+def _pii_refusal(
+    item: dict[str, Any], decisions: tuple[DecisionRecord, ...], kind: CandidateKind
+) -> str | None:
     """Why the item may not leave for want of a PII/secret screen (None: it may).
 
     Nothing unscreened leaves: an item needs a ``pii`` score made on the content it holds now
@@ -100,14 +102,24 @@ def _pii_refusal(item: dict[str, Any], decisions: tuple[DecisionRecord, ...]) ->
         return "never screened for PII/secrets; screen it before it can be exported"
     if not pii_score_is_current(item):
         return "changed since its PII/secret screen (an edit?); screen it again to export it"
-    if pii["passed"]:
-        return None
-    if _cleared(decisions):
-        return None
-    return (
-        f"PII/secret flag not cleared by a reviewer ({pii['reason']}); accept it again with "
-        f"the {PII_CLEARED_TAG!r} tag to export it"
-    )
+    if not pii["passed"] and not _cleared(decisions):
+        return (
+            f"PII/secret flag not cleared by a reviewer ({pii['reason']}); accept it again with "
+            f"the {PII_CLEARED_TAG!r} tag to export it"
+        )
+    if _pair_from_edit(item, kind) and not _cleared(decisions):
+        flag = original_flag(item)
+        if flag is not None:
+            return (
+                f"the original answer, the pair's rejected side, holds PII/secrets ({flag}); "
+                f"accept the edit with the {PII_CLEARED_TAG!r} tag to export it"
+            )
+    return None
+
+
+def _pair_from_edit(item: dict[str, Any], kind: CandidateKind) -> bool:
+    """Whether the export writes this item as a pair of its edit (chosen) and original."""
+    return kind is CandidateKind.PREFERENCE and item["kind"] == CandidateKind.SFT.value
 
 
 class Selection:
@@ -142,7 +154,7 @@ class Selection:
                     decisions = tuple(standing.get(item["id"], ()))
                     if item["kind"] != kind.value and not _wanted(item, decisions, kind):
                         continue
-                    refusal = _pii_refusal(item, decisions)
+                    refusal = _pii_refusal(item, decisions, kind)
                     if refusal is not None:
                         self.refused.append((item["id"], refusal))
                         continue
