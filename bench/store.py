@@ -113,12 +113,14 @@ def concurrent_reviewers(url: str, prefix: str, run_id: str, reviewers: int, eac
     return sum(done) / (time.perf_counter() - start)
 
 
-def redis_benchmark(port: int, host: str) -> dict[str, float]:
+def redis_benchmark(port: int, host: str, password: str | None = None) -> dict[str, float]:
     binary = shutil.which("redis-benchmark") or shutil.which("valkey-benchmark")
     if binary is None:
         return {}
     result = subprocess.run(
-        [binary, "-h", host, "-p", str(port), "-c", "1", "-n", "20000", "-t", "ping,set", "--csv"],
+        [binary, "-h", host, "-p", str(port), "-c", "1", "-n", "20000", "-t", "ping,set", "--csv"]
+        # the bundled server's password: a throwaway server's, so argv is acceptable here
+        + (["-a", password] if password else []),
         capture_output=True,
         text=True,
         timeout=120,
@@ -161,7 +163,11 @@ def main() -> int:
         review = summary("claim+decide", review_loop(store, "bench", "alice", args.items))
         concurrent = concurrent_reviewers(url, prefix, "bench-concurrent", 8, args.items // 8)
         kwargs = client.get_connection_kwargs()
-        external = redis_benchmark(int(kwargs["port"]), str(kwargs["host"])) if server else {}
+        external = (
+            redis_benchmark(int(kwargs["port"]), str(kwargs["host"]), kwargs.get("password"))
+            if server
+            else {}
+        )
     finally:
         store.delete_prefix()
         if server is not None:
