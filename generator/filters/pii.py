@@ -20,13 +20,16 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from generator.filters.secrets import FAMILIES, Finding, find_secrets, random_enough
 from generator.schema import Candidate, Score
 from generator.screening import SCREENED_HASH, candidate_screened_hash, screened_text
 
-EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# Bounded parts (RFC 5321: 64-byte local part, 63-byte labels) keep a scan linear: unbounded
+# ones backtrack quadratically over a long run like "a-a-a-..." with no "@" after it.
+EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.){1,10}[A-Za-z]{2,63}\b")
 PHONE = re.compile(
     # not inside a longer run of digit groups (an order or card number is no phone number)
     r"(?<![\w.])(?<!\d[ .-])(?:\+\d{1,3}[ .-]?)?(?:\(\d{2,4}\)[ .-]?|\d{2,4}[ .-])"
@@ -120,6 +123,25 @@ def _same_secret(finding: Finding, others: list[Finding]) -> bool:
     return bool(value) and any(value in o.value or o.value in value for o in others)
 
 
+# detect-secrets plugins whose formats generator.filters.secrets matches with tighter rules;
+# their own regexes also backtrack quadratically ("sk-" repeated: 27 s per 100 KB line).
+_SUPERSEDED = frozenset({"OpenAIDetector", "JwtTokenDetector"})
+
+# detect-secrets scans a line at a time, and some of its regexes are superlinear in the line's
+# length: a long line is scanned in overlapping windows, so a hostile 1 MB line costs linear
+# time. A key is far shorter than the overlap, so none is cut in two unseen.
+_WINDOW = 4096
+_OVERLAP = 512
+
+
+def _windows(line: str) -> Iterator[str]:
+    if len(line) <= _WINDOW:
+        yield line
+        return
+    for start in range(0, len(line) - _OVERLAP, _WINDOW - _OVERLAP):
+        yield line[start : start + _WINDOW]
+
+
 class PIIFilter:
     """Fails a candidate containing personal data or a secret. Evidence: kinds and masked values."""
 
@@ -142,7 +164,9 @@ class PIIFilter:
                 self.plugins.append(plugin(limit=entropy_base64))
             elif plugin.__name__ == "HexHighEntropyString":
                 self.plugins.append(plugin(limit=entropy_hex))
-            elif plugin.__name__ != "IPPublicDetector":  # IPs are matched (and parsed) below
+            elif plugin.__name__ == "IPPublicDetector":  # IPs are matched (and parsed) below
+                continue
+            elif not (current_formats and plugin.__name__ in _SUPERSEDED):
                 self.plugins.append(plugin())
 
     def secrets(self, text: str) -> list[Finding]:
@@ -155,14 +179,15 @@ class PIIFilter:
         return ours + theirs
 
     def _detect_secrets(self, text: str) -> list[Finding]:
-        found = []
+        found: dict[Finding, None] = {}  # ordered, and a key seen by two windows counts once
         for number, line in enumerate(text.splitlines(), start=1):
-            for plugin in self.plugins:
-                for secret in plugin.analyze_line(
-                    filename="candidate", line=line, line_number=number
-                ):
-                    found.append(Finding(str(secret.type), str(secret.secret_value or "")))
-        return found
+            for window in _windows(line):
+                for plugin in self.plugins:
+                    for secret in plugin.analyze_line(
+                        filename="candidate", line=window, line_number=number
+                    ):
+                        found[Finding(str(secret.type), str(secret.secret_value or ""))] = None
+        return list(found)
 
     def findings(self, text: str) -> list[Finding]:
         return self.secrets(text) + _personal(text)

@@ -210,7 +210,13 @@ RULES: tuple[SecretRule, ...] = (
     SecretRule("Hugging Face token", HUB, _token(r"(?:hf_|api_org_)[A-Za-z]{34}"), mixed_case),
     SecretRule("Replicate API token", HUB, _token(r"r8_[A-Za-z0-9]{37}")),
     # -- chat ----------------------------------------------------------------------------------
-    SecretRule("Slack Token", CHAT, _token(r"xox[abposr]-(?:\d+-)+[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")),
+    # Bounded groups: "(?:\d+-)+" then "(?:-[A-Za-z0-9]+)*" split a run of digit groups in
+    # exponentially many ways ("xoxb-" + "1-" * 50,000 took 58 s).
+    SecretRule(
+        "Slack Token",
+        CHAT,
+        _token(r"xox[abposr]-\d{1,15}(?:-\d{1,15}){0,3}-[A-Za-z0-9]{8,64}(?:-[A-Za-z0-9]{1,64})?"),
+    ),
     SecretRule("Slack Token", CHAT, _token(r"xoxe(?:\.xox[bp])?-\d-[A-Za-z0-9]{140,}")),
     SecretRule("Slack Token", CHAT, _token(r"xapp-\d-[A-Z0-9]+-\d+-[a-z0-9]+")),
     # -- JWTs and private keys -----------------------------------------------------------------
