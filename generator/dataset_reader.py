@@ -213,6 +213,8 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataFileError(f"{path}: no such file")
     if path.is_dir():
         raise DataFileError(f"{path}: is a directory, not a data file")
+    if not path.is_file():  # a FIFO would block the read forever; a device never ends
+        raise DataFileError(f"{path}: not a regular file (a pipe or a device?)")
     try:
         with open(path, "rb") as probe:
             magic = probe.read(4)

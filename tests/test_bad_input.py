@@ -343,3 +343,10 @@ def test_the_library_import_refuses_a_run_id_that_cannot_be_a_key(
     with pytest.raises(InvalidValueError, match="'a:status' is not a valid id"):
         ingest_file(cli_store, path, "a:status")
     assert stored_keys(cli_store) == []
+
+
+def test_a_named_pipe_is_refused_instead_of_waited_on(tmp_path: Path) -> None:
+    fifo = tmp_path / "rows.jsonl"
+    os.mkfifo(fifo)
+    with pytest.raises(DataFileError, match=r"not a regular file"):
+        read_examples(fifo)
