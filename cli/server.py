@@ -101,7 +101,7 @@ def server_info(ctx: typer.Context) -> None:
     if settings.redis_url:
         connect(settings.redis_url)  # unreachable or refusing: one line (masked), exit 1
         shown = masked_url(settings.redis_url)
-        console.print(f"REDIS_URL is set: using {shown}; no bundled server is used", highlight=False)
+        console.print(f"REDIS_URL is set: using {shown}; no bundled server runs", highlight=False)
         return
     info = BundledServer(settings.data_dir).info()
     if info is None:
