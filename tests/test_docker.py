@@ -3,6 +3,7 @@ compose-spec JSON schema (vendored by check-jsonschema) and checked for what gap
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -70,3 +71,12 @@ def test_the_review_ui_is_served_against_the_same_redis() -> None:
     assert ui["ports"] == ["127.0.0.1:8501:8501"]
     app = (DOCKER / "Dockerfile.app").read_text()
     assert "COPY review_ui ./review_ui" in app and "COPY prompts ./prompts" in app
+
+
+def test_the_review_ui_bound_to_every_address_names_the_hosts_it_answers() -> None:
+    ui = compose()["services"]["ui"]
+    assert "0.0.0.0" in ui["command"]  # so gapfill ui needs ui_allowed_hosts, or refuses
+    hosts = ui["environment"]["GAPFILL_UI_ALLOWED_HOSTS"]
+    default = json.loads(hosts.removeprefix("${GAPFILL_UI_ALLOWED_HOSTS:-").removesuffix("}"))
+    assert default == ["localhost", "127.0.0.1"]
+    assert all(port.startswith("127.0.0.1:") for port in ui["ports"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from generator.export.selection import _pii_refusal
-from generator.schema import PII_CLEARED_TAG, DecisionRecord, Message, SFTExample
+from generator.schema import PII_CLEARED_TAG, CandidateKind, DecisionRecord, Message, SFTExample
 from generator.screening import PII_FILTER, SCREENED_HASH, screened_hash
+
+SFT = CandidateKind.SFT
 
 
 def _flagged_item() -> dict[str, Any]:
@@ -40,17 +42,17 @@ def _decision(reviewer: str, verdict: str, *tags: str) -> DecisionRecord:
 
 def test_a_flag_cleared_on_the_text_the_item_holds_lets_it_leave() -> None:
     decisions = (_decision("ann", "accept", PII_CLEARED_TAG),)
-    assert _pii_refusal(_flagged_item(), decisions) is None
+    assert _pii_refusal(_flagged_item(), decisions, SFT) is None
 
 
 def test_a_clearance_given_before_a_later_edit_does_not_clear_the_edited_text() -> None:
     decisions = (_decision("ann", "accept", PII_CLEARED_TAG), _decision("bob", "edit"))
-    refusal = _pii_refusal(_flagged_item(), decisions)
+    refusal = _pii_refusal(_flagged_item(), decisions, SFT)
     assert refusal is not None and "not cleared" in refusal
 
 
 def test_an_edit_that_clears_its_own_flag_or_an_accept_after_it_counts() -> None:
     item = _flagged_item()
-    assert _pii_refusal(item, (_decision("bob", "edit", PII_CLEARED_TAG),)) is None
+    assert _pii_refusal(item, (_decision("bob", "edit", PII_CLEARED_TAG),), SFT) is None
     after = (_decision("bob", "edit"), _decision("cat", "accept", PII_CLEARED_TAG))
-    assert _pii_refusal(item, after) is None
+    assert _pii_refusal(item, after, SFT) is None
