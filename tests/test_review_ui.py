@@ -603,10 +603,21 @@ def test_untrusted_candidate_text_stays_inert_in_the_browser(
         page.get_by_text(text, exact=False).first.wait_for(timeout=15_000)
         assert page.get_by_text(text, exact=False).count() >= 1, f"{text!r} shown as text"
         assert page.locator("a[href^='javascript']").count() == 0
-        press(page, "a")
-        current = wait_for_next(page, current) if text != XSS[-1] else current
+        current = _accept(page, current) if text != XSS[-1] else current
     page.wait_for_timeout(500)
     assert dialogs == [] and outside == []
+
+
+def _accept(page, current: str) -> str:  # type: ignore[no-untyped-def]
+    """Accept the shown item and return the next one's id. This test is about inert text, not
+    about keys: a key dropped while the page re-renders (a known flaw, timed by the keyboard
+    tests and bench/review_ui.py) is pressed once more instead of failing the test."""
+    press(page, "a")
+    try:
+        return wait_for_next(page, current, timeout=8)
+    except AssertionError:
+        press(page, "a")
+        return wait_for_next(page, current)
 
 
 @pytest.fixture
