@@ -29,6 +29,7 @@ import redis
 
 from generator.redis_server import BundledServer
 from generator.schema import Candidate, CandidateKind, CandidateStatus, Message, SFTExample
+from generator.screening import screen_all
 from generator.store import Store
 
 TARGET_P95_MS = 5.0
@@ -78,8 +79,10 @@ def seed(store: Store, run_id: str, count: int) -> None:
         )
         for i in range(count)
     ]
+    # Stored as import and the filters store them: screened. (A decision screens again only an
+    # edit, or an item whose screen is missing or stale.)
     for start in range(0, count, 500):
-        store.put_many(candidates[start : start + 500])
+        store.put_many(screen_all(candidates[start : start + 500]))
 
 
 def review_loop(store: Store, run_id: str, reviewer: str, count: int) -> list[float]:
