@@ -55,6 +55,7 @@ def main_options(
 app.command()(server.status)
 app.command()(data.validate)
 app.command("import")(data.import_file)
+app.command()(data.rescreen)
 app.command()(coverage.gaps)
 app.command()(data.score)
 app.command()(generation.worker)

@@ -1,4 +1,4 @@
-"""Dataset files: ``gapfill validate``, ``gapfill import`` and ``gapfill score``."""
+"""Dataset files and their items: ``gapfill validate``, ``import``, ``rescreen`` and ``score``."""
 
 from __future__ import annotations
 
@@ -11,10 +11,11 @@ from rich.markup import escape
 from cli.common import console, err_console, open_store, settings_of, user_errors
 from generator.dataset_import import ingest_file
 from generator.dataset_reader import FORMATS, Format, read_examples
+from generator.errors import InvalidValueError
 from generator.factories import make_embedder
 from generator.filters.file_scoring import score_file
 from generator.filters.settings import load_filter_settings
-from generator.schema import check_identifier
+from generator.schema import CandidateStatus, check_identifier
 
 DataFile = Annotated[Path, typer.Argument(help="JSONL, JSONL.gz, JSON array or Parquet file.")]
 # The dataset row formats are the library's (it checks the name and lists them in its error).
@@ -73,6 +74,25 @@ def import_file(
     )
     for error in result.skipped:
         console.print(f"  skipped {escape(str(error))}", highlight=False)
+
+
+@user_errors
+def rescreen(
+    ctx: typer.Context,
+    run: Annotated[str, typer.Option(help="The run whose items to screen.")],
+) -> None:
+    """Screen a run's items for PII and secrets where their screen is missing or out of date
+    (items stored by a gapfill from before screening): the export refuses those items."""
+    check_identifier(run, "--run")
+    store = open_store(settings_of(ctx))
+    if run not in store.runs():
+        raise InvalidValueError(f"--run: no run {run!r} in the store")
+    ids = [i for status in CandidateStatus for i in store.ids(run, status)]
+    written = sum(store.rescreen(item_id) for item_id in ids)
+    console.print(
+        f"run {run!r}: {len(ids)} items, {written} screened now, {len(ids) - written} current",
+        highlight=False,
+    )
 
 
 @user_errors

@@ -202,3 +202,36 @@ def test_an_edit_screen_is_made_on_the_stored_json_form(store: Store) -> None:
     stored = store.get(item.id)
     assert stored.edited == edit
     assert stored.scores[PII_FILTER].evidence[SCREENED_HASH] == candidate_screened_hash(stored)
+
+
+def test_gapfill_rescreen_screens_the_items_an_older_gapfill_stored_unscreened(
+    store: Store, server_url: str
+) -> None:
+    unscreened = Candidate(
+        kind=CandidateKind.SFT,
+        payload=sft("Who do I write to?", LEAKY),
+        run_id="run-1",
+        status=CandidateStatus.PENDING,
+    )
+    store.put_many([unscreened, candidate(2)])  # no screen, as before screening existed
+    version = raw_item(store, unscreened.id)["version"]
+    assert not pii_score_is_current(raw_item(store, unscreened.id))
+    env = cli_env(store, server_url)
+    result = run_cli(env, "rescreen", "--run", "run-1", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "2 items, 2 screened now, 0 current" in result.stdout
+    item = raw_item(store, unscreened.id)
+    assert pii_score_is_current(item) and not item["scores"][PII_FILTER]["passed"]
+    assert item["version"] == version, "a screen is no decision: leases stay valid"
+    again = run_cli(env, "rescreen", "--run", "run-1", timeout=120)
+    assert "0 screened now, 2 current" in again.stdout
+
+
+def test_gapfill_rescreen_of_an_unknown_or_malformed_run_is_one_line(
+    store: Store, server_url: str
+) -> None:
+    env = cli_env(store, server_url)
+    for run, reason in (("nope", "no run 'nope' in the store"), ("a:b", "is not a valid id")):
+        result = run_cli(env, "rescreen", "--run", run, timeout=120)
+        assert result.returncode == 1 and reason in result.stderr
+        assert len(result.stderr.strip().splitlines()) == 1

@@ -99,9 +99,9 @@ def _pii_refusal(
     """
     pii = item.get("scores", {}).get(PII_FILTER)
     if pii is None:
-        return "never screened for PII/secrets; screen it before it can be exported"
+        return "never screened for PII/secrets (stored before screening?); run gapfill rescreen"
     if not pii_score_is_current(item):
-        return "changed since its PII/secret screen (an edit?); screen it again to export it"
+        return "changed since its PII/secret screen; run gapfill rescreen to screen it again"
     if not pii["passed"] and not _cleared(decisions):
         return (
             f"PII/secret flag not cleared by a reviewer ({pii['reason']}); accept it again with "

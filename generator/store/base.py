@@ -20,7 +20,15 @@ from generator.store.keys import PREFIX, Keys
 # The scripts that use the helpers of lua/common.lua (now_ms, move_status) get it prepended.
 _WITH_COMMON = {"put", "route", "claim", "decide", "undo", "bulk", "expire_leases"}
 # Every script a store runs, each registered once per store (its SHA computed once).
-_SCRIPTS = (*_WITH_COMMON, "release", "add_task", "mark_exported", "unmark_exported", "read_items")
+_SCRIPTS = (
+    *_WITH_COMMON,
+    "release",
+    "add_task",
+    "mark_exported",
+    "unmark_exported",
+    "read_items",
+    "rescreen",
+)
 
 
 @functools.cache

@@ -235,6 +235,21 @@ class ReviewMixin(ItemsMixin):
         scores = {**stored.scores, PII_FILTER: screen(stored)}
         return self._serialise(stored.model_copy(update={"scores": scores})), int(version or 0)
 
+    def rescreen(self, item_id: str) -> bool:
+        """Give the item a current PII/secret screen if it lacks one (an item stored by a gapfill
+        from before screening); True when a screen was written. Retried if the item changes
+        meanwhile, so the score written is always made on the content the item holds."""
+        for _ in range(3):
+            screened, version = self._screened_data(item_id, None)
+            if not screened:
+                return False
+            written = self._scripts["rescreen"](
+                keys=[self.keys.item(item_id)], args=[screened, version]
+            )
+            if written:
+                return True
+        raise StoreError(f"item {item_id}: changed during each of 3 screens; try again")
+
     def undo(self, item_id: str, reviewer: str) -> LoggedDecision:
         """Take back ``reviewer``'s accept/reject of an item: it returns to the review queue
         (with its priority), the edit is dropped, and the undo is logged. Refused when someone
