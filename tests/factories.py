@@ -3,9 +3,15 @@ the environment `cli_env` builds)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
@@ -105,3 +111,35 @@ def run_cli(
         text=True,
         timeout=timeout,
     )
+
+
+@contextlib.contextmanager
+def serving_ui(
+    env: dict[str, str], port: int, *flags: str, cwd: Path | None = None
+) -> Iterator[str]:
+    """`gapfill ui --port PORT FLAGS` running until the block ends; yields its address once its
+    health check answers. Stopped with its whole session (gapfill ui and what it started)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "ui", "--port", str(port), *flags],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                process.kill()
+                raise AssertionError("gapfill ui did not start") from None
+            time.sleep(0.3)
+    try:
+        yield url
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(timeout=20)

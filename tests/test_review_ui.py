@@ -6,12 +6,7 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,11 +14,12 @@ import pytest
 import redis
 
 from generator import reviewers
+from generator.redis_server import free_port
 from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
 from generator.screening import screen_all
 from generator.store import Store
 from tests.conftest import REAL_DATA
-from tests.factories import sft
+from tests.factories import serving_ui, sft
 
 REVIEW_UI = Path(__file__).resolve().parents[1] / "review_ui"
 APP = REVIEW_UI / "app.py"
@@ -437,12 +433,6 @@ def test_an_allowed_oidc_account_reviews_and_an_admin_e_mail_gets_admin_pages(
 # -- a real browser ----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def served(ui_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[str]:
     if not CHROMIUM.exists():
@@ -451,28 +441,8 @@ def served(ui_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[s
     mode = getattr(request, "param", "--local")
     if mode == "--no-local":
         request.getfixturevalue("tokens")  # the UI refuses to start without reviewers
-    env = {**os.environ, **ui_env}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "ui", "--port", str(port), mode],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"{url}/_stcore/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("gapfill ui did not start")
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)  # its session: gapfill ui and anything it started
-    process.wait(timeout=20)
+    with serving_ui({**os.environ, **ui_env}, port, mode) as url:
+        yield url
 
 
 @pytest.fixture

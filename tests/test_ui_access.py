@@ -5,12 +5,7 @@ from __future__ import annotations
 
 import base64
 import os
-import signal
 import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,7 +19,8 @@ from generator.access import (
     is_loopback,
 )
 from generator.errors import ConfigError
-from tests.factories import cli_env, run_cli
+from generator.redis_server import free_port
+from tests.factories import cli_env, run_cli, serving_ui
 
 POLICY = OidcPolicy.of(["Boss@Partner.org"], ["example.com", "@Lab.Example.net"])
 
@@ -196,12 +192,6 @@ def test_gapfill_ui_refuses_unsafe_or_contradictory_flags_in_one_line(
 # -- a real server -----------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def local_ui(valkey_url: str, key_prefix: str, tmp_path: Path) -> Iterator[int]:
     """`gapfill ui --local`, run from a folder whose .streamlit/config.toml turns every guard
@@ -218,27 +208,8 @@ def local_ui(valkey_url: str, key_prefix: str, tmp_path: Path) -> Iterator[int]:
         GAPFILL_KEY_PREFIX=key_prefix,
         PYTHONPATH=str(Path(__file__).resolve().parents[1]),
     )
-    process = subprocess.Popen(
-        [sys.executable, "-m", "cli", "ui", "--local", "--port", str(port)],
-        cwd=folder,
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=2)
-            break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        process.kill()
-        pytest.fail("gapfill ui did not start")
-    yield port
-    os.killpg(process.pid, signal.SIGTERM)  # its session: gapfill ui and anything it started
-    process.wait(timeout=20)
+    with serving_ui(env, port, "--local", cwd=folder):
+        yield port
 
 
 def upgrade(port: int, host: str, origin: str | None = None) -> int:
