@@ -87,6 +87,7 @@ def export_command(
             evaluate=evaluate_export,
             eval_sets=eval_sets or [],
             judge=judge,
+            mode=settings.export_dir_mode(),
         )
     except (ValueError, ValidationError) as exc:
         raise ConfigError(f"export: {first_error(exc)}") from exc
@@ -145,7 +146,8 @@ def eval_command(
         raw = store.gap_report_json(run)
         if raw is None:
             raise ConfigError(f"--run {run}: no gap report stored for it")
-        data.gap_report = GapReport.model_validate_json(raw)
+        data.gap_reports = {run: GapReport.model_validate_json(raw)}
+        data.counted = f"every row of {file} (rows already in the measured dataset count again)"
     evaluation = evaluate(data, options, make_embedder(settings), settings.data_dir)
     write_reports(evaluation, out, data.gaps)
     if store is not None and run is not None:

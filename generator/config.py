@@ -108,6 +108,13 @@ class Settings(BaseSettings):
         description="The only directory the review UI exports into, one folder per export, "
         "named in the form. Unset: DATA_DIR/exports.",
     )
+    export_mode: str = Field(
+        default="0750",
+        pattern=r"^0?[0-7]{3}$",
+        description="Octal permissions of an export's folder (its files get the same, without "
+        "execute bits): 0750 lets the owner's group read exports in a shared group directory; "
+        "0700 keeps them private.",
+    )
     export_merge_files: list[Path] = Field(
         default_factory=list,
         description="Existing datasets the review UI's export may merge (chosen from this list, "
@@ -131,6 +138,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="With OIDC sign-in, the e-mail domains whose verified addresses may sign in.",
     )
+
+    def export_dir_mode(self) -> int:
+        return int(self.export_mode, 8)
 
     def export_root_dir(self) -> Path:
         """Where UI exports go: ``export_root``, or ``DATA_DIR/exports``."""

@@ -399,7 +399,17 @@ def analyse(
 
 
 def count_into_gaps(report: GapReport, texts: Sequence[str], embedder: Embedder) -> dict[str, int]:
-    """How many of ``texts`` each gap gains, by the rule the gap was measured with.
+    """How many of ``texts`` each gap gains, by the rule the gap was measured with (see
+    ``gaps_of``)."""
+    gained = dict.fromkeys((g.id for g in report.gaps), 0)
+    for memberships in gaps_of(report, texts, embedder):
+        for gap_id in memberships:
+            gained[gap_id] += 1
+    return gained
+
+
+def gaps_of(report: GapReport, texts: Sequence[str], embedder: Embedder) -> list[list[str]]:
+    """Per text, the gaps it counts into (at most one taxonomy cell and one reference gap).
 
     Taxonomy cells: the nearest cell, above its threshold. Reference gaps: a text counts when it
     covers one of the gap's uncovered reference prompts (similarity >= the reference threshold,
@@ -407,9 +417,10 @@ def count_into_gaps(report: GapReport, texts: Sequence[str], embedder: Embedder)
     gap's centroid: a cluster's centroid is an average, and half of the real prompts in a demo
     cluster sit below 0.5 from it, so on-topic items would never count.
     """
-    gained = dict.fromkeys((g.id for g in report.gaps), 0)
+    found: list[list[str]] = [[] for _ in texts]
+    known = {g.id for g in report.gaps}
     if not texts or not report.centroids:
-        return gained
+        return found
     vectors = embedder.embed(list(texts))
     cell_ids = [g.id for g in report.gaps if g.kind == "taxonomy"]
     if cell_ids:
@@ -418,13 +429,13 @@ def count_into_gaps(report: GapReport, texts: Sequence[str], embedder: Embedder)
         nearest, best = scores.argmax(axis=1), scores.max(axis=1)
         for row, index in enumerate(nearest):
             if best[row] >= report.thresholds[cell_ids[index]]:
-                gained[cell_ids[index]] += 1
-    members = [r for r in report.reference_coverage if r.gap_id in gained]
+                found[row].append(cell_ids[index])
+    members = [r for r in report.reference_coverage if r.gap_id in known]
     if members:
         scores = vectors @ embedder.embed([m.text for m in members]).T
         nearest, best = scores.argmax(axis=1), scores.max(axis=1)
         for row, index in enumerate(nearest):
             gap_id = members[index].gap_id
             if gap_id is not None and best[row] >= report.thresholds[gap_id]:
-                gained[gap_id] += 1
-    return gained
+                found[row].append(gap_id)
+    return found

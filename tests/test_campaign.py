@@ -33,10 +33,10 @@ def test_the_demo_campaign_plans_tasks_for_its_largest_gaps(
     # The eval report's coverage section: the reference traffic itself, evaluated against this
     # gap report, fills the reference gaps it was clustered into.
     data = read_input(config.reference, "sft")  # type: ignore[arg-type]
-    data.gap_report = planned.report
+    data.gap_reports = {"demo": planned.report}
     options = EvalOptions(stage="sft", tokenizer=str(model_dir))
     coverage = evaluate(data, options, embedder, model_dir.parent).report.coverage  # type: ignore[arg-type]
-    assert coverage is not None and coverage.run == "demo"
+    assert coverage is not None and coverage.runs == ["demo"]
     assert all(g.after == g.have + g.added for g in coverage.gaps)
     assert sum(g.added for g in coverage.gaps) > 0
 

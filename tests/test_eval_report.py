@@ -53,7 +53,13 @@ DOCUMENTED: dict[str, Any] = {
         "per_gap": ["gap", "rows", "refusals", "share", "refusal_cell", "flagged"],
     },
     "diversity": {**dict.fromkeys(FIGURES), "existing": FIGURES},
-    "coverage": {"run": None, "gaps": ["gap", "label", "have", "added", "after", "target"]},
+    "coverage": {
+        "runs": None,
+        "counted": None,
+        "counted_rows": None,
+        "not_counted_rows": None,
+        "gaps": ["run", "gap", "label", "have", "added", "after", "target"],
+    },
     "contamination": ["rows_matched", "share", "matches"],  # per eval set
     "safety": [
         "pii_rows",
@@ -87,7 +93,7 @@ def keys(value: dict[str, Any]) -> list[str]:
 
 def assert_documented(report: dict[str, Any]) -> None:
     assert keys(report) == list(DOCUMENTED)
-    assert report["schema_version"] == SCHEMA_VERSION == 1
+    assert report["schema_version"] == SCHEMA_VERSION == 2
     fmt = report["format"]
     assert keys(fmt) == list(DOCUMENTED["format"])
     for name in ("turns", "answer_words", "tokens"):
@@ -102,7 +108,7 @@ def assert_documented(report: dict[str, Any]) -> None:
     if "existing" in diversity:
         assert keys(diversity["existing"]) == FIGURES
     if report["coverage"] is not None:
-        assert keys(report["coverage"]) == ["run", "gaps"]
+        assert keys(report["coverage"]) == list(DOCUMENTED["coverage"])
         assert all(keys(g) == DOCUMENTED["coverage"]["gaps"] for g in report["coverage"]["gaps"])
     for section in report["contamination"].values():
         assert keys(section) == DOCUMENTED["contamination"]
@@ -129,7 +135,7 @@ def test_a_real_sft_report_round_trips_with_the_documented_keys(
     seed = real_data / "self-instruct" / "seed_tasks.jsonl"
     humaneval = real_data / "humaneval" / "HumanEval.jsonl.gz"
     data = read_input(seed, "sft")
-    data.gap_report = GapReport(
+    data.gap_reports["r"] = GapReport(
         run_id="r",
         data=str(seed),
         data_rows=data.rows,

@@ -11,7 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
-SCHEMA_VERSION = 1
+# 2: coverage per run, counting only the rows a dataset adds (not merged existing rows).
+SCHEMA_VERSION = 2
 
 
 class _Section(BaseModel):
@@ -87,16 +88,23 @@ class DiversitySection(DiversityFigures):
 
 
 class GapCoverage(_Section):
+    run: str
     gap: str
     label: str
-    have: int
-    added: int
+    have: int  # the existing dataset's rows in the gap when it was measured
+    added: int  # counted rows that fall into the gap, by the rule it was measured with
     after: int
     target: int
 
 
 class CoverageSection(_Section):
-    run: str
+    """What the counted rows add to each run's gaps. Rows that were already in the measured
+    dataset (an export's merged existing rows) are not counted: they are the gaps' ``have``."""
+
+    runs: list[str]
+    counted: str  # which rows were counted, in words
+    counted_rows: int
+    not_counted_rows: int
     gaps: list[GapCoverage]
 
 
@@ -252,11 +260,14 @@ def markdown(report: EvalReport) -> str:
             "",
             "## Coverage",
             "",
-            "| gap | have | added | after | target |",
-            "|---|---|---|---|---|",
+            f"Counted: {report.coverage.counted} ({report.coverage.counted_rows} rows; "
+            f"{report.coverage.not_counted_rows} not counted).",
+            "",
+            "| run | gap | have | added | after | target |",
+            "|---|---|---|---|---|---|",
         ]
         lines += [
-            f"| {g.gap} | {g.have} | {g.added} | {g.after} | {g.target} |"
+            f"| {g.run} | {g.gap} | {g.have} | {g.added} | {g.after} | {g.target} |"
             for g in report.coverage.gaps
         ]
     lines += ["", "## Contamination", ""]

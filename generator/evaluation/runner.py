@@ -15,7 +15,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
 from generator.charts import bar_chart, histogram_chart
-from generator.coverage import GapReport, count_into_gaps
+from generator.coverage import GapReport, gaps_of
 from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, DataFileError
@@ -63,10 +63,19 @@ class EvalInput:
     rows: int
     examples: list[metrics.Example]
     invalid: list[str] = field(default_factory=list)
-    gaps: list[str] = field(default_factory=list)  # per example; "none" when unknown
+    gaps: list[str] = field(default_factory=list)  # per example; UNKNOWN_GAP when unknown
     labels: dict[str, str] = field(default_factory=dict)
     human_reviewed: set[int] = field(default_factory=set)
-    gap_report: GapReport | None = None
+    # Coverage: the gap report of each run, and per example the run whose gaps it counts into
+    # (None: not counted, e.g. a merged existing row, already in the gaps' "have"). Without
+    # ``row_runs`` every row counts into every report.
+    gap_reports: dict[str, GapReport] = field(default_factory=dict)
+    row_runs: list[str | None] | None = None
+    counted: str = "every row"
+
+
+UNKNOWN_GAP = "none"  # a row of a dataset file, whose gap nobody recorded
+NO_GAP = "no gap"  # a row that counts into none of the run's gaps
 
 
 @dataclass
@@ -99,7 +108,7 @@ def read_input(path: Path, stage: Stage) -> EvalInput:
         rows=report.rows,
         examples=examples,
         invalid=invalid,
-        gaps=["none"] * len(examples),
+        gaps=[UNKNOWN_GAP] * len(examples),
     )
 
 
@@ -196,6 +205,11 @@ def evaluate(
         clock = now
 
     examples = data.examples
+    memberships = _memberships(data, embedder)
+    if memberships and data.row_runs is None and all(g == UNKNOWN_GAP for g in data.gaps):
+        # A dataset file's rows carry no gap: each goes under the gap it counts into.
+        data.gaps = _row_gaps(data, memberships)
+        data.labels = {g.id: g.label for r in data.gap_reports.values() for g in r.gaps}
     lengths = LengthCheck(load_tokenizer(options.tokenizer, data_dir), options.max_length)
     tokens = _token_counts(examples, lengths)
     fmt = metrics.format_section(examples, data.rows, data.invalid, tokens, options.max_length)
@@ -215,7 +229,7 @@ def evaluate(
     lap("contamination")
     safety = metrics.safety_section(candidates)
     lap("safety")
-    coverage = _coverage(data, embedder) if data.gap_report is not None else None
+    coverage = _coverage(data, memberships) if data.gap_reports else None
     preference = None
     if options.stage == "preference":
         near = metrics.near_identical_pairs(examples)
@@ -246,24 +260,54 @@ def evaluate(
     return Evaluation(report, tokens)
 
 
-def _coverage(data: EvalInput, embedder: Embedder) -> CoverageSection:
-    report = data.gap_report
-    assert report is not None
-    prompts = [e.prompt_text() for e in data.examples]
-    gained = count_into_gaps(report, prompts, embedder)
-    return CoverageSection(
-        run=report.run_id,
-        gaps=[
+def _counted_rows(data: EvalInput, run: str) -> list[int]:
+    if data.row_runs is None:
+        return list(range(len(data.examples)))
+    return [i for i, row_run in enumerate(data.row_runs) if row_run == run]
+
+
+def _memberships(data: EvalInput, embedder: Embedder) -> dict[str, list[list[str]]]:
+    """Per run, the gaps each of its counted rows falls into (rows in ``_counted_rows`` order)."""
+    found = {}
+    for run, report in data.gap_reports.items():
+        prompts = [data.examples[i].prompt_text() for i in _counted_rows(data, run)]
+        found[run] = gaps_of(report, prompts, embedder)
+    return found
+
+
+def _row_gaps(data: EvalInput, memberships: dict[str, list[list[str]]]) -> list[str]:
+    """Per row of a file (every report counts every row): the first gap a report counts it
+    into, or NO_GAP."""
+    return [
+        next((gap for run in memberships for gap in memberships[run][i]), NO_GAP)
+        for i in range(len(data.examples))
+    ]
+
+
+def _coverage(data: EvalInput, memberships: dict[str, list[list[str]]]) -> CoverageSection:
+    gaps = []
+    counted: set[int] = set()
+    for run, report in data.gap_reports.items():
+        counted.update(_counted_rows(data, run))
+        gained = Counter(g for row in memberships[run] for g in row)
+        gaps += [
             GapCoverage(
+                run=run,
                 gap=g.id,
                 label=g.label,
                 have=g.have,
-                added=gained.get(g.id, 0),
-                after=g.have + gained.get(g.id, 0),
+                added=gained[g.id],
+                after=g.have + gained[g.id],
                 target=g.target,
             )
             for g in report.gaps
-        ],
+        ]
+    return CoverageSection(
+        runs=list(data.gap_reports),
+        counted=data.counted,
+        counted_rows=len(counted),
+        not_counted_rows=len(data.examples) - len(counted),
+        gaps=gaps,
     )
 
 

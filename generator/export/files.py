@@ -41,6 +41,16 @@ def sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def set_mode(staging: Path, mode: int) -> None:
+    """Give the finished export its configured permissions: the folder ``mode``, its files the
+    same without execute bits. Everything was made under the CLI's private umask (0600 files):
+    without this, teammates in a shared group directory could not read an export."""
+    for path in staging.iterdir():
+        if path.is_file() and not path.is_symlink():
+            path.chmod(mode & 0o666)
+    staging.chmod(mode)
+
+
 def place(staging: Path, out: Path, *, overwrite: bool) -> None:
     """Rename the finished export into place; an old export is removed only after that.
 

@@ -107,8 +107,26 @@ class Origin(NamedTuple):
 _MADE_BY = ("source", "backend", "model", "template_name", "template_hash")
 
 
-def origin_counts(origins: Counter[Origin], existing: int) -> dict[str, dict[str, int]]:
-    """Rows per gap, per source and per run (``existing``: merged rows of the old dataset)."""
+# Where an exported row came from, as the card and the manifest count it. Every row is exactly
+# one of these, so the counts add up to the export's rows.
+ROW_ORIGINS = ("merged_existing", "generated_accepted", "imported_accepted", "human_edited")
+
+
+def row_origin(item: dict[str, Any] | None) -> str:
+    """A row's origin: its approved item (None for a merged existing row)."""
+    if item is None:
+        return "merged_existing"
+    if item.get("edited") is not None:
+        return "human_edited"
+    made = item.get("provenance") or {}
+    return "imported_accepted" if made.get("source") == "imported" else "generated_accepted"
+
+
+def origin_counts(
+    origins: Counter[Origin], existing: int, rows_by_origin: Counter[str]
+) -> dict[str, dict[str, int]]:
+    """Rows per origin, per gap, per source and per run (``existing``: merged rows of the old
+    dataset, which have no gap or run: they are counted under ``by_origin`` and ``by_source``)."""
     by_gap: Counter[str] = Counter()
     by_source: Counter[str] = Counter({"existing": existing} if existing else {})
     by_run: Counter[str] = Counter()
@@ -117,6 +135,7 @@ def origin_counts(origins: Counter[Origin], existing: int) -> dict[str, dict[str
         by_source[origin.source or "generated"] += n
         by_run[origin.run_id] += n
     return {
+        "by_origin": {name: rows_by_origin.get(name, 0) for name in ROW_ORIGINS},
         "by_gap": dict(sorted(by_gap.items())),
         "by_source": dict(sorted(by_source.items())),
         "by_run": dict(sorted(by_run.items())),
@@ -169,6 +188,33 @@ def review_summary(
     }
 
 
+def _plural(n: int, one: str, many: str | None = None) -> str:
+    return f"{n} {one if n == 1 else (many or one + 's')}"
+
+
+def provenance_sentence(counts: dict[str, Any], merged: str | None) -> str:
+    """What the card says of where the rows came from: every figure from ``by_origin``, and the
+    claim that humans accepted everything only when every row went through review."""
+    origin = counts["by_origin"]
+    rows, existing = counts["rows"], origin["merged_existing"]
+    reviewed = rows - existing
+    edited = origin["human_edited"]
+    parts = [
+        f"{origin['generated_accepted']} generated and accepted as written",
+        f"{origin['imported_accepted']} imported and accepted",
+        f"{edited} accepted after a reviewer's edit",
+    ]
+    accepted = f"a human reviewer accepted each one ({', '.join(parts)})"
+    if not existing:
+        return f"All {_plural(rows, 'row')} went through gapfill's review, and {accepted}."
+    return (
+        f"Of {_plural(rows, 'row')}, {reviewed} went through gapfill's review, and {accepted}. "
+        f"The other {existing} are the existing dataset merged in with `--merge` ({merged}), "
+        "copied as they are: gapfill did not generate, filter or review them, and "
+        "`provenance.jsonl` has no line for them."
+    )
+
+
 def dataset_card(manifest: dict[str, Any]) -> str:
     kind, files = manifest["kind"], manifest["files"]
     counts = manifest["counts"]
@@ -180,15 +226,21 @@ def dataset_card(manifest: dict[str, Any]) -> str:
         else '`{"prompt": [...], "chosen": [...], "rejected": [...]}` (TRL conversational '
         "preference)"
     )
-    gaps = "\n".join(f"| {gap} | {n} |" for gap, n in counts["by_gap"].items())
+    origin = counts["by_origin"]
+    origin_rows = "\n".join(f"| {_ORIGIN_LABELS[name]} | {n} |" for name, n in origin.items() if n)
+    gap_rows = [f"| {gap} | {n} |" for gap, n in counts["by_gap"].items()]
+    if origin["merged_existing"]:
+        gap_rows.append(f"| (merged existing rows: no gap) | {origin['merged_existing']} |")
+    gaps = "\n".join(gap_rows)
     models = "\n".join(f"- {m}: {n}" for m, n in manifest["generation"]["models"].items())
     audit = manifest["stage_audit"]
     previous = audit["rollback_artifacts"]["previous_manifest_sha256"] or "none (first export)"
+    runs = ", ".join(f"{run} ({n})" for run, n in counts["by_run"].items()) or "none"
     return f"""# gapfill export {manifest["export_id"][:12]} ({kind})
 
-Synthetic and imported examples that reviewers accepted in run(s) {", ".join(manifest["runs"])},
-exported {manifest["exported_at"]}. Every row is {layout}. Nothing here was exported without a
-human's acceptance; `provenance.jsonl` traces each row to its gap, prompt template, model,
+Rows from run(s) {", ".join(manifest["runs"])}, exported {manifest["exported_at"]}. Every row is
+{layout}. {provenance_sentence(counts, manifest.get("merged_existing"))}
+For each reviewed row, `provenance.jsonl` traces it to its gap, prompt templates, model,
 sampling parameters, filter scores and reviewer decisions (with the edit diff).
 
 ```python
@@ -200,12 +252,18 @@ Rows: {counts["rows"]} ({", ".join(f"{k} {v}" for k, v in counts["by_split"].ite
 before writing: {counts["excluded"]} (reasons in `excluded.jsonl`); refused by the PII/secret
 gate (no screen of the content as exported, or a flag no reviewer cleared): {counts["refused_pii"]}.
 
+| origin | rows |
+|---|---|
+{origin_rows}
+
+Reviewed rows per run: {runs}.
+
 | gap | rows |
 |---|---|
 {gaps}
 
-Generators:
-{models}
+Generators of the reviewed rows:
+{models or "- none"}
 
 Base model: {audit["base_model"] or "not given"}. Chat template checked:
 {audit["chat_template"]["tokenizer"]} (max {audit["chat_template"]["max_length"]} tokens).
@@ -214,3 +272,11 @@ Previous export (rollback): {previous}.
 Synthetic data can amplify a generator's errors and narrow a dataset's style: read the filter
 pass rates and reviewer agreement in `manifest.json` before training on it.
 """
+
+
+_ORIGIN_LABELS = {
+    "merged_existing": "merged existing dataset (not reviewed in gapfill)",
+    "generated_accepted": "generated, accepted by a human as written",
+    "imported_accepted": "imported, accepted by a human as written",
+    "human_edited": "accepted by a human after an edit",
+}

@@ -98,6 +98,11 @@ def write_manifest(store: Store, state: ExportState) -> ExportResult:
 
     generated = [entry for part in splits.values() for entry in part if entry.origin]
     origins = Counter([entry.origin for entry in generated if entry.origin])
+    rows_by_origin = Counter(
+        record.row_origin(entry.approved.item if entry.approved else None)
+        for part in splits.values()
+        for entry in part
+    )
     decisions = selection.decisions
     run_configs = {run: store.get_run(run) for run in options.runs}
     dataset_files = {n: f["sha256"] for n, f in files.items() if n.split(".")[0] in splits}
@@ -112,7 +117,9 @@ def write_manifest(store: Store, state: ExportState) -> ExportResult:
         "counts": {
             "rows": sum(len(p) for p in splits.values()),
             "by_split": {n: len(p) for n, p in splits.items() if p},
-            **record.origin_counts(origins, sum(len(p) for p in splits.values()) - len(generated)),
+            **record.origin_counts(
+                origins, sum(len(p) for p in splits.values()) - len(generated), rows_by_origin
+            ),
             "excluded": len(excluded),
             "refused_pii": len(selection.refused),
             "length_checked_with_tokenizer": lengths.tokenised,

@@ -34,6 +34,9 @@ class ExportOptions(BaseModel):
     evaluate: bool = Field(default=True, description="Write the stage's eval and safety reports.")
     eval_sets: list[Path] = Field(default_factory=list, description="For the contamination check.")
     judge: str | None = Field(default=None, description="BACKEND/MODEL judging the eval report.")
+    mode: int = Field(
+        default=0o750, ge=0, le=0o777, description="The export folder's permissions (files: no x)."
+    )
 
 
 @dataclass

@@ -35,11 +35,11 @@ def run_reports(
     examples = [model.model_validate(entry.row) for entry in rows]
     gaps = [entry.approved.item["gap_id"] if entry.approved else "existing" for entry in rows]
     labels = {g.id: g.label for run in options.runs for g in store.gaps(run)}
-    gap_report = next(
-        (GapReport.model_validate_json(raw) for run in options.runs
-         if (raw := store.gap_report_json(run)) is not None),
-        None,
-    )  # fmt: skip
+    gap_reports = {
+        run: GapReport.model_validate_json(raw)
+        for run in options.runs
+        if (raw := store.gap_report_json(run)) is not None
+    }
     data = EvalInput(
         source=f"export of {', '.join(options.runs)}",
         rows=len(examples),
@@ -47,7 +47,11 @@ def run_reports(
         gaps=gaps,
         labels=labels,
         human_reviewed={i for i, entry in enumerate(rows) if entry.approved is not None},
-        gap_report=gap_report,
+        gap_reports=gap_reports,
+        # Each reviewed row counts into its own run's gaps; merged existing rows are the gaps'
+        # "have" already, so counting them again would report them as gains.
+        row_runs=[entry.approved.item["run_id"] if entry.approved else None for entry in rows],
+        counted="the rows this export adds from its runs (merged existing rows are not counted)",
     )
     eval_options = EvalOptions(
         stage=options.kind.value,

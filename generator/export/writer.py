@@ -288,6 +288,7 @@ def _export(
             reports=reports,
         )
         result = write_manifest(store, state)
+        files.set_mode(staging, options.mode)
         files.place(staging, options.out, overwrite=options.overwrite)
         clock.lap("manifest")
     except BaseException:

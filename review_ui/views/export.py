@@ -91,6 +91,7 @@ def _options(asked: Asked, config: Settings) -> ExportOptions:
         max_length=asked.max_length,
         tokenizer=None if asked.tokenizer == BUNDLED else asked.tokenizer,
         base_model=asked.base_model or None,
+        mode=config.export_dir_mode(),
     )
 
 
