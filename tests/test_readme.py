@@ -24,3 +24,34 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     test_command = readme_commands()[1]
     assert "pytest" in test_command
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
+
+
+# A benchmark figure: a number with a throughput unit, or a p50/p95 latency.
+_FIGURE = re.compile(
+    r"(?<![\w.,])(\d[\d,]*(?:\.\d+)?) ?(tok/s|items/s|q/s|queries/s|examples/s|candidates/s|"
+    r"rows/s|texts/s)|\bp(?:50|95) (\d[\d,]*(?:\.\d+)?) ms"
+)
+
+
+def figures(text: str) -> set[str]:
+    return {m.group(1) or m.group(3) for m in _FIGURE.finditer(" ".join(text.split()))}
+
+
+def test_every_benchmark_figure_in_the_readme_is_one_of_bench_results() -> None:
+    """The README quotes speed figures only from bench/RESULTS.md (which bench/run_all.py
+    writes), so a figure from an older run, another size or another machine cannot linger."""
+    results = figures((ROOT / "bench" / "RESULTS.md").read_text())
+    quoted = figures((ROOT / "README.md").read_text())
+    assert quoted, "the pattern finds the README's figures"
+    assert not quoted - results, f"README figures not in bench/RESULTS.md: {quoted - results}"
+
+
+def test_the_figure_check_catches_a_stale_figure() -> None:
+    assert figures("the local backend 21.4 tok/s called directly, p95 381 ms") == {"21.4", "381"}
+
+
+def test_the_readme_has_no_process_wording() -> None:
+    """The README describes the tool as it is, not the work that made it."""
+    text = " ".join((ROOT / "README.md").read_text().split())
+    for phrase in ("the eval issue", "the review issue", "when the UI exists", "its issue"):
+        assert phrase not in text, phrase
