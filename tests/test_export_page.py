@@ -147,3 +147,15 @@ def test_an_admin_exports_by_name_with_a_configured_tokenizer_and_merge_file(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["merged_existing"] == str(existing)
     assert manifest["stage_audit"]["chat_template"]["tokenizer"] == str(model_dir)
+
+
+def test_the_overview_names_an_eval_report_of_another_version_instead_of_failing(
+    admin: str, page_store: Store
+) -> None:
+    accepted(page_store, 1)
+    old = {"schema_version": 1, "stage": "sft", "coverage": {"run": "ui-run", "gaps": []}}
+    page_store.save_eval_report("ui-run", json.dumps(old))
+    at = export_page(admin)
+    at.switch_page("views/overview.py").run()
+    assert not at.exception
+    assert any("from another gapfill version" in c.value for c in at.caption), at.caption

@@ -8,6 +8,7 @@ from collections import defaultdict
 
 import pandas as pd
 import streamlit as st
+from pydantic import ValidationError
 
 from generator.agreement import agreement, votes_by_item
 from generator.evaluation.report import EvalReport
@@ -97,7 +98,12 @@ def latest_eval_report(run_id: str) -> None:
     if raw is None:
         st.caption("No eval report yet: `gapfill export` writes one (or `gapfill eval --run`).")
         return
-    report = EvalReport.model_validate_json(raw)
+    try:
+        report = EvalReport.model_validate_json(raw)
+    except ValidationError:
+        # Written by another gapfill version (another schema): say so instead of guessing.
+        st.caption("The stored eval report is from another gapfill version: export again.")
+        return
     fmt, safety = report.format, report.safety
     st.caption(f"{report.source}, {report.generated_at} ({report.stage}, {report.rows} rows)")
     columns = st.columns(5)
