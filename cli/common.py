@@ -3,6 +3,11 @@
 User errors (``GapfillError``) print one line on stderr and exit 1; usage errors exit 2 (typer).
 Anything else is a bug and keeps its traceback. No message shows a store password: URLs are
 printed masked, and error lines pass through ``redact``.
+
+Text is printed as text: the consoles parse no markup, no ``:emoji:`` codes and highlight
+nothing, because most of what they print comes from data, paths and user input (a file named
+``[auth].jsonl`` or an error at ``data.jsonl:100:`` must print as it is). Styling is explicit,
+with ``styled`` (a rich ``Text``), never by interpolating markup into a string.
 """
 
 from __future__ import annotations
@@ -14,18 +19,23 @@ from typing import ParamSpec, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from generator.config import Settings
 from generator.connection import connect, eviction_warning, masked_url, redact, redis_url
 from generator.errors import GapfillError
 from generator.store import Store
 
-console = Console(soft_wrap=True)
-err_console = Console(stderr=True, soft_wrap=True)
+console = Console(soft_wrap=True, markup=False, emoji=False, highlight=False)
+err_console = Console(stderr=True, soft_wrap=True, markup=False, emoji=False, highlight=False)
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+
+def styled(label: str, style: str, rest: str = "") -> Text:
+    """``label`` in ``style``, then ``rest`` as plain text (neither is parsed as markup)."""
+    return Text.assemble((label, style), rest)
 
 
 def user_errors(command: Callable[P, R]) -> Callable[P, R]:
@@ -36,8 +46,7 @@ def user_errors(command: Callable[P, R]) -> Callable[P, R]:
         try:
             return command(*args, **kwargs)
         except GapfillError as exc:
-            message = escape(redact(str(exc)))
-            err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+            err_console.print(styled("error:", "bold red", f" {redact(str(exc))}"))
             raise typer.Exit(1) from None
 
     return wrapper
@@ -54,14 +63,14 @@ def open_store(settings: Settings) -> Store:
     client = connect(redis_url(settings))
     warning = eviction_warning(client)
     if warning:
-        err_console.print(f"[bold yellow]WARNING:[/] {escape(warning)}", highlight=False)
+        err_console.print(styled("WARNING:", "bold yellow", f" {warning}"))
     return Store(client, prefix=settings.key_prefix, lease_seconds=settings.lease_seconds)
 
 
 def where(settings: Settings) -> str:
     """Which server and key prefix the store is on, for captions."""
     if settings.redis_url:
-        return f"store: {escape(masked_url(settings.redis_url))} prefix {settings.key_prefix!r}"
+        return f"store: {masked_url(settings.redis_url)} prefix {settings.key_prefix!r}"
     return f"store: bundled Valkey in {settings.data_dir} prefix {settings.key_prefix!r}"
 
 

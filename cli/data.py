@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 
 from cli.common import console, err_console, open_store, settings_of, user_errors
 from generator.dataset_import import ingest_file
@@ -31,15 +30,15 @@ def validate(file: DataFile, row_format: RowFormat = None) -> None:
     chosen: Format | None = row_format  # type: ignore[assignment]  # checked by read_examples
     report = read_examples(file, chosen, collect_errors=True)
     for error in report.errors:
-        console.print(escape(str(error)), highlight=False, soft_wrap=True)
+        console.print(str(error))
     summary = (
         f"{file}: format {report.format or 'unknown'}, {report.rows} rows, "
         f"{len(report.examples)} valid, {len(report.errors)} invalid"
     )
     if report.errors:
-        err_console.print(f"[bold red]{escape(summary)}[/]", highlight=False)
+        err_console.print(summary, style="bold red")
         raise typer.Exit(1)
-    console.print(f"[green]{escape(summary)}[/]", highlight=False)
+    console.print(summary, style="green")
 
 
 @user_errors
@@ -73,7 +72,7 @@ def import_file(
         highlight=False,
     )
     for error in result.skipped:
-        console.print(f"  skipped {escape(str(error))}", highlight=False)
+        console.print(f"  skipped {error}")
 
 
 @user_errors

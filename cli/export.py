@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 from pydantic import ValidationError
-from rich.markup import escape
 from rich.table import Table
 
 from cli.choices import ExportFormat
@@ -173,10 +172,10 @@ def audit_command(
     table.add_column("field")
     table.add_column("value")
     for name, value in record.fields.items():
-        table.add_row(name, escape(value if value else "[missing]"))
-    console.print(table)
+        table.add_row(name, value if value else "[missing]")
+    console.print(table, soft_wrap=False)
     for problem in record.problems:
-        console.print(f"[red]{escape(problem)}[/]", highlight=False)
+        console.print(problem, style="red")
     missing = [name for name, value in record.fields.items() if not value]
     console.print(f"missing: {', '.join(missing) if missing else 'none'}", highlight=False)
     if record.problems:

@@ -10,7 +10,6 @@ from typing import Annotated
 
 import typer
 from pydantic import AliasChoices
-from rich.markup import escape
 
 from cli.choices import AuthMode, Role
 from cli.common import console, settings_of, user_errors
@@ -80,7 +79,7 @@ def reviewer_list(ctx: typer.Context) -> None:
     if not entries:
         console.print("no reviewers yet: gapfill reviewer add NAME", highlight=False)
     for name, entry in sorted(entries.items()):
-        console.print(f"{escape(name)}\t{entry.role}", highlight=False)
+        console.print(f"{name}\t{entry.role}")
 
 
 def app_path() -> Path:

@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from cli.common import console, open_store, settings_of, user_errors, where
+from cli.common import console, open_store, settings_of, styled, user_errors, where
 from generator.config import Settings
 from generator.connection import connect, masked_url
 from generator.factories import make_work_queue
@@ -42,14 +42,14 @@ def status(
             for key, value in row.items():
                 totals[key] = totals.get(key, 0) + value
             table.add_row(run_id, gap_id, *_figures(row))
-        table.add_row(run_id, "[bold]all gaps[/]", *_figures(totals), end_section=True)
+        table.add_row(run_id, Text("all gaps", style="bold"), *_figures(totals), end_section=True)
         queues.append(
             f"{run_id}: {store.queue_depth(run_id)} waiting for review, "
             f"{store.leased_count(run_id)} leased to reviewers"
         )
     if not runs:
         table.caption = f"no runs yet; {where(settings)}"
-    console.print(table)
+    console.print(table, soft_wrap=False)
     for line in queues:
         console.print(line, highlight=False)
     _print_queues(settings, store, runs)
@@ -65,7 +65,7 @@ def _print_queues(settings: Settings, store: Store, runs: list[str]) -> None:
         counts = ", ".join(f"{value} {name}" for name, value in figures.items())
         console.print(f"queue {queue}: {counts}", highlight=False)
     for queue, job_id, error in work.failed_jobs():
-        console.print(f"[red]failed job[/] {job_id} on {queue}: {escape(error)}", highlight=False)
+        console.print(styled("failed job", "red", f" {job_id} on {queue}: {error}"))
 
 
 def _figures(row: dict[str, int]) -> list[str]:

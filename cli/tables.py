@@ -2,24 +2,33 @@
 
 from __future__ import annotations
 
-from rich.markup import escape
 from rich.table import Table
 
-from cli.common import console, err_console
+from cli.common import console, err_console, styled
 from generator.coverage import GapReport
 from generator.queueing import WorkQueue
 from generator.store import Store
+
+WIDE = 100  # columns from which the gap table has room for an example
 
 
 def print_report(report: GapReport, after: dict[str, int] | None = None) -> None:
     """The gap report as a table (with an ``after`` column when counts after review are given)."""
     table = Table(title=f"gaps of {report.data} ({report.data_rows} examples)")
     columns = ["gap", "kind", "label", "have", *(["after"] if after else []), "target", "deficit"]
-    for column in [*columns, "examples"]:
+    numbers = ("have", "after", "target", "deficit")
+    # The first example is a hint; under 100 columns the label needs its room more.
+    with_example = console.width >= WIDE
+    for column in [*columns, *(["examples"] if with_example else [])]:
+        # Fits the terminal by wrapping the prose columns at word boundaries; ids and figures
+        # never wrap (a folded "writing_hel/p" reads as two ids). Too narrow: an ellipsis.
         table.add_column(
             column,
-            justify="right" if column in ("have", "after", "target", "deficit") else "left",
-            overflow="fold",
+            justify="right" if column in numbers else "left",
+            no_wrap=column in ("gap", "kind", *numbers),
+            overflow="ellipsis",
+            min_width=12 if column in ("label", "examples") else None,
+            ratio=1 if column in ("label", "examples") else None,
         )
     for gap in report.gaps:
         moved = [str(after[gap.id])] if after else []
@@ -28,14 +37,14 @@ def print_report(report: GapReport, after: dict[str, int] | None = None) -> None
         table.add_row(
             gap.id,
             gap.kind,
-            escape(gap.label),
+            gap.label,
             str(gap.have),
             *moved,
             str(gap.target),
             str(deficit),
-            escape(example),
+            *([example] if with_example else []),
         )
-    console.print(table)
+    console.print(table, soft_wrap=False)  # soft wrap would keep a long title on one line
     if report.taxonomy:
         console.print(
             f"unassigned examples (no cell close enough): {report.unassigned}", highlight=False
@@ -60,6 +69,4 @@ def print_outcome(store: Store, work: WorkQueue, run_id: str) -> None:
         highlight=False,
     )
     for queue, job_id, error in work.failed_jobs():
-        err_console.print(
-            f"[red]failed job[/] {job_id} on {queue}: {escape(error)}", highlight=False
-        )
+        err_console.print(styled("failed job", "red", f" {job_id} on {queue}: {error}"))

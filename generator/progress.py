@@ -27,11 +27,13 @@ class RunProgress:
         self.started = time.monotonic()
         self.tokens_at_start = store.run_stats(run_id).get("completion_tokens", 0.0)
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
+            # markup=False: a run id is user input, and "[x]" in it must print, not vanish.
+            TextColumn("{task.description}", style="bold", markup=False),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn(
-                "prompts · {task.fields[candidates]} candidates · {task.fields[rate]} tok/s"
+                "prompts · {task.fields[candidates]} candidates · {task.fields[rate]} tok/s",
+                markup=False,
             ),
             TimeElapsedColumn(),
             TimeRemainingColumn(),
