@@ -15,7 +15,7 @@ from cli.tables import print_outcome
 from generator.config import Settings
 from generator.factories import make_work_queue
 from generator.progress import RunProgress
-from generator.queueing import WorkQueue
+from generator.queueing import Enqueued, WorkQueue
 from generator.store import Store
 from generator.task_reader import read_tasks
 from workers.main import WorkerSpec, load_backend, make_worker, run_worker
@@ -75,15 +75,25 @@ def generate(
     work = make_work_queue(settings, store)
     enqueued = work.enqueue_tasks(run)
     console.print(
-        f"run {run!r}: {enqueued.tasks} tasks enqueued in {len(enqueued.jobs)} jobs "
-        f"on {work.generate.name}",
-        highlight=False,
+        f"run {run!r}: {enqueued.tasks} new tasks enqueued in {len(enqueued.jobs)} jobs "
+        f"on {work.generate.name}"
     )
     if spec is not None:
+        console.print(running_line(enqueued, work.waiting_generation()))
         run_in_process(settings, spec, store, work, run)
     elif wait:
         RunProgress(store, run, console).watch(lambda: not work.busy())
     print_outcome(store, work, run)
+
+
+def running_line(enqueued: Enqueued, waiting: Enqueued) -> str:
+    """What an in-process worker is about to run, telling apart the jobs just enqueued from
+    those already on the queue (of earlier commands, or of other runs on this prefix)."""
+    earlier = len(set(waiting.jobs) - set(enqueued.jobs))
+    return (
+        f"running {len(waiting.jobs)} generation jobs ({waiting.tasks} tasks): "
+        f"{len(waiting.jobs) - earlier} enqueued now, {earlier} already queued"
+    )
 
 
 def run_in_process(

@@ -159,6 +159,16 @@ class WorkQueue:
             }
         return table
 
+    def waiting_generation(self) -> Enqueued:
+        """The generation jobs queued or waiting for a retry (any run), with their tasks: what a
+        worker started now would run, whether or not this process enqueued it."""
+        registry = ScheduledJobRegistry(queue=self.generate)  # type: ignore[no-untyped-call]
+        ids = [*self.generate.get_job_ids(), *registry.get_job_ids()]
+        jobs = Job.fetch_many(ids, connection=self.connection, serializer=SERIALIZER)
+        found = [job for job in jobs if job is not None]
+        tasks = sum(len(job.args[2]) for job in found if len(job.args) > 2)
+        return Enqueued(jobs=[job.id for job in found], tasks=tasks)
+
     def failed_jobs(self) -> list[tuple[str, str, str]]:
         """``(queue, job id, last line of the error)`` for every failed job."""
         failed = []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import subprocess
 import sys
@@ -55,14 +56,46 @@ def test_generate_in_process_runs_the_whole_run(
     )
     assert result.returncode == 0, result.stderr
     assert "3 new tasks in run 'r1'" in result.stdout
-    assert "3 tasks enqueued in 1 jobs" in result.stdout
+    assert "3 new tasks enqueued in 1 jobs" in result.stdout
+    assert "running 1 generation jobs (3 tasks): 1 enqueued now, 0 already queued" in result.stdout
+    assert_job_lines(result.stderr, generated=3, scored=3)
     assert "run 'r1': 3/3 tasks done, 3 candidates" in result.stdout
     assert "prompts" in result.stdout and "tok/s" in result.stdout  # the progress bar
     counts = store.counts("r1")
     assert sum(counts["geo"].values()) == 2 and sum(counts["food"].values()) == 1
     assert store.count("r1", CandidateStatus.GENERATED) == 0, "everything was scored"
     again = run_cli(env, "generate", "--run", "r1", "--requests", str(path), timeout=300)
-    assert "0 new tasks" in again.stdout and "0 tasks enqueued" in again.stdout
+    assert "0 new tasks" in again.stdout and "0 new tasks enqueued" in again.stdout
+
+
+def assert_job_lines(log: str, *, generated: int, scored: int) -> None:
+    """The worker's log: a line per job (id, kind, count, outcome, seconds), then its exit."""
+    jobs = re.findall(
+        r"job (\S+): (generate|score) (\d+) (?:tasks|items) of run '\w+': (\S+) in [\d.]+s", log
+    )
+    assert jobs, log
+    assert all(outcome == "ok" for *_, outcome in jobs), log
+    assert sum(int(n) for _, kind, n, _ in jobs if kind == "generate") == generated, log
+    assert sum(int(n) for _, kind, n, _ in jobs if kind == "score") == scored, log
+    exits = re.findall(r"exits, queues empty \(burst\): (\d+) jobs ok, 0 failed", log)
+    assert exits and sum(int(n) for n in exits) == len(jobs), log
+
+
+def test_generate_in_process_says_it_runs_a_job_queued_before(
+    store: Store, valkey_url: str, model_dir: Path, tmp_path: Path
+) -> None:
+    env = cli_env(store, valkey_url)
+    path = tasks_file(tmp_path / "tasks.jsonl", ROWS)
+    queued = run_cli(env, "generate", "--run", "r4", "--requests", str(path), timeout=300)
+    assert "3 new tasks enqueued in 1 jobs" in queued.stdout, queued.stderr
+    result = run_cli(
+        env, "generate", "--run", "r4", "--in-process", "--model", str(model_dir), timeout=300
+    )
+    assert result.returncode == 0, result.stderr
+    assert "run 'r4': 0 new tasks enqueued in 0 jobs" in result.stdout
+    assert "running 1 generation jobs (3 tasks): 0 enqueued now, 1 already queued" in result.stdout
+    assert "run 'r4': 3/3 tasks done, 3 candidates" in result.stdout
+    assert_job_lines(result.stderr, generated=3, scored=3)
 
 
 def test_generate_wait_follows_external_workers(

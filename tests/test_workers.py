@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import pytest
 import redis
-from rq import Queue
+from rq import Queue, Retry
 from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 
@@ -139,6 +140,35 @@ def test_a_worker_generates_stores_and_scores_the_queued_batches(
     assert counts.get("generated", 0) == 0, "scoring jobs must have routed every candidate"
     assert sum(counts.values()) == 3
     assert not work.busy()
+    [job_id] = enqueued.jobs
+    assert re.search(rf"job {job_id}: generate 3 tasks of run 'run-1': ok in [\d.]+s", output)
+    assert re.search(r"job \S+-score-\S+: score 3 items of run 'run-1': ok in [\d.]+s", output)
+    assert re.search(
+        r"exits, queues empty \(burst\): 2 jobs ok, 0 failed, 0 to retry; 3 tasks, 3 items", output
+    ), output
+
+
+def test_a_burst_worker_logs_the_retry_the_failure_and_why_it_exits(
+    store: Store, work: WorkQueue, start_worker: Callable[..., subprocess.Popen[str]]
+) -> None:
+    job_id = f"{store.keys.prefix}-broken"
+    work.generate.enqueue(
+        "workers.jobs.generate_batch",
+        store.keys.prefix,
+        "run-1",
+        ["no-such-task"],
+        work.settings.model_dump(),
+        job_id=job_id,
+        retry=Retry(max=1),  # no interval: straight back on the queue, so this burst reruns it
+    )
+    process = start_worker(burst=True)
+    output, _ = process.communicate(timeout=300)
+    assert process.returncode == 0, output
+    reason = "no generation task 'no-such-task'"
+    first = rf"job {job_id}: generate 1 tasks of run 'run-1': retry \(\w+: {reason}"
+    second = rf"job {job_id}: generate 1 tasks of run 'run-1': failed \(\w+: {reason}"
+    assert re.search(first, output) and re.search(second, output), output
+    assert "exits, queues empty (burst): 0 jobs ok, 1 failed, 1 to retry; 0 tasks" in output
 
 
 def test_a_batch_whose_worker_is_killed_is_rerun_without_duplicates(

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from rq import Queue
 
@@ -30,6 +32,32 @@ class WorkerSpec:
     name: str | None = None
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time, so a rich progress display that
+    redirects stderr prints the lines above its bar instead of through it."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
+def log_jobs() -> None:
+    """Send this package's INFO lines (one per job, one at exit) to stderr, whatever the
+    root logger's level: a worker that ran jobs says so without ``--verbose``."""
+    package = logging.getLogger("workers")
+    if any(isinstance(h, _StderrHandler) for h in package.handlers):
+        return
+    handler = _StderrHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    package.addHandler(handler)
+    package.setLevel(logging.INFO)
+    package.propagate = False  # or --verbose would print every line twice
+
+
 def load_backend(settings: Settings, spec: WorkerSpec) -> float:
     """Create and load the backend, install it for this process's jobs; returns load seconds.
 
@@ -45,6 +73,7 @@ def load_backend(settings: Settings, spec: WorkerSpec) -> float:
 
 
 def make_worker(settings: Settings, spec: WorkerSpec) -> GapfillWorker:
+    log_jobs()
     connection = connect(redis_url(settings), decode_responses=False)
     wait_for_server(connection)
     names = spec.queues or list(queue_names(settings.key_prefix))

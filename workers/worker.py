@@ -22,15 +22,16 @@ import os
 import signal
 import threading
 import time
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 from rq import Queue, SimpleWorker
-from rq.job import Job
+from rq.job import Job, JobStatus
 from rq.worker import WorkerStatus
 
 from generator.errors import GapfillError
-from generator.queueing import JOB_FUNCTIONS, SERIALIZER
+from generator.queueing import GENERATE_JOB, JOB_FUNCTIONS, SCORE_JOB, SERIALIZER
 from workers.registry import context
 
 logger = logging.getLogger(__name__)
@@ -69,12 +70,112 @@ class GapfillJob(Job):
         return None
 
 
+_KINDS = {GENERATE_JOB: ("generate", "tasks"), SCORE_JOB: ("score", "items")}
+
+
+def job_kind(job: Job) -> tuple[str, str, int]:
+    """``(kind, unit, count)`` of a gapfill job: ``generate``/tasks or ``score``/items.
+
+    Both job functions take ``(prefix, run_id, ids, ...)``; anything else is ``refused``."""
+    kind, unit = _KINDS.get(job.func_name or "", ("refused", "args"))
+    args = job.args
+    count = len(args[2]) if len(args) > 2 and isinstance(args[2], list) else 0
+    return kind, unit, count
+
+
+@dataclass
+class Tally:
+    """What a worker did, for the line it logs when it exits."""
+
+    ok: int = 0
+    failed: int = 0
+    retried: int = 0
+    tasks: int = 0
+    items: int = 0
+    started: float = 0.0
+
+
 class GapfillWorker(SimpleWorker):
     def __init__(self, *args: Any, heartbeat_seconds: int = 5, **kwargs: Any) -> None:
         kwargs.setdefault("serializer", SERIALIZER)
         kwargs.setdefault("job_class", GapfillJob)
         super().__init__(*args, **kwargs)
         self.heartbeat_seconds = heartbeat_seconds
+        self.tally = Tally(started=time.perf_counter())
+        self._last_error = ""
+
+    def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
+        """RQ's loop, then one line: why it stopped and what it did (RQ says neither)."""
+        self.tally = Tally(started=time.perf_counter())
+        try:
+            return super().work(burst, *args, **kwargs)
+        finally:
+            self._log_exit(burst)
+
+    def _log_exit(self, burst: bool) -> None:
+        if context().fatal:
+            why = f"backend died: {context().fatal}"
+        elif self._stop_requested:
+            why = "stop requested"
+        else:
+            why = "queues empty (burst)" if burst else "stopped"
+        t = self.tally
+        logger.info(
+            "worker %s exits, %s: %s jobs ok, %s failed, %s to retry; %s tasks, %s items in %.1fs",
+            self.name,
+            why,
+            t.ok,
+            t.failed,
+            t.retried,
+            t.tasks,
+            t.items,
+            time.perf_counter() - t.started,
+        )
+
+    def handle_exception(self, job: Job, *exc_info: Any) -> None:
+        # Kept for the job's log line: RQ writes the traceback to the job, not to the log.
+        kind, value = exc_info[0], exc_info[1]
+        first = str(value).strip().splitlines()[0] if str(value).strip() else ""
+        self._last_error = f"{kind.__name__}: {first}" if kind is not None else first
+        super().handle_exception(job, *exc_info)
+
+    def perform_job(self, job: Job, queue: Queue) -> bool:
+        """RQ's, then one log line: job id, kind, count, outcome (and why), seconds."""
+        self._last_error = ""
+        started = time.perf_counter()
+        succeeded = bool(super().perform_job(job, queue))
+        self._log_job(job, succeeded, time.perf_counter() - started)
+        return succeeded
+
+    def _log_job(self, job: Job, succeeded: bool, seconds: float) -> None:
+        kind, unit, count = job_kind(job)
+        if succeeded:
+            self.tally.ok += 1
+            outcome = "ok"
+            if kind == "generate":
+                self.tally.tasks += count
+            else:
+                self.tally.items += count
+        else:
+            # RQ has by now put the job in its retry (scheduled or queued) or in failed.
+            status = job.get_status(refresh=True)
+            retry = status in (JobStatus.SCHEDULED, JobStatus.QUEUED)
+            if retry:
+                self.tally.retried += 1
+            else:
+                self.tally.failed += 1
+            outcome = f"{'retry' if retry else 'failed'} ({self._last_error or status})"
+        run = job.args[1] if len(job.args) > 1 else None
+        logger.info(
+            "job %s: %s %s %s of run %r: %s in %.1fs",
+            job.id,
+            kind,
+            count,
+            unit,
+            run,
+            outcome,
+            seconds,
+        )
 
     @property
     def dequeue_timeout(self) -> int:
