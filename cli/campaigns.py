@@ -6,6 +6,8 @@ external workers, or run by a burst worker in this process, and the review UI is
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -31,15 +33,35 @@ ShowUI = Annotated[bool, typer.Option("--ui/--no-ui", help="Then serve the revie
 Port = Annotated[int, typer.Option(help="The review UI's port.")]
 
 
+def _print_schema(wanted: bool) -> None:
+    """``--schema``: the campaign file's JSON schema, every key described, then exit (eager, so
+    no CONFIG is needed)."""
+    if wanted:
+        schema = CampaignConfig.model_json_schema()
+        sys.stdout.write(json.dumps(schema, indent=2, ensure_ascii=False) + "\n")
+        raise typer.Exit()
+
+
 @user_errors
 def run_command(
     ctx: typer.Context,
-    config: Annotated[Path, typer.Argument(help="The campaign's YAML config.")],
+    config: Annotated[
+        Path, typer.Argument(help="The campaign's YAML config (keys: docs/campaign.md).")
+    ],
     workers: Annotated[
         Workers, typer.Option(help="inprocess (a burst worker here) or external (enqueue only).")
     ] = Workers.INPROCESS,
     show_ui: ShowUI = False,
     port: Port = 8501,
+    schema: Annotated[
+        bool,
+        typer.Option(
+            "--schema",
+            help="Print the campaign file's JSON schema (every key, described) and exit.",
+            is_eager=True,
+            callback=_print_schema,
+        ),
+    ] = False,
 ) -> None:
     """The whole loop for a campaign: gaps, generation, scoring, then review."""
     _campaign(ctx, load_campaign(config), workers, show_ui, port)

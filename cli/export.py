@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 from pydantic import ValidationError
 from rich.table import Table
+from rich.text import Text
 
 from cli.choices import ExportFormat
 from cli.common import console, first_error, open_store, settings_of, user_errors
@@ -166,17 +167,22 @@ def eval_command(
 def audit_command(
     export_dir: Annotated[Path, typer.Argument(help="An export directory (with manifest.json).")],
 ) -> None:
-    """Print an export's stage-audit record, check its file hashes, and name missing fields."""
+    """Print an export's stage-audit record, check its file hashes, and name the missing fields
+    its kind requires."""
     record = read_audit(export_dir)
-    table = Table(title=f"stage audit of {export_dir}")
-    table.add_column("field")
-    table.add_column("value")
+    # Names, paths and hashes are one word each: folded onto the next line when the column is
+    # narrower, never cut short with an ellipsis (rich's default).
+    title = Text(f"stage audit of {export_dir}", overflow="fold")
+    table = Table(title=title, title_justify="left")
+    table.add_column("field", overflow="fold")
+    table.add_column("value", overflow="fold")
     for name, value in record.fields.items():
-        table.add_row(name, value if value else "[missing]")
+        why = record.not_required.get(name)
+        table.add_row(name, value or (f"not required: {why}" if why else "[missing]"))
     console.print(table, soft_wrap=False)
     for problem in record.problems:
         console.print(problem, style="red")
-    missing = [name for name, value in record.fields.items() if not value]
-    console.print(f"missing: {', '.join(missing) if missing else 'none'}", highlight=False)
+    missing = ", ".join(record.missing) or "none"
+    console.print(f"missing: {missing}", highlight=False)
     if record.problems:
         raise typer.Exit(1)

@@ -447,9 +447,18 @@ class Gap(BaseModel):
 
 
 class ReviewSettings(BaseModel):
+    """The ``review:`` section of a campaign: how many reviewers see each of the run's items and
+    how their votes settle it."""
+
     model_config = ConfigDict(extra="forbid")
 
-    lease_seconds: int = Field(default=300, ge=5, le=86_400)
+    lease_seconds: int = Field(
+        default=300,
+        ge=5,
+        le=86_400,
+        description="Recorded with the run, not applied: a reviewer's claim lasts the "
+        "lease_seconds setting (GAPFILL_LEASE_SECONDS, default 300).",
+    )
     reviewers_per_item: int = Field(
         default=1,
         ge=1,

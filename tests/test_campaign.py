@@ -1,19 +1,28 @@
 """Campaigns from a config file: planning the run (gaps, run config, tasks for the largest gaps)
-and `gapfill run --workers external`, on the demo campaign's real data."""
+and `gapfill run --workers external`, on the demo campaign's real data; the file's keys, each
+described in the model, printed by `gapfill run --schema` and in docs/campaign.md (generated from
+the model, so it cannot drift); a mistyped key named with its line and the key it resembles."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
+import jsonschema  # type: ignore[import-untyped]
 import pytest
+import yaml
+from pydantic import BaseModel
 
-from generator.campaign import load_campaign, plan
+from generator.campaign import CampaignConfig, load_campaign, plan
 from generator.errors import ConfigError
 from generator.evaluation.runner import EvalOptions, evaluate, read_input
 from generator.store import Store
-from tests.factories import run_cli
+from tests.factories import cli_env, run_cli
 
-DEMO = Path(__file__).resolve().parents[1] / "examples" / "demo" / "campaign.yaml"
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = ROOT / "examples" / "demo" / "campaign.yaml"
 
 
 def test_the_demo_campaign_plans_tasks_for_its_largest_gaps(
@@ -47,7 +56,7 @@ def test_a_bad_campaign_config_names_the_file_and_the_key(tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match=r"campaign.yaml: .*missing.jsonl: no such file"):
         load_campaign(config)
     config.write_text("run: x\ndata: d.jsonl\ncolour: red\n")
-    with pytest.raises(ConfigError, match=r"yaml: colour: Extra inputs are not permitted"):
+    with pytest.raises(ConfigError, match=r"yaml:3: colour: unknown key; `gapfill run --schema`"):
         load_campaign(config)
     (tmp_path / "d.jsonl").write_text('{"messages": []}\n')
     config.write_text("run: x\ndata: d.jsonl\n")
@@ -73,3 +82,81 @@ def test_gapfill_run_with_external_workers_enqueues_and_stops(
     bad = run_cli(env, "run", str(DEMO), "--workers", "threads")
     message = " ".join(bad.stderr.replace("│", " ").split())  # typer's usage error, boxed
     assert bad.returncode == 2 and "'threads' is not one of 'inprocess', 'external'" in message
+
+
+def _models(model: type[BaseModel]) -> list[type[BaseModel]]:
+    """The model and every section it nests."""
+    nested = [f.annotation for f in model.model_fields.values()]
+    return [model] + [m for m in nested if isinstance(m, type) and issubclass(m, BaseModel)]
+
+
+def test_every_key_of_the_campaign_file_is_described() -> None:
+    undescribed = [
+        f"{model.__name__}.{name}"
+        for model in _models(CampaignConfig)
+        for name, field in model.model_fields.items()
+        if not field.description
+    ]
+    assert undescribed == []
+
+
+def test_gapfill_run_schema_prints_the_json_schema_the_demo_campaign_meets() -> None:
+    done = run_cli(cli_env(), "run", "--schema", timeout=120)
+    assert done.returncode == 0, done.stderr
+    schema = json.loads(done.stdout)
+    sections = [schema, *schema["$defs"].values()]
+    assert {"filters", "review", "taxonomy", "reference_threshold"} <= set(schema["properties"])
+    assert all(section["additionalProperties"] is False for section in sections)
+    assert all("description" in key for s in sections for key in s["properties"].values())
+    demo = yaml.safe_load(DEMO.read_text())
+    jsonschema.validate(demo, schema)
+    with pytest.raises(jsonschema.ValidationError, match="'reveiw' was unexpected"):
+        jsonschema.validate({**demo, "reveiw": {}}, schema)
+
+
+def test_the_committed_campaign_reference_is_what_its_script_writes_now() -> None:
+    """docs/campaign.md is generated from the model: a key added or changed without rerunning
+    `python scripts/campaign_reference.py` fails here."""
+    script = ROOT / "scripts" / "campaign_reference.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--stdout"], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert (ROOT / "docs" / "campaign.md").read_text(encoding="utf-8") == done.stdout
+    for model in _models(CampaignConfig):
+        for name, field in model.model_fields.items():
+            assert f"| `{name}` |" in done.stdout and str(field.description) in done.stdout
+
+
+def test_the_demo_campaign_points_at_the_reference() -> None:
+    header = [line for line in DEMO.read_text().splitlines() if line.startswith("#")]
+    assert any("docs/campaign.md" in line for line in header)
+
+
+TYPOS = {
+    "a section": ("reveiw:\n  reviewers_per_item: 2\n", 4, "reveiw", "review"),
+    "a nested key": (
+        "filters:\n  judge: false\n  min_qualty: 0.5\n",
+        6,
+        "filters.min_qualty",
+        "quality",
+    ),
+    "a required key": ("", 2, "dta", "data"),
+    "a threshold": ("refernce_threshold: 0.4\n", 4, "refernce_threshold", "reference_threshold"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TYPOS))
+def test_a_mistyped_key_is_one_line_naming_its_line_and_the_key_it_resembles(
+    tmp_path: Path, case: str
+) -> None:
+    extra, line, where, meant = TYPOS[case]
+    (tmp_path / "d.jsonl").write_text('{"messages": []}\n')
+    data = "dta" if case == "a required key" else "data"
+    config = tmp_path / "campaign.yaml"
+    config.write_text(f"run: x\n{data}: d.jsonl\nreference: d.jsonl\n{extra}")
+    done = run_cli(cli_env(), "run", str(config), timeout=120)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr == (
+        f"error: {config}:{line}: {where}: unknown key; did you mean '{meant}'?\n"
+    )

@@ -2,7 +2,12 @@
 
 The record answers, for a model candidate trained on this export: which base model, which
 continued-pretraining data, which SFT and preference datasets (by content hash), which chat
-template, which eval and safety reports, and which earlier export to roll back to.
+template, which eval and safety reports, and which earlier export to roll back to. What it must
+answer depends on the export: an SFT export holds no preference dataset, a first export has nothing
+to roll back to, and neither stage is continued pretraining; so only the fields the export's kind
+and place require are ``missing`` when empty, and the others say why they are not required.
+Each listed file is checked once, however many times (and under whichever spelling) the manifest
+lists it, so each problem is one line.
 
 The manifest is untrusted input: whoever could write the export could write it. So it is
 validated (a malformed one is one ``FILE: field: reason`` error), and a file it lists is read only
@@ -60,6 +65,7 @@ class _ChatTemplate(_Open):
 
 class _Rollback(_Open):
     previous_manifest_sha256: Sha256 | None = None
+    previous_export_id: str | None = None
 
 
 class _StageAudit(_Open):
@@ -74,14 +80,36 @@ class _StageAudit(_Open):
 
 
 class _Manifest(_Open):
+    kind: str | None = None  # "sft" or "preference"; None: written before kinds were recorded
     files: dict[str, _Listed] = {}
     stage_audit: _StageAudit
 
 
 @dataclass
 class AuditRecord:
-    fields: dict[str, str]  # field -> a one-line description ("" when missing)
+    fields: dict[str, str]  # field -> a one-line description ("" when empty)
+    missing: list[str] = field(default_factory=list)  # required fields that are empty
+    not_required: dict[str, str] = field(default_factory=dict)  # empty, not required: why
     problems: list[str] = field(default_factory=list)  # hash mismatches, missing files
+
+
+# The dataset field each training stage's export fills; the other stays empty by design.
+STAGE_DATASET = {"sft": "sft_dataset", "preference": "preference_dataset"}
+
+
+def _why_not_required(name: str, kind: str | None, first: bool) -> str | None:
+    """Why an export of ``kind`` needs no ``name`` (None: it is required). A kind this gapfill
+    does not know (a newer one's, or none recorded) requires every field: nothing is excused on a
+    guess."""
+    if kind not in STAGE_DATASET:
+        return None
+    if name == "rollback_artifacts" and first:
+        return "first export, nothing to roll back to"
+    if name == "continued_pretraining_data":
+        return f"{kind} export, not continued pretraining"
+    if name in STAGE_DATASET.values() and name != STAGE_DATASET[kind]:
+        return f"{kind} export (its data is {STAGE_DATASET[kind]})"
+    return None
 
 
 def _describe(name: str, value: Any) -> str:
@@ -151,12 +179,45 @@ def _read_manifest(directory: Path) -> _Manifest:
         raise ExportError(f"{path}: {where}: {error['msg']}") from None
 
 
+def _same_file(name: str) -> str:
+    """One spelling per file: ``./a.json`` and ``a.json`` (or ``a//b``) name the same one."""
+    return str(PurePosixPath(name)) if name else name
+
+
+def _listed_once(manifest: _Manifest) -> dict[str, tuple[str, set[str]]]:
+    """Every file the manifest lists (its files and the reports the stage audit links), once:
+    file -> (the name as first listed, every sha256 it is listed with)."""
+    audit = manifest.stage_audit
+    listed = [(name, entry.sha256) for name, entry in manifest.files.items()]
+    listed += [(r.file, r.sha256) for r in (audit.eval_report, audit.safety_report) if r]
+    files: dict[str, tuple[str, set[str]]] = {}
+    for name, digest in listed:
+        files.setdefault(_same_file(name), (name, set()))[1].add(digest)
+    return files
+
+
+def _check_listing(directory: Path, name: str, digests: set[str]) -> str | None:
+    """One file's problem: the first listing's, or a second hash the file does not have."""
+    problems = (_check_file(directory, name, digest) for digest in sorted(digests))
+    return next((problem for problem in problems if problem is not None), None)
+
+
 def read_audit(directory: Path) -> AuditRecord:
     manifest = _read_manifest(directory)
     audit = manifest.stage_audit
     record = AuditRecord({name: _describe(name, getattr(audit, name)) for name in FIELDS})
-    listed = [(name, entry.sha256) for name, entry in manifest.files.items()]
-    listed += [(r.file, r.sha256) for r in (audit.eval_report, audit.safety_report) if r]
-    problems = (_check_file(directory, name, digest) for name, digest in dict.fromkeys(listed))
-    record.problems = [problem for problem in problems if problem is not None]
+    rollback = audit.rollback_artifacts
+    # A first export says so (no previous id, no previous hash); a record without the field
+    # says nothing, so its rollback stays required.
+    first = rollback is not None and not (
+        rollback.previous_export_id or rollback.previous_manifest_sha256
+    )
+    for name in (name for name, value in record.fields.items() if not value):
+        why = _why_not_required(name, manifest.kind, first)
+        if why is None:
+            record.missing.append(name)
+        else:
+            record.not_required[name] = why
+    checked = (_check_listing(directory, *listing) for listing in _listed_once(manifest).values())
+    record.problems = [problem for problem in checked if problem is not None]
     return record

@@ -12,44 +12,143 @@ from generator.yaml_file import read_yaml
 
 
 class FilterSettings(BaseModel):
+    """The ``filters:`` section of a campaign (and of ``gapfill score --config``): each filter
+    on or off, its thresholds, and which failures auto-reject (hard) instead of informing review.
+    """
+
     model_config = ConfigDict(extra="forbid")
 
-    malformed: bool = True
-    exact_duplicate: bool = True
-    near_duplicate: bool = True
-    near_duplicate_threshold: float = Field(default=0.8, gt=0, le=1)
-    semantic_duplicate: bool = True
-    semantic_duplicate_threshold: float = Field(default=0.92, gt=0, le=1)
-    language: bool = True
-    languages: list[str] = Field(default_factory=lambda: ["en"], description="Expected answers.")
-    unsafe: bool = True
+    malformed: bool = Field(
+        default=True,
+        description="Hard: unparseable or truncated output, chat-template tokens, control "
+        "characters, over 100k characters, backend errors.",
+    )
+    exact_duplicate: bool = Field(
+        default=True,
+        description="Hard: the same normalised text (NFKC, case-folded, whitespace collapsed) as "
+        "an existing or accepted item or an earlier candidate.",
+    )
+    near_duplicate: bool = Field(
+        default=True,
+        description="Hard: word 3-shingles this similar to an existing or accepted item or an "
+        "earlier candidate (MinHash LSH, confirmed by the true Jaccard).",
+    )
+    near_duplicate_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="The Jaccard similarity that makes a near duplicate."
+    )
+    semantic_duplicate: bool = Field(
+        default=True,
+        description="Hard: an embedding this close to an existing or accepted item or an "
+        "earlier candidate.",
+    )
+    semantic_duplicate_threshold: float = Field(
+        default=0.92,
+        gt=0,
+        le=1,
+        description="The cosine similarity that makes a semantic duplicate.",
+    )
+    language: bool = Field(
+        default=True, description="Flag answers not in one of languages (py3langid); soft."
+    )
+    languages: list[str] = Field(
+        default_factory=lambda: ["en"],
+        description="The languages answers are expected in (ISO 639-1 codes).",
+    )
+    unsafe: bool = Field(
+        default=True,
+        description="Flag answers with profanity or a disallowed category's content (refusals "
+        "exempt); soft unless unsafe_hard.",
+    )
     unsafe_hard: bool = Field(default=False, description="Unsafe flags auto-reject too.")
     disallowed: list[str] | None = Field(
-        default=None, description="Disallowed categories (default: all the filter knows)."
+        default=None,
+        description="The unsafe categories flagged, of violence, weapons, self_harm, "
+        "illegal_activity, hate, sexual (default: all of them).",
     )
-    pii: bool = True
-    quality: bool = True
+    pii: bool = Field(
+        default=True,
+        description="Hard: personal data or a secret (e-mail, phone, card, IBAN, SSN, IP, API "
+        "keys, private keys...) in the candidate.",
+    )
+    quality: bool = Field(
+        default=True,
+        description="Flag short or overlong answers, repetition, assistant boilerplate and "
+        "refusals, low lexical diversity, answers restating the question; soft unless "
+        "quality_hard.",
+    )
     quality_hard: bool = Field(default=False, description="Quality problems auto-reject too.")
     refusals_allowed: bool = Field(
-        default=False, description="Gaps about refusals: no boilerplate flag."
+        default=False,
+        description="Do not flag boilerplate or refusals in answers (for a run whose gaps are "
+        "about declining requests).",
     )
-    contamination: bool = True
-    contamination_ngram: int = Field(default=13, ge=5, le=50)
+    contamination: bool = Field(
+        default=True,
+        description="Hard: a candidate holding or paraphrasing an item of the run's eval sets "
+        "(only when the run has eval sets).",
+    )
+    contamination_ngram: int = Field(
+        default=13, ge=5, le=50, description="The word n-gram length compared with eval items."
+    )
     # Share of an eval item's n-grams a candidate must contain. A single shared 13-gram is often
     # an idiom: text-davinci-003's prime test shares 2 of HumanEval/127's 186 13-grams (1.1%),
     # while a planted or lightly edited problem shares most of them.
-    contamination_min_coverage: float = Field(default=0.05, gt=0, le=1)
+    contamination_min_coverage: float = Field(
+        default=0.05,
+        gt=0,
+        le=1,
+        description="The share of an eval item's n-grams a candidate must contain to be "
+        "contaminated.",
+    )
     # Measured: HumanEval paraphrases score 0.68-0.78, the best clean seed task 0.73 (p99 0.62).
-    contamination_similarity: float = Field(default=0.75, gt=0, le=1)
-    off_topic: bool = Field(default=True, description="Flag answers far from their gap's centroid.")
+    contamination_similarity: float = Field(
+        default=0.75,
+        gt=0,
+        le=1,
+        description="A turn this close to an eval item (embedding cosine) is contaminated too: "
+        "paraphrases share no n-gram.",
+    )
+    off_topic: bool = Field(
+        default=True,
+        description="Flag answers far from their gap's centroid (only for gaps the gap report "
+        "gives a centroid); soft.",
+    )
     # Measured on the user-oriented instructions: 9% of on-topic answers fall below 0.15, 71% of
     # answers placed in a foreign app's gap do (a soft flag: a reviewer decides).
-    off_topic_similarity: float = Field(default=0.15, ge=-1, le=1)
-    diversity: bool = Field(default=True, description="MMR rank inside each gap's batch.")
-    diversity_trade_off: float = Field(default=0.5, ge=0, le=1)
-    judge: bool = Field(default=False, description="LLM-as-judge through the worker's backend.")
-    judge_min_score: float = Field(default=3.0, ge=1, le=5)
-    judge_rubric: str = ""
+    off_topic_similarity: float = Field(
+        default=0.15,
+        ge=-1,
+        le=1,
+        description="Below this cosine similarity to its gap's centroid a candidate is off topic.",
+    )
+    diversity: bool = Field(
+        default=True,
+        description="Score novelty (distance to the nearest existing, accepted or earlier item) "
+        "and the MMR rank inside each gap's batch; never fails.",
+    )
+    diversity_trade_off: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="MMR's weight on novelty against closeness to the batch's items already "
+        "ranked (1: novelty only).",
+    )
+    judge: bool = Field(
+        default=False,
+        description="LLM-as-judge through the scoring worker's backend: 1-5 on helpfulness, "
+        "correctness and safety (preference pairs: chosen's win rate); soft.",
+    )
+    judge_min_score: float = Field(
+        default=3.0,
+        ge=1,
+        le=5,
+        description="Below this mean judge score an SFT item is flagged (a preference pair is "
+        "flagged when its rejected answer wins in both orders).",
+    )
+    judge_rubric: str = Field(
+        default="",
+        description="More for the judge to weigh, added to its prompt as 'Also consider: ...'.",
+    )
     skip_after_hard_failure: bool = Field(
         default=True, description="A candidate already auto-rejected skips the costlier filters."
     )
