@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from generator.backends import Backend, ChatRequest, ChatResult
+from generator.prompts import RESPONSE_TEMPLATE
 from generator.schema import (
     Candidate,
     CandidateKind,
@@ -28,6 +29,7 @@ from generator.schema import (
     SamplingParams,
     SFTExample,
     TaskStage,
+    TemplateUse,
 )
 from generator.store import Store
 
@@ -123,6 +125,7 @@ class _Outputs:
             sampling=sampling,
             template_name=task.template_name,
             template_hash=task.template_hash,
+            templates=task.templates,
             rendered_prompt=task.messages,
             run_id=task.run_id,
             worker_id=self.worker_id,
@@ -177,17 +180,29 @@ class _Outputs:
         system = (
             [Message(role="system", content=task.response_system)] if task.response_system else []
         )
+        messages = [*system, user]
+        # The request the instruction step produced, answered under response.jinja's system
+        # prompt: both templates are on the answer's record (the answer's own step last).
+        # (An instruction task written by hand, not from templates, has no response template.)
+        made = task.response_template_hash is not None
+        response = TemplateUse(
+            step="response",
+            name=RESPONSE_TEMPLATE,
+            hash=task.response_template_hash,
+            messages=messages,
+        )
         return GenerationTask(
             run_id=task.run_id,
             gap_id=task.gap_id,
             stage=TaskStage.RESPONSE,
             kind=task.kind,
-            messages=[*system, user],
+            messages=messages,
             example_prompt=[user],
             sampling=task.response_sampling or SamplingParams(),
             variants=task.variants,
-            template_name=task.template_name,
-            template_hash=task.template_hash,
+            template_name=RESPONSE_TEMPLATE if made else task.template_name,
+            template_hash=task.response_template_hash if made else task.template_hash,
+            templates=[*task.templates, *([response] if made else [])],
             parent_id=task.id,
             priority=task.priority,
         )

@@ -29,9 +29,15 @@ from generator.schema import (
     Message,
     SamplingParams,
     TaskStage,
+    TemplateUse,
     instructions_schema,
 )
 from generator.yaml_file import read_yaml
+
+INSTRUCTIONS_TEMPLATE = "instructions.jinja"  # asks for new user requests of a gap
+RESPONSE_TEMPLATE = "response.jinja"  # the system prompt of the answers to them
+JUDGE_TEMPLATE = "judge.jinja"
+PAIRWISE_TEMPLATE = "judge_pairwise.jinja"
 
 
 class TemplateRenderError(GapfillError):
@@ -108,7 +114,9 @@ def tasks_for_gap(
     if count <= 0:
         return []
     per_task = settings.requests_per_task
-    system = templates.render("response.jinja", gap=gap) or None
+    system = templates.render(RESPONSE_TEMPLATE, gap=gap) or None
+    instructions_hash = templates.hash(INSTRUCTIONS_TEMPLATE)
+    response_hash = templates.hash(RESPONSE_TEMPLATE)
     variants = settings.preference_variants if kind is CandidateKind.PREFERENCE else []
     if kind is CandidateKind.PREFERENCE and len(variants) < 2:
         raise TemplateRenderError("preference runs need two preference_variants in defaults.yaml")
@@ -118,14 +126,15 @@ def tasks_for_gap(
         asked = min(per_task, count - index * per_task)
         pool = gap.examples
         seeds = rng.sample(pool, min(settings.seeds_per_task, len(pool))) if pool else []
-        prompt = templates.render("instructions.jinja", gap=gap, seeds=seeds, count=asked)
+        prompt = templates.render(INSTRUCTIONS_TEMPLATE, gap=gap, seeds=seeds, count=asked)
+        messages = [Message(role="user", content=prompt)]
         tasks.append(
             GenerationTask(
                 run_id=gap.run_id,
                 gap_id=gap.id,
                 stage=TaskStage.INSTRUCTIONS,
                 kind=kind,
-                messages=[Message(role="user", content=prompt)],
+                messages=messages,
                 sampling=settings.instruction_sampling.model_copy(
                     update={"seed": rng.randrange(2**31)}
                 ),
@@ -133,8 +142,17 @@ def tasks_for_gap(
                 response_system=system,
                 variants=variants,
                 json_schema=instructions_schema(asked),
-                template_name="instructions.jinja",
-                template_hash=templates.hash("instructions.jinja"),
+                template_name=INSTRUCTIONS_TEMPLATE,
+                template_hash=instructions_hash,
+                templates=[
+                    TemplateUse(
+                        step="instructions",
+                        name=INSTRUCTIONS_TEMPLATE,
+                        hash=instructions_hash,
+                        messages=messages,
+                    )
+                ],
+                response_template_hash=response_hash,
                 priority=float(gap.deficit),
             )
         )

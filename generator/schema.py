@@ -178,6 +178,26 @@ class Score(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
+TemplateStep = Literal["instructions", "response", "judge", "pairwise"]
+
+
+class TemplateUse(BaseModel):
+    """One prompt template as it was used for an item: which, which version, and exactly what it
+    rendered to (what the model was sent), so the step can be rerun as it ran."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    step: TemplateStep = Field(
+        description="instructions: asked for the request; response: asked for the answer(s); "
+        "judge and pairwise: asked the judge to score it"
+    )
+    name: str = Field(description="The template's file name in the prompts directory.")
+    hash: str | None = Field(default=None, description="SHA-256 prefix of the template source.")
+    messages: list[Message] = Field(
+        default_factory=list, description="The rendered messages sent to the model."
+    )
+
+
 class Provenance(BaseModel):
     """How a candidate was made: enough to reproduce it or to find every sibling of a bad one."""
 
@@ -187,8 +207,10 @@ class Provenance(BaseModel):
     backend: str | None = None
     model: str | None = None
     sampling: dict[str, Any] = Field(default_factory=dict)
+    # The template of the last step (the one whose output this is); ``templates`` has them all.
     template_name: str | None = None
     template_hash: str | None = None
+    templates: list[TemplateUse] = Field(default_factory=list)
     rendered_prompt: list[Message] | str | None = None
     run_id: str | None = None
     worker_id: str | None = None
@@ -338,6 +360,16 @@ class GenerationTask(BaseModel):
     json_schema: dict[str, Any] | None = None
     template_name: str | None = None
     template_hash: str | None = None
+    templates: list[TemplateUse] = Field(
+        default_factory=list,
+        description="The templates behind this task, earliest step first; the last one rendered "
+        "``messages``.",
+    )
+    response_template_hash: str | None = Field(
+        default=None,
+        description="Instruction tasks: the hash of response.jinja, which rendered "
+        "``response_system`` for the response tasks they spawn.",
+    )
     parent_id: str | None = None
     priority: float = 0.0
 

@@ -53,5 +53,8 @@ def scores(items: dict[str, Score]) -> None:
     for name, score in sorted(items.items(), key=lambda kv: kv[1].passed):
         mark = "pass" if score.passed else "FLAG"
         st.text(f"[{mark}] {name} {score.value:.3g}: {score.reason}")
-        if score.evidence:
-            st.json(score.evidence, expanded=not score.passed)
+        # The judge's rendered prompts are provenance (the item's record has them), not evidence
+        # a reviewer decides on: they would bury the scores under the item's own text.
+        evidence = {k: v for k, v in score.evidence.items() if k != "templates"}
+        if evidence:
+            st.json(evidence, expanded=not score.passed)

@@ -6,14 +6,15 @@ from __future__ import annotations
 
 import difflib
 from collections import Counter, defaultdict
+from functools import lru_cache
 from typing import Any, NamedTuple
 
 import orjson
 
 from generator.agreement import agreement, votes_by_item
 from generator.export.selection import Approved
-from generator.schema import DecisionRecord
-from generator.screening import original_flag
+from generator.schema import Candidate, DecisionRecord
+from generator.screening import original_flag, screen
 
 
 def _lines(example: dict[str, Any]) -> list[str]:
@@ -44,12 +45,59 @@ def _edit_diff_record(item: dict[str, Any]) -> dict[str, Any]:
     return {"edit_diff": None, "edit_diff_withheld": f"the original holds PII/secrets ({flag})"}
 
 
+@lru_cache(maxsize=4096)
+def _unsafe_prompt(messages: bytes) -> str | None:
+    """Why a rendered prompt must not leave (PII/secrets in it), or None. Cached: the rows of
+    one instruction task (up to requests_per_task) share its prompt."""
+    turns = orjson.loads(messages)
+    text = "\n".join(str(turn.get("content", "")) for turn in turns)
+    score = screen(Candidate(kind="sft", raw=text or "-", run_id="export", gap_id="none"))
+    return None if score.passed else score.reason
+
+
+def _withheld(use: dict[str, Any], why: str) -> dict[str, Any]:
+    return {**{k: v for k, v in use.items() if k != "messages"}, "messages_withheld": why}
+
+
+def template_uses(item: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every template behind an item, in order (instructions, response, judge or pairwise), each
+    with its hash and the messages it rendered, so each step can be rerun as it ran.
+
+    Rendered messages quote untrusted text, so none leaves unscreened: the instruction prompt
+    (its seeds are rows of the existing dataset) is screened here; the later steps quote the
+    request and answer, which the item's own screen covers, unless a reviewer edited them out:
+    then they leave only if the original passes (as the edit diff)."""
+    made = item.get("provenance") or {}
+    judge = (item.get("scores") or {}).get("judge") or {}
+    uses = [*made.get("templates", []), *(judge.get("evidence") or {}).get("templates", [])]
+    original = original_flag(item)
+    records = []
+    for use in uses:
+        if use.get("step") == "instructions":
+            why = _unsafe_prompt(orjson.dumps(use.get("messages", [])))
+            records.append(use if why is None else _withheld(use, f"PII/secrets ({why})"))
+        elif original is not None:
+            records.append(_withheld(use, f"the original holds PII/secrets ({original})"))
+        else:
+            records.append(use)
+    return records
+
+
+def _scores_without_prompts(scores: dict[str, Any]) -> dict[str, Any]:
+    """The scores, with the judge's rendered prompts left to ``templates`` (not written twice)."""
+    judge = scores.get("judge")
+    if not judge or "templates" not in (judge.get("evidence") or {}):
+        return scores
+    evidence = {k: v for k, v in judge["evidence"].items() if k != "templates"}
+    return {**scores, "judge": {**judge, "evidence": evidence}}
+
+
 def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any]:
     """An item's line of provenance.jsonl.
 
-    The generation record is the item's own (every field but the rendered prompt, which the
-    template name and hash reproduce) and so are its scores: at 100,000 rows, reshaping them
-    field by field was a tenth of an export's time.
+    The generation record is the item's own (but its ``templates`` are screened, see
+    ``template_uses``, and the rendered prompt is left to them) and so are its scores: at
+    100,000 rows, reshaping them field by field was a tenth of an export's time.
     """
     item = approved.item
     record = {
@@ -57,9 +105,10 @@ def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any
         "split": split,
         "row": row,
         **item.get("provenance", {}),
+        "templates": template_uses(item),
         "run_id": item["run_id"],
         "gap_id": item["gap_id"],
-        "scores": item.get("scores", {}),
+        "scores": _scores_without_prompts(item.get("scores", {})),
         "review": {
             "reviewers": approved.reviewers,
             "decisions": [
@@ -88,15 +137,27 @@ class Origin(NamedTuple):
     source: str | None
     backend: str | None
     model: str | None
-    template_name: str | None
-    template_hash: str | None
+    templates: tuple[tuple[str, str], ...]  # (name, hash) of every template behind the item
     sampling: bytes  # the sampling parameters as JSON, keys as the producer wrote them
 
     @classmethod
     def of(cls, item: dict[str, Any]) -> Origin:
         made = item.get("provenance") or {}
         sampling = orjson.dumps(made.get("sampling") or {})
-        return cls._make((item["gap_id"], item["run_id"], *map(made.get, _MADE_BY), sampling))
+        judge = (item.get("scores") or {}).get("judge") or {}
+        uses = [*made.get("templates", []), *(judge.get("evidence") or {}).get("templates", [])]
+        named = {(use["name"], use.get("hash") or "-") for use in uses}
+        if not uses and made.get("template_name"):  # an item stored before templates were listed
+            named.add((made["template_name"], made.get("template_hash") or "-"))
+        return cls._make(
+            (
+                item["gap_id"],
+                item["run_id"],
+                *map(made.get, _MADE_BY),
+                tuple(sorted(named)),
+                sampling,
+            )
+        )
 
     @property
     def generator(self) -> str:
@@ -104,7 +165,7 @@ class Origin(NamedTuple):
         return f"{self.backend or self.source or 'generated'}:{self.model or '-'}"
 
 
-_MADE_BY = ("source", "backend", "model", "template_name", "template_hash")
+_MADE_BY = ("source", "backend", "model")
 
 
 # Where an exported row came from, as the card and the manifest count it. Every row is exactly
@@ -149,8 +210,8 @@ def generation_summary(origins: Counter[Origin]) -> dict[str, Any]:
     sampling: Counter[bytes] = Counter()
     for origin, n in origins.items():
         models[origin.generator] += n
-        if origin.template_name:
-            templates[origin.template_name][origin.template_hash or "-"] += n
+        for name, template_hash in origin.templates:
+            templates[name][template_hash] += n
         if origin.sampling != b"{}":  # key order as each producer wrote it: normalised here
             sampling[orjson.dumps(orjson.loads(origin.sampling), option=orjson.OPT_SORT_KEYS)] += n
     return {

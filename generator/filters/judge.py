@@ -17,8 +17,15 @@ import re
 from typing import Any
 
 from generator.backends.base import Backend, ChatRequest
-from generator.prompts import PromptTemplates
-from generator.schema import Candidate, Message, PreferenceExample, SamplingParams, Score
+from generator.prompts import JUDGE_TEMPLATE, PAIRWISE_TEMPLATE, PromptTemplates
+from generator.schema import (
+    Candidate,
+    Message,
+    PreferenceExample,
+    SamplingParams,
+    Score,
+    TemplateUse,
+)
 
 CRITERIA = ("helpfulness", "correctness", "safety")
 # Bounded, so that under constrained decoding a verdict always ends within the judge's max_tokens.
@@ -100,6 +107,23 @@ class JudgeFilter:
             json_schema=schema,
         )
 
+    def _template_uses(self, requests: list[ChatRequest]) -> dict[str, list[dict[str, Any]]]:
+        """Per candidate index: the judge templates it was shown through, with what they
+        rendered to, for its provenance (a verdict reproduces only with its exact prompt)."""
+        hashes = {name: self.templates.hash(name) for name in (JUDGE_TEMPLATE, PAIRWISE_TEMPLATE)}
+        uses: dict[str, list[dict[str, Any]]] = {}
+        for request in requests:
+            index, _ = request.id.split(":")
+            name = PAIRWISE_TEMPLATE if request.json_schema == PAIRWISE_SCHEMA else JUDGE_TEMPLATE
+            use = TemplateUse(
+                step="pairwise" if name == PAIRWISE_TEMPLATE else "judge",
+                name=name,
+                hash=hashes[name],
+                messages=request.messages,
+            )
+            uses.setdefault(index, []).append(use.model_dump(mode="json"))
+        return uses
+
     def score(self, candidates: list[Candidate]) -> list[Score]:
         requests: list[ChatRequest] = []
         for index, candidate in enumerate(candidates):
@@ -113,7 +137,7 @@ class JudgeFilter:
                     requests.append(
                         self._request(
                             f"{index}:{order}",
-                            "judge_pairwise.jinja",
+                            PAIRWISE_TEMPLATE,
                             PAIRWISE_SCHEMA,
                             prompt=prompt,
                             answer_a=a,
@@ -124,7 +148,7 @@ class JudgeFilter:
                 requests.append(
                     self._request(
                         f"{index}:0",
-                        "judge.jinja",
+                        JUDGE_TEMPLATE,
                         POINTWISE_SCHEMA,
                         prompt=prompt,
                         answer=payload.response_text(),
@@ -135,7 +159,12 @@ class JudgeFilter:
             for result in self.backend.generate(requests):
                 if result.completions:
                     outputs[result.request_id] = result.completions[0].text
-        return [self._verdict(i, c, outputs) for i, c in enumerate(candidates)]
+        uses = self._template_uses(requests)
+        scores = [self._verdict(i, c, outputs) for i, c in enumerate(candidates)]
+        for index, score in enumerate(scores):
+            if str(index) in uses:
+                score.evidence["templates"] = uses[str(index)]
+        return scores
 
     def _verdict(self, index: int, candidate: Candidate, outputs: dict[str, str]) -> Score:
         model = {"judge_model": self.backend.model}
