@@ -1,8 +1,8 @@
 """Where the benchmarks read their data: inside this repository, never outside it.
 
-``bench/data/`` holds the full T0 corpus (only the benchmarks need it); the smaller real-data
-files are the tests' copies in ``tests/data/``. Each directory's README.md says where every file
-comes from and under which licence.
+``bench/data/`` holds the full T0 corpus and the quality filter's labelled set (only the
+benchmarks need them); the smaller real-data files are the tests' copies in ``tests/data/``.
+Each directory's README.md says where every file comes from and under which licence.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ BENCH_DATA = ROOT / "bench" / "data"
 TESTS_DATA = ROOT / "tests" / "data"
 
 T0 = BENCH_DATA / "t0" / "t0_train_50k.jsonl.gz"
+QUALITY_LABELLED = BENCH_DATA / "quality" / "labelled.jsonl.gz"
 SEED_TASKS = TESTS_DATA / "self-instruct" / "seed_tasks.jsonl"
 REFERENCE = TESTS_DATA / "self-instruct" / "user_oriented_instructions.jsonl"
 PREDICTIONS = TESTS_DATA / "self-instruct" / "predictions"

@@ -189,6 +189,26 @@ def evaluation(r: dict[str, Any]) -> list[Row]:
     ]
 
 
+def quality(r: dict[str, Any]) -> list[Row]:
+    rows = []
+    for family, name in (
+        ("boilerplate_and_refusals", "boilerplate and refusals"),
+        ("repetition", "repetition"),
+    ):
+        new, old = r["new"][family], r["old"][family]
+        rows.append(
+            Row(
+                f"quality filter: {name}, {r['rows']:,} labelled real rows",
+                f"P {new['precision']:.2f} / R {new['recall']:.2f}",
+                f"filter before: P {old['precision']:.2f} / R {old['recall']:.2f}",
+                f"recall {new['recall'] / old['recall']:.1f}x" if old["recall"] else "",
+                "P >= 0.9, R >= before",
+                new["precision"] >= 0.9 and new["recall"] >= old["recall"],
+            )
+        )
+    return rows
+
+
 # name -> (script, arguments at --size fit, extractor). Sizes chosen so that the whole roll-up
 # runs in about half an hour on 2 cores.
 BENCHMARKS: dict[str, tuple[str, list[str], Extract]] = {
@@ -200,6 +220,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], Extract]] = {
     "review_ui": ("review_ui.py", ["--decisions", "30"], review_ui),
     "export": ("export.py", ["--items", "20000"], export),
     "eval": ("eval.py", ["--rows", "1000"], evaluation),
+    "quality": ("quality_recall.py", [], quality),
 }
 
 

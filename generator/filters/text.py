@@ -1,4 +1,5 @@
-"""Text normalisation shared by the duplicate and contamination filters (pure functions)."""
+"""Text normalisation shared by the duplicate, contamination and quality filters (pure
+functions)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import re
 import unicodedata
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# A sentence ends at . ! ? (and what closes them) or at a line break; one pass, no backtracking.
+_SENTENCE_END = re.compile(r"[.!?]+[\"')\]\u201d\u2019]*\s+|\n+")
 
 
 def normalise(text: str) -> str:
@@ -15,6 +18,11 @@ def normalise(text: str) -> str:
 
 def words(text: str) -> list[str]:
     return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+
+
+def sentences(text: str) -> list[str]:
+    """The text cut at sentence ends and line breaks, blank pieces dropped."""
+    return [piece.strip() for piece in _SENTENCE_END.split(text) if piece.strip()]
 
 
 def shingles(text: str, size: int) -> set[str]:
