@@ -205,6 +205,24 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
     return normalised
 
 
+def _given_target(cell: TaxonomyCell, total: int) -> int | None:
+    if cell.target is not None:
+        return cell.target
+    return math.ceil(cell.share * total) if cell.share is not None else None
+
+
+def cell_targets(cells: Sequence[TaxonomyCell], total: int) -> list[int]:
+    """Each cell's target for a dataset of ``total`` examples: its ``target`` count, or its
+    ``share`` of the dataset (rounded up), or, for a cell with neither, an even part of what the
+    counts and shares leave (nothing when they take it all). The even parts add up to exactly
+    what is left, so cells without a target never push the total past the dataset."""
+    given = [_given_target(cell, total) for cell in cells]
+    free = given.count(None)
+    left = max(total - sum(g for g in given if g is not None), 0)
+    extra = iter(range(free))  # the first (left mod free) even parts take one more
+    return [g if g is not None else left // free + (next(extra) < left % free) for g in given]
+
+
 def _taxonomy_gaps(
     run_id: str, taxonomy: Taxonomy, existing: np.ndarray, texts: list[str], embedder: Embedder
 ) -> tuple[list[Gap], list[Assignment], dict[str, list[float]]]:
@@ -218,17 +236,12 @@ def _taxonomy_gaps(
     scores = existing @ cells.T if len(existing) else np.zeros((0, len(cells)), dtype=np.float32)
     nearest = scores.argmax(axis=1) if len(existing) else np.zeros(0, dtype=np.int64)
     assigned = scores.max(axis=1) >= taxonomy.threshold if len(existing) else np.zeros(0, bool)
-    total = len(texts)
+    targets = cell_targets(taxonomy.cells, len(texts))
     gaps = []
     for index, cell in enumerate(taxonomy.cells):
         members = np.flatnonzero(assigned & (nearest == index))
         members = members[np.argsort(-scores[members, index])]
-        if cell.target is not None:
-            target = cell.target
-        elif cell.share is not None:
-            target = math.ceil(cell.share * total)
-        else:  # no target given: an even share of the dataset
-            target = math.ceil(total / len(taxonomy.cells))
+        target = targets[index]
         seeds = [texts[i] for i in members[:20]] or list(cell.examples)
         gaps.append(
             Gap(

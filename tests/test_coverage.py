@@ -10,7 +10,9 @@ import pytest
 
 from generator.coverage import (
     GapReport,
+    TaxonomyCell,
     analyse,
+    cell_targets,
     count_into_gaps,
     load_reference,
     load_taxonomy,
@@ -135,7 +137,8 @@ def test_examples_go_to_their_nearest_taxonomy_cell(tmp_path: Path, embedder: Em
     assert all(a.confidence >= taxonomy.threshold for a in report.assignments[:4])
     assert by_id["cooking"].target == 3  # share 0.5 of 5 examples, rounded up
     assert by_id["programming"].target == 4 and by_id["programming"].deficit == 3
-    assert by_id["travel"].target == 2  # no target given: an even share
+    # No target given: an even part of what the others leave, and 3 + 4 leave none of 5.
+    assert by_id["travel"].target == 0
     assert by_id["cooking"].examples[0] in {
         "What spices go well in a lentil soup?",
         "How do I caramelise onions without burning them?",
@@ -296,3 +299,24 @@ def test_gapfill_gaps_with_a_bad_taxonomy_writes_nothing(
     message = " ".join(odd.stderr.replace("│", " ").split())  # typer's usage error, boxed
     assert odd.returncode == 2 and "'loudest' is not one of 'majority', 'unanimous'" in message
     assert store.runs() == []
+
+
+def test_cells_without_a_target_share_what_the_counts_and_shares_leave() -> None:
+    """150 rows, a 0.2 share and a count of 10: the three other cells split the 110 left, and the
+    targets add up to the dataset (they once got 50 each: 190 for 150 rows)."""
+    cells = [
+        TaxonomyCell(id="cooking", description="Cooking", share=0.2),
+        TaxonomyCell(id="coding", description="Coding", target=10),
+        *(TaxonomyCell(id=f"free{i}", description="Anything") for i in range(3)),
+    ]
+    targets = cell_targets(cells, 150)
+    assert targets == [30, 10, 37, 37, 36]
+    assert sum(targets) == 150
+
+
+def test_counts_and_shares_that_take_the_whole_dataset_leave_the_other_cells_nothing() -> None:
+    cells = [
+        TaxonomyCell(id="cooking", description="Cooking", target=200),
+        TaxonomyCell(id="travel", description="Travel"),
+    ]
+    assert cell_targets(cells, 150) == [200, 0]
