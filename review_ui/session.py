@@ -5,6 +5,16 @@ item is claimed while the current one is shown, so a decision shows the next ite
 page never waits on a claim. A decision the store refuses (lease expired, item taken, stale
 version) becomes a message for the reviewer and the item is dropped from the screen; nothing is
 lost silently.
+
+Leases belong to the reviewer, not to the tab: a claim hands back a live lease the reviewer
+already holds before it takes a new item off the queue, so a reload or a new tab shows the item
+the closed one showed, then its prefetched one, instead of "nothing left" while both sit leased.
+Streamlit says nothing when a tab closes (its session lingers for server.disconnectedSessionTTL,
+then goes without a hook), and a heartbeat renewing short leases would rerun every open tab on a
+timer, and a key pressed during a rerun can be dropped; so a closed tab's leases wait for their
+reviewer's next session, or for their expiry if the reviewer does not come back. Two open tabs of
+one reviewer may show the same item: the first decision counts, the other tab's is refused (the
+item is decided, or its version moved on) with a message, and that tab moves on.
 """
 
 from __future__ import annotations
@@ -52,7 +62,9 @@ class ReviewSession:
             if self.current is None:
                 self.current = self.store.claim(self.reviewer, self.run_id)
         if self.current is not None and self.upcoming is None:
-            self.upcoming = self.store.claim(self.reviewer, self.run_id)
+            self.upcoming = self.store.claim(
+                self.reviewer, self.run_id, holding=[self.current.item_id]
+            )
         return self.current
 
     def _advance(self) -> None:
@@ -135,12 +147,13 @@ class ReviewSession:
         return Outcome(True, f"undone: {item_id[:12]} is back")
 
     def _claim_specific(self, item_id: str) -> Lease | None:
-        """Claim until the undone item comes up (it went back with its priority), keeping the
-        others claimed on the way in the upcoming slot or giving them back."""
+        """Claim until the undone item comes up (it went back with its priority), giving back
+        the queue's items claimed on the way. Leases the reviewer held already (another tab's
+        items, handed out first) stay theirs: giving them back would take them from that tab."""
         taken: list[Lease] = []
         found = None
         for _ in range(8):
-            lease = self.store.claim(self.reviewer, self.run_id)
+            lease = self.store.claim(self.reviewer, self.run_id, holding=[t.item_id for t in taken])
             if lease is None:
                 break
             if lease.item_id == item_id:
@@ -148,7 +161,8 @@ class ReviewSession:
                 break
             taken.append(lease)
         for lease in taken:
-            self.store.release(lease.item_id, self.reviewer)
+            if not lease.reclaimed:
+                self.store.release(lease.item_id, self.reviewer)
         return found
 
     def close(self) -> None:

@@ -57,6 +57,19 @@ def test_status_shows_counts_per_run_gap_and_status(bundled: BundledServer) -> N
     assert "run-1: 4 waiting for review, 0 leased to reviewers" in result.stdout
 
 
+def test_status_counts_an_expired_lease_as_waiting_not_leased(bundled: BundledServer) -> None:
+    store = Store(connect(bundled.ensure_running().url))
+    store.put_many(candidate(i) for i in range(3))
+    shown = store.claim("alice", "run-1")  # a closed tab's two leases: shown and prefetched
+    assert shown is not None and store.claim("alice", "run-1", holding=[shown.item_id])
+    result = run_cli(cli_env(), "status", timeout=120)
+    assert "run-1: 1 waiting for review, 2 leased to reviewers" in result.stdout
+    store.expire_leases("run-1")
+    result = run_cli(cli_env(), "status", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "run-1: 3 waiting for review, 0 leased to reviewers" in result.stdout
+
+
 def test_server_start_info_stop(bundled: BundledServer) -> None:
     started = run_cli(cli_env(), "server", "start", timeout=120)
     assert started.returncode == 0 and "bundled Valkey running" in started.stdout

@@ -61,7 +61,7 @@ def accept_all(store: Store, run: str = "run-1", reviewer: str = "alice", **kwar
 def decide(store: Store, item: Candidate, verdict: str, **kwargs: object) -> None:
     """Claim until this item comes up (others go back), then decide it."""
     held = []
-    while (lease := store.claim("alice", item.run_id)) is not None and lease.item_id != item.id:
+    while (lease := store.claim("alice", item.run_id, holding=held)) and lease.item_id != item.id:
         held.append(lease.item_id)
     assert lease is not None, f"{item.id} is not in the queue"
     store.decide(item.id, "alice", verdict, lease.version, **kwargs)  # type: ignore[arg-type]

@@ -344,7 +344,8 @@ def test_review_priority_puts_the_largest_gap_first_then_uncertainty(store: obje
     ]
     store.put_many(items)
     FilterPipeline.build(FilterSettings()).score_and_route(store, [i.id for i in items])
-    order = []
-    while (lease := store.claim("alice", "run-1")) is not None:
+    order, held = [], []
+    while (lease := store.claim("alice", "run-1", holding=held)) is not None:
+        held.append(lease.item_id)  # held, not decided: a claim would hand it back first
         order.append(lease.item.gap_id + ("+flag" if lease.item.id == flagged.id else ""))
     assert order == ["big", "small+flag", "small"]

@@ -94,3 +94,46 @@ def test_a_preference_pair_can_be_swapped(store: Store) -> None:
     assert session.swap().ok
     edited = store.get(pair.id).edited
     assert isinstance(edited, PreferenceExample) and edited.chosen[-1].content == "bad"
+
+
+def test_a_new_session_of_the_reviewer_shows_the_items_a_closed_one_held(store: Store) -> None:
+    ids = seeded(store, 2)
+    closed = ReviewSession(store, "alice", "run-1")  # a tab, then closed or reloaded: no close()
+    closed.refresh()
+    reopened = ReviewSession(store, "alice", "run-1")
+    assert reopened.refresh() is not None and reopened.current is not None
+    assert reopened.current.item_id == ids[0], "not 'nothing left' while both sit leased"
+    assert reopened.upcoming is not None and reopened.upcoming.item_id == ids[1]
+    assert store.queue_figures("run-1") == (0, 2), "the same two leases, nothing more"
+    assert ReviewSession(store, "bob", "run-1").refresh() is None, "still alice's"
+
+
+def test_a_decision_from_either_of_two_tabs_counts_once(store: Store) -> None:
+    ids = seeded(store, 3)
+    tab_1, tab_2 = ReviewSession(store, "alice", "run-1"), ReviewSession(store, "alice", "run-1")
+    tab_1.refresh()
+    tab_2.refresh()
+    assert tab_1.current is not None and tab_2.current is not None
+    assert tab_1.current.item_id == tab_2.current.item_id == ids[0]
+    assert tab_1.accept().ok
+    refused = tab_2.reject("wrong")
+    assert not refused.ok and "already accepted" in refused.message
+    assert tab_2.current is not None and tab_2.current.item_id == ids[1], "and it moves on"
+    assert [(d.decision.item_id, d.decision.verdict) for d in store.decisions("run-1")] == [
+        (ids[0], "accept")
+    ]
+
+
+def test_an_undo_brings_the_item_back_past_the_leases_another_tab_holds(store: Store) -> None:
+    ids = seeded(store, 5)
+    tab_1 = ReviewSession(store, "alice", "run-1")
+    tab_1.refresh()
+    tab_1.accept()  # ids[0]; tab 1 now shows ids[1], ids[2] prefetched
+    tab_2 = ReviewSession(store, "alice", "run-1")
+    tab_2.refresh()  # handed ids[1] and ids[2], alice's leases
+    tab_2.accept()  # ids[1]; tab 2 now shows ids[2], ids[3] prefetched
+    assert tab_2.upcoming is not None and tab_2.upcoming.item_id == ids[3]
+    assert tab_1.undo().ok
+    assert tab_1.current is not None and tab_1.current.item_id == ids[0]
+    owner = store.redis.hget(store.keys.item(ids[3]), "lease_owner")
+    assert owner == "alice", "tab 2's prefetched item is still alice's, not given back"

@@ -19,7 +19,7 @@ from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExamp
 from generator.screening import screen_all
 from generator.store import Store
 from tests.conftest import REAL_DATA
-from tests.factories import serving_ui, sft
+from tests.factories import cli_env, run_cli, serving_ui, sft
 
 REVIEW_UI = Path(__file__).resolve().parents[1] / "review_ui"
 APP = REVIEW_UI / "app.py"
@@ -617,6 +617,37 @@ def test_two_reviewers_never_see_the_same_item(
     assert not set(seen["alice"]) & set(seen["bob"])
     reviewers_of = {d.decision.item_id: d.decision.reviewer for d in ui_store.decisions("ui-run")}
     assert all(reviewers_of[i] == name for name, ids in seen.items() for i in ids)
+
+
+def test_a_reviewers_leases_follow_them_to_a_new_tab_and_count_once(
+    served: str, ui_store: Store, browser
+) -> None:  # type: ignore[no-untyped-def]
+    first, second = real_candidates(2)
+    ui_store.put_many([first, second])
+    tab = browser.new_context().new_page()
+    tab.goto(served)
+    assert shown_item(tab) == first.id
+    assert ui_store.queue_figures("ui-run") == (0, 2), "the item shown and the one prefetched"
+    tab.context.close()  # closed with both leased: the queue holds nothing for anyone else
+    tab = browser.new_context().new_page()
+    tab.goto(served)
+    assert shown_item(tab) == first.id, "the closed tab's item, not 'Nothing left to review'"
+    status = run_cli(cli_env(ui_store), "status", "--run", "ui-run", timeout=120)
+    assert "ui-run: 0 waiting for review, 2 leased to reviewers" in status.stdout, status.stdout
+    tab.reload()
+    assert shown_item(tab) == first.id
+    shown = decide_by_key(tab, ["a"], first.id, ui_store, 0)[0]
+    assert shown == second.id
+    other = browser.new_context().new_page()  # a second tab, open beside the first
+    other.goto(served)
+    assert shown_item(other) == second.id, "the reviewer's lease, in either tab"
+    press(other, "a")
+    other.get_by_text("Nothing left to review").wait_for(timeout=15_000)
+    press(tab, "a")  # the same item, decided in the other tab already
+    tab.get_by_text("not recorded").wait_for(timeout=15_000)
+    log = [(d.decision.item_id, d.decision.verdict) for d in ui_store.decisions("ui-run")]
+    assert log == [(first.id, "accept"), (second.id, "accept")], "each decision once"
+    assert ui_store.queue_figures("ui-run") == (0, 0)
 
 
 @pytest.mark.parametrize("served", ["--no-local"], indirect=True)

@@ -67,8 +67,9 @@ def test_routing_moves_generated_items_into_the_queue_or_out(store: Store) -> No
 
 def test_claim_hands_out_the_highest_priority_first(store: Store) -> None:
     store.put_many(candidate(i, priority=float(p)) for i, p in enumerate([1, 9, 5]))
-    order = []
-    while (lease := store.claim("alice", "run-1")) is not None:
+    order, held = [], []
+    while (lease := store.claim("alice", "run-1", holding=held)) is not None:
+        held.append(lease.item_id)
         order.append(lease.item.priority)
     assert order == [9.0, 5.0, 1.0]
 
@@ -137,6 +138,68 @@ def test_a_decision_after_the_lease_expired_is_refused_and_requeues(store: Store
     assert store.get(lease.item_id).status is PENDING
     assert store.queue_depth("run-1") == 1
     assert store.decisions() == []
+
+
+def test_a_reviewer_back_in_a_new_session_gets_their_own_leases_first(store: Store) -> None:
+    store.put_many(candidate(i, priority=float(10 - i)) for i in range(4))
+    shown = store.claim("alice", "run-1", lease_seconds=60)  # a tab: the item on screen...
+    assert shown is not None
+    prefetched = store.claim("alice", "run-1", holding=[shown.item_id])  # ...and the next one
+    assert prefetched is not None and not prefetched.reclaimed
+    # The tab is closed; a new one holds nothing yet and claims as any session does.
+    again = store.claim("alice", "run-1")
+    assert again is not None and again.item_id == shown.item_id, "the item the tab showed"
+    assert again.reclaimed and again.version == shown.version
+    assert again.expires_at > shown.expires_at, "renewed for the new session"
+    then = store.claim("alice", "run-1", holding=[again.item_id])
+    assert then is not None and then.item_id == prefetched.item_id and then.reclaimed
+    new = store.claim("alice", "run-1", holding=[again.item_id, then.item_id])
+    assert new is not None and new.item_id == candidate(2).id and not new.reclaimed
+    assert store.leased_count("run-1") == 3 and store.queue_depth("run-1") == 1
+
+
+def test_another_reviewer_never_gets_a_lease_someone_holds(store: Store) -> None:
+    store.put_many(candidate(i, priority=float(10 - i)) for i in range(3))
+    first = store.claim("alice", "run-1")
+    assert first is not None
+    second = store.claim("alice", "run-1", holding=[first.item_id])
+    assert second is not None
+    bobs = store.claim("bob", "run-1")
+    assert bobs is not None and bobs.item_id == candidate(2).id and not bobs.reclaimed
+    assert store.claim("bob", "run-1", holding=[bobs.item_id]) is None
+    with pytest.raises(LeaseError, match="leased to 'alice'"):
+        store.decide(first.item_id, "bob", "accept", first.version)
+
+
+def test_two_sessions_of_one_reviewer_on_the_same_item_decide_it_once(store: Store) -> None:
+    store.put_many(candidate(i) for i in range(2))
+    tab_1 = store.claim("alice", "run-1")
+    tab_2 = store.claim("alice", "run-1")  # another tab: handed the same lease
+    assert tab_1 is not None and tab_2 is not None and tab_1.item_id == tab_2.item_id
+    store.decide(tab_1.item_id, "alice", "accept", tab_1.version)
+    with pytest.raises(InvalidTransitionError, match="already accepted"):
+        store.decide(tab_2.item_id, "alice", "reject", tab_2.version)
+    assert [d.decision.verdict for d in store.decisions("run-1")] == ["accept"]
+    skipped = store.claim("alice", "run-1")
+    assert skipped is not None
+    store.decide(skipped.item_id, "alice", "skip", skipped.version)
+    with pytest.raises(StaleVersionError):  # the skip moved the version on
+        store.decide(skipped.item_id, "alice", "accept", skipped.version)
+
+
+def test_an_expired_lease_is_not_counted_as_leased_and_its_item_waits(store: Store) -> None:
+    store.put_many(candidate(i) for i in range(3))
+    first = store.claim("alice", "run-1")
+    assert first is not None
+    assert store.claim("alice", "run-1", holding=[first.item_id]) is not None
+    assert store.queue_figures("run-1") == (1, 2)
+    store.expire_leases("run-1")
+    assert store.leased_count("run-1") == 0, "expired: no one holds them"
+    assert store.queue_depth("run-1") == 3, "the next claim hands them out again"
+    taken = store.claim("bob", "run-1")
+    assert taken is not None and store.queue_figures("run-1") == (2, 1)
+    store.decide(taken.item_id, "bob", "accept", taken.version)
+    assert store.queue_figures("run-1") == (2, 0)
 
 
 def test_a_stale_version_is_refused_and_changes_nothing(store: Store) -> None:
@@ -462,6 +525,18 @@ def test_a_vote_leaves_another_reviewers_lease_valid(store: Store) -> None:
     assert second.version == first.version, "a plain vote changes nothing bob sees"
     store.decide(second.item_id, "bob", "accept", second.version)
     assert store.get(first.item_id).status is ACCEPTED
+
+
+def test_under_overlap_a_second_tabs_vote_on_the_same_item_is_refused(store: Store) -> None:
+    overlap_run(store, k=2)
+    store.put(candidate(1))
+    tab_1 = store.claim("alice", "run-1")
+    tab_2 = store.claim("alice", "run-1")
+    assert tab_1 is not None and tab_2 is not None
+    store.decide(tab_1.item_id, "alice", "accept", tab_1.version)
+    with pytest.raises(LeaseError, match="nobody holds it"):
+        store.decide(tab_2.item_id, "alice", "accept", tab_2.version)
+    assert store.votes(tab_1.item_id) == {"alice": "accept"}, "one vote, not two"
 
 
 def test_a_vote_can_be_withdrawn_and_the_settling_vote_undone(store: Store) -> None:

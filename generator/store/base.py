@@ -18,7 +18,16 @@ from generator.errors import (
 from generator.store.keys import PREFIX, Keys
 
 # The scripts that use the helpers of lua/common.lua (now_ms, move_status) get it prepended.
-_WITH_COMMON = {"put", "route", "claim", "decide", "undo", "bulk", "expire_leases"}
+_WITH_COMMON = {
+    "put",
+    "route",
+    "claim",
+    "decide",
+    "undo",
+    "bulk",
+    "expire_leases",
+    "queue_figures",
+}
 # Every script a store runs, each registered once per store (its SHA computed once).
 _SCRIPTS = (
     *_WITH_COMMON,

@@ -200,9 +200,18 @@ class ItemsMixin(StoreBase):
         yield from cast(Iterator[str], self.redis.sscan_iter(key, count=1000))
 
     def queue_depth(self, run_id: str) -> int:
-        """Pending items not currently leased."""
-        return self.redis.zcard(self.keys.run(run_id, "pending"))
+        """Pending items waiting for a reviewer: the queue, and items whose lease expired."""
+        return self.queue_figures(run_id)[0]
 
     def leased_count(self, run_id: str) -> int:
-        """Items currently leased (including leases expired but not yet reclaimed)."""
-        return self.redis.zcard(self.keys.run(run_id, "leased"))
+        """Items leased to a reviewer now (an expired lease no longer counts)."""
+        return self.queue_figures(run_id)[1]
+
+    def queue_figures(self, run_id: str) -> tuple[int, int]:
+        """(waiting, leased) in one read on the server's clock, as the next claim sees them:
+        an item whose lease expired is waiting, since that claim hands it out again."""
+        waiting, leased = self._scripts["queue_figures"](
+            keys=[self.keys.run(run_id, "pending"), self.keys.run(run_id, "leased")],
+            args=[self.keys.prefix],
+        )
+        return int(waiting), int(leased)

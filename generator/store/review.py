@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, cast
@@ -64,6 +64,8 @@ class Lease:
     item: Candidate
     reviewer: str
     expires_at: datetime
+    # The reviewer held this lease already (another tab, or one closed): handed back, renewed.
+    reclaimed: bool = False
 
     @property
     def item_id(self) -> str:
@@ -85,11 +87,22 @@ class LoggedDecision:
 class ReviewMixin(ItemsMixin):
     """Leases (``P:run:<run>:pending|leased``), votes, skips and the log (``P:log``)."""
 
-    def claim(self, reviewer: str, run_id: str, lease_seconds: float | None = None) -> Lease | None:
-        """Atomically lease the highest-priority pending item to ``reviewer``.
+    def claim(
+        self,
+        reviewer: str,
+        run_id: str,
+        lease_seconds: float | None = None,
+        *,
+        holding: Iterable[str] = (),
+    ) -> Lease | None:
+        """Atomically lease an item to ``reviewer``: first a live lease they already hold in the
+        run (the oldest; renewed), else the highest-priority pending item.
 
-        Expired leases go back to the queue first. Items this reviewer skipped are not handed to
-        them again. Returns None when nothing is left for them.
+        Handing a reviewer's own leases back first is what makes a reload or a new tab show
+        their items instead of an empty queue; ``holding`` names the items the caller holds
+        already (the one on screen), which it is not handed again. Expired leases go back to
+        the queue first. Items this reviewer skipped are not handed to them again. Returns None
+        when nothing is left for them.
         """
         if not reviewer:
             raise LeaseError("a reviewer id is required to claim an item")
@@ -100,11 +113,11 @@ class ReviewMixin(ItemsMixin):
                 self.keys.run(run_id, "leased"),
                 self.keys.skipped(run_id, reviewer),
             ],
-            args=[self.keys.prefix, reviewer, max(int(seconds * 1000), 1), 64],
+            args=[self.keys.prefix, reviewer, max(int(seconds * 1000), 1), 64, *holding],
         )
         if not reply:
             return None
-        _id, expires, version, data, status, priority, edited = reply
+        _id, expires, version, data, status, priority, edited, held = reply
         item = self._candidate(
             {
                 "data": data,
@@ -115,7 +128,7 @@ class ReviewMixin(ItemsMixin):
             }
         )
         expires_at = datetime.fromtimestamp(int(expires) / 1000, tz=UTC)
-        return Lease(item=item, reviewer=reviewer, expires_at=expires_at)
+        return Lease(item=item, reviewer=reviewer, expires_at=expires_at, reclaimed=bool(held))
 
     def release(self, item_id: str, reviewer: str) -> bool:
         """Give a lease back without deciding; the item returns to the queue at once."""

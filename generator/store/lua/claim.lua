@@ -1,12 +1,37 @@
--- KEYS: pending, leased, skipped(reviewer). ARGV: prefix, reviewer, lease_ms, scan
+-- KEYS: pending, leased, skipped(reviewer). ARGV: prefix, reviewer, lease_ms, scan, then the ids
+-- the calling session already holds (its item on screen), which it is not handed again.
 local prefix, reviewer, lease_ms, scan = ARGV[1], ARGV[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 local now = now_ms()
+local expires = now + lease_ms
+-- The reply: id, expiry, version, data, status, priority, edited, and '1' when the reviewer held
+-- the lease already ('' for an item taken off the queue).
+local function leased_to_reviewer(id, held)
+  local item = prefix .. ':item:' .. id
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], expires, id)
+  redis.call('HSET', item, 'lease_owner', reviewer, 'lease_expires', expires)
+  local f = redis.call('HMGET', item, 'version', 'data', 'status', 'priority', 'edited')
+  return {id, tostring(expires), f[1], f[2], f[3], f[4], f[5] or '', held}
+end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
   redis.call('ZREM', KEYS[2], id)
   local item = prefix .. ':item:' .. id
   local f = redis.call('HMGET', item, 'status', 'priority')
   redis.call('HDEL', item, 'lease_owner', 'lease_expires')
   if f[1] == 'pending' then redis.call('ZADD', KEYS[1], f[2], id) end
+end
+-- A live lease this reviewer already holds comes back first, renewed (same version, so a
+-- decision from either of the reviewer's tabs counts once and the other is refused): a tab
+-- closed or reloaded leaves its leases to the reviewer's next session instead of stranding
+-- them for the lease's length. Oldest first: the item that tab showed, then its prefetched one.
+-- O(live leases of the run, all that is left in it now): about two per open review tab.
+local holding = {}
+for index = 5, #ARGV do holding[ARGV[index]] = true end
+for _, id in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
+  if not holding[id] and redis.call('HGET', prefix .. ':item:' .. id, 'lease_owner') == reviewer
+  then
+    return leased_to_reviewer(id, '1')
+  end
 end
 local offset = 0
 while true do
@@ -15,13 +40,7 @@ while true do
   for _, id in ipairs(batch) do
     if redis.call('SISMEMBER', KEYS[3], id) == 0
        and redis.call('HEXISTS', prefix .. ':item:' .. id .. ':votes', reviewer) == 0 then
-      local expires = now + lease_ms
-      local item = prefix .. ':item:' .. id
-      redis.call('ZREM', KEYS[1], id)
-      redis.call('ZADD', KEYS[2], expires, id)
-      redis.call('HSET', item, 'lease_owner', reviewer, 'lease_expires', expires)
-      local f = redis.call('HMGET', item, 'version', 'data', 'status', 'priority', 'edited')
-      return {id, tostring(expires), f[1], f[2], f[3], f[4], f[5] or ''}
+      return leased_to_reviewer(id, '')
     end
   end
   offset = offset + scan
