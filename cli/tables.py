@@ -66,7 +66,13 @@ def print_outcome(store: Store, work: WorkQueue, run_id: str) -> None:
     console.print(
         f"run {run_id!r}: {done}/{total} tasks done, {int(stats.get('candidates', 0))} candidates, "
         f"{int(stats.get('completion_tokens', 0))} tokens generated",
-        highlight=False,
     )
+    truncated = int(stats.get("truncated", 0))
+    if truncated:
+        console.print(
+            f"run {run_id!r}: {truncated} outputs were cut off at max_tokens (the malformed "
+            "filter rejects them as truncated); raise the campaign's max_tokens key, or "
+            "max_tokens in prompts/defaults.yaml, to let them finish"
+        )
     for queue, job_id, error in work.failed_jobs():
         err_console.print(styled("failed job", "red", f" {job_id} on {queue}: {error}"))

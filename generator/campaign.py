@@ -104,6 +104,15 @@ class CampaignConfig(BaseModel):
         description="Requests asked for per chosen gap, split into tasks of requests_per_task "
         "(prompts/defaults.yaml); default: the gap's deficit.",
     )
+    max_tokens: int | None = Field(
+        default=None,
+        ge=16,
+        le=32768,
+        description="The most tokens each generation may produce (the requests, the answers and "
+        "both preference answers); default: prompts/defaults.yaml's (512). An output that hits "
+        "it is cut off: the malformed filter rejects it as 'truncated: the generation hit "
+        "max_tokens', and `gapfill generate`/`run` count such outputs.",
+    )
     filters: FilterSettings = Field(
         default_factory=FilterSettings,
         description="Which filters score the candidates, their thresholds, and which failures "
@@ -227,11 +236,16 @@ def plan(config: CampaignConfig, store: Store, embedder: Embedder) -> Plan:
     if not chosen:
         raise DataFileError(f"{config.data}: no gap to fill (every cell reaches its target)")
     templates = PromptTemplates()
+    defaults = templates.defaults()
+    if config.max_tokens is not None:
+        defaults = defaults.with_max_tokens(config.max_tokens)
     kind = CandidateKind(config.kind)
     tasks = [
         task
         for gap in chosen
-        for task in tasks_for_gap(gap, templates, kind=kind, wanted=config.per_gap)
+        for task in tasks_for_gap(
+            gap, templates, kind=kind, defaults=defaults, wanted=config.per_gap
+        )
     ]
     store.save_gaps(config.run, report.gaps, report.model_dump_json())
     store.save_run(

@@ -291,6 +291,10 @@ def run_batch(
             "candidates": len(candidates),
             "prompt_tokens": prompt_tokens,
             "completion_tokens": completion_tokens,
+            # Outputs cut off at max_tokens: counted so the run says how many, not only the filter.
+            "truncated": sum(
+                c.finish_reason == "length" for r in task_results for c in r.completions
+            ),
         }
         if not store.complete_task(task, candidates, children, stats):
             outcome.tasks_skipped += 1  # another worker finished it first

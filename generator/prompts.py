@@ -53,6 +53,21 @@ class PromptDefaults(BaseModel):
     response_sampling: SamplingParams = Field(default_factory=SamplingParams)
     preference_variants: list[SamplingParams] = Field(default_factory=list)
 
+    def with_max_tokens(self, max_tokens: int) -> PromptDefaults:
+        """These defaults with every generation (requests, answers, both preference answers)
+        allowed ``max_tokens`` tokens: a campaign's ``max_tokens`` key."""
+
+        def capped(sampling: SamplingParams) -> SamplingParams:
+            return sampling.model_copy(update={"max_tokens": max_tokens})
+
+        return self.model_copy(
+            update={
+                "instruction_sampling": capped(self.instruction_sampling),
+                "response_sampling": capped(self.response_sampling),
+                "preference_variants": [capped(v) for v in self.preference_variants],
+            }
+        )
+
 
 class PromptTemplates:
     """The templates of one directory (default: the packaged ``prompts/``)."""

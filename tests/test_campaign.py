@@ -28,7 +28,7 @@ DEMO = ROOT / "examples" / "demo" / "campaign.yaml"
 def test_the_demo_campaign_plans_tasks_for_its_largest_gaps(
     store: Store, embedder: object, model_dir: Path
 ) -> None:
-    config = load_campaign(DEMO, {"gaps": 2, "per_gap": 3})
+    config = load_campaign(DEMO, {"gaps": 2, "per_gap": 3, "max_tokens": 200})
     assert config.data.is_absolute() and config.eval_sets[0].name == "HumanEval.jsonl.gz"
     planned = plan(config, store, embedder)  # type: ignore[arg-type]
     deficits = sorted((g.deficit for g in planned.report.gaps), reverse=True)
@@ -37,7 +37,11 @@ def test_the_demo_campaign_plans_tasks_for_its_largest_gaps(
     assert planned.tasks == len(store.open_tasks("demo")) and planned.tasks >= 2
     run = store.get_run("demo")
     assert run is not None and run.eval_sets == [str(config.eval_sets[0])]
-    assert {t.gap_id for t in store.get_tasks(store.open_tasks("demo"))} == set(planned.chosen)
+    tasks = store.get_tasks(store.open_tasks("demo"))
+    assert {t.gap_id for t in tasks} == set(planned.chosen)
+    # max_tokens raises (or lowers) every generation's limit: the requests' and the answers'.
+    assert all(t.sampling.max_tokens == 200 for t in tasks)
+    assert all(t.response_sampling and t.response_sampling.max_tokens == 200 for t in tasks)
 
     # The eval report's coverage section: the reference traffic itself, evaluated against this
     # gap report, fills the reference gaps it was clustered into.

@@ -61,6 +61,12 @@ def test_generate_in_process_runs_the_whole_run(
     assert_job_lines(result.stderr, generated=3, scored=3)
     assert "run 'r1': 3/3 tasks done, 3 candidates" in result.stdout
     assert "prompts" in result.stdout and "tok/s" in result.stdout  # the progress bar
+    cut = int(store.run_stats("r1").get("truncated", 0))
+    if cut:  # 12 tokens: the model rarely finishes; the run says so, and how to raise the limit
+        assert f"run 'r1': {cut} outputs were cut off at max_tokens" in result.stdout
+        assert "raise the campaign's max_tokens key" in result.stdout
+    else:
+        assert "cut off" not in result.stdout
     counts = store.counts("r1")
     assert sum(counts["geo"].values()) == 2 and sum(counts["food"].values()) == 1
     assert store.count("r1", CandidateStatus.GENERATED) == 0, "everything was scored"

@@ -99,6 +99,9 @@ def test_responses_become_candidates_with_their_provenance(
     assert provenance.timings["batch_seconds"] > 0
     assert store.task_counts("run-1") == (2, 2)
     assert store.run_stats("run-1")["candidates"] == 3
+    # The run counts outputs cut off at max_tokens (24 here: most are), for generate to report.
+    cut = sum(item.provenance.finish_reason == "length" for item in items)
+    assert cut > 0 and store.run_stats("run-1")["truncated"] == cut
 
 
 def test_a_task_is_stored_once_even_if_its_batch_runs_twice(
