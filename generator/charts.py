@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +26,19 @@ def _save(figure: Any, path: Path) -> Path:
     return path
 
 
+def gap_tick_label(gap: Gap, width: int = 24) -> str:
+    """A gap's name under its bars, in full: the id, then the label when it says something the id
+    does not (a taxonomy cell's label is its id), wrapped at word boundaries, never cut."""
+    lines = [gap.id]
+    if gap.label.strip() and gap.label.strip() != gap.id:
+        lines += textwrap.wrap(gap.label.strip(), width, break_long_words=False)
+    return "\n".join(lines)
+
+
 def gap_chart(gaps: list[Gap], path: Path, title: str, after: dict[str, int] | None = None) -> Path:
     """Bars of have vs target per gap (and have after, when comparing)."""
     plt = _pyplot()
-    labels = [f"{g.id}\n{g.label[:18]}" for g in gaps]
+    labels = [gap_tick_label(g) for g in gaps]
     series = [("have", [g.have for g in gaps])]
     if after is not None:
         series.append(("have after", [after.get(g.id, g.have) for g in gaps]))
