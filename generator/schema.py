@@ -484,12 +484,13 @@ class ReviewSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    lease_seconds: int = Field(
-        default=300,
+    lease_seconds: int | None = Field(
+        default=None,
         ge=5,
         le=86_400,
-        description="Recorded with the run, not applied: a reviewer's claim lasts the "
-        "lease_seconds setting (GAPFILL_LEASE_SECONDS, default 300).",
+        description="How long a reviewer's claim on one of the run's items lasts, in seconds, "
+        "before it goes back to the queue; unset: the lease_seconds setting "
+        "(GAPFILL_LEASE_SECONDS, default 300).",
     )
     reviewers_per_item: int = Field(
         default=1,

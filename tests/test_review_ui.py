@@ -590,6 +590,20 @@ def _accept(page, current: str) -> str:  # type: ignore[no-untyped-def]
         return wait_for_next(page, current)
 
 
+def press_until_shown(page, key: str, text: str) -> None:  # type: ignore[no-untyped-def]
+    """Press ``key`` until ``text`` shows. A key pressed just after a page loads can be dropped
+    (the known flaw the keyboard tests time); pressing again is safe only where a dropped press
+    leaves no decision behind, which the caller's log assertion checks."""
+    for _ in range(2):
+        press(page, key)
+        try:
+            page.get_by_text(text).wait_for(timeout=8_000)
+            return
+        except Exception:  # still the same screen: the press was dropped
+            continue
+    page.get_by_text(text).wait_for(timeout=8_000)
+
+
 @pytest.fixture
 def tokens(ui_env: dict[str, str]) -> dict[str, str]:
     data_dir = Path(ui_env["GAPFILL_DATA_DIR"])
@@ -641,10 +655,8 @@ def test_a_reviewers_leases_follow_them_to_a_new_tab_and_count_once(
     other = browser.new_context().new_page()  # a second tab, open beside the first
     other.goto(served)
     assert shown_item(other) == second.id, "the reviewer's lease, in either tab"
-    press(other, "a")
-    other.get_by_text("Nothing left to review").wait_for(timeout=15_000)
-    press(tab, "a")  # the same item, decided in the other tab already
-    tab.get_by_text("not recorded").wait_for(timeout=15_000)
+    press_until_shown(other, "a", "Nothing left to review")
+    press_until_shown(tab, "a", "not recorded")  # the same item, decided in the other tab already
     log = [(d.decision.item_id, d.decision.verdict) for d in ui_store.decisions("ui-run")]
     assert log == [(first.id, "accept"), (second.id, "accept")], "each decision once"
     assert ui_store.queue_figures("ui-run") == (0, 0)

@@ -16,8 +16,8 @@ from generator.errors import (
     StaleVersionError,
     StoreError,
 )
-from generator.schema import CandidateStatus, RunConfig
-from generator.store import Store
+from generator.schema import CandidateStatus, ReviewSettings, RunConfig
+from generator.store import Lease, Store
 from tests.factories import candidate, preference, sft, store_url
 
 PENDING = CandidateStatus.PENDING
@@ -126,6 +126,42 @@ def test_an_expired_lease_returns_the_item_to_the_queue(store: Store) -> None:
         store.decide(first.item_id, "alice", "accept", first.version)
     store.decide(second.item_id, "bob", "accept", second.version)
     assert store.get(first.item_id).status is ACCEPTED
+
+
+def test_a_reviewers_leases_come_back_in_the_order_taken_even_within_one_millisecond(
+    store: Store,
+) -> None:
+    # Ids chosen so the later claim sorts first: a tie on expiry would hand it back first.
+    items = sorted((candidate(i) for i in range(6)), key=lambda c: c.id, reverse=True)
+    store.put_many(c.model_copy(update={"priority": float(10 - n)}) for n, c in enumerate(items))
+    taken = []
+    for _ in range(6):
+        lease = store.claim("alice", "run-1", lease_seconds=60, holding=taken)
+        assert lease is not None
+        taken.append(lease.item_id)
+    for _ in range(3):  # each new session: the same leases, in the order first taken
+        back: list[str] = []
+        for _ in range(6):
+            lease = store.claim("alice", "run-1", lease_seconds=60, holding=back)
+            assert lease is not None and lease.reclaimed
+            back.append(lease.item_id)
+        assert back == taken
+
+
+def test_a_claim_lasts_the_runs_lease_seconds_when_its_campaign_set_one(store: Store) -> None:
+    store.put(candidate(1))
+    store.put(candidate(2, run="run-2"))
+    store.save_run(RunConfig(run_id="run-1", review=ReviewSettings(lease_seconds=30)))
+    store.save_run(RunConfig(run_id="run-2"))  # unset: the store's default (300 s here)
+
+    def seconds_left(lease: Lease | None) -> float:
+        assert lease is not None
+        return (lease.expires_at - datetime.now(UTC)).total_seconds()
+
+    assert 20 < seconds_left(store.claim("alice", "run-1")) <= 31
+    assert 290 < seconds_left(store.claim("alice", "run-2")) <= 301
+    store.release(candidate(1).id, "alice")
+    assert 50 < seconds_left(store.claim("alice", "run-1", lease_seconds=60)) <= 61, "asked for"
 
 
 def test_a_decision_after_the_lease_expired_is_refused_and_requeues(store: Store) -> None:

@@ -22,12 +22,14 @@ PREFIX = re.compile(r"[A-Za-z0-9_.-]+")
 TABLE = """
 item:<id>                      hash    data (the candidate JSON without the fields that follow),
                                        status, version, run, gap, priority, lease_owner,
-                                       lease_expires (ms, server clock), edited (payload JSON),
+                                       lease_expires (ms, server clock), lease_seq (the order
+                                       of leases taken in the run), edited (payload JSON),
                                        edited_by, decided_by, exported (the export that took it)
 item:<id>:votes                hash    reviewer -> accept|reject, for runs with overlap (k > 1)
 runs                           set     run ids (of items, tasks, configs and gaps)
 run:<run>:config               string  the RunConfig JSON
-run:<run>:review               hash    k (reviewers per item), rule (majority|unanimous)
+run:<run>:review               hash    k (reviewers per item), rule (majority|unanimous),
+                                       lease_ms (the campaign's review.lease_seconds, if set)
 run:<run>:gaps                 hash    gap id -> Gap JSON
 run:<run>:gap-report           string  the run's full gap report JSON
 run:<run>:eval_report          string  the latest eval report JSON (gapfill eval / export)
@@ -35,6 +37,7 @@ run:<run>:counts               hash    "<gap>|<status>" -> count (O(1) status fi
 run:<run>:status:<status>      set     item ids with that status
 run:<run>:pending              zset    the review queue: pending, unleased items by priority
 run:<run>:leased               zset    leased items by lease expiry (ms, server clock)
+run:<run>:lease_seq            string  a counter: the order of the run's leases (item lease_seq)
 run:<run>:skipped:<reviewer>   set     items a reviewer skipped (not handed to them again)
 run:<run>:tasks                set     every generation task of the run
 run:<run>:tasks-open           set     tasks not yet completed

@@ -103,6 +103,9 @@ class ReviewMixin(ItemsMixin):
         already (the one on screen), which it is not handed again. Expired leases go back to
         the queue first. Items this reviewer skipped are not handed to them again. Returns None
         when nothing is left for them.
+
+        The lease lasts ``lease_seconds`` when given, else the run's ``review.lease_seconds``
+        (from its campaign), else the store's default (the ``lease_seconds`` setting).
         """
         if not reviewer:
             raise LeaseError("a reviewer id is required to claim an item")
@@ -112,8 +115,17 @@ class ReviewMixin(ItemsMixin):
                 self.keys.run(run_id, "pending"),
                 self.keys.run(run_id, "leased"),
                 self.keys.skipped(run_id, reviewer),
+                self.keys.run(run_id, "review"),
+                self.keys.run(run_id, "lease_seq"),
             ],
-            args=[self.keys.prefix, reviewer, max(int(seconds * 1000), 1), 64, *holding],
+            args=[
+                self.keys.prefix,
+                reviewer,
+                max(int(seconds * 1000), 1),
+                64,
+                "1" if lease_seconds else "",
+                *holding,
+            ],
         )
         if not reply:
             return None

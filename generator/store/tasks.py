@@ -120,14 +120,19 @@ class TasksMixin(ItemsMixin):
     def save_run(self, config: RunConfig) -> None:
         with self.redis.pipeline(transaction=True) as pipe:
             pipe.set(self.keys.run(config.run_id, "config"), config.model_dump_json())
-            # The review rule the decide script reads, next to the config it comes from.
+            # The review rule the decide and claim scripts read, next to the config it comes from.
+            review_key = self.keys.run(config.run_id, "review")
             pipe.hset(
-                self.keys.run(config.run_id, "review"),
+                review_key,
                 mapping={
                     "k": config.review.reviewers_per_item,
                     "rule": config.review.overlap_rule,
                 },
             )
+            if config.review.lease_seconds is None:
+                pipe.hdel(review_key, "lease_ms")
+            else:
+                pipe.hset(review_key, "lease_ms", config.review.lease_seconds * 1000)
             pipe.sadd(self.keys.runs, config.run_id)
             pipe.execute()
 
