@@ -7,12 +7,10 @@ Paths in the config are relative to the config file, so a campaign directory can
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.coverage import (
@@ -30,7 +28,7 @@ from generator.filters.settings import FilterSettings
 from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.schema import CandidateKind, Identifier, ReviewSettings, RunConfig
 from generator.store import Store
-from generator.yaml_file import read_yaml
+from generator.yaml_file import read_yaml, validation_message
 
 
 class CampaignConfig(BaseModel):
@@ -146,7 +144,7 @@ def load_campaign(path: Path, overrides: dict[str, Any] | None = None) -> Campai
     try:
         config = CampaignConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_config_error(path, exc)) from None
+        raise ConfigError(validation_message(path, exc, CampaignConfig)) from None
     config = config.resolved(path.parent.resolve())
     for needed in [config.data, config.taxonomy, config.reference, *config.eval_sets]:
         if needed is not None and not needed.is_file():
@@ -154,53 +152,6 @@ def load_campaign(path: Path, overrides: dict[str, Any] | None = None) -> Campai
     if config.taxonomy is None and config.reference is None:
         raise ConfigError(f"{path}: give a taxonomy or a reference set (or both)")
     return config
-
-
-def _config_error(path: Path, exc: ValidationError) -> str:
-    """``FILE:LINE: key.path: reason`` for the first problem; an unknown key first (a typo of a
-    required key is also that key "missing", and the typo is the news), with the closest
-    known key at its level as a hint."""
-    errors = exc.errors()
-    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = [str(part) for part in error["loc"]]
-    line = _line_of(path, error["loc"])
-    where = f"{path}:{line}" if line else str(path)
-    if error["type"] != "extra_forbidden":
-        return f"{where}: {'.'.join(loc)}: {error['msg']}"
-    known = _keys_at(CampaignConfig, error["loc"][:-1])
-    close = difflib.get_close_matches(loc[-1], known, n=1)
-    hint = f"did you mean '{close[0]}'?" if close else "`gapfill run --schema` lists the keys"
-    return f"{where}: {'.'.join(loc)}: unknown key; {hint}"
-
-
-def _keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    """The field names of the model nested at ``loc`` (a key path of sections)."""
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
-        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
-            return []
-        model = annotation
-    return list(model.model_fields)
-
-
-def _line_of(path: Path, loc: tuple[int | str, ...]) -> int | None:
-    """The line of the YAML key at ``loc`` (None: a key the file does not hold, e.g. one left
-    out, or one set by an override)."""
-    node: yaml.Node | None = yaml.compose(path.read_text(encoding="utf-8"))
-    line = None
-    for part in loc:
-        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-            node = node.value[part]
-            line = node.start_mark.line + 1
-            continue
-        if not isinstance(node, yaml.MappingNode):
-            return None
-        pairs = [(k, v) for k, v in node.value if getattr(k, "value", None) == str(part)]
-        if not pairs:
-            return None
-        line, node = pairs[0][0].start_mark.line + 1, pairs[0][1]
-    return line
 
 
 @dataclass

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel, ValidationError
 
 from generator.errors import GapfillError
 
@@ -28,3 +30,57 @@ def read_yaml(path: Path, error: type[GapfillError]) -> Any:
         raise error(f"{path}: not valid YAML: {str(exc).splitlines()[0]}") from exc
     except RecursionError as exc:
         raise error(f"{path}: nested too deeply") from exc
+
+
+def validation_message(
+    path: Path,
+    exc: ValidationError,
+    model: type[BaseModel],
+    within: tuple[str, ...] = (),
+) -> str:
+    """``FILE:LINE: key.path: reason`` for the first problem in a file validated as ``model``
+    (found at key path ``within`` in the file); an unknown key first (a typo of a required key
+    is also that key "missing", and the typo is the news), with the closest known key at its
+    level as a hint."""
+    errors = exc.errors()
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = (*within, *error["loc"])
+    line = _line_of(path, loc)
+    where = f"{path}:{line}" if line else str(path)
+    dotted = ".".join(str(part) for part in loc) or "file"
+    if error["type"] != "extra_forbidden":
+        return f"{where}: {dotted}: {str(error['msg']).removeprefix('Value error, ')}"
+    known = _keys_at(model, error["loc"][:-1])
+    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+    hint = f"did you mean '{close[0]}'?" if close else "`gapfill run --schema` lists the keys"
+    return f"{where}: {dotted}: unknown key; {hint}"
+
+
+def _keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
+    """The field names of the model nested at ``loc`` (a key path of sections)."""
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _line_of(path: Path, loc: tuple[int | str, ...]) -> int | None:
+    """The line of the YAML key at ``loc`` (None: a key the file does not hold, e.g. one left
+    out, or one set by an override)."""
+    node: yaml.Node | None = yaml.compose(path.read_text(encoding="utf-8"))
+    line = None
+    for part in loc:
+        if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+            continue
+        if not isinstance(node, yaml.MappingNode):
+            return None
+        pairs = [(k, v) for k, v in node.value if getattr(k, "value", None) == str(part)]
+        if not pairs:
+            return None
+        line, node = pairs[0][0].start_mark.line + 1, pairs[0][1]
+    return line

@@ -60,3 +60,29 @@ def test_yaml_nested_fifty_thousand_deep_is_a_user_error_not_a_recursion_error(
     path = _deep(tmp_path)
     with pytest.raises(GapfillError, match="nested too deeply"):
         load(path)  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            "filters:\n  malformed: true\n  near_duplicat_threshold: 0.7\n",
+            "filters.yaml:3: filters.near_duplicat_threshold: unknown key; "
+            "did you mean 'near_duplicate_threshold'?",
+        ),
+        (
+            "near_duplicate: true\nnear_duplicate_threshold: 7\n",
+            "filters.yaml:2: near_duplicate_threshold: Input should be less than or equal to 1",
+        ),
+        ("filters:\n  color: red\n", "filters.yaml:2: filters.color: unknown key; `gapfill run"),
+    ],
+    ids=["typo in the section", "bad value in a bare file", "unknown key, nothing close"],
+)
+def test_a_filter_settings_file_error_names_the_line_and_key_with_a_hint(
+    tmp_path: Path, content: str, expected: str
+) -> None:
+    path = tmp_path / "filters.yaml"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_filter_settings(path)
+    assert str(caught.value).startswith(f"{tmp_path}/{expected}"), str(caught.value)

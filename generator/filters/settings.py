@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.errors import ConfigError
-from generator.yaml_file import read_yaml
+from generator.yaml_file import read_yaml, validation_message
 
 
 class FilterSettings(BaseModel):
@@ -159,11 +159,10 @@ def load_filter_settings(path: Path | None) -> FilterSettings:
     if path is None:
         return FilterSettings()
     data: Any = read_yaml(path, ConfigError) or {}
+    within: tuple[str, ...] = ()
     if isinstance(data, dict) and isinstance(data.get("filters"), dict):
-        data = data["filters"]
+        data, within = data["filters"], ("filters",)
     try:
         return FilterSettings.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "filters"
-        raise ConfigError(f"{path}: filters.{where}: {error['msg']}") from exc
+        raise ConfigError(validation_message(path, exc, FilterSettings, within)) from None
