@@ -9,10 +9,11 @@ lost silently.
 Leases belong to the reviewer, not to the tab: a claim hands back a live lease the reviewer
 already holds before it takes a new item off the queue, so a reload or a new tab shows the item
 the closed one showed, then its prefetched one, instead of "nothing left" while both sit leased.
-Streamlit says nothing when a tab closes (its session lingers for server.disconnectedSessionTTL,
-then goes without a hook), and a heartbeat renewing short leases would rerun every open tab on a
-timer, and a key pressed during a rerun can be dropped; so a closed tab's leases wait for their
-reviewer's next session, or for their expiry if the reviewer does not come back. Two open tabs of
+When a tab's session ends (Streamlit clears its session-scoped resources when the tab's
+connection goes: closed, reloaded or dropped) its prefetched lease is given back at once; the
+item it showed stays leased, for the reviewer's next session or until the lease expires. A
+heartbeat renewing short leases instead would rerun every open tab on a timer, and a key pressed
+during a rerun can be dropped. Two open tabs of
 one reviewer may show the same item: the first decision counts, the other tab's is refused (the
 item is decided, or its version moved on) with a message, and that tab moves on.
 """
@@ -164,6 +165,16 @@ class ReviewSession:
             if not lease.reclaimed:
                 self.store.release(lease.item_id, self.reviewer)
         return found
+
+    def end(self) -> None:
+        """The tab's session ended (closed, reloaded, or its connection dropped): give back the
+        prefetched lease, so another reviewer can take that item now, not when it expires. The
+        item on screen stays leased: it is what this reviewer sees first when they come back.
+        Only this session's lease of it goes back (by its seq): if the reviewer's new session
+        has claimed the item again meanwhile, that claim stays."""
+        lease, self.upcoming = self.upcoming, None
+        if lease is not None:
+            self.store.release(lease.item_id, self.reviewer, seq=lease.seq)
 
     def close(self) -> None:
         """Give back what this session holds (sign-out, run change)."""

@@ -108,6 +108,37 @@ def test_a_new_session_of_the_reviewer_shows_the_items_a_closed_one_held(store: 
     assert ReviewSession(store, "bob", "run-1").refresh() is None, "still alice's"
 
 
+def test_a_tab_that_ends_gives_back_its_prefetched_item_and_keeps_the_one_shown(
+    store: Store,
+) -> None:
+    ids = seeded(store, 3)
+    tab = ReviewSession(store, "alice", "run-1")
+    tab.refresh()
+    tab.end()  # the tab closed: Streamlit released its session's resources
+    assert store.queue_figures("run-1") == (2, 1), "ids[1] back in the queue at once"
+    bob = ReviewSession(store, "bob", "run-1")
+    assert bob.refresh() is not None and bob.current is not None
+    assert bob.current.item_id == ids[1], "another reviewer takes it now, not in 300 s"
+    back = ReviewSession(store, "alice", "run-1")
+    assert back.refresh() is not None and back.current is not None
+    assert back.current.item_id == ids[0], "the item alice saw is still hers"
+
+
+def test_a_reloaded_tabs_old_session_ending_late_keeps_the_new_sessions_leases(
+    store: Store,
+) -> None:
+    ids = seeded(store, 3)
+    old = ReviewSession(store, "alice", "run-1")
+    old.refresh()
+    new = ReviewSession(store, "alice", "run-1")  # the reload: the new session claims first...
+    new.refresh()
+    assert new.upcoming is not None and new.upcoming.item_id == ids[1]
+    old.end()  # ...and the old one's end comes after: its lease of ids[1] is gone already
+    assert store.queue_figures("run-1") == (1, 2)
+    assert store.redis.hget(store.keys.item(ids[1]), "lease_owner") == "alice"
+    assert new.accept().ok and new.accept().ok, "both of the new session's items decide"
+
+
 def test_a_decision_from_either_of_two_tabs_counts_once(store: Store) -> None:
     ids = seeded(store, 3)
     tab_1, tab_2 = ReviewSession(store, "alice", "run-1"), ReviewSession(store, "alice", "run-1")

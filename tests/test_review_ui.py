@@ -642,7 +642,11 @@ def test_a_reviewers_leases_follow_them_to_a_new_tab_and_count_once(
     tab.goto(served)
     assert shown_item(tab) == first.id
     assert ui_store.queue_figures("ui-run") == (0, 2), "the item shown and the one prefetched"
-    tab.context.close()  # closed with both leased: the queue holds nothing for anyone else
+    tab.context.close()  # the session ends: its prefetched lease goes back, the shown one stays
+    deadline = time.monotonic() + 15
+    while ui_store.queue_figures("ui-run") != (1, 1) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ui_store.queue_figures("ui-run") == (1, 1), "the prefetched item back in the queue"
     tab = browser.new_context().new_page()
     tab.goto(served)
     assert shown_item(tab) == first.id, "the closed tab's item, not 'Nothing left to review'"

@@ -148,6 +148,18 @@ def test_a_reviewers_leases_come_back_in_the_order_taken_even_within_one_millise
         assert back == taken
 
 
+def test_a_release_naming_its_lease_gives_back_only_that_lease(store: Store) -> None:
+    store.put(candidate(1))
+    old = store.claim("alice", "run-1")
+    again = store.claim("alice", "run-1")  # the reviewer's new session, handed it back
+    assert old is not None and again is not None and again.reclaimed
+    assert again.seq > old.seq
+    assert store.release(old.item_id, "alice", seq=old.seq) is False, "claimed again since"
+    assert store.leased_count("run-1") == 1
+    assert store.release(again.item_id, "alice", seq=again.seq) is True
+    assert store.queue_figures("run-1") == (1, 0)
+
+
 def test_a_claim_lasts_the_runs_lease_seconds_when_its_campaign_set_one(store: Store) -> None:
     store.put(candidate(1))
     store.put(candidate(2, run="run-2"))

@@ -66,6 +66,9 @@ class Lease:
     expires_at: datetime
     # The reviewer held this lease already (another tab, or one closed): handed back, renewed.
     reclaimed: bool = False
+    # Which lease this is (the run's count of leases taken): ``release(..., seq=)`` gives back
+    # this one only, not a later claim of the same item by the reviewer's other session.
+    seq: int = 0
 
     @property
     def item_id(self) -> str:
@@ -129,7 +132,7 @@ class ReviewMixin(ItemsMixin):
         )
         if not reply:
             return None
-        _id, expires, version, data, status, priority, edited, held = reply
+        _id, expires, version, data, status, priority, edited, held, seq = reply
         item = self._candidate(
             {
                 "data": data,
@@ -140,10 +143,19 @@ class ReviewMixin(ItemsMixin):
             }
         )
         expires_at = datetime.fromtimestamp(int(expires) / 1000, tz=UTC)
-        return Lease(item=item, reviewer=reviewer, expires_at=expires_at, reclaimed=bool(held))
+        return Lease(
+            item=item,
+            reviewer=reviewer,
+            expires_at=expires_at,
+            reclaimed=bool(held),
+            seq=int(seq),
+        )
 
-    def release(self, item_id: str, reviewer: str) -> bool:
-        """Give a lease back without deciding; the item returns to the queue at once."""
+    def release(self, item_id: str, reviewer: str, *, seq: int | None = None) -> bool:
+        """Give a lease back without deciding; the item returns to the queue at once.
+
+        With ``seq`` (a ``Lease.seq``), only that lease: False if the item has been claimed again
+        since, by this reviewer's other session too."""
         run_id = self._run_of(item_id)
         released = self._scripts["release"](
             keys=[
@@ -151,7 +163,7 @@ class ReviewMixin(ItemsMixin):
                 self.keys.run(run_id, "pending"),
                 self.keys.run(run_id, "leased"),
             ],
-            args=[item_id, reviewer],
+            args=[item_id, reviewer, "" if seq is None else str(seq)],
         )
         return bool(released)
 

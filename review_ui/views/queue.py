@@ -6,15 +6,43 @@ preference pair w swaps chosen and rejected. Streamlit reserves C and R, so neit
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import streamlit as st
+from redis.exceptions import RedisError
 
+from generator.errors import StoreError
 from generator.schema import Message, PreferenceExample, SFTExample
 from review_ui import render
 from review_ui.resources import store
 from review_ui.session import REJECT_REASONS, Outcome, ReviewSession, edited_sft
 from review_ui.signin import for_the_signed_in, signed_in_reviewer
+
+LOGGER = logging.getLogger(__name__)
+
+
+@dataclass
+class TabSession:
+    """The review session of one browser tab, as its session-scoped resource: Streamlit releases
+    that when the tab's connection goes, the one moment it says a tab has gone."""
+
+    review: ReviewSession | None = None
+
+
+def _tab_gone(tab: TabSession) -> None:
+    # Runs on the server's thread, after the tab has gone: nobody is there to see an error.
+    if tab.review is not None:
+        try:
+            tab.review.end()
+        except (StoreError, RedisError):
+            LOGGER.warning("a closed tab's prefetched lease stays until it expires", exc_info=True)
+
+
+@st.cache_resource(scope="session", on_release=_tab_gone, show_spinner=False)
+def tab_session() -> TabSession:
+    return TabSession()
 
 
 def review_session(run_id: str, reviewer: str) -> ReviewSession:
@@ -24,6 +52,8 @@ def review_session(run_id: str, reviewer: str) -> ReviewSession:
             session.close()
         session = ReviewSession(store(), reviewer, run_id)
         st.session_state["review_session"] = session
+    # A connection that dropped and came back ended the old resource: this is a new one.
+    tab_session().review = session
     return session
 
 

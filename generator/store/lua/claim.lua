@@ -11,16 +11,17 @@ if ARGV[5] ~= '1' then
 end
 local now = now_ms()
 local expires = now + lease_ms
--- The reply: id, expiry, version, data, status, priority, edited, and '1' when the reviewer held
--- the lease already ('' for an item taken off the queue).
+-- The reply: id, expiry, version, data, status, priority, edited, '1' when the reviewer held
+-- the lease already ('' for an item taken off the queue), and the lease's seq (which lease this
+-- is: a release may name it, so a closed session never gives back a lease renewed since).
 local function leased_to_reviewer(id, held)
   local item = prefix .. ':item:' .. id
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZADD', KEYS[2], expires, id)
-  redis.call('HSET', item, 'lease_owner', reviewer, 'lease_expires', expires,
-             'lease_seq', redis.call('INCR', KEYS[5]))
+  local seq = redis.call('INCR', KEYS[5])
+  redis.call('HSET', item, 'lease_owner', reviewer, 'lease_expires', expires, 'lease_seq', seq)
   local f = redis.call('HMGET', item, 'version', 'data', 'status', 'priority', 'edited')
-  return {id, tostring(expires), f[1], f[2], f[3], f[4], f[5] or '', held}
+  return {id, tostring(expires), f[1], f[2], f[3], f[4], f[5] or '', held, tostring(seq)}
 end
 for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', now)) do
   redis.call('ZREM', KEYS[2], id)
