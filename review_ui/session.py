@@ -20,6 +20,7 @@ item is decided, or its version moved on) with a message, and that tab moves on.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 
 from generator.errors import StoreError
@@ -51,22 +52,28 @@ class ReviewSession:
     upcoming: Lease | None = None
     history: list[str] = field(default_factory=list)  # item ids this session decided
     decided: int = 0
+    ended: bool = False  # the tab's connection went (end()); a resumed tab calls resume()
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.reviewer:
             raise StoreError("no decision without a known reviewer")
 
     def refresh(self) -> Lease | None:
-        """Make sure an item is on screen and the next one is leased."""
-        if self.current is None:
-            self.current, self.upcoming = self.upcoming, None
+        """Make sure an item is on screen and the next one is leased (not once the tab's session
+        has ended: a prefetch then would stay leased, with nobody to see it, until it expired)."""
+        # end() runs on the server's thread when the tab goes, maybe while the script thread is
+        # here: the lock makes a prefetch either finish before end() gives it back, or not start.
+        with self._lock:
             if self.current is None:
-                self.current = self.store.claim(self.reviewer, self.run_id)
-        if self.current is not None and self.upcoming is None:
-            self.upcoming = self.store.claim(
-                self.reviewer, self.run_id, holding=[self.current.item_id]
-            )
-        return self.current
+                self.current, self.upcoming = self.upcoming, None
+                if self.current is None:
+                    self.current = self.store.claim(self.reviewer, self.run_id)
+            if self.current is not None and self.upcoming is None and not self.ended:
+                self.upcoming = self.store.claim(
+                    self.reviewer, self.run_id, holding=[self.current.item_id]
+                )
+            return self.current
 
     def _advance(self) -> None:
         self.current, self.upcoming = self.upcoming, None
@@ -139,9 +146,7 @@ class ReviewSession:
         self.history.pop()
         self.decided -= 1
         # Give the screen's items back and claim again: the undone item is the one to redo.
-        for lease in (self.current, self.upcoming):
-            if lease is not None:
-                self.store.release(lease.item_id, self.reviewer)
+        self._release(self.current, self.upcoming)
         self.current = self.upcoming = None
         self.current = self._claim_specific(item_id)
         self.refresh()
@@ -161,9 +166,7 @@ class ReviewSession:
                 found = lease
                 break
             taken.append(lease)
-        for lease in taken:
-            if not lease.reclaimed:
-                self.store.release(lease.item_id, self.reviewer)
+        self._release(*(lease for lease in taken if not lease.reclaimed))
         return found
 
     def end(self) -> None:
@@ -172,16 +175,26 @@ class ReviewSession:
         item on screen stays leased: it is what this reviewer sees first when they come back.
         Only this session's lease of it goes back (by its seq): if the reviewer's new session
         has claimed the item again meanwhile, that claim stays."""
-        lease, self.upcoming = self.upcoming, None
-        if lease is not None:
-            self.store.release(lease.item_id, self.reviewer, seq=lease.seq)
+        with self._lock:
+            self.ended = True
+            lease, self.upcoming = self.upcoming, None
+        self._release(lease)
+
+    def resume(self) -> None:
+        """The tab's connection came back (Streamlit resumes a dropped session): prefetch again."""
+        self.ended = False
 
     def close(self) -> None:
         """Give back what this session holds (sign-out, run change)."""
-        for lease in (self.current, self.upcoming):
-            if lease is not None:
-                self.store.release(lease.item_id, self.reviewer)
+        self._release(self.current, self.upcoming)
         self.current = self.upcoming = None
+
+    def _release(self, *leases: Lease | None) -> None:
+        """Give back these leases, each only as this session holds it (by its seq): the same
+        item may be on screen in the reviewer's other tab, under that tab's newer claim."""
+        for lease in leases:
+            if lease is not None:
+                self.store.release(lease.item_id, self.reviewer, seq=lease.seq)
 
 
 def edited_sft(original: SFTExample, contents: list[str]) -> SFTExample:

@@ -139,6 +139,32 @@ def test_a_reloaded_tabs_old_session_ending_late_keeps_the_new_sessions_leases(
     assert new.accept().ok and new.accept().ok, "both of the new session's items decide"
 
 
+def test_signing_out_in_one_tab_leaves_the_other_tabs_claims_of_the_same_items(
+    store: Store,
+) -> None:
+    ids = seeded(store, 3)
+    tab_1 = ReviewSession(store, "alice", "run-1")
+    tab_1.refresh()
+    tab_2 = ReviewSession(store, "alice", "run-1")
+    tab_2.refresh()  # the same two items, claimed again: tab 2's leases now
+    tab_1.close()
+    assert store.queue_figures("run-1") == (1, 2), "tab 2 still holds both"
+    assert tab_2.accept().ok and tab_2.accept().ok
+    assert {d.decision.item_id for d in store.decisions("run-1")} == {ids[0], ids[1]}
+
+
+def test_an_ended_tab_prefetches_nothing_until_its_connection_comes_back(store: Store) -> None:
+    seeded(store, 3)
+    tab = ReviewSession(store, "alice", "run-1")
+    tab.refresh()
+    tab.end()  # the server thread, as the tab goes; a script run may still be finishing
+    tab.refresh()
+    assert tab.upcoming is None and store.queue_figures("run-1") == (2, 1)
+    tab.resume()
+    tab.refresh()
+    assert tab.upcoming is not None and store.queue_figures("run-1") == (1, 2)
+
+
 def test_a_decision_from_either_of_two_tabs_counts_once(store: Store) -> None:
     ids = seeded(store, 3)
     tab_1, tab_2 = ReviewSession(store, "alice", "run-1"), ReviewSession(store, "alice", "run-1")

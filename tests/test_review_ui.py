@@ -688,3 +688,15 @@ def test_every_page_asked_for_directly_without_a_session_shows_the_sign_in(
         assert not ITEM.search(body), f"{path}: an item was shown before sign-in"
         page.context.close()
     assert ui_store.decisions("ui-run") == [] and not list(REVIEW_UI.rglob("pages"))
+
+
+def test_a_reviewer_with_only_skipped_items_left_is_told_why_not_nothing_left(
+    served: str, ui_store: Store, browser
+) -> None:  # type: ignore[no-untyped-def]
+    ui_store.put_many(real_candidates(1))
+    page = browser.new_context().new_page()
+    page.goto(served)
+    shown_item(page)
+    press_until_shown(page, "s", "1 waiting: items you skipped or already voted on")
+    assert page.get_by_text("Nothing left to review in this run").count() == 0
+    assert ui_store.queue_figures("ui-run") == (1, 0)

@@ -52,8 +52,10 @@ def review_session(run_id: str, reviewer: str) -> ReviewSession:
             session.close()
         session = ReviewSession(store(), reviewer, run_id)
         st.session_state["review_session"] = session
-    # A connection that dropped and came back ended the old resource: this is a new one.
-    tab_session().review = session
+    tab = tab_session()
+    if tab.review is not session:  # a new session, or a dropped connection's resumed one
+        session.resume()
+        tab.review = session
     return session
 
 
@@ -171,6 +173,22 @@ def actions(session: ReviewSession) -> None:
         )
 
 
+def nothing_left(waiting: int, leased: int) -> str:
+    """Why no item is on screen. A claim hands a reviewer their own leases first and skips only
+    what they skipped or voted on, so items still waiting are those, and leased ones are
+    other reviewers'."""
+    if waiting == 0 and leased == 0:
+        return "Nothing left to review in this run."
+    parts = []
+    if waiting:
+        parts.append(f"{waiting} waiting: items you skipped or already voted on")
+    if leased:
+        parts.append(
+            f"{leased} leased to other reviewers (back in the queue if not decided in time)"
+        )
+    return "Nothing left for you in this run: " + "; ".join(parts) + "."
+
+
 def page() -> None:
     reviewer = signed_in_reviewer()
     run_id = st.session_state.get("run_id")
@@ -183,12 +201,10 @@ def page() -> None:
         ok, message = flash
         (st.success if ok else st.warning)(message)
     lease = session.refresh()
-    st.caption(
-        f"run {run_id} · {session.decided} decided this session · "
-        f"{store().queue_depth(run_id)} waiting"
-    )
+    waiting, leased = store().queue_figures(run_id)
+    st.caption(f"run {run_id} · {session.decided} decided this session · {waiting} waiting")
     if lease is None:
-        st.info("Nothing left to review in this run.")
+        st.info(nothing_left(waiting, leased))
         st.button("Check again", key="again")
         if session.history:
             st.button("Undo (u)", on_click=act, args=("undo",), shortcut="u", key="key-u")
