@@ -104,7 +104,7 @@ def _why_not_required(name: str, kind: str | None, first: bool) -> str | None:
     if kind not in STAGE_DATASET:
         return None
     if name == "rollback_artifacts" and first:
-        return "first export, nothing to roll back to"
+        return "no earlier export of this kind and these runs recorded (--previous names one)"
     if name == "continued_pretraining_data":
         return f"{kind} export, not continued pretraining"
     if name in STAGE_DATASET.values() and name != STAGE_DATASET[kind]:
