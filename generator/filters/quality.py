@@ -89,7 +89,7 @@ _SELF_OTHER = [
     r"(?:against|within|beyond|outside(?: of)?|part of) my (?:programming|training)\b",
 ]
 # Declining the request. A refusal is sometimes the right answer (safety data), which is why a
-# gap with ``refusals_allowed`` is not checked for these (nor for self-description, as before).
+# run whose filters set ``refusals_allowed`` is not checked for these (nor for self-description).
 _REFUSAL_AFTER_I = [
     # "I can't help with", "I'm not equipped to assist", "I won't be able to provide that"
     rf"{_CANT}{_NOT_WHAT}(?: be able)?(?: to)? (?:{_VERB}{_OBJECT}|do (?:that|this|so)\b)",
