@@ -21,7 +21,7 @@ from pydantic_settings import (
 )
 
 from generator.errors import ConfigError
-from generator.yaml_file import read_yaml
+from generator.yaml_file import read_yaml, validation_message
 
 # The YAML file of the Settings being built by Settings.from_file, if any.
 _CONFIG_FILE: ContextVar[Path | None] = ContextVar("gapfill_config_file", default=None)
@@ -200,6 +200,16 @@ def _check_yaml(path: Path) -> None:
         raise ConfigError(f"{path}: the top level must be a mapping of setting: value")
 
 
+def _in_file(path: Path, exc: ValidationError, overrides: dict[str, Any]) -> bool:
+    """Whether the first problem is a key the YAML file holds and nothing above the file sets
+    (a flag, or a ``GAPFILL_`` variable), so that the error can name its line."""
+    content = read_yaml(path, ConfigError)
+    loc = exc.errors()[0]["loc"]
+    key = str(loc[0]) if loc else ""
+    from_above = key in overrides or f"GAPFILL_{key.upper()}" in os.environ
+    return isinstance(content, dict) and key in content and not from_above
+
+
 def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings:
     """Build the settings, turning every validation problem into one readable ConfigError.
 
@@ -213,6 +223,11 @@ def load_settings(config_file: Path | None = None, **overrides: Any) -> Settings
             return Settings.from_file(config_file, **overrides)
         return Settings(**overrides)
     except ValidationError as exc:
+        if source and _in_file(Path(source), exc, overrides):
+            message = validation_message(
+                Path(source), exc, Settings, keys_listed_by="README.md's 'Configuration'"
+            )
+            raise ConfigError(message) from None
         error = exc.errors()[0]
         field = ".".join(str(part) for part in error["loc"]) or "settings"
         if field in ("GAPFILL_REDIS_URL", "REDIS_URL"):

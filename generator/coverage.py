@@ -29,7 +29,7 @@ from generator.dataset_reader import RowError, convert, detect_format, iter_reco
 from generator.embeddings import Embedder, max_similarity
 from generator.errors import DataFileError, InvalidRowError
 from generator.schema import Gap, Identifier, PreferenceExample, SFTExample, utcnow
-from generator.yaml_file import read_yaml
+from generator.yaml_file import read_yaml, validation_message
 
 DEFAULT_TAXONOMY_THRESHOLD = 0.25
 DEFAULT_REFERENCE_THRESHOLD = 0.5
@@ -81,10 +81,8 @@ def load_taxonomy(path: str | Path) -> Taxonomy:
     try:
         return Taxonomy.model_validate(data)
     except ValidationError as exc:
-        error = exc.errors()[0]
-        where = ".".join(str(p) for p in error["loc"]) or "taxonomy"
-        message = str(error["msg"]).removeprefix("Value error, ")
-        raise DataFileError(f"{path}: {where}: {message}") from exc
+        where = "README.md's 'Coverage gaps'"
+        raise DataFileError(validation_message(file, exc, Taxonomy, keys_listed_by=where)) from None
 
 
 class ReferencePrompt(BaseModel):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -37,6 +37,8 @@ def validation_message(
     exc: ValidationError,
     model: type[BaseModel],
     within: tuple[str, ...] = (),
+    *,
+    keys_listed_by: str = "`gapfill run --schema`",
 ) -> str:
     """``FILE:LINE: key.path: reason`` for the first problem in a file validated as ``model``
     (found at key path ``within`` in the file); an unknown key first (a typo of a required key
@@ -52,19 +54,26 @@ def validation_message(
         return f"{where}: {dotted}: {str(error['msg']).removeprefix('Value error, ')}"
     known = _keys_at(model, error["loc"][:-1])
     close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    hint = f"did you mean '{close[0]}'?" if close else "`gapfill run --schema` lists the keys"
+    hint = f"did you mean '{close[0]}'?" if close else f"{keys_listed_by} lists the keys"
     return f"{where}: {dotted}: unknown key; {hint}"
 
 
 def _keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
-    """The field names of the model nested at ``loc`` (a key path of sections)."""
+    """The field names of the model nested at ``loc`` (a key path of sections and list
+    positions: ``cells.3`` is the model of the list ``cells``' items)."""
+    annotation: Any = model
     for part in loc:
-        field = model.model_fields.get(str(part))
-        annotation = field.annotation if field else None
+        if isinstance(part, int):
+            args = get_args(annotation) if get_origin(annotation) is list else ()
+            annotation = args[0] if args else None
+            continue
         if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
             return []
-        model = annotation
-    return list(model.model_fields)
+        field = annotation.model_fields.get(part)
+        annotation = field.annotation if field else None
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
 
 
 def _line_of(path: Path, loc: tuple[int | str, ...]) -> int | None:

@@ -46,9 +46,13 @@ def test_yaml_file_then_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     [
         ("key_prefix: [unclosed\n", r"gapfill.yaml: not valid YAML"),
         ("- a\n- b\n", r"gapfill.yaml: the top level must be a mapping"),
-        ("colour: blue\n", r"gapfill.yaml: colour: Extra inputs are not permitted"),
-        ("lease_seconds: 1\n", r"gapfill.yaml: lease_seconds: Input should be greater"),
-        ("key_prefix: 'a:b'\n", r"gapfill.yaml: key_prefix: String should match pattern"),
+        ("colour: blue\n", r"gapfill.yaml:1: colour: unknown key; README.md's 'Configuration'"),
+        (
+            "appendfsync: always\nlease_second: 60\n",
+            r"gapfill.yaml:2: lease_second: unknown key; did you mean 'lease_seconds'\?",
+        ),
+        ("lease_seconds: 1\n", r"gapfill.yaml:1: lease_seconds: Input should be greater"),
+        ("key_prefix: 'a:b'\n", r"gapfill.yaml:1: key_prefix: String should match pattern"),
         ("redis_url: http://x\n", r"gapfill.yaml: redis_url .*: must start with redis://"),
     ],
 )

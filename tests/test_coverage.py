@@ -152,7 +152,7 @@ def test_examples_go_to_their_nearest_taxonomy_cell(tmp_path: Path, embedder: Em
     [
         (
             "cells: [{id: a, description: Cooking things, colour: red}]",
-            r"cells\.0\.colour: Extra inputs are not permitted",
+            r"cells\.0\.colour: unknown key; README.md.s .Coverage gaps. lists the keys",
         ),
         ("cells: [{id: a}]", r"cells\.0\.description: Field required"),
         (
@@ -167,7 +167,11 @@ def test_examples_go_to_their_nearest_taxonomy_cell(tmp_path: Path, embedder: Em
         ("cells: [{id: a, description: Cook}, {id: a, description: Code}]", "repeated: a"),
         ("cells: [{id: a, description: Cook, share: 0.5, target: 3}]", "not both"),
         ("cells: []", "cells: List should have at least 1 item"),
-        ("colour: red", "cells: Field required"),
+        ("colour: red", r"tax.yaml:1: colour: unknown key"),
+        (
+            "cells:\n  - id: a\n    descripton: Cooking\n",
+            r"tax.yaml:3: cells.0.descripton: unknown key; did you mean 'description'\?",
+        ),
         ("- a", "expected a mapping"),
         ("cells: [unclosed", "not valid YAML"),
     ],
@@ -290,7 +294,7 @@ def test_gapfill_gaps_with_a_bad_taxonomy_writes_nothing(
         env, "gaps", "--data", str(data), "--taxonomy", str(bad), "--run", "nope", timeout=300
     )
     assert result.returncode == 1
-    assert f"{bad}: cells.0.colour: Extra inputs are not permitted" in result.stderr
+    assert f"{bad}:1: cells.0.colour: unknown key" in result.stderr
     assert "Traceback" not in result.stderr
     assert store.runs() == []
     odd = run_cli(
