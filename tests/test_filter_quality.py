@@ -191,3 +191,11 @@ def test_the_labelled_sets_rule_labels_follow_its_documented_rule() -> None:
             expected = "clean" if short_or_varied else "repetition" if ratio < 0.15 else "unsure"
             assert row["label"] == expected, row["id"]
         assert row["label"] in {"boilerplate", "refusal", "repetition", "clean", "unsure"}
+
+
+def test_a_phrase_inside_a_longer_one_of_its_family_is_named_once() -> None:
+    answer = "As a language AI, I'm designed to be helpful, but I'm not equipped to assist."
+    assert find_boilerplate(answer) == [
+        ("boilerplate", "As a language AI, I'm designed"),
+        ("refusal", "I'm not equipped to assist"),
+    ]

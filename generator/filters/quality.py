@@ -232,6 +232,7 @@ def find_boilerplate(text: str) -> list[tuple[str, str]]:
     lowered = text.lower()
     aligned = len(lowered) == len(text)  # a few characters (e.g. "İ") lower to two
     found = []
+    reached: dict[str, int] = {}  # per family, where its last phrase found ends
     position = 0
     # The next search starts one character on, not at the match's end: "As an AI, I'm not able
     # to help" holds a refusal inside the self-description. Still linear: a match spans at most
@@ -241,8 +242,12 @@ def find_boilerplate(text: str) -> list[tuple[str, str]]:
         position += 1
         if start and _WORD_CHAR.match(lowered, start - 1):  # inside a word: "mai'm ..."
             continue
+        family = (match.lastgroup or "").rstrip("_")
+        if match.end() <= reached.get(family, -1):  # inside a phrase of its family already found
+            continue
+        reached[family] = match.end()
         phrase = text[start : match.end()] if aligned else match.group(0)
-        found.append(((match.lastgroup or "").rstrip("_"), phrase.strip()))
+        found.append((family, phrase.strip()))
     return found
 
 
