@@ -18,7 +18,7 @@ from cli.common import console, open_store, settings_of, user_errors
 from cli.generation import run_in_process
 from cli.review import ui
 from cli.server import status
-from cli.tables import print_outcome, print_report
+from cli.tables import print_outcome, print_report, truncated_so_far
 from generator.backends import BackendOptions
 from generator.campaign import CampaignConfig, load_campaign, plan
 from generator.errors import ConfigError
@@ -57,7 +57,8 @@ def run_command(
         bool,
         typer.Option(
             "--schema",
-            help="Print the campaign file's JSON schema (every key, described) and exit.",
+            help="Print the campaign file's JSON schema (every key, described) and exit; "
+            "a CAMPAIGN given too is not read.",
             is_eager=True,
             callback=_print_schema,
         ),
@@ -121,9 +122,10 @@ def _campaign(
     spec = WorkerSpec(backend=choice)
     seconds = load_backend(settings, spec)
     console.print(f"backend loaded in {seconds:.1f}s", highlight=False)
+    truncated = truncated_so_far(store, config.run)
     work.enqueue_tasks(config.run)
     run_in_process(settings, spec, store, work, config.run)
-    print_outcome(store, work, config.run)
+    print_outcome(store, work, config.run, truncated_before=truncated)
     console.rule("3/4 the funnel: generated -> auto-rejected -> pending review")
     status(ctx, run=config.run)
     if not show_ui:
