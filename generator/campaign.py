@@ -28,7 +28,7 @@ from generator.filters.settings import FilterSettings
 from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.schema import CandidateKind, Identifier, ReviewSettings, RunConfig
 from generator.store import Store
-from generator.yaml_file import read_yaml, validation_message
+from generator.yaml_file import line_of, read_yaml, validation_message
 
 
 class CampaignConfig(BaseModel):
@@ -146,9 +146,18 @@ def load_campaign(path: Path, overrides: dict[str, Any] | None = None) -> Campai
     except ValidationError as exc:
         raise ConfigError(validation_message(path, exc, CampaignConfig)) from None
     config = config.resolved(path.parent.resolve())
-    for needed in [config.data, config.taxonomy, config.reference, *config.eval_sets]:
-        if needed is not None and not needed.is_file():
-            raise ConfigError(f"{path}: {needed}: no such file")
+    needed: list[tuple[tuple[str | int, ...], Path | None]] = [
+        (("data",), config.data),
+        (("taxonomy",), config.taxonomy),
+        (("reference",), config.reference),
+        *((("eval_sets", index), file) for index, file in enumerate(config.eval_sets)),
+    ]
+    for key, file in needed:
+        if file is not None and not file.is_file():
+            line = line_of(path, key)
+            where = f"{path}:{line}" if line else str(path)
+            dotted = ".".join(str(part) for part in key)
+            raise ConfigError(f"{where}: {dotted}: {file}: no such file")
     if config.taxonomy is None and config.reference is None:
         raise ConfigError(f"{path}: give a taxonomy or a reference set (or both)")
     return config

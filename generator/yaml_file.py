@@ -47,7 +47,7 @@ def validation_message(
     errors = exc.errors()
     error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
     loc = (*within, *error["loc"])
-    line = _line_of(path, loc)
+    line = line_of(path, loc)
     where = f"{path}:{line}" if line else str(path)
     dotted = ".".join(str(part) for part in loc) or "file"
     if error["type"] != "extra_forbidden":
@@ -76,7 +76,7 @@ def _keys_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> list[str]:
     return []
 
 
-def _line_of(path: Path, loc: tuple[int | str, ...]) -> int | None:
+def line_of(path: Path, loc: tuple[int | str, ...]) -> int | None:
     """The line of the YAML key at ``loc`` (None: a key the file does not hold, e.g. one left
     out, or one set by an override)."""
     node: yaml.Node | None = yaml.compose(path.read_text(encoding="utf-8"))

@@ -57,7 +57,13 @@ def test_the_demo_campaign_plans_tasks_for_its_largest_gaps(
 def test_a_bad_campaign_config_names_the_file_and_the_key(tmp_path: Path) -> None:
     config = tmp_path / "campaign.yaml"
     config.write_text("run: x\ndata: missing.jsonl\nreference: also-missing.jsonl\n")
-    with pytest.raises(ConfigError, match=r"campaign.yaml: .*missing.jsonl: no such file"):
+    with pytest.raises(ConfigError, match=r"campaign.yaml:2: data: .*/missing.jsonl: no such file"):
+        load_campaign(config)
+    (tmp_path / "d.jsonl").write_text('{"messages": []}\n')
+    config.write_text(
+        "run: x\ndata: d.jsonl\nreference: d.jsonl\neval_sets:\n  - d.jsonl\n  - e.jsonl\n"
+    )
+    with pytest.raises(ConfigError, match=r"campaign.yaml:6: eval_sets.1: .*/e.jsonl: no such"):
         load_campaign(config)
     config.write_text("run: x\ndata: d.jsonl\ncolour: red\n")
     with pytest.raises(ConfigError, match=r"yaml:3: colour: unknown key; `gapfill run --schema`"):
