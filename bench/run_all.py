@@ -209,6 +209,25 @@ def quality(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def duplicates(r: dict[str, Any]) -> list[Row]:
+    base = r["exact_match"]
+    rows = []
+    for name in ("near_duplicate", "semantic_duplicate"):
+        f = r[name]
+        rows.append(
+            Row(
+                f"{name} on {r['pairs']:,} labelled T0 pairs (difflib >= 0.9 duplicate, "
+                "< 0.5 distinct)",
+                f"P {f['precision']:.2f} / R {f['recall']:.2f}",
+                f"exact match: P {base['precision']:.2f} / R {base['recall']:.2f}",
+                f"recall {f['recall'] / base['recall']:.1f}x" if base["recall"] else "",
+                f["target"],
+                bool(f["target_met"]),
+            )
+        )
+    return rows
+
+
 # name -> (script, arguments at --size fit, extractor). Sizes chosen so that the whole roll-up
 # runs in about half an hour on 2 cores.
 BENCHMARKS: dict[str, tuple[str, list[str], Extract]] = {
@@ -221,6 +240,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], Extract]] = {
     "export": ("export.py", ["--items", "20000"], export),
     "eval": ("eval.py", ["--rows", "1000"], evaluation),
     "quality": ("quality_recall.py", [], quality),
+    "duplicates": ("duplicate_recall.py", [], duplicates),
 }
 
 
