@@ -26,15 +26,17 @@ def test_ci_runs_the_readme_test_command_verbatim() -> None:
     assert test_command in (ROOT / ".ci" / "run").read_text().splitlines()
 
 
-# A benchmark figure: a number with a throughput unit, or a p50/p95 latency.
+# A benchmark figure: a number with a throughput unit, a p50/p95 latency, or a precision and
+# recall pair ("P 0.97 / R 0.75").
 _FIGURE = re.compile(
     r"(?<![\w.,])(\d[\d,]*(?:\.\d+)?) ?(tok/s|items/s|q/s|queries/s|examples/s|candidates/s|"
-    r"rows/s|texts/s)|\bp(?:50|95) (\d[\d,]*(?:\.\d+)?) ms"
+    r"rows/s|texts/s)|\bp(?:50|95) (\d[\d,]*(?:\.\d+)?) ms|\b(P \d\.\d+ / R \d\.\d+)"
 )
 
 
 def figures(text: str) -> set[str]:
-    return {m.group(1) or m.group(3) for m in _FIGURE.finditer(" ".join(text.split()))}
+    found = _FIGURE.finditer(" ".join(text.split()))
+    return {m.group(1) or m.group(3) or m.group(4) for m in found}
 
 
 def test_every_benchmark_figure_in_the_readme_is_one_of_bench_results() -> None:
@@ -48,6 +50,7 @@ def test_every_benchmark_figure_in_the_readme_is_one_of_bench_results() -> None:
 
 def test_the_figure_check_catches_a_stale_figure() -> None:
     assert figures("the local backend 21.4 tok/s called directly, p95 381 ms") == {"21.4", "381"}
+    assert figures("refusals P 0.97 /\n R 0.75") == {"P 0.97 / R 0.75"}
 
 
 def test_the_readme_has_no_process_wording() -> None:

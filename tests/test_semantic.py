@@ -107,8 +107,8 @@ def test_an_index_saved_to_disk_comes_back(tmp_path: Path, seed_vectors: np.ndar
 def test_near_duplicates_in_the_t0_corpus_against_labelled_pairs(embedder: Embedder) -> None:
     """Pairs of T0 prompts labelled by an independent measure (character-level difflib ratio:
     >= 0.9 duplicate, < 0.5 distinct): consecutive rows share a template, rows 1,500 apart do not.
-    Measured: near_duplicate P 1.00 / R 0.95; semantic_duplicate P 1.00 / R 0.61 (embeddings are
-    for paraphrases; templated near-duplicates are the shingles' job)."""
+    The floors below; bench/duplicate_recall.py measures the figures the README quotes
+    (embeddings are for paraphrases; templated near-duplicates are the shingles' job)."""
     import difflib
 
     from generator.dataset_reader import convert, iter_records
