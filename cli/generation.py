@@ -11,7 +11,7 @@ import typer
 
 from cli.backend_flags import BackendFlags, with_backend_flags
 from cli.common import console, open_store, settings_of, user_errors
-from cli.tables import print_outcome
+from cli.tables import print_outcome, truncated_so_far
 from generator.config import Settings
 from generator.factories import make_work_queue
 from generator.progress import RunProgress
@@ -73,6 +73,7 @@ def generate(
         seconds = load_backend(settings, spec)  # before enqueueing: a bad backend loses no work
         console.print(f"backend {flags.backend} loaded in {seconds:.1f}s", highlight=False)
     work = make_work_queue(settings, store)
+    truncated = truncated_so_far(store, run)
     enqueued = work.enqueue_tasks(run)
     console.print(
         f"run {run!r}: {enqueued.tasks} new tasks enqueued in {len(enqueued.jobs)} jobs "
@@ -83,7 +84,7 @@ def generate(
         run_in_process(settings, spec, store, work, run)
     elif wait:
         RunProgress(store, run, console).watch(lambda: not work.busy())
-    print_outcome(store, work, run)
+    print_outcome(store, work, run, truncated_before=truncated)
 
 
 def running_line(enqueued: Enqueued, waiting: Enqueued) -> str:
