@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.table import Table
+from rich.padding import Padding
 from rich.text import Text
 
 from cli.common import console, open_store, settings_of, styled, user_errors, where
+from cli.tables import Column, Fit, choose, cramped, fitted_table
 from generator.config import Settings
 from generator.connection import connect, masked_url
 from generator.factories import make_work_queue
@@ -19,6 +20,13 @@ from generator.store import Store
 server_app = typer.Typer(help="Start, stop or inspect the bundled Valkey server.")
 
 _STATUS_COLUMNS = [s.value for s in CandidateStatus]
+_FIGURES = [*_STATUS_COLUMNS, "total"]
+# Header words for a narrow terminal, where the full ones leave the ids no room.
+_SHORT = {"generated": "gen.", "pending": "pend.", "auto_rejected": "auto-rej."}
+_SHORT |= {"accepted": "acc.", "rejected": "rej."}
+_ALL = "all gaps"
+
+Rows = dict[str, list[tuple[str, list[str]]]]  # run id: its gaps' figures, then all its gaps'
 
 
 @user_errors
@@ -30,29 +38,72 @@ def status(
     settings = settings_of(ctx)
     store = open_store(settings)
     runs = [run] if run else store.runs()
-    table = Table(title="gapfill status", caption=where(settings))
-    for column in ["run", "gap", *_STATUS_COLUMNS, "total"]:
-        table.add_column(column, justify="left" if column in ("run", "gap") else "right")
+    rows: Rows = {}
     queues = []
     for run_id in runs:
-        counts = store.counts(run_id)
-        totals: dict[str, int] = {}
-        for gap_id in sorted(counts):
-            row = counts[gap_id]
-            for key, value in row.items():
-                totals[key] = totals.get(key, 0) + value
-            table.add_row(run_id, gap_id, *_figures(row))
-        table.add_row(run_id, Text("all gaps", style="bold"), *_figures(totals), end_section=True)
-        queues.append(
-            f"{run_id}: {store.queue_depth(run_id)} waiting for review, "
-            f"{store.leased_count(run_id)} leased to reviewers"
-        )
-    if not runs:
-        table.caption = f"no runs yet; {where(settings)}"
-    console.print(table, soft_wrap=False)
+        rows[run_id] = _run_rows(store.counts(run_id))
+        waiting, leased = store.queue_figures(run_id)  # one read: a consistent pair
+        queues.append(f"{run_id}: {waiting} waiting for review, {leased} leased to reviewers")
+    _print_counts(rows, where(settings) if runs else f"no runs yet; {where(settings)}")
     for line in queues:
-        console.print(line, highlight=False)
+        console.print(line)
     _print_queues(settings, store, runs)
+
+
+def _run_rows(counts: dict[str, dict[str, int]]) -> list[tuple[str, list[str]]]:
+    totals: dict[str, int] = {}
+    for row in counts.values():
+        for key, value in row.items():
+            totals[key] = totals.get(key, 0) + value
+    return [
+        *((gap_id, _figures(counts[gap_id])) for gap_id in sorted(counts)),
+        (_ALL, _figures(totals)),
+    ]
+
+
+def _print_counts(rows: Rows, caption: str) -> None:
+    """A table with run and gap ids whole where the terminal has room (with shorter headers
+    first), else folded; a line per gap where even folded ids would get too little room."""
+    runs = [run_id for run_id, gaps in rows.items() for _ in gaps]
+    gaps = [(gap_id, figures) for run_rows in rows.values() for gap_id, figures in run_rows]
+    names = [Column("run", runs, Fit.FOLD), Column("gap", [g for g, _ in gaps], Fit.FOLD)]
+    layouts = [
+        [
+            *names,
+            *(
+                Column(headers.get(h, h), [f[i] for _, f in gaps], Fit.WHOLE, "right")
+                for i, h in enumerate(_FIGURES)
+            ),
+        ]
+        for headers in ({}, _SHORT)
+    ]
+    columns = layouts[choose(layouts, console.width)]
+    if cramped(columns, console.width):
+        _print_lines(rows, caption)
+        return
+    table = fitted_table(columns, title="gapfill status")
+    table.caption = caption
+    for run_id, run_rows in rows.items():
+        for index, (gap_id, figures) in enumerate(run_rows):
+            last = index == len(run_rows) - 1  # the run's all-gaps row
+            # The run's id once, on its first row: folded, it would repeat over lines on each.
+            run_cell = run_id if index == 0 else ""
+            gap = Text(gap_id, style="bold" if last else "")
+            table.add_row(run_cell, gap, *figures, end_section=last)
+    console.print(table, soft_wrap=False)
+
+
+def _print_lines(rows: Rows, caption: str) -> None:
+    """The counts as lines, wrapped at word boundaries, for a terminal too narrow for the table."""
+    console.print("gapfill status")
+    for run_id, run_rows in rows.items():
+        console.print(f"run {run_id}", soft_wrap=False)
+        for gap_id, figures in run_rows:
+            counts = ", ".join(f"{n} {h}" for n, h in zip(figures, _FIGURES, strict=True))
+            console.print(
+                Padding(f"{gap_id}: {counts}", (0, 0, 0, 2), expand=False), soft_wrap=False
+            )
+    console.print(caption, soft_wrap=False)
 
 
 def _print_queues(settings: Settings, store: Store, runs: list[str]) -> None:

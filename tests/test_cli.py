@@ -10,8 +10,11 @@ import pytest
 
 from generator.connection import connect, masked_url
 from generator.redis_server import BundledServer
+from generator.schema import CandidateStatus
 from generator.store import Store
 from tests.factories import candidate, cli_env, run_cli
+
+STATUSES = ["generated", "pending", "auto_rejected", "accepted", "rejected"]
 
 
 @pytest.fixture
@@ -48,13 +51,63 @@ def test_status_shows_counts_per_run_gap_and_status(bundled: BundledServer) -> N
     result = run_cli(cli_env(), "status", timeout=120)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    rows = {tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in lines}
-    # run, gap, generated, pending, auto_rejected, accepted, rejected, total
+    rows = [tuple(cell.strip() for cell in line.split("│")[1:-1]) for line in lines]
+    header = next(line for line in lines if line.startswith("┃"))
+    headers = [cell.strip() for cell in header.split("┃")[1:-1]]
+    assert headers == ["run", "gap", *STATUSES, "total"]
     assert lease.item.gap_id == "gap-a"
+    # The run's id on its first row only, then its gaps and their sum.
     assert ("run-1", "gap-a", "0", "2", "0", "1", "0", "3") in rows
-    assert ("run-1", "gap-b", "0", "2", "0", "0", "0", "2") in rows
-    assert ("run-1", "all gaps", "0", "4", "0", "1", "0", "5") in rows
+    assert ("", "gap-b", "0", "2", "0", "0", "0", "2") in rows
+    assert ("", "all gaps", "0", "4", "0", "1", "0", "5") in rows
     assert "run-1: 4 waiting for review, 0 leased to reviewers" in result.stdout
+
+
+LONG_RUNS = ["lease1-two-tabs-and-a-reload-2024-06-01", "import-of-the-customer-support-logs"]
+LONG_GAP = "general_approach_to_subject_matter_questions_long"
+
+
+def test_status_in_80_columns_shows_every_name_and_figure_in_full(bundled: BundledServer) -> None:
+    store = Store(connect(bundled.ensure_running().url))
+    store.put_many(candidate(i, run=LONG_RUNS[0], gap=LONG_GAP) for i in range(3))
+    rejected = CandidateStatus.AUTO_REJECTED
+    store.put_many(candidate(i, run=LONG_RUNS[1], gap="writing_help") for i in range(3, 15))
+    store.put_many(candidate(i, run=LONG_RUNS[1], status=rejected) for i in range(15, 17))
+    result = run_cli(cli_env(COLUMNS="80"), "status", timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    table = lines[lines.index(next(x for x in lines if x.startswith("┏"))) :]
+    table = table[: table.index(next(x for x in table if x.startswith("└"))) + 1]
+    assert all(len(line) <= 80 and line[-1] in "┓┃┩│┤┘" for line in table), result.stdout
+    headers = [cell.strip() for cell in table[1].split("┃")[1:-1]]
+    assert headers == ["run", "gap", "gen.", "pend.", "auto-rej.", "acc.", "rej.", "total"]
+    rows: list[list[str]] = []  # a row's cells, its folded pieces joined
+    for line in table[3:-1]:
+        cells = [cell.strip() for cell in line.split("│")[1:-1]]
+        if line.startswith("├"):
+            continue
+        if cells[-1]:  # a row's first line: the others continue its ids
+            rows.append(cells)
+        else:
+            rows[-1][:2] = [rows[-1][0] + cells[0], rows[-1][1] + cells[1]]
+    assert rows == [
+        [LONG_RUNS[1], "gap-a", "0", "0", "2", "0", "0", "2"],
+        ["", "writing_help", "0", "12", "0", "0", "0", "12"],
+        ["", "all gaps", "0", "12", "2", "0", "0", "14"],
+        [LONG_RUNS[0], LONG_GAP, "0", "3", "0", "0", "0", "3"],
+        ["", "all gaps", "0", "3", "0", "0", "0", "3"],
+    ], result.stdout
+
+
+def test_status_too_narrow_for_a_table_prints_a_line_per_gap(bundled: BundledServer) -> None:
+    store = Store(connect(bundled.ensure_running().url))
+    store.put_many(candidate(i, run=LONG_RUNS[0], gap=LONG_GAP) for i in range(3))
+    result = run_cli(cli_env(COLUMNS="60"), "status", timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "┃" not in result.stdout and f"run {LONG_RUNS[0]}\n" in result.stdout
+    text = " ".join(result.stdout.split())  # lines wrapped at spaces, rejoined
+    figures = "0 generated, 3 pending, 0 auto_rejected, 0 accepted, 0 rejected, 3 total"
+    assert f"{LONG_GAP}: {figures} all gaps: {figures}" in text, result.stdout
 
 
 def test_status_counts_an_expired_lease_as_waiting_not_leased(bundled: BundledServer) -> None:
