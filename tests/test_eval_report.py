@@ -55,9 +55,20 @@ DOCUMENTED: dict[str, Any] = {
     "diversity": {**dict.fromkeys(FIGURES), "existing": FIGURES},
     "coverage": {
         "runs": None,
+        "runs_without_gap_report": None,
         "counted": None,
         "counted_rows": None,
         "not_counted_rows": None,
+        "not_counted": ["merged_existing", "no_gap_report"],
+        "measured_on": [
+            "run",
+            "data",
+            "data_rows",
+            "measured_at",
+            "merged",
+            "merged_is_measured",
+            "note",
+        ],
         "gaps": ["run", "gap", "label", "have", "added", "after", "target"],
     },
     "contamination": ["rows_matched", "share", "matches"],  # per eval set
@@ -93,7 +104,7 @@ def keys(value: dict[str, Any]) -> list[str]:
 
 def assert_documented(report: dict[str, Any]) -> None:
     assert keys(report) == list(DOCUMENTED)
-    assert report["schema_version"] == SCHEMA_VERSION == 2
+    assert report["schema_version"] == SCHEMA_VERSION == 3
     fmt = report["format"]
     assert keys(fmt) == list(DOCUMENTED["format"])
     for name in ("turns", "answer_words", "tokens"):
@@ -108,8 +119,13 @@ def assert_documented(report: dict[str, Any]) -> None:
     if "existing" in diversity:
         assert keys(diversity["existing"]) == FIGURES
     if report["coverage"] is not None:
-        assert keys(report["coverage"]) == list(DOCUMENTED["coverage"])
-        assert all(keys(g) == DOCUMENTED["coverage"]["gaps"] for g in report["coverage"]["gaps"])
+        coverage = report["coverage"]
+        assert keys(coverage) == list(DOCUMENTED["coverage"])
+        assert keys(coverage["not_counted"]) == DOCUMENTED["coverage"]["not_counted"]
+        for name in ("measured_on", "gaps"):
+            assert coverage[name] and all(
+                keys(g) == DOCUMENTED["coverage"][name] for g in coverage[name]
+            )
     for section in report["contamination"].values():
         assert keys(section) == DOCUMENTED["contamination"]
     assert keys(report["safety"]) == DOCUMENTED["safety"]

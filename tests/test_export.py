@@ -124,7 +124,7 @@ def test_the_manifest_card_and_provenance_trace_every_row(
     export(store, options(tmp_path, model_dir, base_model="HuggingFaceTB/SmolLM2-135M"), tmp_path)
     out = tmp_path / "export"
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"]["by_gap"] == {"gap-a": 3, "gap-b": 2}
+    assert manifest["counts"]["by_gap"] == {"run-1": {"gap-a": 3, "gap-b": 2}}
     assert manifest["counts"]["rows"] == 5
     for name, entry in manifest["files"].items():
         assert (
@@ -148,7 +148,7 @@ def test_the_manifest_card_and_provenance_trace_every_row(
         m for r in rows for m in r["messages"]
     ], "the edit is exported, not the original"
     card = (out / "README.md").read_text()
-    assert 'load_dataset("json"' in card and "gap-a" in card
+    assert 'load_dataset("json"' in card and "| gap-a | 3 |" in card, "one run: no run column"
 
 
 def test_preference_exports_include_pairs_made_from_edits_and_pass_trl(
@@ -622,6 +622,8 @@ def test_rows_of_several_runs_come_out_in_item_id_order(
     ]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["counts"]["by_run"] == {"run-1": 4, "run-2": 4}
+    assert manifest["counts"]["by_gap"] == {"run-1": {"gap-a": 4}, "run-2": {"gap-a": 4}}
+    assert "| run-1 | gap-a | 4 |" in (out / "README.md").read_text()
 
 
 def test_the_cli_exports_and_reports_bad_options_in_one_line(

@@ -106,7 +106,9 @@ def refusal_section(
     total = sum(sum(v) for v in per_gap.values())
     rows = []
     for gap, flags in sorted(per_gap.items()):
-        refusal_cell = bool(_REFUSAL_CELL.search(f"{gap} {labels.get(gap, '')}"))
+        # "run/gap" in an export of several runs: the run's name says nothing of the gap.
+        own = gap.rpartition("/")[2]
+        refusal_cell = bool(_REFUSAL_CELL.search(f"{own} {labels.get(gap, '')}"))
         rows.append(
             GapRefusals(
                 gap=gap,

@@ -12,7 +12,10 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
 # 2: coverage per run, counting only the rows a dataset adds (not merged existing rows).
-SCHEMA_VERSION = 2
+# 3: coverage says which rows it did not count and why (``not_counted``,
+#    ``runs_without_gap_report``) and what each run's ``have`` was measured on (``measured_on``);
+#    in an export of several runs, ``refusals.per_gap`` names each gap "run/gap".
+SCHEMA_VERSION = 3
 
 
 class _Section(BaseModel):
@@ -97,14 +100,31 @@ class GapCoverage(_Section):
     target: int
 
 
-class CoverageSection(_Section):
-    """What the counted rows add to each run's gaps. Rows that were already in the measured
-    dataset (an export's merged existing rows) are not counted: they are the gaps' ``have``."""
+class MeasuredOn(_Section):
+    """The dataset a run's gaps were measured on (its ``have``), and whether the file merged into
+    an export is that dataset: only then are the merged rows the gaps' ``have`` already."""
 
-    runs: list[str]
+    run: str
+    data: str  # the dataset file, as the gap report recorded it
+    data_rows: int
+    measured_at: str
+    merged: str | None  # the file merged into the export; None: nothing merged
+    # True: the same file, as many rows, not modified since; False: not, or not known to be.
+    merged_is_measured: bool | None
+    note: str  # all of the above in one sentence
+
+
+class CoverageSection(_Section):
+    """What the counted rows add to each run's gaps. Not counted: an export's merged existing
+    rows (existing data, not added by the export) and the rows of runs with no gap report."""
+
+    runs: list[str]  # the runs whose gap reports the rows are counted into
+    runs_without_gap_report: list[str]  # runs whose rows are here but have no gaps to count into
     counted: str  # which rows were counted, in words
     counted_rows: int
     not_counted_rows: int
+    not_counted: dict[str, int]  # rows per reason: merged_existing, no_gap_report
+    measured_on: list[MeasuredOn]  # per run in ``runs``
     gaps: list[GapCoverage]
 
 
@@ -256,20 +276,7 @@ def markdown(report: EvalReport) -> str:
         before = None if old is None else getattr(old, key)
         lines.append(f"| {key} | {_num(getattr(div, key), 3)} | {_num(before, 3)} |")
     if report.coverage:
-        lines += [
-            "",
-            "## Coverage",
-            "",
-            f"Counted: {report.coverage.counted} ({report.coverage.counted_rows} rows; "
-            f"{report.coverage.not_counted_rows} not counted).",
-            "",
-            "| run | gap | have | added | after | target |",
-            "|---|---|---|---|---|---|",
-        ]
-        lines += [
-            f"| {g.run} | {g.gap} | {g.have} | {g.added} | {g.after} | {g.target} |"
-            for g in report.coverage.gaps
-        ]
+        lines += _coverage_lines(report.coverage)
     lines += ["", "## Contamination", ""]
     if not report.contamination:
         lines.append("No eval set given.")
@@ -297,3 +304,46 @@ def markdown(report: EvalReport) -> str:
         lines += ["", "## Judge", ""]
         lines += [f"- {key}: {value}" for key, value in report.judge.model_dump().items()]
     return "\n".join(lines) + "\n"
+
+
+def _rows(n: int, what: str = "row") -> str:
+    return f"{n} {what}" if n == 1 else f"{n} {what}s"
+
+
+def not_counted_words(coverage: CoverageSection) -> str:
+    """Which rows coverage left out and why, in words ("none" when it counted every row)."""
+    parts = []
+    if merged := coverage.not_counted.get("merged_existing", 0):
+        parts.append(f"{_rows(merged, 'merged existing row')} (existing data, not added here)")
+    if uncovered := coverage.not_counted.get("no_gap_report", 0):
+        runs = coverage.runs_without_gap_report
+        which = (
+            f"run {runs[0]}, which has" if len(runs) == 1 else f"runs {', '.join(runs)}, which have"
+        )
+        parts.append(f"{_rows(uncovered)} of {which} no gap report to count them into")
+    return "; ".join(parts) or "none"
+
+
+def _cell(text: str) -> str:
+    """Text for a Markdown table cell: a label's own '|' or line break would break the row."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
+def _coverage_lines(coverage: CoverageSection) -> list[str]:
+    notes = [f"- {m.note}" for m in coverage.measured_on]
+    return [
+        "",
+        "## Coverage",
+        "",
+        f"Counted: {coverage.counted} ({_rows(coverage.counted_rows)}). "
+        f"Not counted: {not_counted_words(coverage)}.",
+        "",
+        *([*notes, ""] if notes else []),
+        "| run | gap | label | have | added | after | target |",
+        "|---|---|---|---|---|---|---|",
+        *(
+            f"| {g.run} | {g.gap} | {_cell(g.label)} | {g.have} | {g.added} | {g.after} | "
+            f"{g.target} |"
+            for g in coverage.gaps
+        ),
+    ]

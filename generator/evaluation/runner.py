@@ -20,10 +20,12 @@ from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, DataFileError
 from generator.evaluation import metrics
+from generator.evaluation.measured import measured_on
 from generator.evaluation.report import (
     CoverageSection,
     EvalReport,
     GapCoverage,
+    MeasuredOn,
     PreferenceJudge,
     PreferenceSection,
     Seconds,
@@ -67,11 +69,13 @@ class EvalInput:
     labels: dict[str, str] = field(default_factory=dict)
     human_reviewed: set[int] = field(default_factory=set)
     # Coverage: the gap report of each run, and per example the run whose gaps it counts into
-    # (None: not counted, e.g. a merged existing row, already in the gaps' "have"). Without
-    # ``row_runs`` every row counts into every report.
+    # (None: a merged existing row, not counted: existing data, not added; a run without a gap
+    # report: not counted either). Without ``row_runs`` every row counts into every report.
     gap_reports: dict[str, GapReport] = field(default_factory=dict)
     row_runs: list[str | None] | None = None
     counted: str = "every row"
+    # Per run, what its gaps were measured on next to what was merged (default: nothing merged).
+    measured_on: dict[str, MeasuredOn] = field(default_factory=dict)
 
 
 UNKNOWN_GAP = "none"  # a row of a dataset file, whose gap nobody recorded
@@ -302,11 +306,23 @@ def _coverage(data: EvalInput, memberships: dict[str, list[list[str]]]) -> Cover
             )
             for g in report.gaps
         ]
+    row_runs = data.row_runs or []
+    without = sorted({r for r in row_runs if r is not None and r not in data.gap_reports})
+    merged = sum(r is None for r in row_runs)
     return CoverageSection(
         runs=list(data.gap_reports),
+        runs_without_gap_report=without,
         counted=data.counted,
         counted_rows=len(counted),
         not_counted_rows=len(data.examples) - len(counted),
+        not_counted={
+            "merged_existing": merged,
+            "no_gap_report": len(data.examples) - len(counted) - merged,
+        },
+        measured_on=[
+            data.measured_on.get(run) or measured_on(run, report, [], None)
+            for run, report in data.gap_reports.items()
+        ],
         gaps=gaps,
     )
 

@@ -185,19 +185,23 @@ def row_origin(item: dict[str, Any] | None) -> str:
 
 def origin_counts(
     origins: Counter[Origin], existing: int, rows_by_origin: Counter[str]
-) -> dict[str, dict[str, int]]:
+) -> dict[str, Any]:
     """Rows per origin, per gap, per source and per run (``existing``: merged rows of the old
-    dataset, which have no gap or run: they are counted under ``by_origin`` and ``by_source``)."""
-    by_gap: Counter[str] = Counter()
+    dataset, which have no gap or run: they are counted under ``by_origin`` and ``by_source``).
+
+    ``by_gap`` is nested per run, ``{run: {gap: rows}}``, whatever the number of runs: a gap id
+    is its run's own (every run names its reference gaps ref-1..ref-k), so two runs' ``ref-1``
+    are two gaps, never added together. ``by_run`` is each run's total."""
+    by_gap: defaultdict[str, Counter[str]] = defaultdict(Counter)
     by_source: Counter[str] = Counter({"existing": existing} if existing else {})
     by_run: Counter[str] = Counter()
     for origin, n in origins.items():
-        by_gap[origin.gap_id] += n
+        by_gap[origin.run_id][origin.gap_id] += n
         by_source[origin.source or "generated"] += n
         by_run[origin.run_id] += n
     return {
         "by_origin": {name: rows_by_origin.get(name, 0) for name in ROW_ORIGINS},
-        "by_gap": dict(sorted(by_gap.items())),
+        "by_gap": {run: dict(sorted(gaps.items())) for run, gaps in sorted(by_gap.items())},
         "by_source": dict(sorted(by_source.items())),
         "by_run": dict(sorted(by_run.items())),
     }
@@ -271,8 +275,8 @@ def provenance_sentence(counts: dict[str, Any], merged: str | None) -> str:
     return (
         f"Of {_plural(rows, 'row')}, {reviewed} went through gapfill's review, and {accepted}. "
         f"The other {existing} are the existing dataset merged in with `--merge` ({merged}), "
-        "copied as they are: gapfill did not generate, filter or review them, and "
-        "`provenance.jsonl` has no line for them."
+        "copied as they are: gapfill did not generate, filter or review them, and their lines "
+        "of `provenance.jsonl` record only the file and line each came from."
     )
 
 
@@ -289,10 +293,7 @@ def dataset_card(manifest: dict[str, Any]) -> str:
     )
     origin = counts["by_origin"]
     origin_rows = "\n".join(f"| {_ORIGIN_LABELS[name]} | {n} |" for name, n in origin.items() if n)
-    gap_rows = [f"| {gap} | {n} |" for gap, n in counts["by_gap"].items()]
-    if origin["merged_existing"]:
-        gap_rows.append(f"| (merged existing rows: no gap) | {origin['merged_existing']} |")
-    gaps = "\n".join(gap_rows)
+    gaps = gap_table(manifest)
     models = "\n".join(f"- {m}: {n}" for m, n in manifest["generation"]["models"].items())
     audit = manifest["stage_audit"]
     previous = audit["rollback_artifacts"]["previous_manifest_sha256"] or "none (first export)"
@@ -319,8 +320,6 @@ gate (no screen of the content as exported, or a flag no reviewer cleared): {cou
 
 Reviewed rows per run: {runs}.
 
-| gap | rows |
-|---|---|
 {gaps}
 
 Generators of the reviewed rows:
@@ -333,6 +332,37 @@ Previous export (rollback): {previous}.
 Synthetic data can amplify a generator's errors and narrow a dataset's style: read the filter
 pass rates and reviewer agreement in `manifest.json` before training on it.
 """
+
+
+def gap_table(manifest: dict[str, Any]) -> str:
+    """Reviewed rows per gap, with a column for the run when the export spans several (gap ids
+    are a run's own), and the merged rows on a line of their own; then what coverage's 'have'
+    was measured on, where the manifest says (``measured_on``, per run)."""
+    counts, several = manifest["counts"], len(manifest["runs"]) > 1
+    rows = [
+        f"| {run} | {gap} | {n} |" if several else f"| {gap} | {n} |"
+        for run, gaps in counts["by_gap"].items()
+        for gap, n in gaps.items()
+    ]
+    measured = manifest.get("measured_on") or []
+    if merged := counts["by_origin"]["merged_existing"]:
+        what = f"merged existing rows ({_merged_in_coverage(measured)})"
+        rows.append(f"| - | {what} | {merged} |" if several else f"| {what} | {merged} |")
+    head = "| run | gap | rows |\n|---|---|---|" if several else "| gap | rows |\n|---|---|"
+    notes = "".join(f"\n- {m['note']}" for m in measured)
+    return f"{head}\n" + "\n".join(rows) + (f"\n\nCoverage's 'have':{notes}" if notes else "")
+
+
+def _merged_in_coverage(measured: list[dict[str, Any]]) -> str:
+    """What the merged rows are to the eval report's coverage, as far as it is known."""
+    if measured and all(m["merged_is_measured"] for m in measured):
+        return "no gap here: they are the dataset the gaps were measured on, in each gap's 'have'"
+    if measured:
+        return (
+            "no gap here, and not known to be the dataset the gaps were measured on: "
+            "coverage's 'have' counts that dataset, not this export"
+        )
+    return "no gap here; coverage does not count them as added"
 
 
 _ORIGIN_LABELS = {

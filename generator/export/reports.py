@@ -7,6 +7,8 @@ from pathlib import Path
 
 from generator.coverage import GapReport
 from generator.embeddings import Embedder
+from generator.evaluation.measured import measured_on
+from generator.evaluation.report import MeasuredOn
 from generator.evaluation.runner import EvalInput, EvalOptions, evaluate, write_reports
 from generator.export.options import ExportOptions
 from generator.export.prepare import Prepared
@@ -18,6 +20,32 @@ from generator.store import Store
 class Reports:
     hashes: dict[str, str]  # each report file's sha256
     report_json: str  # the eval report, kept with the runs for the review UI's Overview
+
+
+def gap_name(run: str, gap: str, runs: int) -> str:
+    """A gap's name where an export's rows meet: "run/gap" when it spans several runs (ids hold
+    no '/'), since gap ids are a run's own: every run names its reference gaps ref-1..ref-k."""
+    return f"{run}/{gap}" if runs > 1 else gap
+
+
+def gap_reports_of(store: Store, runs: list[str]) -> dict[str, GapReport]:
+    """The gap report of each run that has one (a run made by `gapfill import` has none)."""
+    return {
+        run: GapReport.model_validate_json(raw)
+        for run in runs
+        if (raw := store.gap_report_json(run)) is not None
+    }
+
+
+def measured_runs(
+    store: Store, runs: list[str], merge: Path | None, reports: dict[str, GapReport] | None = None
+) -> dict[str, MeasuredOn]:
+    """Per run with a gap report: what its gaps were measured on, next to the merged file."""
+    found = {}
+    for run, report in (gap_reports_of(store, runs) if reports is None else reports).items():
+        config = store.get_run(run)
+        found[run] = measured_on(run, report, config.existing if config else [], merge)
+    return found
 
 
 def run_reports(
@@ -33,13 +61,15 @@ def run_reports(
     rows = [entry for part in splits.values() for entry in part]
     model = SFTExample if options.kind is CandidateKind.SFT else PreferenceExample
     examples = [model.model_validate(entry.row) for entry in rows]
-    gaps = [entry.approved.item["gap_id"] if entry.approved else "existing" for entry in rows]
-    labels = {g.id: g.label for run in options.runs for g in store.gaps(run)}
-    gap_reports = {
-        run: GapReport.model_validate_json(raw)
-        for run in options.runs
-        if (raw := store.gap_report_json(run)) is not None
-    }
+    runs = len(options.runs)
+    gaps = [
+        gap_name(entry.approved.item["run_id"], entry.approved.item["gap_id"], runs)
+        if entry.approved
+        else "existing"
+        for entry in rows
+    ]
+    labels = {gap_name(run, g.id, runs): g.label for run in options.runs for g in store.gaps(run)}
+    gap_reports = gap_reports_of(store, options.runs)
     data = EvalInput(
         source=f"export of {', '.join(options.runs)}",
         rows=len(examples),
@@ -48,10 +78,11 @@ def run_reports(
         labels=labels,
         human_reviewed={i for i, entry in enumerate(rows) if entry.approved is not None},
         gap_reports=gap_reports,
-        # Each reviewed row counts into its own run's gaps; merged existing rows are the gaps'
-        # "have" already, so counting them again would report them as gains.
+        # Each reviewed row counts into its own run's gaps; merged existing rows are existing
+        # data, not what the export adds (whether they are the gaps' "have": measured_on).
         row_runs=[entry.approved.item["run_id"] if entry.approved else None for entry in rows],
-        counted="the rows this export adds from its runs (merged existing rows are not counted)",
+        counted="the reviewed rows of each run with a gap report, into that run's gaps",
+        measured_on=measured_runs(store, options.runs, options.merge, gap_reports),
     )
     eval_options = EvalOptions(
         stage=options.kind.value,
