@@ -16,6 +16,7 @@ accepted items into the same gaps for a before/after view.
 from __future__ import annotations
 
 import math
+import textwrap
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
@@ -105,6 +106,14 @@ def _reference_text(record: dict[str, Any]) -> str:
     row_format = detect_format(record)
     example = convert(record, row_format)
     return example.prompt_text()
+
+
+def short_label(text: str, width: int = 60) -> str:
+    """A gap's label from its central prompt (no label field): shortened at a word, since a
+    label is read, not parsed; a first word longer than the label is cut, marked with '…'."""
+    flat = " ".join(text.split())
+    short = textwrap.shorten(flat, width, placeholder=" …")
+    return short if short != "…" else flat[: width - 1] + "…"
 
 
 def load_reference(path: str | Path, label_field: str | None = None) -> list[ReferencePrompt]:
@@ -328,7 +337,7 @@ def _reference_gaps(
         central = members[np.argsort(-(references[members] @ centroid))]
         majority = Counter(reference[i].label for i in members if reference[i].label).most_common(1)
         gap_id = f"ref-{rank + 1}"
-        label = majority[0][0] if majority else reference[central[0]].text[:60]
+        label = majority[0][0] if majority else short_label(reference[central[0]].text)
         have = int(((existing @ centroid) >= threshold).sum()) if len(existing) else 0
         gaps.append(
             Gap(

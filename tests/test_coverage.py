@@ -16,6 +16,7 @@ from generator.coverage import (
     count_into_gaps,
     load_reference,
     load_taxonomy,
+    short_label,
 )
 from generator.dataset_reader import load_examples
 from generator.embeddings import Embedder
@@ -324,3 +325,10 @@ def test_counts_and_shares_that_take_the_whole_dataset_leave_the_other_cells_not
         TaxonomyCell(id="travel", description="Travel"),
     ]
     assert cell_targets(cells, 150) == [200, 0]
+
+
+def test_a_reference_gap_without_labels_is_named_by_its_prompt_cut_at_a_word() -> None:
+    prompt = "Write a friendly reminder to my landlord that the kitchen tap has been dripping"
+    assert short_label(prompt) == "Write a friendly reminder to my landlord that the kitchen …"
+    assert short_label("  two\n words ") == "two words"
+    assert short_label("x" * 80) == "x" * 59 + "…"
