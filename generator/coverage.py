@@ -15,6 +15,7 @@ accepted items into the same gaps for a before/after view.
 
 from __future__ import annotations
 
+import hashlib
 import math
 import textwrap
 from collections import Counter
@@ -108,6 +109,15 @@ def _reference_text(record: dict[str, Any]) -> str:
     return example.prompt_text()
 
 
+def file_sha256(path: Path) -> str:
+    """The file's sha256, read in 1 MiB blocks (a dataset can be larger than memory wants)."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def short_label(text: str, width: int = 60) -> str:
     """A gap's label from its central prompt (no label field): shortened at a word, since a
     label is read, not parsed; a first word longer than the label is cut, marked with '…'."""
@@ -169,6 +179,9 @@ class GapReport(BaseModel):
     created_at: datetime = Field(default_factory=utcnow)
     data: str
     data_rows: int
+    # The measured file's content hash: an export can then tell whether the file it merges is
+    # this dataset (None: measured from rows with no file, or a report from before the field).
+    data_sha256: str | None = None
     taxonomy: str | None = None
     reference: str | None = None
     embedding_model: str
@@ -404,6 +417,7 @@ def analyse(
         run_id=run_id,
         data=str(data_path),
         data_rows=len(examples),
+        data_sha256=file_sha256(Path(data_path)) if Path(data_path).is_file() else None,
         taxonomy=taxonomy_path,
         reference=reference_path,
         embedding_model=embedder.model_name,

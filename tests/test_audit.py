@@ -249,7 +249,9 @@ def test_a_first_sft_export_lacks_nothing_it_needs(exports: dict[str, Path]) -> 
     assert record.not_required == {
         "continued_pretraining_data": "sft export, not continued pretraining",
         "preference_dataset": "sft export (its data is sft_dataset)",
-        "rollback_artifacts": "no earlier export of this kind and these runs recorded (--previous names one)",
+        "rollback_artifacts": (
+            "no earlier export of this kind and these runs recorded (--previous names one)"
+        ),
     }
     done = run_cli(cli_env(), "audit", str(exports["sft"]), timeout=120)
     assert done.returncode == 0, done.stderr

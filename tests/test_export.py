@@ -140,9 +140,9 @@ def test_the_manifest_card_and_provenance_trace_every_row(
     provenance = {p["item_id"]: p for p in lines(out / "provenance.jsonl")}
     assert set(provenance) == {i.id for i in items}
     assert provenance[items[4].id]["review"]["reviewers"] == ["alice"]
-    assert (
-        "+assistant: A reviewer's better answer." in provenance[items[4].id]["review"]["edit_diff"]
-    )
+    diff = provenance[items[4].id]["review"]["edit_diff"]
+    assert diff.startswith("--- original\n+++ edited\n"), "an imported item was not generated"
+    assert "+assistant: A reviewer's better answer." in diff
     rows = lines(out / "train.jsonl")
     assert {"role": "assistant", "content": "A reviewer's better answer."} in [
         m for r in rows for m in r["messages"]

@@ -160,8 +160,9 @@ def test_a_merged_export_counts_rows_by_origin_in_the_manifest_and_the_card(
     assert "| accepted by a human after an edit | 1 |" in card
     assert "| merged existing dataset (not reviewed in gapfill) | 6 |" in card
     gap_table = table(card, "| run | gap | rows |")
-    assert gap_table[-1] == (
-        "| - | merged existing rows (no gap here; coverage does not count them as added) | 6 |"
+    assert gap_table[-1] == (  # the merge is the dataset both runs' gaps were measured on
+        "| - | merged existing rows (no gap here: they are the dataset the gaps were measured "
+        "on, in each gap's 'have') | 6 |"
     )
     assert sum(int(line.rsplit("|", 2)[1]) for line in gap_table) == 9, "the gap table adds up"
 
@@ -227,9 +228,8 @@ def test_merged_rows_are_the_gaps_have_only_when_the_merge_is_the_measured_datas
     markdown = " ".join((out / "eval_report.md").read_text().split())
     assert (
         f"run tax1's gaps were measured on {two_runs_and_a_merge} (6 rows, "
-        f"{measured[0]['measured_at']}); the merged file is that dataset (the same file, not "
-        "modified since, 6 rows): 'have' counts its rows, so they are not counted again as "
-        "added." in markdown
+        f"{measured[0]['measured_at']}); the merged file is that dataset (the same content, "
+        "6 rows): 'have' counts its rows, so they are not counted again as added." in markdown
     )
     card = card_as_measured(store, out, two_runs_and_a_merge)
     assert "they are the dataset the gaps were measured on, in each gap's 'have'" in card
@@ -242,15 +242,21 @@ def test_merged_rows_are_the_gaps_have_only_when_the_merge_is_the_measured_datas
     [tax1, _] = json.loads((out / "eval_report.json").read_text())["coverage"]["measured_on"]
     assert (tax1["merged"], tax1["merged_is_measured"]) == (str(other), False)
     markdown = " ".join((out / "eval_report.md").read_text().split())
+    assert f"the merged file {other} has other content (sha256 " in markdown
     assert (
-        f"the merged file {other} is not that file, so it is not known to be the dataset these "
-        "gaps were measured on: 'have' (and so 'after') counts that dataset's rows, not this "
-        "export's." in markdown
+        "so it is not known to be the dataset these gaps were measured on: 'have' (and so "
+        "'after') counts that dataset's rows, not this export's." in markdown
     )
     assert "not counted again" not in markdown
     card = card_as_measured(store, out, other)
     assert "not known to be the dataset the gaps were measured on" in card
-    assert "is not that file" in card, "the card gives each run's reason"
+    assert "has other content" in card, "the card gives each run's reason"
+    assert "measured_on" in json.loads((out / "manifest.json").read_text()), "the export's own"
+    copy = tmp_path / "copy.jsonl"  # the measured content under another name: the same dataset
+    copy.write_bytes(two_runs_and_a_merge.read_bytes())
+    out = exported(store, model_dir, tmp_path / "c", embedder, merge=copy)
+    measured = json.loads((out / "eval_report.json").read_text())["coverage"]["measured_on"]
+    assert all(m["merged_is_measured"] for m in measured)
 
 
 def card_as_measured(store: Store, out: Path, merge: Path) -> str:
@@ -265,10 +271,14 @@ def test_a_changed_measured_file_is_not_taken_for_the_dataset_the_gaps_were_meas
     store: Store, two_runs_and_a_merge: Path
 ) -> None:
     data = two_runs_and_a_merge
-    [report] = gap_reports_of(store, ["tax1"]).values()
+    [hashed] = gap_reports_of(store, ["tax1"]).values()
+    assert hashed.data_sha256 is not None
+    # A gap report from before data_sha256: the file is compared by path, time and rows.
+    report = hashed.model_copy(update={"data_sha256": None})
     recorded = [str(data.resolve())]
     assert measured_on("tax1", report, recorded, data).merged_is_measured is True
     data.write_text(data.read_text() + sft("What is a monad?").model_dump_json() + "\n")
+    assert "has other content" in measured_on("tax1", hashed, recorded, data).note
     later = report.created_at.timestamp() + 60
     os.utime(data, (later, later))
     changed = measured_on("tax1", report, recorded, data)

@@ -2,9 +2,9 @@
 
 Coverage counts an export's reviewed rows as gains over each gap's ``have`` and leaves the merged
 existing rows out. That reads as "the export holds ``after`` rows in the gap" only when the merged
-file is the dataset the gaps were measured on, so it is checked, not assumed. The gap report does
-not hash the dataset it measured: it records its path, its row count and when. So "the same" is
-exactly that: the same file, not modified since, with as many rows.
+file is the dataset the gaps were measured on, so it is checked, not assumed: by content hash
+where the gap report recorded one (``data_sha256``), else (a report from before the field) as the
+same file by path, not modified since, with as many rows.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from generator.coverage import GapReport
+from generator.coverage import GapReport, file_sha256
 from generator.dataset_reader import read_examples
 from generator.evaluation.report import MeasuredOn
 
@@ -38,10 +38,10 @@ def measured_on(
         return base
     why = _differs(report, recorded, merged)
     if why is None:
+        same = "the same content" if report.data_sha256 else "the same file, not modified since"
         note = (
-            f"{measured}; the merged file is that dataset (the same file, not modified since, "
-            f"{report.data_rows} rows): 'have' counts its rows, so they are not counted again "
-            "as added."
+            f"{measured}; the merged file is that dataset ({same}, {report.data_rows} rows): "
+            "'have' counts its rows, so they are not counted again as added."
         )
     else:
         note = (
@@ -54,6 +54,13 @@ def measured_on(
 
 def _differs(report: GapReport, recorded: Sequence[str], merged: Path) -> str | None:
     """Why ``merged`` is not (or cannot be shown to be) the measured dataset; None when it is."""
+    if report.data_sha256 is not None:
+        if not merged.is_file():
+            return "cannot be read"
+        digest = file_sha256(merged)
+        if digest != report.data_sha256:
+            return f"has other content (sha256 {digest[:12]}, measured {report.data_sha256[:12]})"
+        return None
     # A relative path was relative to wherever `gapfill gaps` ran: it cannot be compared.
     paths = {Path(p).resolve() for p in (*recorded, report.data) if Path(p).is_absolute()}
     if not paths:

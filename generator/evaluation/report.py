@@ -109,7 +109,8 @@ class MeasuredOn(_Section):
     data_rows: int
     measured_at: str
     merged: str | None  # the file merged into the export; None: nothing merged
-    # True: the same file, as many rows, not modified since; False: not, or not known to be.
+    # True: the same content (by sha256; for an older gap report: the same file, as many rows,
+    # not modified since); False: not, or not known to be.
     merged_is_measured: bool | None
     note: str  # all of the above in one sentence
 

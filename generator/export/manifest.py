@@ -33,7 +33,7 @@ def edit_diff(item: dict[str, Any]) -> str | None:
         return None
     original = "\n".join(_lines(item["payload"])).splitlines(keepends=True)
     edited = "\n".join(_lines(item["edited"])).splitlines(keepends=True)
-    return "".join(difflib.unified_diff(original, edited, "generated", "reviewed", n=1))
+    return "".join(difflib.unified_diff(original, edited, "original", "edited", n=1))
 
 
 def _edit_diff_record(item: dict[str, Any]) -> dict[str, Any]:

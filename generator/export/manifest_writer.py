@@ -19,7 +19,7 @@ from generator.export.checks import LengthCheck
 from generator.export.files import Identity, sha256
 from generator.export.options import ExportOptions, ExportResult
 from generator.export.prepare import Prepared
-from generator.export.reports import Reports
+from generator.export.reports import Reports, measured_runs
 from generator.export.selection import Selection
 from generator.schema import CandidateKind, CandidateStatus
 from generator.store import Store
@@ -139,6 +139,16 @@ def write_manifest(store: Store, state: ExportState) -> ExportResult:
             decisions, {run: store.review_rule(run) for run in options.runs}
         ),
         "merged_existing": str(options.merge) if options.merge else None,
+        # Per run: whether the merged file is the dataset its gaps were measured on (the card
+        # says whether merged rows are the gaps' "have" from this).
+        "measured_on": [
+            m.model_dump()
+            for m in (
+                reports.measured_on
+                if reports
+                else measured_runs(store, options.runs, options.merge).values()
+            )
+        ],
         "split": {
             "eval_fraction": options.eval_fraction,
             "key": "sha256 of the near-duplicate group's smallest item id",

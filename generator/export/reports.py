@@ -20,6 +20,7 @@ from generator.store import Store
 class Reports:
     hashes: dict[str, str]  # each report file's sha256
     report_json: str  # the eval report, kept with the runs for the review UI's Overview
+    measured_on: list[MeasuredOn]  # per run: whether the merged file is its measured dataset
 
 
 def gap_name(run: str, gap: str, runs: int) -> str:
@@ -82,7 +83,7 @@ def run_reports(
         # data, not what the export adds (whether they are the gaps' "have": measured_on).
         row_runs=[entry.approved.item["run_id"] if entry.approved else None for entry in rows],
         counted="the reviewed rows of each run with a gap report, into that run's gaps",
-        measured_on=measured_runs(store, options.runs, options.merge, gap_reports),
+        measured_on=(measured := measured_runs(store, options.runs, options.merge, gap_reports)),
     )
     eval_options = EvalOptions(
         stage=options.kind.value,
@@ -96,4 +97,4 @@ def run_reports(
         data, eval_options, embedder or Embedder(cache_dir=data_dir / "cache"), data_dir
     )
     hashes = write_reports(evaluation, staging, gaps)
-    return Reports(hashes, evaluation.report.model_dump_json())
+    return Reports(hashes, evaluation.report.model_dump_json(), list(measured.values()))
