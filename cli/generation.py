@@ -18,7 +18,7 @@ from generator.progress import RunProgress
 from generator.queueing import Enqueued, WorkQueue
 from generator.store import Store
 from generator.task_reader import read_tasks
-from workers.main import WorkerSpec, load_backend, make_worker, run_worker
+from workers.main import WorkerSpec, load_backend, make_worker, parse_capabilities, run_worker
 
 
 @user_errors
@@ -26,17 +26,27 @@ from workers.main import WorkerSpec, load_backend, make_worker, run_worker
 def worker(
     ctx: typer.Context,
     queues: Annotated[
-        str | None, typer.Option(help="Comma-separated queues (default: this prefix's two).")
+        str | None,
+        typer.Option(
+            help="What to serve: generate, score, or both (generate,score; the default). A "
+            "score-only worker loads no LLM unless --backend or --model is given (the judge "
+            "needs one)."
+        ),
     ] = None,
     burst: Annotated[bool, typer.Option(help="Exit when the queues are empty.")] = False,
     name: Annotated[str | None, typer.Option(help="Worker name (default: host and pid).")] = None,
     flags: BackendFlags = BackendFlags(),
 ) -> None:
     """Serve generation and scoring jobs; the backend is loaded once, before any job is taken."""
+    capabilities = parse_capabilities(queues)
+    # A scoring-only host (CPU) loads an LLM only when asked to: runs with the judge need one.
+    sources = (ctx.get_parameter_source(name) for name in ("backend", "model"))
+    asked = any(source is not None and source.name != "DEFAULT" for source in sources)
     spec = WorkerSpec(
         backend=flags.choice(),
-        queues=[q.strip() for q in queues.split(",") if q.strip()] if queues else None,
+        queues=capabilities,
         name=name,
+        llm=capabilities is None or "generate" in capabilities or asked,
     )
     run_worker(settings_of(ctx), spec, burst=burst)
 

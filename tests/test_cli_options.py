@@ -187,3 +187,21 @@ def test_a_bad_backend_flag_is_one_error_naming_the_flag(captured: list[WorkerSp
     result = CliRunner().invoke(app, ["worker", "--engine-batch", "0"])
     assert result.exit_code == 1 and not captured
     assert "--engine-batch: Input should be greater than or equal to 1" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "queues", "llm"),
+    [
+        ([], None, True),
+        (["--queues", "generate"], ["generate"], True),
+        (["--queues", "score"], ["score"], False),
+        (["--queues", "score", "--backend", "local"], ["score"], True),
+        (["--queues", "score,score,generate"], ["score", "generate"], True),
+    ],
+)
+def test_a_worker_serves_queues_by_capability_and_a_scoring_host_loads_no_llm_unasked(
+    args: list[str], queues: list[str] | None, llm: bool, captured: list[WorkerSpec]
+) -> None:
+    result = CliRunner().invoke(app, ["worker", *args])
+    assert result.exit_code == 1 and captured, result.output
+    assert (captured[0].queues, captured[0].llm) == (queues, llm)

@@ -11,6 +11,7 @@ import pytest
 
 from generator.dataset_reader import load_examples
 from generator.embeddings import Embedder
+from generator.errors import ConfigError
 from generator.filters.contamination import ContaminationFilter, load_eval_items
 from generator.filters.duplicates import ExactDuplicateFilter, NearDuplicateFilter
 from generator.filters.pii import PIIFilter, iban_valid, luhn
@@ -349,3 +350,10 @@ def test_review_priority_puts_the_largest_gap_first_then_uncertainty(store: obje
         held.append(lease.item_id)  # held, not decided: a claim would hand it back first
         order.append(lease.item.gap_id + ("+flag" if lease.item.id == flagged.id else ""))
     assert order == ["big", "small+flag", "small"]
+
+
+def test_a_run_with_the_judge_on_is_refused_by_a_worker_with_no_llm_saying_how_to_start_one() -> (
+    None
+):
+    with pytest.raises(ConfigError, match="started with --backend or --model"):
+        FilterPipeline.build(FilterSettings(judge=True), judge=None)

@@ -148,6 +148,40 @@ def test_a_worker_generates_stores_and_scores_the_queued_batches(
     ), output
 
 
+def test_a_gpu_host_generates_and_a_cpu_host_without_a_model_scores(
+    store: Store,
+    work: WorkQueue,
+    start_worker: Callable[..., subprocess.Popen[str]],
+    server_url: str,
+) -> None:
+    store.add_tasks(tasks(3, tokens=12, seed=5))
+    work.enqueue_tasks("run-1")
+    generating = start_worker("--queues", "generate", burst=True)
+    output, _ = generating.communicate(timeout=300)
+    assert generating.returncode == 0, output
+    assert store.counts("run-1")["gap-a"] == {"generated": 3}, "scoring left to the score queue"
+    assert " score " not in output, "a generate-only worker takes no scoring job"
+    env = cli_env(store, server_url, GAPFILL_WORKER_HEARTBEAT_S="1", OMP_NUM_THREADS="2")
+    scoring = run_cli(env, "worker", "--queues", "score", "--burst", timeout=300)
+    assert scoring.returncode == 0, scoring.stderr
+    assert "serving score without an LLM backend" in scoring.stderr
+    assert "loaded in" not in scoring.stderr, "no model loaded on the scoring host"
+    assert re.search(r"score 3 items of run 'run-1': ok", scoring.stderr), scoring.stderr
+    counts = store.counts("run-1")["gap-a"]
+    assert counts.get("generated", 0) == 0 and sum(counts.values()) == 3
+
+
+def test_a_worker_told_to_serve_an_unknown_queue_takes_no_job(
+    store: Store, work: WorkQueue, server_url: str
+) -> None:
+    store.add_tasks(tasks(1, tokens=4, seed=1))
+    work.enqueue_tasks("run-1")
+    result = run_cli(cli_env(store, server_url), "worker", "--queues", "gpu", "--burst")
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "--queues: 'gpu' is not a queue; name generate, score or both" in result.stderr
+    assert store.task_counts("run-1") == (0, 1), "none done of one"
+
+
 def test_a_burst_worker_logs_the_retry_the_failure_and_why_it_exits(
     store: Store, work: WorkQueue, start_worker: Callable[..., subprocess.Popen[str]]
 ) -> None:

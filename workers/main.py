@@ -13,7 +13,7 @@ from rq import Queue
 
 from generator.config import Settings
 from generator.connection import connect, redis_url
-from generator.errors import BackendDeadError
+from generator.errors import BackendDeadError, ConfigError
 from generator.factories import BackendChoice, make_backend
 from generator.queueing import SERIALIZER, queue_names
 from generator.redis_server import PRIVATE_UMASK
@@ -23,13 +23,33 @@ from workers.worker import GapfillWorker, wait_for_server
 logger = logging.getLogger(__name__)
 
 
+# What a worker can serve, by capability: GPU hosts generate, CPU hosts score.
+CAPABILITIES = ("generate", "score")
+
+
 @dataclass(frozen=True)
 class WorkerSpec:
-    """What a worker serves: the backend it loads, its queues (default: the prefix's two)."""
+    """What a worker serves: the backend it loads, its queues by capability (default: both)
+    and whether it loads its LLM backend at all (a scoring-only worker needs one only to judge).
+    """
 
     backend: BackendChoice
     queues: list[str] | None = None
     name: str | None = None
+    llm: bool = True
+
+
+def parse_capabilities(text: str | None) -> list[str] | None:
+    """``--queues generate,score``: the capabilities named, each once, in order (None: both).
+    Anything else is a user error naming it."""
+    if text is None:
+        return None
+    names = list(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in CAPABILITIES]
+    if unknown or not names:
+        what = f"'{unknown[0]}' is not a queue" if unknown else "no queue named"
+        raise ConfigError(f"--queues: {what}; name generate, score or both (generate,score)")
+    return names
 
 
 class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -76,7 +96,9 @@ def make_worker(settings: Settings, spec: WorkerSpec) -> GapfillWorker:
     log_jobs()
     connection = connect(redis_url(settings), decode_responses=False)
     wait_for_server(connection)
-    names = spec.queues or list(queue_names(settings.key_prefix))
+    generate, score = queue_names(settings.key_prefix)
+    by_capability = {"generate": generate, "score": score}
+    names = [by_capability[name] for name in spec.queues or CAPABILITIES]
     return GapfillWorker(
         [Queue(name, connection=connection, serializer=SERIALIZER) for name in names],
         connection=connection,
@@ -89,7 +111,12 @@ def make_worker(settings: Settings, spec: WorkerSpec) -> GapfillWorker:
 def run_worker(settings: Settings, spec: WorkerSpec, *, burst: bool = False) -> None:
     """Serve until stopped (SIGTERM finishes the current batch first), or until empty (burst)."""
     os.umask(PRIVATE_UMASK)  # caches and token counts it writes are its owner's alone
-    load_backend(settings, spec)
+    log_jobs()
+    if spec.llm:
+        load_backend(settings, spec)
+    else:
+        install(None, settings)
+        logger.info("serving %s without an LLM backend", ", ".join(spec.queues or CAPABILITIES))
     worker = make_worker(settings, spec)
     worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
     if context().fatal:  # exit non-zero so a supervisor restarts the worker

@@ -107,7 +107,10 @@ class FilterPipeline:
             )
         if settings.judge:
             if judge is None:
-                raise ConfigError("filters.judge is on but no judge backend is loaded")
+                raise ConfigError(
+                    "filters.judge is on but no judge backend is loaded (a score-only worker "
+                    "judges only when started with --backend or --model)"
+                )
             filters.append(
                 JudgeFilter(judge, rubric=settings.judge_rubric, min_score=settings.judge_min_score)
             )
