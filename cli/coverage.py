@@ -28,6 +28,7 @@ from generator.factories import make_embedder
 from generator.filters.contamination import load_eval_items
 from generator.filters.settings import load_filter_settings
 from generator.prompts import PromptTemplates, tasks_for_gap
+from generator.run_inputs import pack_run
 from generator.schema import CandidateKind, ReviewSettings, RunConfig
 
 
@@ -109,18 +110,19 @@ def gaps(
     tasks = [t for gap in report.gaps for t in tasks_for_gap(gap, templates, kind=kind)]
     if run is not None:  # everything above validated: only now write
         store = open_store(settings)
-        store.save_gaps(run, report.gaps, report.model_dump_json())
-        store.save_run(
-            RunConfig(
-                run_id=run,
-                kind=kind,
-                description=f"gaps of {data}",
-                existing=[str(data.resolve())],
-                eval_sets=[str(p.resolve()) for p in eval_sets or []],
-                filters=filters,
-                review=review,
-            )
+        config = RunConfig(
+            run_id=run,
+            kind=kind,
+            description=f"gaps of {data}",
+            existing=[str(data.resolve())],
+            eval_sets=[str(p.resolve()) for p in eval_sets or []],
+            filters=filters,
+            review=review,
         )
+        # Its inputs go into the store first, so no worker sees the run without them.
+        packed = pack_run(store, config, embedder, templates)
+        store.save_gaps(run, report.gaps, report.model_dump_json())
+        store.save_run(packed)
         added = store.add_tasks(tasks)
     print_report(report)
     if run is not None:

@@ -26,6 +26,7 @@ from generator.errors import ConfigError, DataFileError
 from generator.filters.contamination import load_eval_items
 from generator.filters.settings import FilterSettings
 from generator.prompts import PromptTemplates, tasks_for_gap
+from generator.run_inputs import pack_run
 from generator.schema import CandidateKind, Identifier, ReviewSettings, RunConfig
 from generator.store import Store
 from generator.yaml_file import line_of, read_yaml, validation_message
@@ -207,8 +208,8 @@ def plan(config: CampaignConfig, store: Store, embedder: Embedder) -> Plan:
             gap, templates, kind=kind, defaults=defaults, wanted=config.per_gap
         )
     ]
-    store.save_gaps(config.run, report.gaps, report.model_dump_json())
-    store.save_run(
+    run = pack_run(
+        store,
         RunConfig(
             run_id=config.run,
             kind=kind,
@@ -219,6 +220,11 @@ def plan(config: CampaignConfig, store: Store, embedder: Embedder) -> Plan:
             eval_sets=[str(p) for p in config.eval_sets],
             filters=config.filters,
             review=config.review,
-        )
+        ),
+        embedder,
+        templates,
     )
+    # The inputs are in the store before the run and its gaps: no worker sees one without them.
+    store.save_gaps(config.run, report.gaps, report.model_dump_json())
+    store.save_run(run)
     return Plan(report, [g.id for g in chosen], store.add_tasks(tasks))

@@ -12,6 +12,7 @@ chunk plus the returned matrix, and an interrupted run keeps what it finished.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from generator.errors import ConfigError
+from generator.schema import EmbeddingSpec
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +48,23 @@ def _model_path(name: str) -> str:
             f"use {DEFAULT_MODEL!r} or a sentence-transformers model directory)"
         )
     return str(path)
+
+
+@functools.cache
+def model_fingerprint(name: str) -> str:
+    """SHA-256 over the files of the model ``name`` resolves to (names and contents): two hosts
+    embed alike only if this agrees, whatever the model is called or where it lies."""
+    root = Path(_model_path(name))
+    digest = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        relative = path.relative_to(root).as_posix()
+        if any(part.startswith(".") or part == "__pycache__" for part in relative.split("/")):
+            continue  # caches and lock files a loader leaves beside the model
+        digest.update(relative.encode() + b"\x00")
+        with path.open("rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 class EmbeddingCache:
@@ -107,6 +126,14 @@ class Embedder:
         # Filters of one pipeline share texts: keep recent vectors in memory too (bounded).
         self._memory: dict[str, np.ndarray] = {}
         self.memory_limit = 200_000
+
+    def spec(self) -> EmbeddingSpec:
+        """What a run created with this embedder records, so its workers embed the same way."""
+        return EmbeddingSpec(
+            model=self.model_name,
+            max_tokens=self.max_tokens,
+            fingerprint=model_fingerprint(self.model_name),
+        )
 
     def load(self) -> Any:
         if self._model is None:

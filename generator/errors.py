@@ -85,3 +85,7 @@ class BackendError(GapfillError):
 class BackendDeadError(BackendError):
     """The backend can no longer serve (e.g. vLLM's engine process died). The worker stops after
     the failing job (which RQ retries elsewhere) so that its supervisor can restart it."""
+
+
+class RunSettingsError(GapfillError):
+    """A worker cannot score a run as the run was created (its embedding model, its inputs)."""

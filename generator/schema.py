@@ -504,6 +504,40 @@ class ReviewSettings(BaseModel):
     )
 
 
+class EmbeddingSpec(BaseModel):
+    """The embedding model a run was created with: every worker that scores the run must embed
+    with this very model (same files) and limit, or refuse the job."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str = Field(description="The embedding_model setting the run was created with.")
+    max_tokens: int | None = Field(default=None, description="embedding_max_tokens, if set.")
+    fingerprint: str = Field(description="SHA-256 over the model directory's files.")
+
+
+class RunInput(BaseModel):
+    """A file a run's scoring reads, stored in the store by its content (``store.blobs``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["existing", "eval_set", "template"]
+    name: str = Field(
+        min_length=1, max_length=255, description="The file's name (its format is read from it)."
+    )
+    source: str = Field(description="Where the file was when the run was created.")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    bytes: int = Field(ge=0)
+
+    @field_validator("name")
+    @classmethod
+    def _bare_name(cls, value: str) -> str:
+        # A worker writes the file under this name in its cache, and the store's content is
+        # untrusted: a bare file name only, never a path.
+        if value in (".", "..") or any(c in value for c in "/\\\x00"):
+            raise ValueError("must be a bare file name, not a path")
+        return value
+
+
 class RunConfig(BaseModel):
     """What one campaign run is asked to do; stored with the run so every item can be traced."""
 
@@ -525,4 +559,12 @@ class RunConfig(BaseModel):
         default_factory=list, description="Eval sets the contamination filter checks against."
     )
     filters: FilterSettings = Field(default_factory=FilterSettings)
+    inputs: list[RunInput] = Field(
+        default_factory=list,
+        description="The existing data, eval sets and prompt templates, by content, in the "
+        "store: what a worker on any host scores with (existing/eval_sets are provenance).",
+    )
+    embedding: EmbeddingSpec | None = Field(
+        default=None, description="The embedding model every scoring worker must use."
+    )
     created_at: datetime = Field(default_factory=utcnow)

@@ -52,6 +52,7 @@ def workload(store: Store) -> None:
     store.record_export({"export_id": "exp-1", "runs": ["run-1"]})
     store.save_token_counts("tokenizer-fp", {"conversation": 7})
     store.save_eval_report("run-1", '{"report": 1}')
+    store.put_blob(b"a run's existing data")
 
 
 def written_keys(store: Store) -> list[tuple[str, str]]:

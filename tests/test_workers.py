@@ -22,9 +22,16 @@ from rq.scheduler import RQScheduler
 
 from generator.config import QueueSettings
 from generator.queueing import WorkQueue
-from generator.schema import CandidateStatus, GenerationTask, Message, SamplingParams
+from generator.schema import (
+    CandidateStatus,
+    EmbeddingSpec,
+    GenerationTask,
+    Message,
+    RunConfig,
+    SamplingParams,
+)
 from generator.store import Store
-from tests.factories import cli_env, run_cli
+from tests.factories import candidate, cli_env, run_cli
 from workers import worker as worker_module
 from workers.worker import GapfillWorker
 
@@ -180,6 +187,25 @@ def test_a_worker_told_to_serve_an_unknown_queue_takes_no_job(
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "--queues: 'gpu' is not a queue; name generate, score or both" in result.stderr
     assert store.task_counts("run-1") == (0, 1), "none done of one"
+
+
+def test_a_worker_without_the_runs_embedding_model_fails_its_scoring_and_scores_nothing(
+    store: Store, server_url: str
+) -> None:
+    spec = EmbeddingSpec(model="/models/on/the/cli/host", fingerprint="c" * 64)
+    store.save_run(RunConfig(run_id="run-1", embedding=spec))
+    item = candidate(1, status=CandidateStatus.GENERATED)
+    store.put(item)
+    connection = redis.Redis.from_url(server_url)
+    work = WorkQueue(store, connection, QueueSettings(retries=0, retry_intervals=[]))
+    work.enqueue_scoring("run-1", [item.id])
+    result = run_cli(cli_env(store, server_url), "worker", "--queues", "score", "--burst")
+    assert result.returncode == 0, result.stderr
+    [(_queue, _job, error)] = work.failed_jobs()
+    assert error.startswith("generator.errors.RunSettingsError: the run was created with ")
+    assert "embedding model '/models/on/the/cli/host' (fingerprint cccccccccccc)" in error
+    assert "this worker cannot provide it" in error
+    assert store.get(item.id).status is CandidateStatus.GENERATED, "never scored by another"
 
 
 def test_a_burst_worker_logs_the_retry_the_failure_and_why_it_exits(

@@ -29,6 +29,7 @@ from generator.filters.safety import SafetyFilter
 from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.settings import FilterSettings
 from generator.filters.topic import OffTopicFilter
+from generator.prompts import PromptTemplates
 from generator.schema import Candidate, CandidateStatus
 from generator.store import Store
 
@@ -63,6 +64,7 @@ class FilterPipeline:
         shared: ReferenceIndexes | None = None,
         centroids: Mapping[str, Sequence[float]] | None = None,
         judge: Backend | None = None,
+        templates: PromptTemplates | None = None,
     ) -> FilterPipeline:
         """The configured filters. Duplicates are checked against ``shared`` (the existing
         dataset's cached indexes) and ``existing`` (small sets: accepted items), contamination
@@ -112,7 +114,12 @@ class FilterPipeline:
                     "judges only when started with --backend or --model)"
                 )
             filters.append(
-                JudgeFilter(judge, rubric=settings.judge_rubric, min_score=settings.judge_min_score)
+                JudgeFilter(
+                    judge,
+                    templates=templates,
+                    rubric=settings.judge_rubric,
+                    min_score=settings.judge_min_score,
+                )
             )
         return cls(filters, skip_after_hard_failure=settings.skip_after_hard_failure)
 

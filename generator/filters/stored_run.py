@@ -23,7 +23,9 @@ from generator.filters.contamination import load_eval_items
 from generator.filters.pipeline import FilterPipeline
 from generator.filters.reference import IndexOptions, ReferenceIndexes, ReferenceItem
 from generator.filters.settings import FilterSettings
-from generator.schema import CandidateStatus, RunConfig
+from generator.prompts import PromptTemplates
+from generator.run_inputs import InputCache, embedder_for
+from generator.schema import CandidateStatus, EmbeddingSpec, RunConfig
 from generator.store import Store
 
 logger = logging.getLogger(__name__)
@@ -67,37 +69,70 @@ def existing_indexes(
 @dataclass
 class _Loaded:
     key: str
+    embedder: Embedder
     shared: ReferenceIndexes | None
     eval_items: list[tuple[str, str]]
+    templates: PromptTemplates | None
 
 
 @dataclass
 class RunPipelines:
-    embedder: Embedder
+    """Each run's pipeline on one worker: the run's own inputs, templates and embedding model
+    (``run_inputs``), whatever this worker's settings say, loaded once per run."""
+
+    embedder: Embedder  # the worker's own: for runs stored before their settings travelled
     cache_dir: Path
     judge: Backend | None = None
+    inputs: InputCache | None = None  # None: DATA_DIR/inputs beside cache_dir
+    embedding_cache: Path | None = None
     _loaded: dict[str, _Loaded] = field(default_factory=dict)
+    _embedders: dict[EmbeddingSpec, Embedder] = field(default_factory=dict)
 
-    def _static(self, config: RunConfig) -> _Loaded:
-        key = config.model_dump_json(include={"existing", "eval_sets", "filters"})
+    def _input_cache(self) -> InputCache:
+        if self.inputs is None:
+            self.inputs = InputCache(self.cache_dir.parent / "inputs")
+        return self.inputs
+
+    def _embedder(self, config: RunConfig) -> Embedder:
+        spec = config.embedding
+        if spec is None:
+            return self.embedder
+        if spec not in self._embedders:
+            own = [self.embedder.model_name]
+            self._embedders[spec] = embedder_for(
+                spec, own, self.embedding_cache or self.cache_dir.parent / "cache"
+            )
+        return self._embedders[spec]
+
+    def _static(self, store: Store, config: RunConfig) -> _Loaded:
+        key = config.model_dump_json(
+            include={"existing", "eval_sets", "filters", "inputs", "embedding"}
+        )
         cached = self._loaded.get(config.run_id)
         if cached is None or cached.key != key:
+            embedder = self._embedder(config)
+            if config.inputs:  # the run's files, from the store, wherever this worker runs
+                cache = self._input_cache()
+                existing = cache.files(store, config, "existing")
+                eval_sets = cache.files(store, config, "eval_set")
+                templates = cache.templates(store, config)
+            else:  # a run stored before its inputs travelled: the paths it recorded
+                existing = [Path(p) for p in config.existing]
+                eval_sets = [Path(p) for p in config.eval_sets]
+                templates = None
             cached = _Loaded(
                 key=key,
-                shared=existing_indexes(
-                    [Path(p) for p in config.existing],
-                    config.filters,
-                    self.embedder,
-                    self.cache_dir,
-                ),
-                eval_items=[i for p in config.eval_sets for i in load_eval_items(p)],
+                embedder=embedder,
+                shared=existing_indexes(existing, config.filters, embedder, self.cache_dir),
+                eval_items=[i for p in eval_sets for i in load_eval_items(p)],
+                templates=templates,
             )
             self._loaded[config.run_id] = cached
         return cached
 
     def for_run(self, store: Store, run_id: str, batch: Iterable[str] = ()) -> FilterPipeline:
         config = store.get_run(run_id) or RunConfig(run_id=run_id)
-        static = self._static(config)
+        static = self._static(store, config)
         raw = store.gap_report_json(run_id)
         # Only a measured report has centroids (manual gaps have none: no topic check).
         centroids = json.loads(raw).get("centroids", {}) if raw else {}
@@ -105,10 +140,11 @@ class RunPipelines:
             config.filters,
             existing=self._kept_items(store, run_id, set(batch)),
             eval_items=static.eval_items,
-            embedder=self.embedder,
+            embedder=static.embedder,
             shared=static.shared,
             centroids=centroids,
             judge=self.judge if config.filters.judge else None,
+            templates=static.templates,
         )
 
     @staticmethod

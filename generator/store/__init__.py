@@ -14,11 +14,13 @@ the payload.
 
 ``Store`` is one object made of four parts: ``items`` (candidates, their status indexes and
 reads), ``tasks`` (generation tasks, runs and gaps), ``review`` (leases, decisions, votes, the
-log) and ``exports`` (export marks and records, token counts, eval reports).
+log), ``exports`` (export marks and records, token counts, eval reports) and ``blobs``
+(content-addressed run inputs, so workers on any host can read them).
 """
 
 from __future__ import annotations
 
+from generator.store.blobs import BlobsMixin
 from generator.store.exports import ExportsMixin
 from generator.store.keys import Keys
 from generator.store.review import Lease, LoggedDecision, ReviewMixin
@@ -27,5 +29,5 @@ from generator.store.tasks import TasksMixin
 __all__ = ["Keys", "Lease", "LoggedDecision", "Store"]
 
 
-class Store(TasksMixin, ReviewMixin, ExportsMixin):
+class Store(TasksMixin, ReviewMixin, ExportsMixin, BlobsMixin):
     """Candidates, their status indexes, review leases and the decision log, on Redis."""

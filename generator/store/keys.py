@@ -49,6 +49,8 @@ log                            stream  the decision log: item, run, gap, verdict
                                        appended, never trimmed or rewritten
 exports                        list    one JSON record per export (newest last)
 tokens:<fingerprint>           hash    conversation key -> token count, under one tokenizer
+blob:<sha256>                  hash    a content-addressed file (a run's input): chunks, bytes,
+                                       and fields 0..chunks-1, its zlib-compressed content
 """
 
 
@@ -110,6 +112,10 @@ class Keys:
     def tokens(self, fingerprint: str) -> str:
         """Token counts of conversations under one tokenizer (see export.checks)."""
         return f"{self.prefix}:tokens:{fingerprint}"
+
+    def blob(self, sha256: str) -> str:
+        """A run input's content, by its SHA-256 (see ``store.blobs``)."""
+        return f"{self.prefix}:blob:{sha256}"
 
     def run(self, run_id: str, suffix: str) -> str:
         """``P:run:<run>:<suffix>``: one of the run's keys, e.g. ``run(r, "pending")``."""
