@@ -1,12 +1,16 @@
 """Benchmark: review round trips (claim + decide) next to raw Redis round trips, same run.
 
     python bench/store.py [--items 2000] [--url redis://...] [--appendfsync always|everysec]
+                          [--no-capacity]
 
 Without --url it starts a bundled Valkey in a temp directory, configured as gapfill configures
 its own (AOF on, fsync policy as given; the product default is 'always'). The baseline is the
 same Python client doing sequential PING and SET round trips on the same connection, plus
 `redis-benchmark` (single client, no pipelining) when it is installed. Target: p95 of one
 claim+decide under 5 ms.
+
+Then (``bench/store_capacity.py``) the store's cost per job and per decision with 8, 32 and 128
+concurrent clients, and what follows: how many GPU workers and reviewers one server serves.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from store_capacity import LEVELS, capacity, measure, table
 
 from generator.redis_server import BundledServer
 from generator.schema import Candidate, CandidateKind, CandidateStatus, Message, SFTExample
@@ -142,6 +147,9 @@ def main() -> int:
     parser.add_argument("--url", help="benchmark this server instead of a bundled one")
     parser.add_argument("--appendfsync", default="always", choices=["always", "everysec", "no"])
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--no-capacity", action="store_true", help="skip the 8/32/128-client capacity runs"
+    )
     args = parser.parse_args()
 
     temp = tempfile.TemporaryDirectory(prefix="gapfill-bench-")
@@ -165,6 +173,7 @@ def main() -> int:
         set_ = summary("raw SET round trip", timed(lambda: client.set(key, value), args.items))
         review = summary("claim+decide", review_loop(store, "bench", "alice", args.items))
         concurrent = concurrent_reviewers(url, prefix, "bench-concurrent", 8, args.items // 8)
+        levels = [] if args.no_capacity else measure(url)
         kwargs = client.get_connection_kwargs()
         external = (
             redis_benchmark(int(kwargs["port"]), str(kwargs["host"]), kwargs.get("password"))
@@ -187,6 +196,17 @@ def main() -> int:
         "redis_benchmark_rps": external,
         "target_p95_ms": TARGET_P95_MS,
         "target_met": review["p95_ms"] < TARGET_P95_MS,
+        "capacity_levels": [{**level.__dict__, "per_second": level.per_second} for level in levels],
+        "capacity": (
+            {
+                **capacity(levels).__dict__,
+                "gpu_workers": capacity(levels).gpu_workers,
+                "reviewers": capacity(levels).reviewers,
+            }
+            if levels
+            else None
+        ),
+        "capacity_summary": capacity(levels).summary() if levels else None,
     }
     if args.json:
         print(json.dumps(results, indent=2))
@@ -207,6 +227,10 @@ def main() -> int:
         f"ratio claim+decide / raw SET round trips: {results['claim_decide_vs_set_ratio']:.2f} "
         "(one claim+decide is two scripted round trips)"
     )
+    if levels:
+        print(f"\ncapacity, {'/'.join(map(str, LEVELS))} concurrent clients (processes):")
+        print(table(levels))
+        print(capacity(levels).summary())
     verdict = "MET" if results["target_met"] else "MISSED"
     print(f"target p95 claim+decide < {TARGET_P95_MS} ms: {review['p95_ms']:.3f} ms -> {verdict}")
     return 0

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.text import Text
 
 from generator.config import Settings
-from generator.connection import connect, eviction_warning, masked_url, redact, redis_url
+from generator.connection import eviction_warning, masked_url, redact, store_client
 from generator.errors import GapfillError
 from generator.store import Store
 
@@ -60,7 +60,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 
 def open_store(settings: Settings) -> Store:
     """The store on the configured server, warning loudly if the server may evict keys."""
-    client = connect(redis_url(settings))
+    client = store_client(settings)
     warning = eviction_warning(client)
     if warning:
         err_console.print(styled("WARNING:", "bold yellow", f" {warning}"))

@@ -16,7 +16,7 @@ from cli.common import console, settings_of, user_errors
 from generator import reviewers
 from generator.access import OidcPolicy, allowed_hosts, check_ui_flags
 from generator.config import Settings
-from generator.connection import connect, redis_url
+from generator.connection import store_client
 from generator.errors import ConfigError
 
 reviewer_app = typer.Typer(
@@ -144,14 +144,14 @@ def ui(
     hosts = allowed_hosts(host, settings.ui_allowed_hosts)
     mode = AuthMode.LOCAL if local else AuthMode.OIDC if oidc else AuthMode.TOKENS
     check_sign_in(settings, mode)
-    url = redis_url(settings)  # starts the bundled server first when no REDIS_URL is set
-    connect(url).ping()
+    # Starts the bundled server first when no REDIS_URL is set. The UI then finds it through
+    # DATA_DIR's server.json, not a URL: a restarted server has a new password.
+    store_client(settings).ping()
     inherited = {k: v for k, v in os.environ.items() if k != "GAPFILL_CONFIG"}
     env = {
         **inherited,  # every setting travels below, the config file's included
         **settings_env(settings),
         "GAPFILL_UI_AUTH": mode.value,
-        "GAPFILL_REDIS_URL": url,
     }
     command = [
         sys.executable, "-m", "streamlit", "run", str(app_path()),

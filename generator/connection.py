@@ -82,8 +82,52 @@ def redis_url(settings: Settings) -> str:
     return url
 
 
-def connect(url: str, *, decode_responses: bool = True) -> redis.Redis:
-    """A client for ``url`` that has answered a PING.
+class BundledCredentials(redis.CredentialProvider):
+    """The bundled server's password as of now, read from its ``server.json`` for each new
+    connection: a restarted server has a new password, and the client reconnects with it."""
+
+    def __init__(self, server: BundledServer) -> None:
+        self.server = server
+
+    def get_credentials(self) -> tuple[str]:
+        password = self.server.password()
+        if password is None:
+            raise redis.ConnectionError("the bundled Valkey is not running (gapfill server start)")
+        _known_secrets.add(password)
+        return (password,)
+
+
+def store_client(
+    settings: Settings, *, decode_responses: bool = True, start: bool = True
+) -> redis.Redis:
+    """A client of the configured store that has answered a PING.
+
+    ``REDIS_URL``'s server as given; else the bundled server, started first unless ``start``
+    is False (a UI or worker coming back after a restart finds it, and never starts one an
+    operator stopped), through ``BundledCredentials``, so the client outlives restarts.
+    """
+    if settings.redis_url:
+        return connect(settings.redis_url, decode_responses=decode_responses)
+    server = BundledServer(settings.data_dir, appendfsync=settings.appendfsync)
+    info = server.ensure_running() if start else server.info()
+    if info is None:
+        raise StoreUnavailableError(
+            f"the bundled Valkey in {server.dir} is not running (gapfill server start)"
+        )
+    remember_secrets(info.url)
+    return connect(
+        info.address, decode_responses=decode_responses, credentials=BundledCredentials(server)
+    )
+
+
+def connect(
+    url: str,
+    *,
+    decode_responses: bool = True,
+    credentials: redis.CredentialProvider | None = None,
+) -> redis.Redis:
+    """A client for ``url`` (its password from ``credentials``, if given) that has answered a
+    PING.
 
     The store uses ``decode_responses=True``; RQ needs bytes, so workers ask for ``False``.
     Errors name the server by its masked URL.
@@ -96,6 +140,7 @@ def connect(url: str, *, decode_responses: bool = True) -> redis.Redis:
             decode_responses=decode_responses,
             socket_connect_timeout=5,
             health_check_interval=30,
+            credential_provider=credentials,
         )
     except ValueError as exc:  # a malformed URL: the user's to fix, not a traceback
         raise StoreUnavailableError(f"bad Redis URL {shown}: {redact(str(exc), url)}") from exc

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from generator.backends import Backend, BackendOptions, create_backend
 from generator.config import Settings
-from generator.connection import connect, redis_url
+from generator.connection import store_client
 from generator.embeddings import Embedder
 from generator.queueing import WorkQueue
 from generator.store import Store
@@ -46,7 +46,7 @@ def make_embedder(settings: Settings) -> Embedder:
 
 def make_work_queue(settings: Settings, store: Store) -> WorkQueue:
     """The RQ queues of ``store``, on a bytes-mode connection to the same server."""
-    connection = connect(redis_url(settings), decode_responses=False)
+    connection = store_client(settings, decode_responses=False)
     return WorkQueue(store, connection, settings.queue_settings())
 
 

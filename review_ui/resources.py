@@ -6,7 +6,7 @@ import redis
 import streamlit as st
 
 from generator.config import Settings
-from generator.connection import connect, redis_url
+from generator.connection import store_client
 from generator.embeddings import Embedder
 from generator.errors import StoreUnavailableError
 from generator.factories import make_embedder
@@ -29,9 +29,10 @@ def settings() -> Settings:
 @st.cache_resource
 def store() -> Store:
     config = settings()
-    return Store(
-        connect(redis_url(config)), prefix=config.key_prefix, lease_seconds=config.lease_seconds
-    )
+    # start=False: the UI finds the bundled server (gapfill ui started it), and waits for it
+    # when it is away, rather than starting one an operator stopped.
+    client = store_client(config, start=False)
+    return Store(client, prefix=config.key_prefix, lease_seconds=config.lease_seconds)
 
 
 @st.cache_resource

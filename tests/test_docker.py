@@ -4,12 +4,14 @@ compose-spec JSON schema (vendored by check-jsonschema) and checked for what gap
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 DOCKER = Path(__file__).resolve().parents[1] / "docker"
@@ -46,9 +48,46 @@ def test_the_worker_gets_a_gpu_and_the_store() -> None:
     [device] = worker["deploy"]["resources"]["reservations"]["devices"]
     assert device["capabilities"] == ["gpu"] and device["count"] == 1
     assert worker["environment"]["REDIS_URL"].endswith("@redis:6379/0")
-    assert worker["command"][:3] == ["worker", "--backend", "vllm"]
+    assert worker["command"][:5] == ["worker", "--queues", "generate", "--backend", "vllm"]
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
     assert worker["build"]["dockerfile"] == "docker/Dockerfile.worker"
+
+
+def test_a_cpu_worker_scores_beside_the_gpu_worker_and_needs_only_the_store() -> None:
+    scorer = compose()["services"]["scorer"]
+    assert scorer["command"] == ["worker", "--queues", "score"]
+    assert scorer["build"]["dockerfile"] == "docker/Dockerfile.app"
+    assert "deploy" not in scorer, "no GPU"
+    assert scorer["environment"]["REDIS_URL"].endswith("@redis:6379/0")
+    assert all(v.endswith(":/data") for v in scorer["volumes"]), "no host paths to read inputs"
+
+
+def test_docker_compose_config_accepts_the_file_with_both_worker_kinds() -> None:
+    binary = shutil.which("docker-compose")
+    if binary is None:
+        if os.environ.get("CI"):
+            pytest.fail("docker-compose v2 is missing: bash scripts/install-compose.sh")
+        pytest.skip("docker-compose v2 is not installed (bash scripts/install-compose.sh)")
+    result = subprocess.run(
+        [binary, "-f", str(DOCKER / "compose.yaml"), "config", "--format", "json"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "REDIS_PASSWORD": "0" * 64},
+    )
+    assert result.returncode == 0, result.stderr
+    services = json.loads(result.stdout)["services"]
+    assert {"redis", "worker", "scorer", "ui"} <= set(services)
+    assert services["worker"]["command"][:3] == ["worker", "--queues", "generate"]
+    assert services["scorer"]["command"] == ["worker", "--queues", "score"]
+    missing = subprocess.run(
+        [binary, "-f", str(DOCKER / "compose.yaml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={k: v for k, v in os.environ.items() if k != "REDIS_PASSWORD"},
+    )
+    assert missing.returncode != 0 and "set REDIS_PASSWORD" in missing.stderr
 
 
 def test_the_dashboard_is_optional() -> None:

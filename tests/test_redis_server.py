@@ -11,7 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from generator.connection import connect, eviction_warning
+from generator.config import Settings
+from generator.connection import connect, eviction_warning, store_client
+from generator.errors import StoreUnavailableError
 from generator.redis_server import BundledServer
 from generator.schema import CandidateStatus
 from generator.store import Store
@@ -188,3 +190,27 @@ def test_connect_returns_bytes_clients_for_rq(valkey_url: str) -> None:
     finally:
         client.delete("gapfill-test-bytes")
     assert isinstance(client, redis.Redis)
+
+
+def test_a_client_of_the_bundled_server_outlives_its_restart(tmp_path: Path) -> None:
+    """The address stays (same port) and the password changes; a client made by store_client
+    reads the new one from server.json when it reconnects."""
+    settings = Settings(data_dir=tmp_path)
+    server = BundledServer(tmp_path)
+    try:
+        client = store_client(settings)
+        store = Store(client, prefix="restart")
+        store.put(candidate(1))
+        first = server.info()
+        assert first is not None
+        server.stop()
+        with pytest.raises(StoreUnavailableError, match="not running"):
+            store_client(settings, start=False)  # a UI or worker never starts it back
+        with pytest.raises(redis.ConnectionError):
+            client.ping()
+        second = server.ensure_running()
+        assert second.port == first.port and second.password != first.password
+        assert store.get(candidate(1).id).id == candidate(1).id, "the same client, reconnected"
+        assert store_client(settings, start=False).ping()
+    finally:
+        server.stop()

@@ -6,6 +6,10 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
+import socket
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -687,3 +691,37 @@ def test_a_reviewer_with_only_skipped_items_left_is_told_why_not_nothing_left(
     press_until_shown(page, "s", "1 waiting: items you skipped or already voted on")
     assert page.get_by_text("Nothing left to review in this run").count() == 0
     assert ui_store.queue_figures("ui-run") == (1, 0)
+
+
+@pytest.mark.slow
+def test_sigterm_to_gapfill_ui_stops_the_server_and_its_port_closes(
+    ui_env: dict[str, str],
+) -> None:
+    """What `docker stop` or a supervisor does: one SIGTERM to the process it started."""
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "cli", "ui", "--port", str(port), "--local"],
+        env={**os.environ, **ui_env},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not port_open(port):
+            assert process.poll() is None and time.monotonic() < deadline, "did not start"
+            time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)  # to that process alone, not to its group
+        assert process.wait(timeout=20) is not None
+        deadline = time.monotonic() + 10
+        while port_open(port):
+            assert time.monotonic() < deadline, "something still serves the port"
+            time.sleep(0.2)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(0.5)
+        return sock.connect_ex(("127.0.0.1", port)) == 0

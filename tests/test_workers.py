@@ -21,7 +21,9 @@ from rq.registry import StartedJobRegistry
 from rq.scheduler import RQScheduler
 
 from generator.config import QueueSettings
+from generator.embeddings import Embedder
 from generator.queueing import WorkQueue
+from generator.run_inputs import pack_run
 from generator.schema import (
     CandidateStatus,
     EmbeddingSpec,
@@ -31,6 +33,7 @@ from generator.schema import (
     SamplingParams,
 )
 from generator.store import Store
+from tests.conftest import REAL_DATA
 from tests.factories import candidate, cli_env, run_cli
 from workers import worker as worker_module
 from workers.worker import GapfillWorker
@@ -206,6 +209,34 @@ def test_a_worker_without_the_runs_embedding_model_fails_its_scoring_and_scores_
     assert "embedding model '/models/on/the/cli/host' (fingerprint cccccccccccc)" in error
     assert "this worker cannot provide it" in error
     assert store.get(item.id).status is CandidateStatus.GENERATED, "never scored by another"
+
+
+def test_a_worker_started_with_a_config_file_scores_with_its_data_dir_and_the_runs_model(
+    store: Store, server_url: str, tmp_path: Path
+) -> None:
+    existing = tmp_path / "cli-host" / "seed_tasks.jsonl"
+    existing.parent.mkdir()
+    existing.write_bytes((REAL_DATA / "self-instruct" / "seed_tasks.jsonl").read_bytes())
+    config = pack_run(store, RunConfig(run_id="run-1", existing=[str(existing)]), Embedder())
+    store.save_run(config)
+    existing.unlink()
+    item = candidate(1, status=CandidateStatus.GENERATED)
+    store.put(item)
+    work = WorkQueue(
+        store, redis.Redis.from_url(server_url), QueueSettings(retries=0, retry_intervals=[])
+    )
+    work.enqueue_scoring("run-1", [item.id])
+    data_dir = tmp_path / "the-worker's-data"
+    settings = tmp_path / "worker.yaml"
+    settings.write_text(f"data_dir: {data_dir}\n")
+    env = {k: v for k, v in cli_env(store, server_url).items() if k != "GAPFILL_DATA_DIR"}
+    result = run_cli(env, "-c", str(settings), "worker", "--queues", "score", "--burst")
+    assert result.returncode == 0, result.stderr
+    assert work.failed_jobs() == []
+    assert store.get(item.id).status is not CandidateStatus.GENERATED, "scored"
+    [seed] = [i for i in config.inputs if i.role == "existing"]
+    assert (data_dir / "inputs" / seed.sha256 / "seed_tasks.jsonl").is_file()
+    assert any((data_dir / "indexes").iterdir()), "its indexes under the -c data_dir"
 
 
 def test_a_burst_worker_logs_the_retry_the_failure_and_why_it_exits(

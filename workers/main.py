@@ -13,7 +13,7 @@ import redis
 from rq import Queue
 
 from generator.config import Settings
-from generator.connection import connect, redis_url
+from generator.connection import store_client
 from generator.errors import BackendDeadError, ConfigError, StoreUnavailableError
 from generator.factories import BackendChoice, make_backend
 from generator.queueing import SERIALIZER, queue_names
@@ -93,9 +93,10 @@ def load_backend(settings: Settings, spec: WorkerSpec) -> float:
     return seconds
 
 
-def make_worker(settings: Settings, spec: WorkerSpec) -> GapfillWorker:
+def make_worker(settings: Settings, spec: WorkerSpec, *, start: bool = True) -> GapfillWorker:
+    """A worker on the store; ``start=False`` finds a bundled server but never starts one."""
     log_jobs()
-    connection = connect(redis_url(settings), decode_responses=False)
+    connection = store_client(settings, decode_responses=False, start=start)
     wait_for_server(connection)
     generate, score = queue_names(settings.key_prefix)
     by_capability = {"generate": generate, "score": score}
@@ -118,8 +119,12 @@ def run_worker(settings: Settings, spec: WorkerSpec, *, burst: bool = False) -> 
     else:
         install(None, settings)
         logger.info("serving %s without an LLM backend", ", ".join(spec.queues or CAPABILITIES))
+    first = True
     while True:
-        worker = reconnected(settings, spec) if not burst else make_worker(settings, spec)
+        worker = (
+            reconnected(settings, spec, first=first) if not burst else make_worker(settings, spec)
+        )
+        first = False
         try:
             worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
         except STORE_AWAY as exc:  # RQ's own clean-up, on a connection that just went
@@ -141,12 +146,14 @@ STORE_AWAY_MESSAGE = "store unavailable, retrying"
 RECONNECT_S = 1.0
 
 
-def reconnected(settings: Settings, spec: WorkerSpec) -> GapfillWorker:
-    """A worker on a store that answers, waiting as long as it takes (said once a minute)."""
+def reconnected(settings: Settings, spec: WorkerSpec, *, first: bool) -> GapfillWorker:
+    """A worker on a store that answers, waiting as long as it takes (said once a minute).
+    Only the first start may start the bundled server: after that, one that went away was
+    stopped or is restarting, and the worker waits for it."""
     said = 0.0
     while True:
         try:
-            return make_worker(settings, spec)
+            return make_worker(settings, spec, start=first)
         except STORE_AWAY as exc:
             if time.monotonic() - said > 60:
                 logger.warning("%s: %s", STORE_AWAY_MESSAGE, exc)
