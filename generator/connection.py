@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, quote, unquote
 import redis
 
 from generator.config import Settings
-from generator.errors import StoreUnavailableError
+from generator.errors import StoreMovedError, StoreUnavailableError, StoreUnreachableError
 from generator.redis_server import BundledServer
 
 logger = logging.getLogger(__name__)
@@ -84,17 +84,32 @@ def redis_url(settings: Settings) -> str:
 
 class BundledCredentials(redis.CredentialProvider):
     """The bundled server's password as of now, read from its ``server.json`` for each new
-    connection: a restarted server has a new password, and the client reconnects with it."""
+    connection: a restarted server has a new password, and the client reconnects with it.
 
-    def __init__(self, server: BundledServer) -> None:
-        self.server = server
+    Only while ``server.json`` names the address the client connects to: if the server came
+    back elsewhere, whatever listens at the old port (another local user, say) gets nothing,
+    and the client is rebuilt through ``store_client``."""
+
+    def __init__(self, server: BundledServer, host: str, port: int) -> None:
+        self.server, self.host, self.port = server, host, port
 
     def get_credentials(self) -> tuple[str]:
-        password = self.server.password()
+        password = self.server.password_at(self.host, self.port)
         if password is None:
-            raise redis.ConnectionError("the bundled Valkey is not running (gapfill server start)")
+            raise StoreMovedError(
+                f"the bundled Valkey is no longer at {self.host}:{self.port} "
+                f"(see {self.server.state_file})"
+            )
         _known_secrets.add(password)
         return (password,)
+
+
+def store_away(error: BaseException) -> bool:
+    """Whether ``error`` says the store is away for now (down, restarting, moved, loading its
+    AOF): worth waiting for. A refused password or a malformed URL is not: it will not pass."""
+    if isinstance(error, redis.AuthenticationError):  # a ConnectionError to redis-py
+        return False
+    return isinstance(error, redis.ConnectionError | redis.TimeoutError | StoreUnreachableError)
 
 
 def store_client(
@@ -111,13 +126,12 @@ def store_client(
     server = BundledServer(settings.data_dir, appendfsync=settings.appendfsync)
     info = server.ensure_running() if start else server.info()
     if info is None:
-        raise StoreUnavailableError(
+        raise StoreUnreachableError(
             f"the bundled Valkey in {server.dir} is not running (gapfill server start)"
         )
     remember_secrets(info.url)
-    return connect(
-        info.address, decode_responses=decode_responses, credentials=BundledCredentials(server)
-    )
+    credentials = BundledCredentials(server, info.host, info.port)
+    return connect(info.address, decode_responses=decode_responses, credentials=credentials)
 
 
 def connect(
@@ -151,7 +165,7 @@ def connect(
             f"Redis at {shown} refused the credentials: {redact(str(exc), url)}"
         ) from exc
     except (redis.ConnectionError, redis.TimeoutError) as exc:
-        raise StoreUnavailableError(
+        raise StoreUnreachableError(
             f"cannot reach Redis at {shown}: {redact(str(exc), url)}"
         ) from exc
     except redis.ResponseError as exc:  # NOAUTH: the server wants a password the URL lacks

@@ -58,6 +58,16 @@ class StoreUnavailableError(StoreError):
     """The Redis/Valkey server cannot be reached or started."""
 
 
+class StoreUnreachableError(StoreUnavailableError):
+    """The store does not answer for now (down, restarting, moved): worth waiting for, unlike
+    a refused password or a malformed URL."""
+
+
+class StoreMovedError(StoreUnreachableError):
+    """Something else answers at the bundled server's old address: reconnect through
+    ``server.json``, never hand it the password."""
+
+
 class ItemNotFoundError(StoreError):
     """No item with that id exists under the store's key prefix."""
 

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 
 from generator.errors import ConfigError, GapfillError
@@ -77,7 +79,9 @@ class PromptTemplates:
         if not root.is_dir():
             raise TemplateRenderError(f"{root}: no such template directory")
         self.directory = root
-        self.environment = jinja2.Environment(
+        # Sandboxed: a run's templates reach its workers through the store, which is untrusted
+        # (whoever can write to it must not be able to run code on a worker through a template).
+        self.environment = ImmutableSandboxedEnvironment(
             loader=jinja2.FileSystemLoader(root),
             undefined=jinja2.StrictUndefined,
             keep_trailing_newline=False,
@@ -99,6 +103,8 @@ class PromptTemplates:
             return template.render(gap=gap, **variables).strip()
         except jinja2.TemplateNotFound as exc:
             raise TemplateRenderError(f"template {name!r} not found in {self.directory}") from exc
+        except SecurityError as exc:
+            raise TemplateRenderError(f"template {name!r}: refused: {exc}") from exc
         except jinja2.UndefinedError as exc:
             where = f" for gap {gap.id!r}" if gap is not None else ""
             raise TemplateRenderError(f"template {name!r}{where}: {exc.message}") from exc

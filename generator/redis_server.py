@@ -294,10 +294,13 @@ class BundledServer:
             return port
         return None
 
-    def password(self) -> str | None:
-        """The current password, from ``server.json`` (read again each time: a restart draws a
-        new one, and clients made by ``connection.store_client`` reconnect with it)."""
-        password = self._state().get("password")
+    def password_at(self, host: str, port: int) -> str | None:
+        """The current password, from ``server.json``, if it names ``host:port`` (read again
+        each time: a restart draws a new one, and clients reconnect with it)."""
+        state = self._state()
+        password = state.get("password")
+        if state.get("host") != host or state.get("port") != port:
+            return None
         return password if isinstance(password, str) else None
 
     def _start(self) -> ServerInfo:

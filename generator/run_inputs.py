@@ -18,18 +18,26 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
-from generator.embeddings import Embedder, model_fingerprint
+from generator.embeddings import DEFAULT_MODEL, Embedder, model_fingerprint
 from generator.errors import DataFileError, RunSettingsError, StoreError
 from generator.prompts import PromptTemplates
 from generator.schema import EmbeddingSpec, RunConfig, RunInput
 from generator.store import Store
 
 TEMPLATE_SUFFIXES = (".jinja", ".yaml")
+# Each input is held in Redis's memory (compressed) and in a worker's while it is fetched.
+MAX_INPUT_BYTES = 512 * 2**20
 
 
 def upload(store: Store, role: str, path: Path) -> RunInput:
     """Put ``path``'s content in the store (once per content) and describe it."""
     try:
+        size = path.stat().st_size
+        if size > MAX_INPUT_BYTES:
+            raise DataFileError(
+                f"{path}: {size / 2**20:.0f} MiB; a run's inputs travel in the store, "
+                f"{MAX_INPUT_BYTES // 2**20} MiB at most each (Redis keeps them in memory)"
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise DataFileError(f"{path}: cannot read it: {exc.strerror or exc}") from exc
@@ -70,7 +78,8 @@ class InputCache:
         if path.is_file() and _sha256_of(path) == run_input.sha256:
             return path
         try:
-            data = store.get_blob(run_input.sha256)
+            limit = min(run_input.bytes, MAX_INPUT_BYTES)
+            data = store.get_blob(run_input.sha256, max_bytes=limit)
         except StoreError as exc:
             raise RunSettingsError(
                 f"input {run_input.name} ({run_input.source}) of this run: {exc}"
@@ -83,7 +92,11 @@ class InputCache:
 
     def templates(self, store: Store, config: RunConfig) -> PromptTemplates | None:
         """The run's own prompt templates (None for a run stored before they travelled)."""
-        wanted = [i for i in config.inputs if i.role == "template"]
+        wanted = [
+            i
+            for i in config.inputs
+            if i.role == "template" and Path(i.name).suffix in TEMPLATE_SUFFIXES
+        ]
         if not wanted:
             return None
         listing = "".join(f"{i.name}\0{i.sha256}\0" for i in sorted(wanted, key=lambda i: i.name))
@@ -97,10 +110,12 @@ class InputCache:
 
 
 def embedder_for(spec: EmbeddingSpec, own_models: Sequence[str], cache_dir: Path) -> Embedder:
-    """An embedder for the run's model: the model it names, or one of this worker's own models
-    whose files are the same. Anything else is refused, with what would fix it."""
+    """An embedder for the run's model: one of this worker's own models (its configured one,
+    or the bundled default) whose files have the run's fingerprint. The name the run gives is
+    never opened as a path: the store is untrusted, and hashing a directory it names would
+    tell a stranger what this host holds. Anything else is refused, with what would fix it."""
     tried: list[str] = []
-    for name in dict.fromkeys([spec.model, *own_models]):
+    for name in dict.fromkeys([*own_models, DEFAULT_MODEL]):
         try:
             fingerprint = model_fingerprint(name)
         except Exception as exc:  # not on this host, or not readable: try the next
@@ -108,7 +123,7 @@ def embedder_for(spec: EmbeddingSpec, own_models: Sequence[str], cache_dir: Path
             continue
         if fingerprint == spec.fingerprint:
             return Embedder(name, cache_dir=cache_dir, max_tokens=spec.max_tokens)
-        tried.append(f"{name}: other files (fingerprint {fingerprint[:12]})")
+        tried.append(f"{name}: another model (fingerprint {fingerprint[:12]})")
     raise RunSettingsError(
         f"the run was created with embedding model {spec.model!r} (fingerprint "
         f"{spec.fingerprint[:12]}) and this worker cannot provide it ({'; '.join(tried)}); "

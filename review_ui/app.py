@@ -16,7 +16,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st
 
-from review_ui.resources import STORE_AWAY, STORE_AWAY_MESSAGE, store
+from generator.connection import store_away
+from review_ui.resources import STORE_AWAY_MESSAGE, store
 from review_ui.signin import current_reviewer, sign_out
 
 LOGGER = logging.getLogger(__name__)
@@ -72,5 +73,7 @@ def while_store_away(error: Exception) -> None:
 
 try:
     main()
-except STORE_AWAY as error:
+except Exception as error:  # st.rerun and st.stop are BaseExceptions: they pass through
+    if not store_away(error):
+        raise
     while_store_away(error)

@@ -2,22 +2,14 @@
 
 from __future__ import annotations
 
-import redis
 import streamlit as st
 
 from generator.config import Settings
 from generator.connection import store_client
 from generator.embeddings import Embedder
-from generator.errors import StoreUnavailableError
 from generator.factories import make_embedder
 from generator.store import Store
 
-# What a store that is restarting, or away, raises: the UI waits for it instead of failing.
-STORE_AWAY: tuple[type[Exception], ...] = (
-    redis.ConnectionError,  # BusyLoadingError too: the server is reading its AOF back
-    redis.TimeoutError,
-    StoreUnavailableError,
-)
 STORE_AWAY_MESSAGE = "store unavailable, retrying"
 
 

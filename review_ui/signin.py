@@ -26,9 +26,10 @@ import streamlit as st
 
 from generator import reviewers
 from generator.access import NotAllowedError, OidcPolicy
+from generator.connection import store_away
 from generator.errors import ConfigError
 from generator.reviewers import Role
-from review_ui.resources import STORE_AWAY, STORE_AWAY_MESSAGE, settings
+from review_ui.resources import STORE_AWAY_MESSAGE, settings
 
 P = ParamSpec("P")
 
@@ -162,7 +163,9 @@ def for_the_signed_in(callback: Callable[P, None]) -> Callable[P, None]:
                 callback(*args, **kwargs)
         except ConfigError:
             return  # the run that follows shows why
-        except STORE_AWAY:
+        except Exception as error:
+            if not store_away(error):
+                raise
             # A decision is one script: recorded whole or not at all. Unconfirmed, it may be
             # either; the item stays leased to this reviewer, and deciding it again is safe
             # (a second vote on a version already decided is refused, not counted).

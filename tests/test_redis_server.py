@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -13,7 +14,7 @@ import redis
 
 from generator.config import Settings
 from generator.connection import connect, eviction_warning, store_client
-from generator.errors import StoreUnavailableError
+from generator.errors import StoreMovedError, StoreUnavailableError
 from generator.redis_server import BundledServer
 from generator.schema import CandidateStatus
 from generator.store import Store
@@ -214,3 +215,42 @@ def test_a_client_of_the_bundled_server_outlives_its_restart(tmp_path: Path) -> 
         assert store_client(settings, start=False).ping()
     finally:
         server.stop()
+
+
+def test_a_process_that_takes_the_old_port_never_gets_the_password(tmp_path: Path) -> None:
+    """Another local user binds the port while the server is down: the server comes back on
+    another port, and a client that reconnects to the old one hands the squatter nothing."""
+    import socket
+
+    settings = Settings(data_dir=tmp_path)
+    server = BundledServer(tmp_path)
+    client = store_client(settings)
+    first = server.info()
+    assert first is not None
+    server.stop()
+    heard = bytearray()
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", first.port))
+        squatter.listen()
+        squatter.settimeout(5)
+        second = server.ensure_running()
+        try:
+            assert second.port != first.port, "the old port was taken: another one"
+
+            def listen() -> None:
+                with contextlib.suppress(OSError):
+                    connection, _ = squatter.accept()
+                    connection.settimeout(2)
+                    with connection, contextlib.suppress(OSError):
+                        heard.extend(connection.recv(4096))
+
+            thread = threading.Thread(target=listen)
+            thread.start()
+            with pytest.raises(StoreMovedError, match="no longer at"):
+                client.ping()
+            thread.join()
+            assert second.password.encode() not in heard and first.password.encode() not in heard
+            assert store_client(settings, start=False).ping(), "a new client finds the new port"
+        finally:
+            server.stop()

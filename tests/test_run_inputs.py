@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from generator import run_inputs
 from generator import store as store_package
 from generator.embeddings import DEFAULT_MODEL, Embedder, model_fingerprint
-from generator.errors import RunSettingsError, StoreError
+from generator.errors import DataFileError, RunSettingsError, StoreError
 from generator.filters.stored_run import RunPipelines
-from generator.prompts import JUDGE_TEMPLATE, PromptTemplates
+from generator.prompts import JUDGE_TEMPLATE, PromptTemplates, TemplateRenderError
 from generator.run_inputs import InputCache, embedder_for, pack_run
 from generator.schema import (
     CandidateStatus,
@@ -43,23 +44,48 @@ def test_a_blob_comes_back_byte_for_byte_in_chunks_and_is_stored_once(
     assert digest == hashlib.sha256(data).hexdigest()
     key = store.keys.blob(digest)
     assert int(store.redis.hget(key, "chunks") or 0) > 3, "cut into chunks"
-    assert store.get_blob(digest) == data
+    assert store.get_blob(digest, max_bytes=len(data)) == data
     assert store.put_blob(data) == digest and len(store.redis.keys(f"{key}*")) == 1
-    assert store.get_blob(store.put_blob(b"")) == b""
+    assert store.get_blob(store.put_blob(b""), max_bytes=0) == b""
 
 
 def test_a_missing_or_tampered_blob_is_refused_not_used(store: Store) -> None:
     with pytest.raises(StoreError, match="is not in the store"):
-        store.get_blob("0" * 64)
+        store.get_blob("0" * 64, max_bytes=10)
     digest = store.put_blob(b"the existing data")
     import zlib
 
     store._binary().hset(store.keys.blob(digest), "0", zlib.compress(b"other data"))
     with pytest.raises(StoreError, match="damaged: its content has another hash"):
-        store.get_blob(digest)
+        store.get_blob(digest, max_bytes=100)
     store._binary().hset(store.keys.blob(digest), "0", b"not zlib")
     with pytest.raises(StoreError, match="damaged"):
-        store.get_blob(digest)
+        store.get_blob(digest, max_bytes=100)
+    for count in (b"x", b"1000000000000"):
+        store._binary().hset(store.keys.blob(digest), "chunks", count)
+        with pytest.raises(StoreError, match="chunk count does not match"):
+            store.get_blob(digest, max_bytes=100)
+
+
+def test_a_blob_that_inflates_past_its_stated_size_is_refused_before_it_fills_memory(
+    store: Store,
+) -> None:
+    bomb = bytes(50 * 2**20)  # 50 MiB of zeros: some 50 KiB compressed
+    digest = store.put_blob(bomb)
+    assert int(store.redis.memory_usage(store.keys.blob(digest)) or 0) < 2**20
+    with pytest.raises(StoreError, match="larger than the 1000 bytes expected"):
+        store.get_blob(digest, max_bytes=1000)
+
+
+def test_an_input_over_the_size_limit_is_one_clear_error_and_stores_nothing(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(run_inputs, "MAX_INPUT_BYTES", 1000)
+    big = tmp_path / "big.jsonl"
+    big.write_bytes(b"x" * 2000)
+    with pytest.raises(DataFileError, match=r"big\.jsonl: 0 MiB; a run's inputs travel in the"):
+        run_inputs.upload(store, "existing", big)
+    assert not store.redis.keys(f"{store.keys.prefix}:blob:*")
 
 
 @pytest.mark.parametrize(
@@ -130,6 +156,23 @@ def test_the_run_templates_are_the_ones_a_worker_renders_not_its_own(
     assert InputCache(tmp_path / "x").templates(store, RunConfig(run_id="old")) is None
 
 
+def test_a_template_planted_in_the_store_cannot_run_code_on_a_worker(
+    store: Store, tmp_path: Path
+) -> None:
+    directory = tmp_path / "prompts"
+    shutil.copytree(PromptTemplates().directory, directory)
+    marker = tmp_path / "pwned"
+    (directory / JUDGE_TEMPLATE).write_text(
+        "{{ cycler.__init__.__globals__.os.system('touch " + str(marker) + "') }}"
+    )
+    config = pack_run(store, RunConfig(run_id="r"), Embedder(), PromptTemplates(directory))
+    templates = InputCache(tmp_path / "inputs").templates(store, config)
+    assert templates is not None
+    with pytest.raises(TemplateRenderError, match="refused"):
+        templates.render(JUDGE_TEMPLATE, rubric="R")
+    assert not marker.exists()
+
+
 def test_a_worker_without_the_runs_embedding_model_refuses_with_a_reason(
     tmp_path: Path,
 ) -> None:
@@ -137,16 +180,26 @@ def test_a_worker_without_the_runs_embedding_model_refuses_with_a_reason(
     found = embedder_for(spec, [], tmp_path)
     assert found.model_name == DEFAULT_MODEL
     elsewhere = EmbeddingSpec(model="/models/on/the/cli/host", fingerprint=spec.fingerprint)
-    copy = embedder_for(elsewhere, [DEFAULT_MODEL], tmp_path)
+    copy = embedder_for(elsewhere, [], tmp_path)
     assert copy.model_name == DEFAULT_MODEL, "the same files under another name are the model"
     other = EmbeddingSpec(model=DEFAULT_MODEL, fingerprint="f" * 64, max_tokens=128)
     with pytest.raises(RunSettingsError) as refused:
         embedder_for(other, [], tmp_path)
     message = str(refused.value)
     assert "created with embedding model 'all-MiniLM-L6-v2' (fingerprint ffffffffffff)" in message
-    assert "other files" in message and "start the worker with embedding_model" in message
-    with pytest.raises(RunSettingsError, match="not a local directory"):
-        embedder_for(elsewhere.model_copy(update={"fingerprint": "e" * 64}), [], tmp_path)
+    assert "another model" in message and "start the worker with embedding_model" in message
+
+
+def test_a_model_path_the_run_names_is_never_opened_on_the_worker(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    opened: list[str] = []
+    real = run_inputs.model_fingerprint
+    monkeypatch.setattr(run_inputs, "model_fingerprint", lambda n: opened.append(n) or real(n))
+    probe = EmbeddingSpec(model=str(tmp_path), fingerprint="e" * 64)
+    with pytest.raises(RunSettingsError, match="cannot provide it"):
+        embedder_for(probe, [], tmp_path)
+    assert opened == [DEFAULT_MODEL], "only the worker's own models are hashed"
 
 
 def test_the_max_tokens_a_run_was_created_with_reach_the_worker(tmp_path: Path) -> None:

@@ -475,3 +475,46 @@ def test_jobs_read_the_settings_the_worker_was_started_with(tmp_path: Path) -> N
         install(None)
     assert context().current_settings() == Settings(), "without any, the environment's"
     context().settings = None
+
+
+def test_a_worker_whose_password_is_refused_exits_at_once_saying_so(valkey_url: str) -> None:
+    """Waiting would not fix it: unlike a store that is away, this is one clear error."""
+    wrong = re.sub(r"://[^@]*@", "://:not-the-password@", valkey_url)
+    env = {**os.environ, "GAPFILL_REDIS_URL": wrong}
+    started = time.monotonic()
+    result = run_cli(env, "worker", "--queues", "score", timeout=60)
+    assert result.returncode == 1 and time.monotonic() - started < 30
+    assert "refused the credentials" in result.stderr and "Traceback" not in result.stderr
+    assert "not-the-password" not in result.stderr
+
+
+def test_sigterm_while_the_store_is_away_stops_the_worker_cleanly(tmp_path: Path) -> None:
+    from generator.redis_server import BundledServer
+
+    server = BundledServer(tmp_path / "store-host")
+    url = server.ensure_running().url
+    env = {**os.environ, "GAPFILL_REDIS_URL": url, "GAPFILL_WORKER_HEARTBEAT_S": "1"}
+    log = (tmp_path / "worker.log").open("w")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "cli", "worker", "--queues", "score"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        wait_until(lambda: "serving score" in (tmp_path / "worker.log").read_text(), 60, "start")
+        time.sleep(2)
+        server.stop()
+        wait_until(
+            lambda: "retrying" in (tmp_path / "worker.log").read_text(), 60, "the worker to wait"
+        )
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=60) == 0
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        server.stop()
+    output = (tmp_path / "worker.log").read_text()
+    # (RQ's scheduler, a child process, prints its own traceback when the store goes.)
+    assert "exits, stop requested" in output, output[-3000:]

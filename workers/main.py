@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
 import sys
 import time
 from dataclasses import dataclass
@@ -13,7 +15,7 @@ import redis
 from rq import Queue
 
 from generator.config import Settings
-from generator.connection import store_client
+from generator.connection import store_away, store_client
 from generator.errors import BackendDeadError, ConfigError, StoreUnavailableError
 from generator.factories import BackendChoice, make_backend
 from generator.queueing import SERIALIZER, queue_names
@@ -119,43 +121,89 @@ def run_worker(settings: Settings, spec: WorkerSpec, *, burst: bool = False) -> 
     else:
         install(None, settings)
         logger.info("serving %s without an LLM backend", ", ".join(spec.queues or CAPABILITIES))
-    first = True
-    while True:
-        worker = (
-            reconnected(settings, spec, first=first) if not burst else make_worker(settings, spec)
-        )
-        first = False
-        try:
-            worker.work(burst=burst, with_scheduler=True, logging_level="WARNING")
-        except STORE_AWAY as exc:  # RQ's own clean-up, on a connection that just went
-            if burst:
-                raise
-            logger.warning("%s: %s", STORE_AWAY_MESSAGE, exc)
-        if burst or worker.stop_requested or context().fatal:
-            break
-        # RQ's loop quits on a lost connection (it retries only the wait for a job): serve
-        # again once the store is back; a job cut off meanwhile is retried as abandoned.
-        logger.warning("worker %s lost the store; %s", worker.name, STORE_AWAY_MESSAGE)
+    if burst:
+        make_worker(settings, spec).work(burst=True, with_scheduler=True, logging_level="WARNING")
+    else:
+        serve(settings, spec)
     if context().fatal:  # exit non-zero so a supervisor restarts the worker
         raise BackendDeadError(f"worker stopped: {context().fatal}")
 
 
-# What a store that is restarting, or away, raises: the worker waits for it.
-STORE_AWAY = (redis.ConnectionError, redis.TimeoutError, StoreUnavailableError)
 STORE_AWAY_MESSAGE = "store unavailable, retrying"
-RECONNECT_S = 1.0
+FIRST_CONNECT_S = 30.0  # compose may start workers before Redis answers
+QUICK_RUN_S = 60.0  # a worker that quits sooner than this, again and again, is failing
+QUICK_QUITS = 5
 
 
-def reconnected(settings: Settings, spec: WorkerSpec, *, first: bool) -> GapfillWorker:
-    """A worker on a store that answers, waiting as long as it takes (said once a minute).
-    Only the first start may start the bundled server: after that, one that went away was
-    stopped or is restarting, and the worker waits for it."""
-    said = 0.0
-    while True:
+@dataclass
+class StopFlag:
+    """SIGTERM/SIGINT between RQ's runs of its loop (RQ's own handlers go with its loop)."""
+
+    raised: bool = False
+
+    def install(self) -> None:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, self._set)
+
+    def _set(self, _signum: int, _frame: object) -> None:
+        self.raised = True
+
+    def sleep(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        while not self.raised and time.monotonic() < deadline:
+            time.sleep(0.2)
+
+
+def serve(settings: Settings, spec: WorkerSpec) -> None:
+    """RQ's loop, again after each time it quits on a lost store: it retries only its wait for
+    a job, and quits when a heartbeat or its maintenance finds the store gone. A job cut off
+    meanwhile is retried as abandoned. A loop that keeps quitting soon after it starts is not
+    a restart: after QUICK_QUITS in a row the worker exits non-zero, saying so."""
+    stop, previous, quick = StopFlag(), None, 0
+    while not stop.raised:
+        worker = reconnected(settings, spec, stop, first=previous is None)
+        if worker is None:
+            return
+        if previous is not None:  # its entry outlived the store's absence: free its name
+            with contextlib.suppress(redis.RedisError):
+                previous.register_death()  # type: ignore[no-untyped-call]
+        started = time.monotonic()
+        try:
+            worker.work(burst=False, with_scheduler=True, logging_level="WARNING")
+        except Exception as exc:  # RQ's clean-up, on a connection that just went
+            if not store_away(exc):
+                raise
+            logger.warning("%s: %s", STORE_AWAY_MESSAGE, exc)
+        stop.install()
+        if worker.stop_requested or context().fatal:
+            return
+        quick = quick + 1 if time.monotonic() - started < QUICK_RUN_S else 0
+        if quick >= QUICK_QUITS:
+            raise StoreUnavailableError(
+                f"worker {worker.name}: RQ's loop quit {quick} times in a row, each within "
+                f"{QUICK_RUN_S:.0f} s of starting; see the errors above"
+            )
+        logger.warning("worker %s lost the store; %s", worker.name, STORE_AWAY_MESSAGE)
+        stop.sleep(min(2.0**quick, 30.0))
+        previous = worker
+
+
+def reconnected(
+    settings: Settings, spec: WorkerSpec, stop: StopFlag, *, first: bool
+) -> GapfillWorker | None:
+    """A worker on a store that answers (None if told to stop meanwhile). The first start
+    waits FIRST_CONNECT_S and may start the bundled server; later ones wait as long as it
+    takes (said once a minute) and never start one: it was stopped, or is restarting. A
+    refused password or a bad URL is raised at once: waiting would not fix it."""
+    said, began = 0.0, time.monotonic()
+    while not stop.raised:
         try:
             return make_worker(settings, spec, start=first)
-        except STORE_AWAY as exc:
+        except Exception as exc:
+            if not store_away(exc) or (first and time.monotonic() - began > FIRST_CONNECT_S):
+                raise
             if time.monotonic() - said > 60:
                 logger.warning("%s: %s", STORE_AWAY_MESSAGE, exc)
                 said = time.monotonic()
-            time.sleep(RECONNECT_S)
+            stop.sleep(1.0)
+    return None

@@ -61,25 +61,38 @@ class BlobsMixin(StoreBase):
             for index, chunk in enumerate(chunks):
                 client.hset(staging, str(index), chunk)
             client.hset(staging, mapping={"chunks": len(chunks), "bytes": len(data)})
+            client.expire(staging, 3600)  # an upload cut off midway leaves nothing for good
             client.rename(staging, self.keys.blob(digest))
+            client.persist(self.keys.blob(digest))
         finally:
             client.delete(staging)
         return digest
 
-    def get_blob(self, sha256: str) -> bytes:
-        """The content stored as ``sha256``, checked against it; StoreError if missing or bad."""
+    def get_blob(self, sha256: str, *, max_bytes: int) -> bytes:
+        """The content stored as ``sha256``, checked against it; StoreError if missing, bad or
+        over ``max_bytes`` once decompressed (the store is untrusted: a few MiB of it could
+        otherwise inflate to GiB in a worker's memory)."""
         key = self.keys.blob(sha256)
         client = self._binary()
-        count = client.hget(key, "chunks")
-        if count is None:
+        fields = int(client.hlen(key))
+        if not fields:
             raise StoreError(f"blob {sha256[:12]} is not in the store (under {self.keys.prefix!r})")
+        count = cast(bytes | None, client.hget(key, "chunks"))
+        if count is None or not count.isdigit() or int(count) != fields - 2:
+            raise StoreError(f"blob {sha256[:12]} is damaged: its chunk count does not match")
+        names = [str(index) for index in range(int(count))]
         packed = b"".join(
-            cast(bytes, client.hget(key, str(index)) or b"") for index in range(int(count))
+            chunk or b""
+            for start in range(0, len(names), 16)
+            for chunk in cast(list[bytes | None], client.hmget(key, names[start : start + 16]))
         )
+        inflate = zlib.decompressobj()
         try:
-            data = zlib.decompress(packed)
+            data = inflate.decompress(packed, max_bytes + 1)
         except zlib.error as exc:
             raise StoreError(f"blob {sha256[:12]} is damaged: {exc}") from exc
+        if len(data) > max_bytes or inflate.unconsumed_tail:
+            raise StoreError(f"blob {sha256[:12]} is larger than the {max_bytes} bytes expected")
         if sha256_hex(data) != sha256:
             raise StoreError(f"blob {sha256[:12]} is damaged: its content has another hash")
         return data

@@ -47,6 +47,10 @@ def tab_session() -> TabSession:
 
 def review_session(run_id: str, reviewer: str) -> ReviewSession:
     session: ReviewSession | None = st.session_state.get("review_session")
+    if session is not None and session.store is not store():
+        # The store came back elsewhere (app.py dropped the old client): a new session on the
+        # new client, its leases kept (a claim hands a reviewer their live leases first).
+        session = None
     if session is None or session.run_id != run_id or session.reviewer != reviewer:
         if session is not None:
             session.close()
