@@ -71,17 +71,6 @@ def redact(text: str, url: str | None = None) -> str:
     return re.sub(r"(?:rediss?|unix)://\S+", lambda m: masked_url(m[0]), text)
 
 
-def redis_url(settings: Settings) -> str:
-    """``REDIS_URL`` when set (and then nothing is started), else the bundled server's URL."""
-    if settings.redis_url:
-        remember_secrets(settings.redis_url)
-        return settings.redis_url
-    server = BundledServer(settings.data_dir, appendfsync=settings.appendfsync)
-    url = server.ensure_running().url
-    remember_secrets(url)
-    return url
-
-
 class BundledCredentials(redis.CredentialProvider):
     """The bundled server's password as of now, read from its ``server.json`` for each new
     connection: a restarted server has a new password, and the client reconnects with it.

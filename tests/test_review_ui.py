@@ -711,7 +711,9 @@ def test_sigterm_to_gapfill_ui_stops_the_server_and_its_port_closes(
             assert process.poll() is None and time.monotonic() < deadline, "did not start"
             time.sleep(0.3)
         process.send_signal(signal.SIGTERM)  # to that process alone, not to its group
-        assert process.wait(timeout=20) == 0, "Streamlit itself stopped, cleanly"
+        # Streamlit's own handler exits 0; a SIGTERM that lands before it installs one ends the
+        # process by the default action. Either way the process signalled was the server.
+        assert process.wait(timeout=20) in (0, -signal.SIGTERM)
         deadline = time.monotonic() + 10
         while port_open(port):
             assert time.monotonic() < deadline, "something still serves the port"
