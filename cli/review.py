@@ -158,6 +158,9 @@ def ui(
         "--server.port", str(port), "--server.address", host, "--server.headless", "true",
         "--browser.gatherUsageStats", "false", "--server.fileWatcherType", "none",
         "--server.enableXsrfProtection", "true", "--server.enableCORS", "true",
+        # Reviewers get no Deploy button or developer menu, and never a traceback (the app
+        # logs it with an incident id; this covers what escapes it).
+        "--client.toolbarMode", "minimal", "--client.showErrorDetails", "none",
         *[arg for name in hosts for arg in ("--server.allowedHosts", name)],
     ]  # fmt: skip
     console.print(f"review UI on http://{host}:{port} ({mode} sign-in)", highlight=False)

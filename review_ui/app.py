@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import streamlit as st
 
 from generator.connection import store_away
-from review_ui.resources import STORE_AWAY_MESSAGE, store
+from review_ui.resources import STORE_AWAY_MESSAGE, incident_message, log_incident, store
 from review_ui.signin import current_reviewer, sign_out
 
 LOGGER = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ def choose_run() -> str | None:
 
 
 def main() -> None:
-    st.set_page_config(page_title="gapfill review", layout="wide")
+    st.set_page_config(page_title="gapfill review", page_icon="🗂️", layout="wide")
     visitor = current_reviewer()
     if visitor is None:
         return
@@ -71,9 +71,17 @@ def while_store_away(error: Exception) -> None:
     st.rerun()
 
 
+def unexpected(error: Exception) -> None:
+    """A bug, not the reviewer's doing: a short message with an id to quote, and the traceback
+    in the server's log under that id, never on the page (it can hold paths and data)."""
+    incident = log_incident(error)
+    st.error(incident_message(incident))
+
+
 try:
     main()
 except Exception as error:  # st.rerun and st.stop are BaseExceptions: they pass through
-    if not store_away(error):
-        raise
-    while_store_away(error)
+    if store_away(error):
+        while_store_away(error)
+    else:
+        unexpected(error)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import secrets
+
 import streamlit as st
 
 from generator.config import Settings
@@ -11,6 +14,21 @@ from generator.factories import make_embedder
 from generator.store import Store
 
 STORE_AWAY_MESSAGE = "store unavailable, retrying"
+LOGGER = logging.getLogger("review_ui")
+
+
+def log_incident(error: BaseException) -> str:
+    """Log ``error`` with its traceback under a new incident id, for the page to quote."""
+    incident = secrets.token_hex(4)
+    LOGGER.error("incident %s: %s", incident, type(error).__name__, exc_info=error)
+    return incident
+
+
+def incident_message(incident: str) -> str:
+    return (
+        f"Something went wrong on the server (incident {incident}). Reload the page to go on; "
+        "an admin finds the details under that incident in the server's log."
+    )
 
 
 @st.cache_resource

@@ -29,7 +29,7 @@ from generator.access import NotAllowedError, OidcPolicy
 from generator.connection import store_away
 from generator.errors import ConfigError
 from generator.reviewers import Role
-from review_ui.resources import STORE_AWAY_MESSAGE, settings
+from review_ui.resources import STORE_AWAY_MESSAGE, incident_message, log_incident, settings
 
 P = ParamSpec("P")
 
@@ -165,7 +165,9 @@ def for_the_signed_in(callback: Callable[P, None]) -> Callable[P, None]:
             return  # the run that follows shows why
         except Exception as error:
             if not store_away(error):
-                raise
+                # A bug: the reviewer sees an incident id, the log the traceback.
+                st.session_state["flash"] = (False, incident_message(log_incident(error)))
+                return
             # A decision is one script: recorded whole or not at all. Unconfirmed, it may be
             # either; the item stays leased to this reviewer, and deciding it again is safe
             # (a second vote on a version already decided is refused, not counted).

@@ -509,6 +509,10 @@ def test_a_reviewer_decides_20_items_with_the_keyboard_only(
     current = shown_item(page)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "queue.png"), full_page=True)
+    # Streamlit's chrome is not the reviewer's: no Deploy button, no developer menu.
+    assert page.title() == "gapfill review"
+    for chrome in ("stAppDeployButton", "stMainMenu"):
+        assert page.locator(f'[data-testid="{chrome}"]').count() == 0, chrome
     repeated = 0
     for number in range(20):
         keys = ["x", "2"] if number % 4 == 3 else ["a"]  # reject as "wrong", or accept
@@ -727,3 +731,61 @@ def port_open(port: int) -> bool:
     with socket.socket() as sock:
         sock.settimeout(0.5)
         return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_an_unexpected_error_shows_an_incident_id_and_logs_the_traceback_not_the_page(
+    ui_env: dict[str, str],
+    ui_store: Store,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    ui_store.put_many(real_candidates(2))
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise KeyError("/srv/secret/path in a bug")
+
+    monkeypatch.setattr(Store, "queue_figures", broken)
+    with caplog.at_level("ERROR", logger="review_ui"):
+        at = app_test("local").run()
+    assert not at.exception, "no traceback on the page"
+    [shown] = [e.value for e in at.error]
+    incident = re.search(r"incident ([0-9a-f]{8})", shown)
+    assert incident and "/srv/secret" not in shown
+    [record] = [r for r in caplog.records if incident.group(1) in r.getMessage()]
+    assert record.exc_info is not None and "/srv/secret" in str(record.exc_info[1])
+
+
+def test_an_unexpected_error_in_an_action_is_an_incident_not_a_crash(
+    ui_env: dict[str, str], ui_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ui_store.put_many(real_candidates(2))
+    at = app_test("local").run()
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise ValueError("a bug in decide")
+
+    monkeypatch.setattr(Store, "decide", broken)
+    at.button(key="key-a").click().run()
+    assert not at.exception
+    assert any("incident" in w.value for w in at.warning), [w.value for w in at.warning]
+    assert len(ui_store.decisions("ui-run")) == 0
+
+
+def test_the_overview_names_gaps_and_puts_the_most_needed_first(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    from generator.schema import Gap
+
+    gaps = [
+        Gap(id=f"ref-{n}", run_id="ui-run", label=label, target=target)
+        for n, label, target in ((1, "Netflix", 3), (2, "Gmail", 30), (10, "Excel", 12))
+    ]
+    ui_store.save_gaps("ui-run", gaps, "{}")
+    ui_store.put_many(real_candidates(2))
+    at = app_test("local").run()
+    at.switch_page("views/overview.py").run()
+    assert not at.exception
+    [table] = [frame.value for frame in at.dataframe][:1]
+    # gap-a: the items' gap, with no gap record (no name, no target): last, by its id.
+    assert list(table.index) == ["Gmail", "Excel", "Netflix", "gap-a"]
+    assert list(table["still needed"]) == [30, 12, 3, 0]

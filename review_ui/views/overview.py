@@ -20,23 +20,29 @@ HUMAN = {"accept", "edit", "reject"}
 
 
 def funnel(run_id: str) -> pd.DataFrame:
+    """One row per gap, by its name (its id where names repeat), the gaps that still need the
+    most first: what the run's deficit is, after what reviewers accepted."""
     counts = store().counts(run_id)
-    targets = {g.id: g.target for g in store().gaps(run_id)}
-    rows = []
-    for gap in sorted(set(counts) | set(targets)):
-        by = counts.get(gap, {})
+    gaps = {g.id: g for g in store().gaps(run_id)}
+    labels = [g.label for g in gaps.values()]
+    rows: list[dict[str, str | int]] = []
+    for gap_id in set(counts) | set(gaps):
+        by, gap = counts.get(gap_id, {}), gaps.get(gap_id)
         accepted, rejected = by.get("accepted", 0), by.get("rejected", 0)
+        name = gap.label if gap is not None and gap.label else gap_id
         rows.append(
             {
-                "gap": gap,
+                "gap": name if labels.count(name) <= 1 else f"{name} ({gap_id})",
                 "generated": sum(by.values()),
                 "auto_rejected": by.get("auto_rejected", 0),
                 "pending": by.get("pending", 0),
                 "reviewed": accepted + rejected,
                 "accepted": accepted,
-                "target": targets.get(gap, 0),
+                "target": gap.target if gap is not None else 0,
+                "still needed": max((gap.deficit if gap is not None else 0) - accepted, 0),
             }
         )
+    rows.sort(key=lambda row: (-int(row["still needed"]), str(row["gap"])))  # most needed first
     return pd.DataFrame(rows).set_index("gap") if rows else pd.DataFrame()
 
 
@@ -155,7 +161,8 @@ def page() -> None:
         st.info("No items in this run yet.")
         return
     st.subheader("Accepted vs target per gap")
-    st.bar_chart(table[["accepted", "target"]], stack=False)
+    # In the table's order (most still needed first), not alphabetically by name.
+    st.bar_chart(table[["accepted", "target"]], stack=False, sort=False)
     st.subheader("Funnel: generated → auto-rejected → reviewed → accepted")
     st.dataframe(table)
     st.subheader("Reviewers")
