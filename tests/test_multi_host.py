@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
 from generator.config import QueueSettings
 from generator.connection import connect
@@ -30,7 +31,7 @@ from generator.redis_server import free_port, valkey_binary
 from generator.schema import CandidateStatus, RunConfig
 from generator.store import Store
 from tests.factories import serving_ui
-from tests.test_review_ui import decide_by_key, real_candidates, shown_item
+from tests.test_review_ui import decide_by_key, idle, real_candidates, shown_item
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo"
@@ -289,8 +290,16 @@ def _restart_mid_run(  # type: ignore[no-untyped-def]
 
         wait_until(lambda: store.count("ui-run", CandidateStatus.GENERATED) == 16, 300, "scoring")
         server.stop()  # the store goes away mid-run
-        page.keyboard.press("a")  # a decision while it is away is not confirmed...
-        page.get_by_text("store unavailable, retrying").first.wait_for(timeout=30_000)
+        away = page.get_by_text("store unavailable, retrying").first
+        for _attempt in range(3):  # a key pressed mid-render can be dropped: press it again
+            idle(page)
+            page.keyboard.press("a")  # a decision while the store is away is not confirmed...
+            try:
+                away.wait_for(timeout=10_000)
+                break
+            except PlaywrightTimeout:
+                continue
+        away.wait_for(timeout=10_000)
         assert "Traceback" not in page.content()
         time.sleep(3)  # ...the page keeps retrying, the worker waits
         assert scoring.poll() is None, cpu.log()[-3000:]

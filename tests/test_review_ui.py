@@ -789,3 +789,30 @@ def test_the_overview_names_gaps_and_puts_the_most_needed_first(
     # gap-a: the items' gap, with no gap record (no name, no target): last, by its id.
     assert list(table.index) == ["Gmail", "Excel", "Netflix", "gap-a"]
     assert list(table["still needed"]) == [30, 12, 3, 0]
+
+
+CLIPPED = """() => Array.from(document.querySelectorAll('button'))
+  .filter(b => b.offsetParent !== null && b.innerText.trim())
+  .filter(b => [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1))
+  .map(b => b.innerText.replace(/\\s+/g, ' ').trim())"""
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_no_button_label_is_clipped_in_the_queue_or_the_reject_mode(
+    served: str, ui_store: Store, browser, width: int
+) -> None:  # type: ignore[no-untyped-def]
+    ui_store.put_many(real_candidates(3))
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.goto(served)
+    current = shown_item(page)
+    idle(page)
+    assert page.evaluate(CLIPPED) == [], "clipped in the queue"
+    press(page, "x")
+    page.get_by_text("Reject because").wait_for(timeout=15_000)
+    idle(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"reject-mode-{width}.png"), full_page=True)
+    for reason in ("duplicate", "wrong", "unsafe", "low quality", "off-gap", "PII", "other"):
+        assert page.get_by_role("button", name=reason).first.is_visible(), reason
+    assert page.evaluate(CLIPPED) == [], "clipped in the reject mode"
+    assert shown_item(page) == current

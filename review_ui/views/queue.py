@@ -131,17 +131,22 @@ def editor(session: ReviewSession) -> None:
 def actions(session: ReviewSession) -> None:
     mode = st.session_state.get("mode", "view")
     if mode == "reject":
-        st.markdown("**Reject because…**")
-        columns = st.columns(len(REJECT_REASONS) + 1)
-        for number, (column, reason) in enumerate(zip(columns, REJECT_REASONS, strict=False), 1):
-            column.button(
-                f"{number} {reason}",
+        st.markdown("**Reject because…** (press its number)")
+        # Two rows of four: eight buttons in one row were cut to "1‥ 1" at 1400 px. The label
+        # is the reason alone: Streamlit draws the shortcut's number beside it.
+        cells = [column for _ in range(2) for column in st.columns(4)]
+        for number, (cell, reason) in enumerate(zip(cells, REJECT_REASONS, strict=False), 1):
+            cell.button(
+                reason,
                 on_click=act,
                 args=("reject", reason),
                 shortcut=str(number),
                 key=f"reason-{number}",
+                width="stretch",
             )
-        columns[-1].button("Cancel (esc)", on_click=set_mode, args=("view",), shortcut="escape")
+        cells[len(REJECT_REASONS)].button(
+            "Cancel", on_click=set_mode, args=("view",), shortcut="escape", width="stretch"
+        )
         return
     if mode == "edit":
         editor(session)
