@@ -193,8 +193,10 @@ def test_a_run_made_on_one_host_is_generated_on_a_second_and_scored_on_a_third(
         waiting = sum(by_status.get("generated", 0) for by_status in counts.values())
         return done == total and waiting == 0 and not work.busy()
 
-    wait_until(finished, 900, "the run to be generated and scored")
-    gpu_log, cpu_log = stop(generating, gpu), stop(scoring, cpu)
+    try:
+        wait_until(finished, 900, "the run to be generated and scored")
+    finally:  # a failed wait must not leave the workers running
+        gpu_log, cpu_log = stop(generating, gpu), stop(scoring, cpu)
 
     done, total = store_of.task_counts("multi")
     assert done == total > 0
@@ -266,6 +268,10 @@ def test_the_store_restarts_under_a_review_session_and_a_scoring_worker(
         server.stop()
 
 
+def waiting_scores(store: Store) -> int:
+    return store.count("ui-run", CandidateStatus.GENERATED)
+
+
 def _restart_mid_run(  # type: ignore[no-untyped-def]
     server: StoreHost, store: Store, tmp_path: Path, browser
 ) -> None:
@@ -279,39 +285,43 @@ def _restart_mid_run(  # type: ignore[no-untyped-def]
     work.enqueue_scoring("ui-run", [c.id for c in before])
     cpu = Host(tmp_path / "cpu", url, "restart")
     scoring = cpu.start(["worker", "--queues", "score"])
-    ui = Host(tmp_path / "ui", url, "restart")
-    with serving_ui(ui.env(), free_port(), "--local", cwd=ui.work) as address:
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.goto(address)
-        current, decided = shown_item(page), []
-        for _ in range(3):
-            decided.append(current)
-            current, _again = decide_by_key(page, ["a"], current, store, len(decided) - 1)
+    try:
+        ui = Host(tmp_path / "ui", url, "restart")
+        with serving_ui(ui.env(), free_port(), "--local", cwd=ui.work) as address:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(address)
+            current, decided = shown_item(page), []
+            for _ in range(3):
+                decided.append(current)
+                current, _again = decide_by_key(page, ["a"], current, store, len(decided) - 1)
 
-        wait_until(lambda: store.count("ui-run", CandidateStatus.GENERATED) == 16, 300, "scoring")
-        server.stop()  # the store goes away mid-run
-        away = page.get_by_text("store unavailable, retrying").first
-        for _attempt in range(3):  # a key pressed mid-render can be dropped: press it again
-            idle(page)
-            page.keyboard.press("a")  # a decision while the store is away is not confirmed...
-            try:
-                away.wait_for(timeout=10_000)
-                break
-            except PlaywrightTimeout:
-                continue
-        away.wait_for(timeout=10_000)
-        assert "Traceback" not in page.content()
-        time.sleep(3)  # ...the page keeps retrying, the worker waits
-        assert scoring.poll() is None, cpu.log()[-3000:]
-        server.start()  # back on the same address
+            wait_until(lambda: waiting_scores(store) == 16, 300, "scoring")
+            server.stop()  # the store goes away mid-run
+            away = page.get_by_text("store unavailable, retrying").first
+            for _attempt in range(3):  # a key pressed mid-render can be dropped: press it again
+                idle(page)
+                page.keyboard.press("a")  # a decision while the store is away is not confirmed...
+                try:
+                    away.wait_for(timeout=10_000)
+                    break
+                except PlaywrightTimeout:
+                    continue
+            away.wait_for(timeout=10_000)
+            assert "Traceback" not in page.content()
+            time.sleep(3)  # ...the page keeps retrying, the worker waits
+            assert scoring.poll() is None, cpu.log()[-3000:]
+            server.start()  # back on the same address
 
-        shown = shown_item(page)  # the session recovers by itself
-        assert shown == current, "the unconfirmed item is still this reviewer's"
-        for _ in range(3):
-            decided.append(current)
-            current, _again = decide_by_key(page, ["a"], current, store, len(decided) - 1)
-        work.enqueue_scoring("ui-run", [c.id for c in after])
-        wait_until(lambda: store.count("ui-run", CandidateStatus.GENERATED) == 0, 300, "scoring")
+            shown = shown_item(page)  # the session recovers by itself
+            assert shown == current, "the unconfirmed item is still this reviewer's"
+            for _ in range(3):
+                decided.append(current)
+                current, _again = decide_by_key(page, ["a"], current, store, len(decided) - 1)
+            work.enqueue_scoring("ui-run", [c.id for c in after])
+            wait_until(lambda: waiting_scores(store) == 0, 300, "scoring")
+    except BaseException:  # a failure must not leave the worker running
+        scoring.kill()
+        raise
     log = stop(scoring, cpu)
     # It waited for the store (in RQ's wait for a job, or in gapfill's reconnect loop, as the
     # moment falls) and served on in the same process.
