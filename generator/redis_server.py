@@ -93,12 +93,12 @@ def private_dir(path: Path) -> Path:
     return path
 
 
-def write_private(path: Path, text: str) -> None:
+def write_private(path: Path, text: str | bytes) -> None:
     """Write ``path`` as 0600 from its first byte (mkstemp creates it so), then rename it into
     place: a reader sees the old file or the new one, and nobody else ever sees either."""
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        with os.fdopen(handle, "w") as out:
+        with os.fdopen(handle, "wb" if isinstance(text, bytes) else "w") as out:
             out.write(text)
         os.replace(temporary, path)
     except BaseException:

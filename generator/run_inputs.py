@@ -13,14 +13,14 @@ silently wrong.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 from generator.embeddings import DEFAULT_MODEL, Embedder, model_fingerprint
 from generator.errors import DataFileError, RunSettingsError, StoreError
+from generator.export.files import sha256
 from generator.prompts import PromptTemplates
+from generator.redis_server import write_private
 from generator.schema import EmbeddingSpec, RunConfig, RunInput
 from generator.store import Store
 
@@ -75,7 +75,7 @@ class InputCache:
     def file(self, store: Store, run_input: RunInput) -> Path:
         """The input as a local file, fetched from the store the first time it is needed."""
         path = self.root / run_input.sha256 / run_input.name
-        if path.is_file() and _sha256_of(path) == run_input.sha256:
+        if path.is_file() and sha256(path) == run_input.sha256:
             return path
         try:
             limit = min(run_input.bytes, MAX_INPUT_BYTES)
@@ -131,23 +131,7 @@ def embedder_for(spec: EmbeddingSpec, own_models: Sequence[str], cache_dir: Path
     )
 
 
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _write_atomically(path: Path, data: bytes) -> None:
-    """Write ``path`` so that a concurrent reader (another worker process on this host) sees
-    the whole file or none of it."""
+    """Whole or not at all, for a concurrent reader (another worker process on this host)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(handle, "wb") as out:
-            out.write(data)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_private(path, data)

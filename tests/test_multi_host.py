@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -32,6 +32,7 @@ from generator.schema import CandidateStatus, RunConfig
 from generator.store import Store
 from tests.factories import serving_ui
 from tests.test_review_ui import decide_by_key, idle, real_candidates, shown_item
+from tests.test_workers import wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo"
@@ -120,14 +121,6 @@ class Host:
 
     def log(self) -> str:
         return (self.root / "log.txt").read_text()
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def stop(process: subprocess.Popen[str], host: Host) -> str:
