@@ -263,6 +263,8 @@ def _taxonomy_gaps(
         members = members[np.argsort(-scores[members, index])]
         target = targets[index]
         seeds = [texts[i] for i in members[:20]] or list(cell.examples)
+        closest = int(scores[:, index].argmax()) if len(existing) else -1
+        nearest_similarity = round(float(scores[closest, index]), 4) if closest >= 0 else None
         gaps.append(
             Gap(
                 id=cell.id,
@@ -273,6 +275,8 @@ def _taxonomy_gaps(
                 have=len(members),
                 target=target,
                 examples=seeds,
+                nearest_existing=texts[closest] if closest >= 0 else "",
+                nearest_similarity=nearest_similarity,
             )
         )
     ids = [cell.id for cell in taxonomy.cells]
@@ -351,7 +355,9 @@ def _reference_gaps(
         majority = Counter(reference[i].label for i in members if reference[i].label).most_common(1)
         gap_id = f"ref-{rank + 1}"
         label = majority[0][0] if majority else short_label(reference[central[0]].text)
-        have = int(((existing @ centroid) >= threshold).sum()) if len(existing) else 0
+        to_centroid = existing @ centroid if len(existing) else np.zeros(0, np.float32)
+        have = int((to_centroid >= threshold).sum())
+        closest = int(to_centroid.argmax()) if len(existing) else -1
         gaps.append(
             Gap(
                 id=gap_id,
@@ -363,6 +369,8 @@ def _reference_gaps(
                 have=have,
                 target=have + math.ceil(len(members) * per_prompt),
                 examples=[reference[i].text for i in central[:20]],
+                nearest_existing=texts[closest] if closest >= 0 else "",
+                nearest_similarity=round(float(to_centroid[closest]), 4) if closest >= 0 else None,
             )
         )
         centroids[gap_id] = centroid.tolist()

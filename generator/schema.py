@@ -472,6 +472,10 @@ class Gap(BaseModel):
     have: int = Field(default=0, ge=0)
     target: int = Field(default=0, ge=0)
     examples: list[str] = Field(default_factory=list)
+    # The existing example closest to the gap's centroid, and its cosine: what the dataset
+    # already has nearest to what the gap needs (a reviewer's yardstick; empty for manual gaps).
+    nearest_existing: str = ""
+    nearest_similarity: float | None = None
 
     @property
     def deficit(self) -> int:

@@ -86,6 +86,15 @@ def screen(candidate: Candidate) -> Score:
     return score
 
 
+def findings(candidate: Candidate) -> list[tuple[str, str, str]]:
+    """What the PII/secret screen finds in the candidate's present content, as (kind, value,
+    masked value): for a reviewer's screen, which shows the masked value where it is."""
+    from generator.filters.pii import mask
+
+    found = _pii_filter().findings(screened_text(candidate))
+    return [(f.kind, f.value, mask(f.value)) for f in found]
+
+
 def screen_all(candidates: Sequence[Candidate]) -> list[Candidate]:
     """The candidates, each with a current ``pii`` score in place of any earlier one."""
     scores = _pii_filter().score(list(candidates))

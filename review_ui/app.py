@@ -37,8 +37,13 @@ def choose_run() -> str | None:
     return str(run)
 
 
+# gapfill's own style, no candidate text: less empty space above the item.
+STYLE = "<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem;}</style>"
+
+
 def main() -> None:
     st.set_page_config(page_title="gapfill review", page_icon="🗂️", layout="wide")
+    st.html(STYLE)
     visitor = current_reviewer()
     if visitor is None:
         return

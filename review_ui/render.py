@@ -1,21 +1,45 @@
-"""Showing candidates safely: untrusted text is drawn as plain text, never HTML or Markdown.
+"""Showing candidates safely and readably: untrusted text is drawn as text, never HTML or Markdown.
 
-``st.text`` shows a string as it is (no Markdown, no HTML), and ``st.json`` draws evidence as a
-data tree, so a ``<script>``, an ``onerror`` handler, a ``javascript:`` link or a Markdown image
-in model output stays inert: nothing runs, nothing is clickable, nothing is fetched.
+- Prose goes through ``st.text`` (no Markdown, no HTML) inside a chat turn.
+- Code blocks go through ``st.code`` (highlighted as text).
+- Highlighted spans (a pair's word diff, a masked PII finding) go through the marked-text
+  component, which builds text nodes with ``textContent``.
+
+So a ``<script>``, an ``onerror`` handler, a ``javascript:`` link or a Markdown image in model
+output stays inert: nothing runs, nothing is clickable, nothing is fetched. Labels and reasons
+drawn with Markdown here are gapfill's own words and numbers, never candidate text.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
+from generator.filters.settings import FilterSettings
+from generator.run_texts import RunTexts
 from generator.schema import Candidate, Gap, Message, PreferenceExample, Score
+from review_ui import signals as signal_rules
+from review_ui.reading import blocks, changed_share, excerpts, masked_spans, word_diff
+from review_ui.widgets import marked_text
+
+PANE_HEIGHT = 430  # px: the item scrolls inside it, the action bar below stays on screen
+AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
+BADGE = {"flagged": ":red-badge[flagged]", "borderline": ":orange-badge[borderline]"}
+EVIDENCE_HEIGHT = 180
+SHOWN_NEIGHBOURS = 3
+
+
+def text_with_code(content: str) -> None:
+    for block in blocks(content):
+        if block.is_code:
+            st.code(block.text, language=block.language or None, wrap_lines=True)
+        else:
+            st.text(block.text)
 
 
 def turns(messages: list[Message]) -> None:
     for message in messages:
-        st.caption(message.role)
-        st.text(message.content)
+        with st.chat_message(message.role, avatar=AVATARS.get(message.role, ":material/settings:")):
+            text_with_code(message.content)
 
 
 def payload(candidate: Candidate) -> None:
@@ -25,36 +49,151 @@ def payload(candidate: Candidate) -> None:
         st.text(candidate.raw or "")
         return
     if isinstance(item, PreferenceExample):
-        turns(item.prompt)
-        chosen, rejected = st.columns(2)
-        with chosen:
-            st.markdown("**Chosen** (proposed)")
-            turns(item.chosen)
-        with rejected:
-            st.markdown("**Rejected** (proposed)")
-            turns(item.rejected)
+        pair(item)
         return
     turns(item.messages)
 
 
-def gap(gap_id: str, gaps: dict[str, Gap]) -> None:
+def pair(item: PreferenceExample) -> None:
+    """The prompt, then chosen and rejected side by side, then what differs, word by word."""
+    turns(item.prompt)
+    chosen, rejected = st.columns(2)
+    with chosen:
+        st.markdown("**Chosen** (proposed)")
+        turns(item.chosen)
+    with rejected:
+        st.markdown("**Rejected** (proposed)")
+        turns(item.rejected)
+    diff = word_diff(_answers(item.rejected), _answers(item.chosen))
+    st.markdown(
+        f"**What differs**, rejected → chosen · {changed_share(diff):.0%} changed · "
+        ":red-background[removed] :green-background[added]"
+    )
+    marked_text(diff, key="pair-diff")
+
+
+def _answers(messages: list[Message]) -> str:
+    return "\n\n".join(m.content for m in messages)
+
+
+# -- the gap ----------------------------------------------------------------------------------
+
+
+def gap_line(gap_id: str, gaps: dict[str, Gap], accepted: int) -> None:
     found = gaps.get(gap_id)
     if found is None:
-        st.caption(f"gap {gap_id}")
+        st.text(f"Gap {gap_id}")
         return
-    st.caption(f"gap {found.id}: have {found.have} of {found.target}")
-    st.text(found.label)
+    still = max(found.deficit - accepted, 0)
+    st.text(f"Gap: {found.label} · still needed {still} of {found.target}")
 
 
-def scores(items: dict[str, Score]) -> None:
-    if not items:
+def gap_panel(gap_id: str, gaps: dict[str, Gap], accepted: int) -> None:
+    """What the gap needs: its name and description, three prompts it must cover, its deficit
+    and the existing example nearest to it."""
+    found = gaps.get(gap_id)
+    if found is None:
+        st.caption(f"Gap {gap_id}: no gap record (imported or manual items).")
+        return
+    still = max(found.deficit - accepted, 0)
+    st.markdown(
+        f"**Gap** · have {found.have} · target {found.target} · accepted {accepted} · "
+        f"still needed **{still}**"
+    )
+    st.text(found.label if found.label == found.id else f"{found.label} ({found.id})")
+    description = found.description
+    if found.kind == "reference":  # "N uncovered reference prompts, e.g.: ..." lists them again
+        description = description.split(", e.g.:")[0]
+    if description and description != found.label:
+        st.text(description)
+    if found.examples:
+        heading = "Prompts it must cover" if found.kind == "reference" else "Examples in it"
+        st.markdown(f"**{heading}**")
+        for example in found.examples[:3]:
+            st.text(f"• {example}")
+    if found.nearest_existing:
+        similarity = found.nearest_similarity
+        shown = f" (cosine {similarity:.2f})" if similarity is not None else ""
+        st.markdown(f"**Nearest existing example**{shown}")
+        st.text(found.nearest_existing)
+
+
+# -- the signals ------------------------------------------------------------------------------
+
+
+def signals(candidate: Candidate, settings: FilterSettings, texts: RunTexts) -> None:
+    """Flagged and borderline checks first, each with its reason and evidence as text; every
+    clear pass on one line; the judge's verdict on its own."""
+    if not candidate.scores:
         st.caption("not scored")
         return
-    for name, score in sorted(items.items(), key=lambda kv: kv[1].passed):
-        mark = "pass" if score.passed else "FLAG"
-        st.text(f"[{mark}] {name} {score.value:.3g}: {score.reason}")
-        # The judge's rendered prompts are provenance (the item's record has them), not evidence
-        # a reviewer decides on: they would bury the scores under the item's own text.
-        evidence = {k: v for k, v in score.evidence.items() if k != "templates"}
-        if evidence:
-            st.json(evidence, expanded=not score.passed)
+    found = signal_rules.signals(candidate.scores, settings)
+    for signal in found:
+        if signal.state == "passed" or signal.name == "judge":
+            continue
+        with st.container(border=True):
+            st.markdown(f"{BADGE[signal.state]} **{signal.name.replace('_', ' ')}**")
+            st.text(signal.reason)
+            evidence(candidate, signal.score, texts)
+    line = signal_rules.passed_line([s for s in found if s.name != "judge"])
+    if line:
+        st.caption(line)
+    judge(candidate.scores.get("judge"))
+
+
+def judge(score: Score | None) -> None:
+    if score is None:
+        st.caption("No judge ran on this run: nothing here checks facts. Doubt confident claims.")
+        return
+    badge = ":green-badge[judge]" if score.passed else ":red-badge[judge: flagged]"
+    with st.container(border=True):
+        st.markdown(f"{badge} **{score.value:.2f}**" + _judge_criteria(score))
+        st.text(score.reason)
+
+
+def _judge_criteria(score: Score) -> str:
+    parts = [
+        f"{name} {score.evidence[name]}"
+        for name in ("helpfulness", "correctness", "safety")
+        if isinstance(score.evidence.get(name), int | float)
+    ]
+    if "orders" in score.evidence and score.evidence.get("position_bias"):
+        parts.append("position-biased")
+    return " · " + " · ".join(parts) if parts else ""
+
+
+def evidence(candidate: Candidate, score: Score, texts: RunTexts) -> None:
+    """The text a check matched, beside the candidate: the eval item for contamination, the
+    neighbours for duplicates, the masked finding in place for PII."""
+    data = score.evidence
+    if score.filter == "contamination" and isinstance(data.get("eval_item"), str):
+        _quoted(f"Eval item {data['eval_item']}", texts.eval_item(data["eval_item"]))
+    elif score.filter in ("exact_duplicate", "near_duplicate") and isinstance(
+        data.get("match"), str
+    ):
+        _quoted(f"Matches {data['match']}", texts.neighbour(data["match"]))
+    elif score.filter == "semantic_duplicate":
+        for near in list(data.get("nearest") or [])[:SHOWN_NEIGHBOURS]:
+            if isinstance(near, dict) and isinstance(near.get("id"), str):
+                similarity = near.get("similarity")
+                how = f" (cosine {similarity:.2f})" if isinstance(similarity, float) else ""
+                _quoted(f"Neighbour {near['id']}{how}", texts.neighbour(near["id"]))
+    elif score.filter == "pii" and not score.passed:
+        _masked_in_place(candidate)
+
+
+def _quoted(title: str, text: str | None) -> None:
+    st.text(title)  # ids come from data files: text, not Markdown
+    with st.container(height=EVIDENCE_HEIGHT, border=True):
+        st.text(text if text is not None else "(its text is not available to this UI)")
+
+
+def _masked_in_place(candidate: Candidate) -> None:
+    from generator.screening import findings, screened_text
+
+    spans = [(value, f"[{kind}: {masked}]") for kind, value, masked in findings(candidate)]
+    st.text("Where, masked:")
+    with st.container(height=EVIDENCE_HEIGHT, border=True):
+        marked_text(
+            excerpts(masked_spans(screened_text(candidate), spans)), key=f"pii-{candidate.id}"
+        )

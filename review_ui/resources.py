@@ -11,6 +11,9 @@ from generator.config import Settings
 from generator.connection import store_client
 from generator.embeddings import Embedder
 from generator.factories import make_embedder
+from generator.run_inputs import InputCache
+from generator.run_texts import RunTexts
+from generator.schema import RunConfig
 from generator.store import Store
 
 STORE_AWAY_MESSAGE = "store unavailable, retrying"
@@ -49,3 +52,15 @@ def store() -> Store:
 def embedder() -> Embedder:
     """The configured embedding model, loaded once per server (for the export's eval report)."""
     return make_embedder(settings())
+
+
+@st.cache_resource(max_entries=16, show_spinner=False)
+def _run_texts(run_id: str, config_json: str, client_id: int) -> RunTexts:
+    # client_id: a new store client (the server came back elsewhere) gets new lookups.
+    config = RunConfig.model_validate_json(config_json)
+    return RunTexts(store(), config, InputCache(settings().data_dir / "inputs"))
+
+
+def run_texts(config: RunConfig) -> RunTexts:
+    """The texts behind a run's evidence ids, read once per server and run settings."""
+    return _run_texts(config.run_id, config.model_dump_json(), id(store()))

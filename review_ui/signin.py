@@ -111,8 +111,38 @@ def _oidc_sign_in() -> None:
         st.button("Sign out", on_click=sign_out)
 
 
+SIGN_IN_KEYS = "sign-in-keys"
+
+
+def _key_before_sign_in() -> None:
+    """A review key pressed on the sign-in page (or while it turned into the queue): refused on
+    screen, never applied to an item the reviewer has not seen."""
+    from review_ui import keys
+
+    press = keys.parse((st.session_state.get(SIGN_IN_KEYS) or {}).get("key"))
+    seen: keys.SeenPresses = st.session_state.setdefault("keys-seen", keys.SeenPresses())
+    if press is not None and seen.first_time(press):
+        st.session_state["flash"] = (False, f"'{press.key}' was not applied: sign in first.")
+
+
+def _sign_in_keys() -> None:
+    """The review keyboard, already listening on the sign-in page: a key pressed right after
+    signing in, while the queue is being drawn, is then held and answered, not lost."""
+    from review_ui import keys
+    from review_ui.widgets import review_keys
+
+    seen: keys.SeenPresses = st.session_state.setdefault("keys-seen", keys.SeenPresses())
+    flash = st.session_state.pop("flash", None)
+    if flash is not None:
+        st.warning(flash[1])
+    screen = keys.Screen(mode="view", item=None)
+    data = {"item": None, "keys": keys.screen_keys(screen, signed_in=False), "ack": seen.ack()}
+    review_keys(data, _key_before_sign_in, key=SIGN_IN_KEYS)
+
+
 def _token_sign_in() -> None:
     st.title("gapfill review")
+    _sign_in_keys()
     with st.form("sign-in"):
         token = st.text_input("Reviewer token", type="password", key="token")
         if st.form_submit_button("Sign in", type="primary"):

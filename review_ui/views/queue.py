@@ -1,7 +1,9 @@
 """The focus view: one leased item at a time, decided by keyboard.
 
 Keys (Prodigy's): a accept, x reject (then 1-7 for the reason), e edit, s skip, u undo; for a
-preference pair w swaps chosen and rejected. Streamlit reserves C and R, so neither is used.
+preference pair w swaps chosen and rejected; j/k or the arrows scroll the item, ? shows the key
+map. Streamlit reserves C and R, so neither is used. Keys go through ``review_ui/keys.py``: each
+press is applied once, to the item it was pressed for, or refused on screen.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import streamlit as st
 from redis.exceptions import RedisError
 
 from generator.errors import StoreError
-from generator.schema import Message, PreferenceExample, SFTExample
-from review_ui import render
-from review_ui.resources import store
+from generator.filters.settings import FilterSettings
+from generator.schema import Message, PreferenceExample, RunConfig, SFTExample
+from review_ui import keys, render
+from review_ui.resources import run_texts, store
 from review_ui.session import REJECT_REASONS, Outcome, ReviewSession, edited_sft
 from review_ui.signin import for_the_signed_in, signed_in_reviewer
+from review_ui.widgets import review_keys
 
 LOGGER = logging.getLogger(__name__)
 
@@ -64,14 +68,28 @@ def review_session(run_id: str, reviewer: str) -> ReviewSession:
 
 
 def report(outcome: Outcome) -> None:
-    st.session_state["flash"] = (outcome.ok, outcome.message)
+    # Done: a toast, which moves nothing on the page. Refused: a warning above the item.
+    st.session_state["toast" if outcome.ok else "flash"] = (outcome.ok, outcome.message)
     st.session_state["mode"] = "view"
     st.session_state.pop("pii-cleared", None)  # a clearance is for one item only
 
 
+def refuse(message: str) -> None:
+    st.session_state["flash"] = (False, message)
+
+
+def shown_item(session: ReviewSession) -> str | None:
+    return session.current.item_id if session.current is not None else None
+
+
 @for_the_signed_in
-def act(action: str, *args: object) -> None:
+def act(action: str, item_id: str | None, *args: object) -> None:
+    """An action on the item the reviewer saw (``item_id``), refused if another is shown now:
+    a click or key that arrives after the screen moved on never decides an unseen item."""
     session: ReviewSession = st.session_state["review_session"]
+    if action != "undo" and item_id != shown_item(session):
+        refuse(keys.changed_message(action, item_id, shown_item(session)))
+        return
     if action == "accept" and st.session_state.get("pii-cleared"):
         args = (True,)
     report(getattr(session, action)(*args))
@@ -79,6 +97,79 @@ def act(action: str, *args: object) -> None:
 
 def set_mode(mode: str) -> None:
     st.session_state["mode"] = mode
+
+
+def toggle_keymap() -> None:
+    st.session_state["keymap"] = not st.session_state.get("keymap", False)
+
+
+def screen_of(session: ReviewSession | None) -> keys.Screen:
+    lease = session.current if session is not None else None
+    mode = st.session_state.get("mode", "view")
+    return keys.Screen(
+        mode=mode if mode in ("view", "reject", "edit") else "view",
+        item=lease.item_id if lease is not None else None,
+        pair=lease is not None and isinstance(lease.item.payload, PreferenceExample),
+    )
+
+
+def on_key() -> None:
+    """A key press from the browser: applied once (by its sequence number), to the item it was
+    pressed for. Recorded as seen before anything else, so the browser's acknowledgement comes
+    even when the press is refused."""
+    press = keys.parse((st.session_state.get(KEYS_WIDGET) or {}).get("key"))
+    seen: keys.SeenPresses = st.session_state.setdefault("keys-seen", keys.SeenPresses())
+    if press is None or not seen.first_time(press):
+        return
+    apply_press(press)
+
+
+@for_the_signed_in
+def apply_press(press: keys.KeyPress) -> None:
+    session: ReviewSession | None = st.session_state.get("review_session")
+    step = keys.step(press, screen_of(session))
+    if step.refused:
+        refuse(step.refused)
+        return
+    if step.keymap == "toggle":
+        toggle_keymap()
+    elif step.keymap == "close":
+        st.session_state["keymap"] = False
+    if step.mode is not None:
+        set_mode(step.mode)
+    if step.action is not None:
+        act(step.action, press.item, *step.args)
+
+
+KEYS_WIDGET = "review-keys"
+
+
+def keyboard(session: ReviewSession | None) -> None:
+    """The keyboard, mounted last: its acknowledgement reaches the browser once the page is
+    drawn, and the browser sends the next press only then."""
+    screen = screen_of(session)
+    seen: keys.SeenPresses = st.session_state.setdefault("keys-seen", keys.SeenPresses())
+    runs = st.session_state["keys-runs"] = st.session_state.get("keys-runs", 0) + 1
+    data = {
+        "item": screen.item,
+        "keys": keys.screen_keys(screen),
+        "scroll": screen.item is not None and screen.mode != "edit",
+        "ack": seen.ack(),
+        "run": runs,  # a new value each run, so the browser hears every acknowledgement
+    }
+    review_keys(data, on_key, key=KEYS_WIDGET)
+
+
+def keymap() -> None:
+    if not st.session_state.get("keymap"):
+        return
+    with st.container(border=True, key="keymap"):
+        st.markdown("**Keys** (press ? again or esc to close)")
+        rows = [*keys.VIEW_KEYS, *((n, f"reject as {r}") for n, r in keys.REASON_KEYS.items())]
+        left, right = st.columns(2)
+        half = (len(rows) + 1) // 2
+        for column, part in ((left, rows[:half]), (right, rows[half:])):
+            column.table({"key": [k for k, _ in part], "does": [d for _, d in part]})
 
 
 @for_the_signed_in
@@ -128,58 +219,62 @@ def editor(session: ReviewSession) -> None:
     right.button("Cancel (esc)", on_click=set_mode, args=("view",), shortcut="escape")
 
 
+def reject_reasons(item_id: str) -> None:
+    st.markdown("**Reject because…** (press its number, or esc)")
+    # Two rows of four, each reason in full beside its number: eight in one row were cut to
+    # "1‥ 1" at 1400 px.
+    cells = [column for _ in range(2) for column in st.columns(4)]
+    for number, (cell, reason) in enumerate(zip(cells, REJECT_REASONS, strict=False), 1):
+        cell.button(
+            f"{number} · {reason}",
+            on_click=act,
+            args=("reject", item_id, reason),
+            key=f"reason-{number}",
+            width="stretch",
+        )
+    cells[len(REJECT_REASONS)].button(
+        "esc · cancel", on_click=set_mode, args=("view",), key="reason-cancel", width="stretch"
+    )
+
+
 def actions(session: ReviewSession) -> None:
     mode = st.session_state.get("mode", "view")
-    if mode == "reject":
-        st.markdown("**Reject because…** (press its number)")
-        # Two rows of four: eight buttons in one row were cut to "1‥ 1" at 1400 px. The label
-        # is the reason alone: Streamlit draws the shortcut's number beside it.
-        cells = [column for _ in range(2) for column in st.columns(4)]
-        for number, (cell, reason) in enumerate(zip(cells, REJECT_REASONS, strict=False), 1):
-            cell.button(
-                reason,
-                on_click=act,
-                args=("reject", reason),
-                shortcut=str(number),
-                key=f"reason-{number}",
-                width="stretch",
-            )
-        cells[len(REJECT_REASONS)].button(
-            "Cancel", on_click=set_mode, args=("view",), shortcut="escape", width="stretch"
-        )
+    lease = session.current
+    item_id = lease.item_id if lease is not None else None
+    if mode == "reject" and item_id is not None:
+        reject_reasons(item_id)
         return
     if mode == "edit":
         editor(session)
         return
-    pair = session.current is not None and isinstance(
-        session.current.item.payload, PreferenceExample
-    )
-    pii = session.current.item.scores.get("pii") if session.current is not None else None
+    pair = lease is not None and isinstance(lease.item.payload, PreferenceExample)
+    pii = lease.item.scores.get("pii") if lease is not None else None
     if pii is not None and not pii.passed:
         # Unchecked, an accepted item with this flag stays out of every export.
         st.checkbox("PII/secret flag checked: safe to export", key="pii-cleared", value=False)
-    # Short labels: Streamlit draws each shortcut's key beside the label, and longer labels
-    # were cut to "Acce…" in five columns at 1280 px.
-    buttons: list[tuple[str, str, Callable[..., None], tuple[str, ...]]] = [
-        ("Accept", "a", act, ("accept",)),
-        ("Reject", "x", set_mode, ("reject",)),
+    # Each label names its key; the keys themselves come through the keyboard component.
+    buttons: list[tuple[str, str, Callable[..., None], tuple[object, ...]]] = [
+        ("a · Accept", "a", act, ("accept", item_id)),
+        ("x · Reject", "x", set_mode, ("reject",)),
     ]
     if pair:
-        buttons.append(("Swap+accept", "w", act, ("swap",)))
+        buttons.append(("w · Swap and accept", "w", act, ("swap", item_id)))
     buttons += [
-        ("Edit", "e", set_mode, ("edit",)),
-        ("Skip", "s", act, ("skip",)),
-        ("Undo", "u", act, ("undo",)),
+        ("e · Edit", "e", set_mode, ("edit",)),
+        ("s · Skip", "s", act, ("skip", item_id)),
+        ("u · Undo", "u", act, ("undo", item_id)),
+        ("? · Keys", "?", toggle_keymap, ()),
     ]
-    for column, (label, key, callback, args) in zip(st.columns(len(buttons)), buttons, strict=True):
-        column.button(
-            label,
-            on_click=callback,
-            args=args,
-            shortcut=key,
-            key=f"key-{key}",
-            type="primary" if key == "a" else "secondary",
-        )
+    # Each button as wide as its label, wrapping to a second row rather than cutting one.
+    with st.container(horizontal=True, key="action-bar", gap="xsmall"):
+        for label, key, callback, args in buttons:
+            st.button(
+                label,
+                on_click=callback,
+                args=args,
+                key=f"key-{key}",
+                type="primary" if key == "a" else "secondary",
+            )
 
 
 def nothing_left(waiting: int, leased: int) -> str:
@@ -198,6 +293,18 @@ def nothing_left(waiting: int, leased: int) -> str:
     return "Nothing left for you in this run: " + "; ".join(parts) + "."
 
 
+def item_header(session: ReviewSession, run_id: str) -> None:
+    assert session.current is not None
+    item = session.current.item
+    overlap = ""
+    k, _rule = store().review_rule(run_id)
+    if k > 1:  # blind review: how many voted, never how
+        overlap = f" · vote {len(store().votes(item.id)) + 1} of {k}"
+    made = f"by {item.provenance.model}" if item.provenance.model else item.provenance.source
+    # Plain text: the model's name comes from the run's settings.
+    st.text(f"item {item.id} · {item.kind.value} · {made} · priority {item.priority:.2f}{overlap}")
+
+
 def page() -> None:
     reviewer = signed_in_reviewer()
     run_id = st.session_state.get("run_id")
@@ -209,33 +316,44 @@ def page() -> None:
     if flash is not None:
         ok, message = flash
         (st.success if ok else st.warning)(message)
+    toast = st.session_state.pop("toast", None)
+    if toast is not None:
+        st.toast(toast[1], icon=":material/check:")
     lease = session.refresh()
     waiting, leased = store().queue_figures(run_id)
     st.caption(f"run {run_id} · {session.decided} decided this session · {waiting} waiting")
+    keymap()
     if lease is None:
+        st.session_state["mode"] = "view"
         st.info(nothing_left(waiting, leased))
         st.button("Check again", key="again")
         if session.history:
-            st.button("Undo (u)", on_click=act, args=("undo",), shortcut="u", key="key-u")
+            st.button("u · Undo", on_click=act, args=("undo", None), key="key-u")
+        keyboard(session)
         return
     item = lease.item
     gaps = {g.id: g for g in store().gaps(run_id)}
+    accepted = store().counts(run_id).get(item.gap_id, {}).get("accepted", 0)
+    config = store().get_run(run_id)
     main, side = st.columns([3, 2])
     with main:
-        render.gap(item.gap_id, gaps)
-        overlap = ""
-        k, _rule = store().review_rule(run_id)
-        if k > 1:  # blind review: how many voted, never how
-            overlap = f" · vote {len(store().votes(item.id)) + 1} of {k}"
-        st.caption(f"item {item.id} · {item.kind.value} · priority {item.priority:.2f}{overlap}")
+        render.gap_line(item.gap_id, gaps, accepted)
+        item_header(session, run_id)
         if st.session_state.get("mode") != "edit":
-            render.payload(item)
+            # autoscroll off: a pane of chat turns would otherwise open at its end.
+            with st.container(height=render.PANE_HEIGHT, key="item-pane", autoscroll=False):
+                render.payload(item)
         actions(session)
     with side:
-        st.markdown("**Filters**")
-        render.scores(item.scores)
+        st.markdown("**Signals**")
+        settings = config.filters if config is not None else FilterSettings()
+        texts = run_texts(config if config is not None else RunConfig(run_id=run_id))
+        render.signals(item, settings, texts)
+        with st.container(border=True):
+            render.gap_panel(item.gap_id, gaps, accepted)
         with st.expander("Provenance"):
             st.json(item.provenance.model_dump(mode="json", exclude={"rendered_prompt"}))
+    keyboard(session)
 
 
 page()

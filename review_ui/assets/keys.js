@@ -1,0 +1,122 @@
+// gapfill's review keys: every key press reaches the server once, in order, or is refused on
+// screen; none is silently dropped. Trusted code (it ships with gapfill); it never touches
+// candidate text.
+//
+// Why not Streamlit's button shortcuts: a shortcut is bound to a button, so a key pressed while
+// the page re-renders (no button yet, or a stale one) is lost or lands on whatever the server
+// shows next. Here each press is queued in the browser with the id of the item on screen and a
+// sequence number, and sent when the previous one is acknowledged and the script is idle. The
+// server applies it only to that item, once per sequence number (review_ui/keys.py).
+const SCROLL = { j: 1, ArrowDown: 1, k: -1, ArrowUp: -1 };
+const RESEND_MS = 3000;
+
+function scriptRunning() {
+  const app = document.querySelector('[data-testid="stApp"]');
+  return app !== null && app.getAttribute("data-test-script-state") === "running";
+}
+
+function editable(target) {
+  if (!target || !target.tagName) return false;
+  const tag = target.tagName.toUpperCase();
+  return tag === "INPUT" || tag === "TEXTAREA" || tag === "SELECT" || target.isContentEditable;
+}
+
+function hostShown(state) {
+  return state.host !== null && state.host !== undefined && state.host.isConnected;
+}
+
+function scrollPane(step, toTop = false) {
+  const pane = document.querySelector(".st-key-item-pane");
+  if (pane === null) return;
+  // The pane's own scroller: the element Streamlit gives the fixed height to.
+  const scroller = [pane, ...pane.querySelectorAll("div")].find(
+    (e) => e.scrollHeight > e.clientHeight + 1 && getComputedStyle(e).overflowY !== "visible",
+  );
+  if (toTop) (scroller || pane).scrollTop = 0;
+  else (scroller || pane).scrollBy({ top: step * 80, behavior: "auto" });
+}
+
+function pump(state) {
+  if (state.inflight !== null || state.queue.length === 0 || scriptRunning()) return;
+  if (!hostShown(state)) {
+    state.queue = []; // the screen after that run takes no keys (another page)
+    return;
+  }
+  state.inflight = state.queue.shift();
+  state.sentAt = Date.now();
+  state.send("key", state.inflight);
+}
+
+function onKey(state, event) {
+  if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
+  if (editable(event.target)) return;
+  const key = event.key;
+  const data = state.data || {};
+  // Idle with no review screen: not ours. Mid-run, the review screen may be on its way.
+  if (!hostShown(state) && !scriptRunning()) return;
+  if (key in SCROLL && (data.scroll || false)) {
+    event.preventDefault();
+    scrollPane(SCROLL[key]);
+    return;
+  }
+  if (!(data.keys || []).includes(key)) return;
+  event.preventDefault();
+  event.stopPropagation();
+  state.seq += 1;
+  state.queue.push({ key: key, seq: state.seq, page: state.page, item: data.item ?? null });
+  pump(state);
+}
+
+function create() {
+  const bytes = new Uint8Array(8);
+  crypto.getRandomValues(bytes);
+  const state = {
+    page: Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join(""),
+    seq: 0,
+    queue: [],
+    inflight: null,
+    sentAt: 0,
+    data: null,
+    host: null,
+    send: null,
+  };
+  document.addEventListener("keydown", (event) => onKey(state, event), true);
+  const app = document.querySelector('[data-testid="stApp"]');
+  if (app !== null) {
+    new MutationObserver(() => pump(state)).observe(app, {
+      attributes: true,
+      attributeFilter: ["data-test-script-state"],
+    });
+  }
+  // A press whose run never came back (a dropped connection) is sent again; the server applies
+  // each sequence number once, so a repeat only brings the acknowledgement.
+  setInterval(() => {
+    if (state.inflight !== null && Date.now() - state.sentAt > RESEND_MS && !scriptRunning()) {
+      state.sentAt = Date.now();
+      state.send("key", state.inflight);
+    }
+    pump(state);
+  }, 500);
+  return state;
+}
+
+export default function (component) {
+  const { data, setTriggerValue, parentElement } = component;
+  window.__gapfillKeys = window.__gapfillKeys || create();
+  const state = window.__gapfillKeys;
+  state.send = setTriggerValue;
+  state.data = data;
+  state.host = parentElement;
+  const ack = data.ack;
+  if (state.inflight !== null && ack && ack.page === state.page && ack.seq >= state.inflight.seq) {
+    state.inflight = null;
+  }
+  if (data.item !== state.shownItem) {
+    state.shownItem = data.item;
+    // A new item opens at its start (the pane is the same element from item to item).
+    requestAnimationFrame(() => scrollPane(0, true));
+  }
+  const host = parentElement;
+  if (host && host.dataset) host.dataset.keysPage = state.page; // for tests: which page is this
+  pump(state);
+}

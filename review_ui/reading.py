@@ -1,0 +1,154 @@
+"""Candidate text prepared for reading: code blocks apart from prose, word-level diffs, and
+spans to highlight. Pure functions over strings (no Streamlit): what they return is drawn as
+text (``st.text``, ``st.code``, or ``textContent`` in the marked-text component), never parsed as
+HTML or Markdown.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+# A fence opens a line with three or more backticks or tildes; the same run closes it.
+_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
+_LANGUAGE = re.compile(r"^[A-Za-z0-9_+#.-]{1,24}$")
+_WORD = re.compile(r"\s+|\w+|[^\w\s]")
+
+Mark = Literal["", "add", "del", "pii"]
+
+
+@dataclass(frozen=True)
+class Block:
+    """Prose (``language`` None) or a code block (``language`` "" when none is named)."""
+
+    text: str
+    language: str | None = None
+
+    @property
+    def is_code(self) -> bool:
+        return self.language is not None
+
+
+def blocks(text: str) -> list[Block]:
+    """``text`` cut into prose and fenced code blocks, in order. An unclosed fence (a truncated
+    answer) runs to the end. The info string names a language only when it looks like one: it
+    is model output, passed on to the highlighter only as a plain name."""
+    found: list[Block] = []
+    prose: list[str] = []
+    lines = text.split("\n")
+    index = 0
+    while index < len(lines):
+        opened = _FENCE.match(lines[index])
+        if opened is None:
+            prose.append(lines[index])
+            index += 1
+            continue
+        fence = opened.group("fence")
+        info = opened.group("info").strip().split(" ")[0]
+        code: list[str] = []
+        index += 1
+        while index < len(lines):
+            closing = _FENCE.match(lines[index])
+            if (
+                closing
+                and closing.group("fence")[0] == fence[0]
+                and len(closing.group("fence")) >= len(fence)
+                and not closing.group("info").strip()
+            ):
+                index += 1
+                break
+            code.append(lines[index])
+            index += 1
+        _flush(prose, found)
+        found.append(Block("\n".join(code), info if _LANGUAGE.match(info) else ""))
+    _flush(prose, found)
+    return found
+
+
+def _flush(prose: list[str], found: list[Block]) -> None:
+    text = "\n".join(prose).strip("\n")
+    if text.strip():
+        found.append(Block(text))
+    prose.clear()
+
+
+def word_diff(before: str, after: str) -> list[tuple[str, Mark]]:
+    """``before`` -> ``after`` as segments: unchanged text, deleted words (``del``) and added
+    words (``add``), in reading order. Words and the spaces between them are the units, so a
+    changed word is shown whole, never a few changed letters."""
+    old, new = _WORD.findall(before), _WORD.findall(after)
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    segments: list[tuple[str, Mark]] = []
+    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
+        if tag == "equal":
+            _append(segments, "".join(old[a0:a1]), "")
+            continue
+        if tag in ("delete", "replace"):
+            _append(segments, "".join(old[a0:a1]), "del")
+        if tag in ("insert", "replace"):
+            _append(segments, "".join(new[b0:b1]), "add")
+    return segments
+
+
+def _append(segments: list[tuple[str, Mark]], text: str, mark: Mark) -> None:
+    if not text:
+        return
+    if segments and segments[-1][1] == mark:
+        segments[-1] = (segments[-1][0] + text, mark)
+    else:
+        segments.append((text, mark))
+
+
+def changed_share(segments: Iterable[tuple[str, Mark]]) -> float:
+    """How much of the diff is changed, by characters (0: identical)."""
+    total = changed = 0
+    for text, mark in segments:
+        total += len(text)
+        changed += len(text) if mark else 0
+    return changed / total if total else 0.0
+
+
+def masked_spans(text: str, spans: Iterable[tuple[str, str]]) -> list[tuple[str, Mark]]:
+    """``text`` with each occurrence of a span's ``value`` replaced by its ``masked`` form and
+    marked ``pii``: the finding shown where it is, without repeating it whole on screen."""
+    unique = {value: masked for value, masked in spans if value}
+    wanted = sorted(unique.items(), key=lambda span: -len(span[0]))  # longest first
+    if not wanted:
+        return [(text, "")] if text else []
+    pattern = re.compile("|".join(re.escape(value) for value, _ in wanted))
+    masks = dict(wanted)
+    segments: list[tuple[str, Mark]] = []
+    position = 0
+    for match in pattern.finditer(text):
+        _append(segments, text[position : match.start()], "")
+        segments.append((masks[match.group(0)], "pii"))
+        position = match.end()
+    _append(segments, text[position:], "")
+    return segments
+
+
+def excerpts(segments: list[tuple[str, Mark]], context: int = 80) -> list[tuple[str, Mark]]:
+    """Only the marked spans and ``context`` characters around each: long unmarked stretches
+    are cut to their ends, joined by an ellipsis. Nothing marked: nothing to show."""
+    if not any(mark for _, mark in segments):
+        return []
+    shown: list[tuple[str, Mark]] = []
+    last = len(segments) - 1
+    for index, (text, mark) in enumerate(segments):
+        if mark or len(text) <= 2 * context:
+            trimmed = text
+            if not mark and index == 0 and len(text) > context:
+                trimmed = "…" + text[-context:]
+            elif not mark and index == last and len(text) > context:
+                trimmed = text[:context] + "…"
+        elif index == 0:
+            trimmed = "…" + text[-context:]
+        elif index == last:
+            trimmed = text[:context] + "…"
+        else:
+            trimmed = text[:context] + " … " + text[-context:]
+        _append(shown, trimmed, mark)
+    return shown
