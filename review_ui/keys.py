@@ -74,16 +74,17 @@ class Step:
     refused: str = ""
 
 
-def screen_keys(screen: Screen, *, signed_in: bool = True) -> list[str]:
-    """The keys the browser sends to the server on this screen (the rest it leaves alone). Not
-    signed in yet: every review key, so one pressed as the queue appears is answered."""
-    if not signed_in:
-        return [*ACTIONS, *MODES, *REASON_KEYS, "?", "Escape"]
-    if screen.mode == "edit":
-        return []  # the text areas take the keys; ctrl+enter and esc are the buttons' own
-    if screen.mode == "reject":
-        return [*REASON_KEYS, "Escape", "?"]
-    return [*ACTIONS, *MODES, "?", "Escape"] if screen.item else ["u", "?"]
+ALL_KEYS = [*ACTIONS, *MODES, *REASON_KEYS, "?", "Escape"]
+
+
+def screen_keys(screen: Screen) -> list[str]:
+    """The keys the browser sends to the server on this screen (the rest it leaves alone).
+
+    Every review key, whatever the mode, so that a key pressed for the next screen (the '2'
+    after an 'x', before the reasons are drawn) is held and sent, not dropped because the
+    screen did not take it yet. The editor takes none: its text areas get the keys, and
+    ctrl+enter and esc are its buttons' own."""
+    return [] if screen.mode == "edit" else list(ALL_KEYS)
 
 
 def parse(value: object) -> KeyPress | None:
@@ -114,6 +115,8 @@ def step(press: KeyPress, screen: Screen) -> Step:
         return Step(refused=f"'{key}' was not applied: save (ctrl+enter) or cancel (esc) first")
     if key == "Escape":
         return Step(keymap="close", mode="view")
+    if key in REASON_KEYS:
+        return Step(refused=f"'{key}' picks a reason after x (reject): nothing done")
     if key == "w" and not screen.pair:
         return Step(refused="'w' swaps a preference pair; this item is not one")
     if key in ACTIONS:
@@ -142,16 +145,22 @@ class SeenPresses:
 
     last: dict[str, int] = field(default_factory=dict)
     latest_page: str | None = None
+    outcome: str = ""  # of the latest press: "applied" or "refused" (shown on the page)
 
     def first_time(self, press: KeyPress) -> bool:
         self.latest_page = press.page
         if press.seq <= self.last.get(press.page, 0):
             return False
         self.last[press.page] = press.seq
+        self.outcome = "refused"  # until the press is applied
         return True
 
     def ack(self) -> dict[str, object] | None:
         """What the browser waits for before it sends its next press."""
         if self.latest_page is None:
             return None
-        return {"page": self.latest_page, "seq": self.last[self.latest_page]}
+        return {
+            "page": self.latest_page,
+            "seq": self.last[self.latest_page],
+            "outcome": self.outcome,  # counted by the browser: every press gets one
+        }

@@ -121,7 +121,7 @@ def _key_before_sign_in() -> None:
 
     press = keys.parse((st.session_state.get(SIGN_IN_KEYS) or {}).get("key"))
     seen: keys.SeenPresses = st.session_state.setdefault("keys-seen", keys.SeenPresses())
-    if press is not None and seen.first_time(press):
+    if press is not None and seen.first_time(press):  # its outcome: "refused"
         st.session_state["flash"] = (False, f"'{press.key}' was not applied: sign in first.")
 
 
@@ -136,7 +136,7 @@ def _sign_in_keys() -> None:
     if flash is not None:
         st.warning(flash[1])
     screen = keys.Screen(mode="view", item=None)
-    data = {"item": None, "keys": keys.screen_keys(screen, signed_in=False), "ack": seen.ack()}
+    data = {"item": None, "keys": keys.screen_keys(screen), "ack": seen.ack()}
     review_keys(data, _key_before_sign_in, key=SIGN_IN_KEYS)
 
 

@@ -57,20 +57,23 @@ def test_in_the_editor_the_browser_sends_no_keys_and_a_late_one_is_refused() -> 
     assert "save" in step(press("a"), editing).refused
 
 
-def test_before_sign_in_every_review_key_is_listened_for() -> None:
-    keys = screen_keys(Screen(mode="view", item=None), signed_in=False)
-    assert {"a", "x", "1", "7", "?"} <= set(keys)
-    assert screen_keys(Screen(mode="view", item=None)) == ["u", "?"], "nothing left: undo only"
+def test_every_review_key_is_sent_whatever_the_screen_so_none_waits_for_its_screen() -> None:
+    for screen in (SHOWN, Screen(mode="reject", item="item-b"), Screen(mode="view", item=None)):
+        assert {"a", "x", "e", "s", "u", "w", "1", "7", "?", "Escape"} <= set(screen_keys(screen))
+
+
+def test_a_reason_number_without_x_first_is_refused() -> None:
+    assert "after x" in step(press("2"), SHOWN).refused
 
 
 def test_a_press_sent_again_is_applied_once() -> None:
     seen = SeenPresses()
     assert seen.first_time(press("a", seq=1))
     assert not seen.first_time(press("a", seq=1)), "the browser's resend"
-    assert seen.ack() == {"page": "p1", "seq": 1}
+    assert seen.ack() == {"page": "p1", "seq": 1, "outcome": "refused"}
     assert seen.first_time(press("a", seq=2))
     assert seen.first_time(press("a", seq=1, page="p2")), "a reloaded page counts anew"
-    assert seen.ack() == {"page": "p2", "seq": 1}
+    assert seen.ack() == {"page": "p2", "seq": 1, "outcome": "refused"}
 
 
 @pytest.mark.parametrize(

@@ -464,8 +464,15 @@ def idle(page) -> None:  # type: ignore[no-untyped-def]
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
 
 
+def keys_ready(page) -> None:  # type: ignore[no-untyped-def]
+    """Wait until the page's keyboard is listening: its script loads after the first render, and
+    a key pressed before that reaches no script of the page at all."""
+    page.wait_for_function("() => window.__gapfillKeys && window.__gapfillKeys.data !== null")
+
+
 def press(page, key: str) -> None:  # type: ignore[no-untyped-def]
     idle(page)
+    keys_ready(page)
     page.keyboard.press(key)
 
 
@@ -518,7 +525,7 @@ def test_a_reviewer_decides_20_items_with_the_keyboard_only(
         keys = ["x", "2"] if number % 4 == 3 else ["a"]  # reject as "wrong", or accept
         current, again = decide_by_key(page, keys, current, ui_store, number)
         repeated += again
-    print(f"keys pressed again: {repeated}")
+    assert repeated == 0, "a key press was lost"
     log = [d.decision for d in ui_store.decisions("ui-run")]
     assert len(log) == 20 and len({d.item_id for d in log}) == 20
     assert [d.verdict for d in log].count("reject") == 5
@@ -817,3 +824,177 @@ def test_no_button_label_is_clipped_in_the_queue_or_the_reject_mode(
         assert page.get_by_role("button", name=reason).first.is_visible(), reason
     assert page.evaluate(CLIPPED) == [], "clipped in the reject mode"
     assert shown_item(page) == current
+
+
+# -- keys: none lost, none applied twice ----------------------------------------------------------
+
+OUTCOMES = "() => ({presses: window.__gapfillKeys.seq, outcomes: window.__gapfillKeys.outcomes})"
+
+
+def settled(page, presses: int, timeout: float = 20) -> dict[str, int]:  # type: ignore[no-untyped-def]
+    """Wait until every one of ``presses`` has its outcome from the server; the outcomes."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = page.evaluate(OUTCOMES)
+        assert state["presses"] == presses, state
+        if sum(state["outcomes"].values()) == presses:
+            return dict(state["outcomes"])
+        assert time.monotonic() < deadline, f"presses without an outcome: {state}"
+        time.sleep(0.05)
+
+
+def test_keys_pressed_while_the_page_re_renders_are_applied_once_or_refused_on_screen(
+    served: str, ui_store: Store, browser
+) -> None:  # type: ignore[no-untyped-def]
+    items = real_candidates(14)
+    ui_store.put_many(items)
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    page.goto(served)
+    assert shown_item(page) == items[0].id
+    idle(page)
+    keys_ready(page)
+    page.keyboard.press("x")  # no wait: '2' arrives while the reasons are being drawn
+    page.keyboard.press("2")
+    assert wait_for_next(page, items[0].id) == items[1].id
+    assert settled(page, 2) == {"applied": 2}
+    [decision] = [d.decision for d in ui_store.decisions("ui-run")]
+    assert (decision.item_id, decision.verdict, decision.reason_tags) == (
+        items[0].id,
+        "reject",
+        ["wrong"],
+    )
+    idle(page)
+    page.keyboard.press("a")
+    page.keyboard.press("a")  # pressed for items[1] too: it must not accept items[2] unseen
+    assert settled(page, 4) == {"applied": 3, "refused": 1}
+    page.get_by_text("not applied").first.wait_for(timeout=10_000)
+    assert [d.decision.item_id for d in ui_store.decisions("ui-run")] == [items[0].id, items[1].id]
+    assert ui_store.get(items[2].id).status is CandidateStatus.PENDING
+    idle(page)
+    for _ in range(8):  # a burst: each press is applied to the item it was made for, or refused
+        page.keyboard.press("a")
+    outcomes = settled(page, 12)
+    log = [d.decision for d in ui_store.decisions("ui-run")]
+    assert outcomes["applied"] == len(log) + 1, "every applied press is a decision (x was one)"
+    assert len({d.item_id for d in log}) == len(log), "no item decided twice"
+    assert len(log) >= 3, "the burst decided at least the item on screen"
+
+
+@pytest.mark.parametrize("served", ["--no-local"], indirect=True)
+def test_a_key_pressed_as_the_queue_appears_after_sign_in_is_answered_not_dropped(
+    tokens: dict[str, str], ui_store: Store, browser, served: str
+) -> None:  # type: ignore[no-untyped-def]
+    items = real_candidates(3)
+    ui_store.put_many(items)
+    page = browser.new_context().new_page()
+    page.goto(served)
+    page.get_by_label("Reviewer token").fill(tokens["alice"])
+    keys_ready(page)  # the sign-in page listens already
+    page.get_by_role("button", name="Sign in").click()
+    page.keyboard.press("a")  # at once: the queue is still being drawn
+    assert shown_item(page) == items[0].id
+    assert settled(page, 1) == {"refused": 1}
+    page.get_by_text("not applied").first.wait_for(timeout=10_000)
+    assert ui_store.decisions("ui-run") == [], "nothing the reviewer had not seen was decided"
+    idle(page)
+    page.keyboard.press("a")
+    assert wait_for_next(page, items[0].id) == items[1].id
+    assert settled(page, 2) == {"refused": 1, "applied": 1}
+    assert [d.decision.item_id for d in ui_store.decisions("ui-run")] == [items[0].id]
+
+
+# -- the reviewer's desk: what a decision needs, on one screen, at 1280 and 1920 px --------------
+
+
+@pytest.fixture
+def desk(ui_store: Store, embedder, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from tests.desk import seed_desk
+
+    return seed_desk(ui_store, embedder, tmp_path)
+
+
+def pane_scroll(page) -> int:  # type: ignore[no-untyped-def]
+    return int(
+        page.evaluate(
+            """() => { const p = document.querySelector('.st-key-item-pane');
+            return Math.max(...[p, ...p.querySelectorAll('div')].map(e => e.scrollTop)); }"""
+        )
+    )
+
+
+def shot(page, name: str) -> None:  # type: ignore[no-untyped-def]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / name), full_page=True)
+
+
+@pytest.mark.parametrize("width", [1280, 1920])
+def test_the_desk_shows_each_flag_with_its_evidence_and_the_gap_and_clips_nothing(
+    desk, served: str, browser, width: int
+) -> None:  # type: ignore[no-untyped-def]
+    page = browser.new_page(viewport={"width": width, "height": 1000})
+    page.goto(f"{served}/?run=desk")
+    assert shown_item(page) == desk.contaminated
+    idle(page)
+    keys_ready(page)
+    # Contamination: the matched eval item's text beside the candidate, flagged first.
+    page.get_by_text("Eval item HumanEval/0", exact=True).wait_for()
+    assert page.get_by_text("def has_close_elements", exact=False).count() >= 2
+    first_signal = page.get_by_text("Signals", exact=True).evaluate(
+        "e => e.closest('[data-testid=stColumn]').innerText"
+    )
+    assert (
+        first_signal.index("flagged")
+        < first_signal.index("contamination")
+        < first_signal.index("passed:")
+    ), "the flag first, the clear passes after it on one line"
+    # The gap: what it must cover and the nearest existing example.
+    for text in ("Prompts it must cover", "Nearest existing example", "still needed"):
+        assert page.get_by_text(text).first.is_visible(), text
+    assert page.get_by_text("No judge ran on this run").is_visible()
+    shot(page, f"queue-{width}.png")
+    assert page.evaluate(CLIPPED) == [], "clipped in the queue"
+    # A long item scrolls in its pane by j/k, the action bar stays on screen.
+    page.keyboard.press("j")
+    page.wait_for_function("() => document.querySelector('.st-key-item-pane').matches('*') && true")
+    assert pane_scroll(page) > 0, "j scrolled the item"
+    assert page.get_by_role("button", name="a · Accept").is_visible()
+    page.keyboard.press("k")
+    page.wait_for_timeout(300)
+    assert pane_scroll(page) == 0
+    # The key map.
+    press(page, "?")
+    page.get_by_text("show or hide this key map").wait_for()
+    press(page, "?")
+    # The reject mode.
+    press(page, "x")
+    page.get_by_text("Reject because").wait_for()
+    idle(page)
+    shot(page, f"reject-mode-{width}.png")
+    assert page.evaluate(CLIPPED) == [], "clipped in the reject mode"
+    press(page, "Escape")
+    # The preference pair: side by side, with its word diff.
+    press(page, "s")
+    assert wait_for_next(page, desk.contaminated) == desk.pair
+    page.get_by_text("What differs").wait_for()
+    idle(page)
+    assert page.locator("mark.del").count() > 0 and page.locator("mark.add").count() > 0
+    assert page.get_by_text("Chosen").first.is_visible()
+    assert page.get_by_text("Rejected").first.is_visible()
+    shot(page, f"pair-{width}.png")
+    assert page.evaluate(CLIPPED) == [], "clipped on the pair"
+    # A duplicate: the existing row it repeats, as text.
+    press(page, "s")
+    assert wait_for_next(page, desk.pair) == desk.duplicate
+    page.get_by_text("Matches seed_tasks.jsonl:1").wait_for()
+    # PII: the finding masked where it is, in the evidence (the item itself shows the text).
+    press(page, "s")
+    assert wait_for_next(page, desk.duplicate) == desk.pii
+    mark = page.locator("mark.pii").first
+    mark.wait_for()
+    assert mark.inner_text() == "[email: j" + "*" * 18 + "g]"  # jane.doe@example.org
+    # The Overview, by gap name.
+    page.goto(f"{served}/overview?run=desk")
+    page.get_by_text("Reviewer throughput").first.wait_for(timeout=20_000)
+    idle(page)
+    shot(page, f"overview-{width}.png")
+    assert page.evaluate(CLIPPED) == [], "clipped on the Overview"

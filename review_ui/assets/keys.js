@@ -75,6 +75,7 @@ function create() {
     seq: 0,
     queue: [],
     inflight: null,
+    outcomes: {},
     sentAt: 0,
     data: null,
     host: null,
@@ -109,6 +110,9 @@ export default function (component) {
   state.host = parentElement;
   const ack = data.ack;
   if (state.inflight !== null && ack && ack.page === state.page && ack.seq >= state.inflight.seq) {
+    // Every press gets an outcome (applied, or refused with a message on the page): a press
+    // with none was lost. Tests and bench/review_ui.py count them.
+    state.outcomes[ack.outcome] = (state.outcomes[ack.outcome] || 0) + 1;
     state.inflight = null;
   }
   if (data.item !== state.shownItem) {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
-import statistics
 from collections import defaultdict
 
 import pandas as pd
@@ -12,27 +10,34 @@ from pydantic import ValidationError
 
 from generator.agreement import agreement, votes_by_item
 from generator.evaluation.report import EvalReport
-from generator.schema import CandidateStatus
+from generator.schema import CandidateStatus, Gap
+from generator.throughput import TimedDecision
+from generator.throughput import throughput as rated
 from review_ui.resources import store
 from review_ui.signin import signed_in_reviewer
 
-HUMAN = {"accept", "edit", "reject"}
+
+def gap_names(run_id: str) -> list[tuple[Gap, str]]:
+    """Each gap with the name the Overview shows: its label, with its id where labels repeat."""
+    gaps = store().gaps(run_id)
+    labels = [g.label for g in gaps]
+    return [(g, g.label if labels.count(g.label) <= 1 else f"{g.label} ({g.id})") for g in gaps]
 
 
 def funnel(run_id: str) -> pd.DataFrame:
     """One row per gap, by its name (its id where names repeat), the gaps that still need the
     most first: what the run's deficit is, after what reviewers accepted."""
     counts = store().counts(run_id)
-    gaps = {g.id: g for g in store().gaps(run_id)}
-    labels = [g.label for g in gaps.values()]
+    named = gap_names(run_id)
+    gaps = {g.id: g for g, _ in named}
+    names = {g.id: name or g.id for g, name in named}
     rows: list[dict[str, str | int]] = []
     for gap_id in set(counts) | set(gaps):
         by, gap = counts.get(gap_id, {}), gaps.get(gap_id)
         accepted, rejected = by.get("accepted", 0), by.get("rejected", 0)
-        name = gap.label if gap is not None and gap.label else gap_id
         rows.append(
             {
-                "gap": name if labels.count(name) <= 1 else f"{name} ({gap_id})",
+                "gap": names.get(gap_id, gap_id),
                 "generated": sum(by.values()),
                 "auto_rejected": by.get("auto_rejected", 0),
                 "pending": by.get("pending", 0),
@@ -46,26 +51,32 @@ def funnel(run_id: str) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index("gap") if rows else pd.DataFrame()
 
 
-def throughput(run_id: str) -> pd.DataFrame:
-    times: dict[str, list[float]] = defaultdict(list)
-    for logged in store().decisions(run_id):
-        if logged.decision.verdict in HUMAN:
-            times[logged.decision.reviewer].append(logged.decision.decided_at.timestamp())
-    rows = []
-    for reviewer, stamps in sorted(times.items()):
-        stamps.sort()
-        # Pauses over 10 minutes are breaks, not time spent on an item.
-        steps = [b - a for a, b in itertools.pairwise(stamps) if b - a < 600]
-        median = statistics.median(steps) if steps else None
-        rows.append(
-            {
-                "reviewer": reviewer,
-                "decisions": len(stamps),
-                "median s/item": round(median, 1) if median else None,
-                "items/hour": round(3600 / median) if median else None,
-            }
+def throughput(run_id: str, labels: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Reviewer throughput per reviewer and per gap (named as in the funnel)."""
+    timed = [
+        TimedDecision(
+            d.decision.reviewer,
+            d.decision.verdict,
+            d.decision.gap_id,
+            d.decision.decided_at.timestamp(),
         )
-    return pd.DataFrame(rows)
+        for d in store().decisions(run_id)
+    ]
+
+    def table(by: str, column: str) -> pd.DataFrame:
+        return pd.DataFrame(
+            [
+                {
+                    column: labels.get(row.key, row.key) if by == "gap" else row.key,
+                    "decisions": row.decisions,
+                    "median s/item": round(row.median_seconds, 1) if row.median_seconds else None,
+                    "items/hour": row.per_hour,
+                }
+                for row in rated(timed, by)
+            ]
+        )
+
+    return table("reviewer", "reviewer"), table("gap", "gap")
 
 
 def reviewer_agreement(run_id: str) -> None:
@@ -162,11 +173,17 @@ def page() -> None:
         return
     st.subheader("Accepted vs target per gap")
     # In the table's order (most still needed first), not alphabetically by name.
-    st.bar_chart(table[["accepted", "target"]], stack=False, sort=False)
+    st.bar_chart(table[["accepted", "target"]], stack=False, sort=False, horizontal=True)
     st.subheader("Funnel: generated → auto-rejected → reviewed → accepted")
     st.dataframe(table)
-    st.subheader("Reviewers")
-    st.dataframe(throughput(run_id), hide_index=True)
+    st.subheader("Reviewer throughput")
+    labels = {g.id: name for g, name in gap_names(run_id)}
+    per_reviewer, per_gap = throughput(run_id, labels)
+    left, right = st.columns(2)
+    left.caption("Per reviewer")
+    left.dataframe(per_reviewer, hide_index=True)
+    right.caption("Per gap: how fast each gap's items are decided")
+    right.dataframe(per_gap, hide_index=True)
     st.subheader("Agreement between reviewers")
     reviewer_agreement(run_id)
     st.subheader("Latest eval report")

@@ -76,6 +76,7 @@ def report(outcome: Outcome) -> None:
 
 def refuse(message: str) -> None:
     st.session_state["flash"] = (False, message)
+    st.session_state["refused"] = True
 
 
 def shown_item(session: ReviewSession) -> str | None:
@@ -92,7 +93,10 @@ def act(action: str, item_id: str | None, *args: object) -> None:
         return
     if action == "accept" and st.session_state.get("pii-cleared"):
         args = (True,)
-    report(getattr(session, action)(*args))
+    outcome: Outcome = getattr(session, action)(*args)
+    report(outcome)
+    if not outcome.ok:
+        st.session_state["refused"] = True
 
 
 def set_mode(mode: str) -> None:
@@ -121,7 +125,10 @@ def on_key() -> None:
     seen: keys.SeenPresses = st.session_state.setdefault("keys-seen", keys.SeenPresses())
     if press is None or not seen.first_time(press):
         return
-    apply_press(press)
+    st.session_state["refused"] = False
+    apply_press(press)  # does nothing for a visitor no longer signed in: the sign-in shows
+    applied = st.session_state.get("refused") is False and "review_session" in st.session_state
+    seen.outcome = "applied" if applied else "refused"
 
 
 @for_the_signed_in
