@@ -76,6 +76,13 @@ class Settings(BaseSettings):
     lease_seconds: int = Field(
         default=300, ge=5, le=86_400, description="How long a reviewer holds a claimed item."
     )
+    ui_session_hours: float = Field(
+        default=12,
+        ge=0,
+        le=24 * 30,
+        description="How long a token sign-in to the review UI lasts across page reloads (a "
+        "signed cookie); 0: every reload asks for the token again.",
+    )
     generate_batch_size: int = Field(
         default=64, ge=1, le=4096, description="Generation tasks per job (one backend call)."
     )

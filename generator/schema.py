@@ -294,7 +294,9 @@ class SamplingParams(BaseModel):
 PREFERENCE_PAIR_TAG = "preference_pair"
 PII_CLEARED_TAG = "pii_cleared"
 
-Verdict = Literal["accept", "reject", "edit", "skip", "undo", "reopen", "bulk_reject"]
+# adjudicate: an admin settles an item whose overlap votes split; its reason tag is the outcome
+# (accept or reject).
+Verdict = Literal["accept", "reject", "edit", "skip", "undo", "reopen", "bulk_reject", "adjudicate"]
 
 
 class TaskStage(StrEnum):

@@ -18,7 +18,7 @@ import streamlit as st
 
 from generator.connection import store_away
 from review_ui.resources import STORE_AWAY_MESSAGE, incident_message, log_incident, store
-from review_ui.signin import current_reviewer, sign_out
+from review_ui.signin import current_reviewer, session_cookie, sign_out
 
 LOGGER = logging.getLogger(__name__)
 RETRY_SECONDS = 2.0
@@ -45,6 +45,7 @@ def main() -> None:
     st.set_page_config(page_title="gapfill review", page_icon="🗂️", layout="wide")
     st.html(STYLE)
     visitor = current_reviewer()
+    session_cookie()
     if visitor is None:
         return
     st.session_state["reviewer_id"] = visitor.name
@@ -62,6 +63,7 @@ def main() -> None:
         pages += [
             st.Page(PAGES / "export.py", title="Export", url_path="export"),
             st.Page(PAGES / "reviewers.py", title="Reviewers", url_path="reviewers"),
+            st.Page(PAGES / "adjudicate.py", title="Adjudicate", url_path="adjudicate"),
         ]
     st.navigation(pages).run()
 

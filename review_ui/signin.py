@@ -5,6 +5,7 @@ Modes (``GAPFILL_UI_AUTH``, set by ``gapfill ui``):
   admitted only with a verified e-mail on the allow-list (``oidc_allowed_emails``/``_domains``);
   the reviewer id is that e-mail, the role the one ``reviewers.json`` gives it (else reviewer);
 - ``tokens`` (default): a reviewer token created by ``gapfill reviewer add NAME`` (stored hashed);
+  the sign-in lasts across reloads through a signed, expiring cookie (``ui_sessions``);
 - ``local``: the explicit single-user mode of the demo, on loopback only: the OS user name, as
   admin, with no sign-in.
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import getpass
+import hmac
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,12 +26,18 @@ from typing import ParamSpec
 
 import streamlit as st
 
-from generator import reviewers
+from generator import reviewers, ui_sessions
 from generator.access import NotAllowedError, OidcPolicy
 from generator.connection import store_away
 from generator.errors import ConfigError
 from generator.reviewers import Role
-from review_ui.resources import STORE_AWAY_MESSAGE, incident_message, log_incident, settings
+from review_ui.resources import (
+    STORE_AWAY_MESSAGE,
+    incident_message,
+    log_incident,
+    settings,
+    store,
+)
 
 P = ParamSpec("P")
 
@@ -71,9 +79,14 @@ def visitor() -> Visitor | None:
             return _oidc_visitor()
         except NotAllowedError:
             return None
+    if not st.session_state.get("reviewer") and not st.session_state.get("signed-out"):
+        _restore_from_cookie()
     name, signed_in_hash = st.session_state.get("reviewer"), st.session_state.get("token_hash")
     if not name or not signed_in_hash:
         return None
+    claim: ui_sessions.SessionClaim | None = st.session_state.get("session-claim")
+    if claim is not None and store().signed_out(claim.session):
+        return None  # signed out in another tab of the same session
     role = reviewers.role_now(settings().data_dir, str(name), str(signed_in_hash))
     return Visitor(str(name), role) if role is not None else None
 
@@ -157,6 +170,8 @@ def _token_sign_in() -> None:
                 name, entry = found
                 st.session_state["reviewer"] = name
                 st.session_state["token_hash"] = entry.hash
+                st.session_state.pop("signed-out", None)
+                _issue_cookie(name, entry.hash)
                 st.rerun()
 
 
@@ -217,15 +232,70 @@ def is_admin() -> bool:
 
 
 def end_session(logout: bool = False) -> None:
-    """Forget the signed-in visitor and give back the items their queue holds."""
+    """Forget the signed-in visitor and give back the items their queue holds; a session
+    cookie is deleted (and refused from now on, wherever a copy of it is)."""
     session = st.session_state.pop("review_session", None)
     if session is not None:
         session.close()
     for key in ("reviewer", "token_hash", "reviewer_id"):
         st.session_state.pop(key, None)
+    claim: ui_sessions.SessionClaim | None = st.session_state.pop("session-claim", None)
+    if claim is not None:
+        store().sign_out_session(claim.session, claim.seconds_left())
+    st.session_state.pop("cookie-set", None)
+    st.session_state["signed-out"] = True  # this tab does not sign in again from its cookie
     if logout:
         st.logout()
 
 
 def sign_out() -> None:
     end_session(logout=auth_mode() == "oidc")
+
+
+# -- sessions across reloads -----------------------------------------------------------------
+
+
+def _issue_cookie(name: str, token_hash: str) -> None:
+    hours = settings().ui_session_hours
+    if hours <= 0:
+        return
+    key = ui_sessions.signing_key(settings().data_dir)
+    value = ui_sessions.issue(key, name, token_hash, hours)
+    st.session_state["cookie-set"] = value
+    st.session_state["session-claim"] = ui_sessions.verify(key, value)
+
+
+def _restore_from_cookie() -> None:
+    """Sign in from the session cookie the browser sent with this tab's connection, if it is
+    well signed, unexpired, not signed out, and its token is still the reviewer's."""
+    if settings().ui_session_hours <= 0:
+        return
+    key = ui_sessions.signing_key(settings().data_dir)
+    claim = ui_sessions.verify(key, st.context.cookies.get(ui_sessions.COOKIE))
+    if claim is None or store().signed_out(claim.session):
+        return
+    entry = reviewers.load(settings().data_dir).get(claim.name)
+    if entry is None or not hmac.compare_digest(
+        ui_sessions.token_binding(entry.hash), claim.binding
+    ):
+        return
+    st.session_state["reviewer"] = claim.name
+    st.session_state["token_hash"] = entry.hash
+    st.session_state["session-claim"] = claim
+
+
+def session_cookie() -> None:
+    """Keep the browser's cookie in step with this tab: store a new one after a token sign-in,
+    delete it after a sign-out (or a token that no longer signs in)."""
+    if auth_mode() != "tokens":
+        return
+    from review_ui.widgets import session_cookie as cookie_widget
+
+    value = st.session_state.get("cookie-set")
+    claim: ui_sessions.SessionClaim | None = st.session_state.get("session-claim")
+    if value and claim is not None:
+        with st.sidebar:
+            cookie_widget(ui_sessions.COOKIE, value, claim.seconds_left())
+    elif st.session_state.get("signed-out"):
+        with st.sidebar:
+            cookie_widget(ui_sessions.COOKIE, None, 0, clear=True)

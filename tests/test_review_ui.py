@@ -998,3 +998,113 @@ def test_the_desk_shows_each_flag_with_its_evidence_and_the_gap_and_clips_nothin
     idle(page)
     shot(page, f"overview-{width}.png")
     assert page.evaluate(CLIPPED) == [], "clipped on the Overview"
+
+
+# -- sessions across reloads ------------------------------------------------------------------
+
+
+def sign_in(page, served: str, token: str) -> None:  # type: ignore[no-untyped-def]
+    page.goto(served)
+    page.get_by_label("Reviewer token").fill(token)
+    page.get_by_role("button", name="Sign in").click()
+
+
+def asks_for_the_token(page) -> bool:  # type: ignore[no-untyped-def]
+    page.get_by_label("Reviewer token").wait_for(timeout=20_000)
+    idle(page)
+    return not ITEM.search(page.inner_text("body"))
+
+
+@pytest.mark.parametrize("served", ["--no-local"], indirect=True)
+def test_a_token_sign_in_lasts_across_a_reload_until_sign_out_or_a_new_token(
+    tokens: dict[str, str], ui_store: Store, ui_env: dict[str, str], browser, served: str
+) -> None:  # type: ignore[no-untyped-def]
+    items = real_candidates(4)
+    ui_store.put_many(items)
+    context = browser.new_context()
+    page = context.new_page()
+    sign_in(page, served, tokens["alice"])
+    assert shown_item(page) == items[0].id
+    idle(page)
+    page.reload()
+    assert shown_item(page) == items[0].id, "still signed in after a reload"
+    [cookie] = [c for c in context.cookies() if c["name"] == "gapfill_session"]
+    assert (
+        cookie["sameSite"] == "Strict" and 11 * 3600 < cookie["expires"] - time.time() <= 12 * 3600
+    )
+    assert (
+        tokens["alice"] not in cookie["value"]
+        and reviewers.token_hash(tokens["alice"]) not in (cookie["value"])
+    )
+    # A tampered cookie signs nobody in.
+    forged = browser.new_context()
+    forged.add_cookies([{**cookie, "value": cookie["value"][:-3] + "AAA"}])
+    assert asks_for_the_token(_goto(forged, served))
+    # Sign-out: the cookie is deleted, and a copy of it no longer signs in.
+    page.get_by_role("button", name="Sign out").click()
+    assert asks_for_the_token(page)
+    page.reload()
+    assert asks_for_the_token(page)
+    replay = browser.new_context()
+    replay.add_cookies([cookie])
+    assert asks_for_the_token(_goto(replay, served)), "a signed-out session's cookie, replayed"
+    # A new token for alice ends the session her old token opened, on the next reload.
+    sign_in(page, served, tokens["alice"])
+    shown_item(page)
+    idle(page)
+    reviewers.add(Path(ui_env["GAPFILL_DATA_DIR"]), "alice")
+    page.reload()
+    assert asks_for_the_token(page)
+    assert ui_store.decisions("ui-run") == []
+
+
+def _goto(context, served: str):  # type: ignore[no-untyped-def]
+    page = context.new_page()
+    page.goto(served)
+    return page
+
+
+# -- adjudication of split votes --------------------------------------------------------------
+
+
+def test_an_admin_sees_the_split_votes_and_settles_the_item(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    from generator.schema import RunConfig
+
+    ui_store.save_run(
+        RunConfig.model_validate({"run_id": "ui-run", "review": {"reviewers_per_item": 2}})
+    )
+    [item] = real_candidates(1)
+    ui_store.put(item)
+    for reviewer, verdict in (("bob", "accept"), ("carol", "reject")):
+        lease = ui_store.claim(reviewer, "ui-run")
+        assert lease is not None
+        ui_store.decide(lease.item_id, reviewer, verdict, lease.version)  # type: ignore[arg-type]
+    assert ui_store.get(item.id).status is CandidateStatus.REJECTED, "the tie rejected it"
+    at = app_test("local").run()
+    at.switch_page("views/adjudicate.py").run()
+    assert not at.exception
+    votes = at.dataframe[0].value
+    assert sorted(map(tuple, votes[["reviewer", "vote"]].values.tolist())) == [
+        ("bob", "accept"),
+        ("carol", "reject"),
+    ]
+    at.text_input(key=f"note-{item.id}").input("bob is right")
+    at.button(key="adj-a").click().run()
+    assert not at.exception
+    assert ui_store.get(item.id).status is CandidateStatus.ACCEPTED
+    last = ui_store.decisions("ui-run")[-1].decision
+    assert (last.verdict, last.reason_tags, last.note) == ("adjudicate", ["accept"], "bob is right")
+    assert last.reviewer.startswith("local:")
+    assert any("No split votes waiting" in i.value for i in at.info)
+
+
+def test_a_reviewer_cannot_adjudicate(ui_env: dict[str, str], ui_store: Store) -> None:
+    token = reviewers.add(Path(ui_env["GAPFILL_DATA_DIR"]), "bob")
+    ui_store.put_many(real_candidates(1))
+    at = signed_in(token)
+    assert not_in_navigation(at, "views/adjudicate.py")
+    direct = run_page_directly("adjudicate.py", "bob", token)
+    assert any("for admins only" in e.value for e in direct.error)
+    assert not direct.button and not direct.dataframe

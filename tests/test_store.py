@@ -561,6 +561,39 @@ def test_a_split_vote_rejects_and_unanimous_needs_every_accept(store: Store) -> 
     assert store.get(candidate(3).id).status is ACCEPTED
 
 
+def test_an_admin_settles_split_votes_once_and_the_log_says_who(store: Store) -> None:
+    from generator.export.selection import Selection
+    from generator.schema import CandidateKind
+
+    overlap_run(store, k=2)
+    split, agreed = candidate(1), candidate(2)
+    store.put_many([split, agreed])
+    for reviewer, verdicts in (("alice", ("accept", "accept")), ("bob", ("reject", "accept"))):
+        for verdict in verdicts:
+            vote(store, reviewer, verdict)
+    assert store.get(split.id).status is REJECTED, "a tie rejects"
+    assert store.split_votes("run-1") == [split.id], "the agreed item needs no adjudication"
+    with pytest.raises(InvalidTransitionError, match="did not split"):
+        store.adjudicate(agreed.id, "root", accept=False)
+    store.adjudicate(split.id, "root", accept=True, note="the answer is right")
+    settled = store.get(split.id)
+    assert settled.status is ACCEPTED and store.split_votes("run-1") == []
+    last = store.decisions("run-1")[-1].decision
+    assert (last.verdict, last.reviewer, last.reason_tags, last.note) == (
+        "adjudicate",
+        "root",
+        ["accept"],
+        "the answer is right",
+    )
+    with pytest.raises(InvalidTransitionError, match="adjudicated by root"):
+        store.adjudicate(split.id, "root", accept=False)
+    approved = {a.id: a.reviewers for a in Selection(store, ["run-1"], CandidateKind.SFT)}
+    assert approved[split.id] == ["alice", "root"], "the voter who accepted, and the admin"
+    store.put(candidate(3))
+    with pytest.raises(InvalidTransitionError, match="pending"):
+        store.adjudicate(candidate(3).id, "root", accept=True)
+
+
 def test_a_vote_leaves_another_reviewers_lease_valid(store: Store) -> None:
     overlap_run(store, k=2)
     store.put(candidate(1))

@@ -24,7 +24,7 @@ from generator.schema import (
 from generator.screening import PII_FILTER, original_flag, pii_score_is_current
 from generator.store import Store
 
-HUMAN_VERDICTS = {"accept", "edit", "reject", "bulk_reject"}
+HUMAN_VERDICTS = {"accept", "edit", "reject", "bulk_reject", "adjudicate"}
 _CHUNK = 5000
 
 
@@ -62,7 +62,13 @@ def standing_decisions(decisions: Iterable[DecisionRecord]) -> dict[str, list[De
 
 
 def _accepting(decisions: Iterable[DecisionRecord]) -> list[DecisionRecord]:
-    return [d for d in decisions if d.verdict in ("accept", "edit")]
+    """The decisions that accepted: votes, edits, and an admin's adjudication to accept."""
+    return [
+        d
+        for d in decisions
+        if d.verdict in ("accept", "edit")
+        or (d.verdict == "adjudicate" and "accept" in d.reason_tags)
+    ]
 
 
 def _wanted(

@@ -25,6 +25,7 @@ _WITH_COMMON = {
     "decide",
     "undo",
     "bulk",
+    "adjudicate",
     "expire_leases",
     "queue_figures",
 }
@@ -98,7 +99,9 @@ class StoreBase:
         if code == "NOT_YOURS":
             return LeaseError(f"item {item_id} was decided by {detail!r}, not {reviewer}")
         if code == "EXPORTED":
-            return InvalidTransitionError(f"item {item_id} was exported ({detail}); not undone")
+            return InvalidTransitionError(f"item {item_id} was exported ({detail}); not changed")
+        if code == "NOT_SPLIT":
+            return InvalidTransitionError(f"item {item_id}: its votes did not split")
         if code == "LEASE_EXPIRED":
             return LeaseError(
                 f"{reviewer}'s lease on item {item_id} expired; it went back to the queue"

@@ -24,7 +24,8 @@ item:<id>                      hash    data (the candidate JSON without the fiel
                                        status, version, run, gap, priority, lease_owner,
                                        lease_expires (ms, server clock), lease_seq (the order
                                        of leases taken in the run), edited (payload JSON),
-                                       edited_by, decided_by, exported (the export that took it)
+                                       edited_by, decided_by, adjudicated_by (the admin who
+                                       settled split votes), exported (the export that took it)
 item:<id>:votes                hash    reviewer -> accept|reject, for runs with overlap (k > 1)
 runs                           set     run ids (of items, tasks, configs and gaps)
 run:<run>:config               string  the RunConfig JSON
@@ -51,6 +52,8 @@ exports                        list    one JSON record per export (newest last)
 tokens:<fingerprint>           hash    conversation key -> token count, under one tokenizer
 blob:<sha256>                  hash    a content-addressed file (a run's input): chunks, bytes,
                                        and fields 0..chunks-1, its zlib-compressed content
+signed-out:<session>           string  a review UI session signed out: its cookie no longer
+                                       signs anyone in (expires when the cookie would)
 """
 
 
@@ -116,6 +119,10 @@ class Keys:
     def blob(self, sha256: str) -> str:
         """A run input's content, by its SHA-256 (see ``store.blobs``)."""
         return f"{self.prefix}:blob:{sha256}"
+
+    def signed_out(self, session_id: str) -> str:
+        """A review UI session signed out (see ``generator.ui_sessions``)."""
+        return f"{self.prefix}:signed-out:{session_id}"
 
     def run(self, run_id: str, suffix: str) -> str:
         """``P:run:<run>:<suffix>``: one of the run's keys, e.g. ``run(r, "pending")``."""

@@ -323,9 +323,43 @@ class ReviewMixin(ItemsMixin):
             reason_tags=reason_tags,
         )
 
+    def adjudicate(self, item_id: str, admin: str, accept: bool, note: str = "") -> LoggedDecision:
+        """An admin settles an item whose overlap votes split (an accept and a reject at least),
+        once: accepted or rejected, whatever the overlap rule made of the votes. Refused for an
+        item whose votes agree, that is still pending, already adjudicated, or exported."""
+        outcome = "accept" if accept else "reject"
+        return self._logged_action(
+            "adjudicate",
+            item_id,
+            admin,
+            "adjudicate",
+            to="accepted" if accept else "rejected",
+            note=note,
+            reason_tags=[outcome],
+        )
+
+    def split_votes(self, run_id: str) -> list[str]:
+        """Items of a run settled by split overlap votes and not yet adjudicated, oldest id
+        order. Reads every settled item's votes: an admin's page, not a hot path."""
+        ids = sorted(
+            item_id
+            for status in (CandidateStatus.ACCEPTED, CandidateStatus.REJECTED)
+            for item_id in self.ids(run_id, status)
+        )
+        with self.redis.pipeline(transaction=False) as pipe:
+            for item_id in ids:
+                pipe.hvals(self.keys.votes(item_id))
+                pipe.hget(self.keys.item(item_id), "adjudicated_by")
+            replies = pipe.execute()
+        return [
+            item_id
+            for item_id, votes, adjudicated in zip(ids, replies[::2], replies[1::2], strict=True)
+            if {"accept", "reject"} <= set(votes) and not adjudicated
+        ]
+
     def _logged_action(
         self,
-        script: Literal["undo", "bulk"],
+        script: Literal["undo", "bulk", "adjudicate"],
         item_id: str,
         reviewer: str,
         verdict: Verdict,
@@ -378,6 +412,14 @@ class ReviewMixin(ItemsMixin):
                 keys=[self.keys.run(run_id, "leased")], args=[self.keys.prefix]
             )
         )
+
+    def sign_out_session(self, session_id: str, seconds_left: int) -> None:
+        """Refuse a review UI session's cookie from now on (until it would have expired)."""
+        if seconds_left > 0:
+            self.redis.set(self.keys.signed_out(session_id), "1", ex=seconds_left)
+
+    def signed_out(self, session_id: str) -> bool:
+        return bool(self.redis.exists(self.keys.signed_out(session_id)))
 
     def votes(self, item_id: str) -> dict[str, str]:
         """Under overlap: each reviewer's vote (accept or reject) on the item so far."""
