@@ -1,14 +1,13 @@
 """gapfill's review UI: ``gapfill ui`` runs ``streamlit run review_ui/app.py``.
 
-Candidate text is untrusted model output: every page shows it as plain text (``st.text``), never
-as HTML or Markdown, so no script runs, no link is clickable and no image is fetched.
+Candidate text is untrusted model output: every page shows it as text (``st.text``, ``st.code``,
+the marked-text component), never as HTML or Markdown, so no script runs, no link is clickable
+and no image is fetched. Failures show a message, never a traceback (``failures``).
 """
 
 from __future__ import annotations
 
-import logging
 import sys
-import time
 from pathlib import Path
 
 # `streamlit run` puts this file's directory on sys.path, not the project root.
@@ -16,12 +15,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import streamlit as st
 
-from generator.connection import store_away
-from review_ui.resources import STORE_AWAY_MESSAGE, incident_message, log_incident, store
+from review_ui.failures import guarded
+from review_ui.resources import store
 from review_ui.signin import current_reviewer, session_cookie, sign_out
-
-LOGGER = logging.getLogger(__name__)
-RETRY_SECONDS = 2.0
 
 # Never a folder named "pages/": Streamlit serves the files in one directly, past this sign-in.
 PAGES = Path(__file__).parent / "views"
@@ -68,27 +64,4 @@ def main() -> None:
     st.navigation(pages).run()
 
 
-def while_store_away(error: Exception) -> None:
-    """The store is restarting or unreachable: say so and try again shortly, never a traceback.
-    The cached client is dropped, so a bundled server that came back elsewhere is found."""
-    LOGGER.warning("%s: %s", STORE_AWAY_MESSAGE, error)
-    st.warning(f"{STORE_AWAY_MESSAGE}…", icon="⏳")
-    store.clear()
-    time.sleep(RETRY_SECONDS)
-    st.rerun()
-
-
-def unexpected(error: Exception) -> None:
-    """A bug, not the reviewer's doing: a short message with an id to quote, and the traceback
-    in the server's log under that id, never on the page (it can hold paths and data)."""
-    incident = log_incident(error)
-    st.error(incident_message(incident))
-
-
-try:
-    main()
-except Exception as error:  # st.rerun and st.stop are BaseExceptions: they pass through
-    if store_away(error):
-        while_store_away(error)
-    else:
-        unexpected(error)
+guarded(main)()

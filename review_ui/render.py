@@ -109,8 +109,7 @@ def gap_panel(gap_id: str, gaps: dict[str, Gap], accepted: int) -> None:
     if found.examples:
         heading = "Prompts it must cover" if found.kind == "reference" else "Examples in it"
         st.markdown(f"**{heading}**")
-        for example in found.examples[:3]:
-            st.text(f"• {example}")
+        st.text("\n".join(f"• {example}" for example in found.examples[:3]))
     if found.nearest_existing:
         similarity = found.nearest_similarity
         shown = f" (cosine {similarity:.2f})" if similarity is not None else ""
@@ -197,3 +196,22 @@ def _masked_in_place(candidate: Candidate) -> None:
         marked_text(
             excerpts(masked_spans(screened_text(candidate), spans)), key=f"pii-{candidate.id}"
         )
+
+
+# -- provenance -------------------------------------------------------------------------------
+
+
+def provenance(candidate: Candidate) -> None:
+    """How the item was made, on one line; the whole record only when asked for (a JSON tree
+    on every item cost the browser a fifth of each decision)."""
+    made = candidate.provenance
+    parts = [
+        f"{made.source}",
+        f"backend {made.backend}" if made.backend else "",
+        f"model {made.model}" if made.model else "",
+        f"template {made.template_name}" if made.template_name else "",
+        f"finish {made.finish_reason}" if made.finish_reason else "",
+    ]
+    st.text("Provenance: " + " · ".join(p for p in parts if p))
+    if st.toggle("Whole provenance record", key=f"provenance-{candidate.id}"):
+        st.json(made.model_dump(mode="json", exclude={"rendered_prompt"}))

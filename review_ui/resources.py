@@ -13,7 +13,7 @@ from generator.embeddings import Embedder
 from generator.factories import make_embedder
 from generator.run_inputs import InputCache
 from generator.run_texts import RunTexts
-from generator.schema import RunConfig
+from generator.schema import Gap, RunConfig
 from generator.store import Store
 
 STORE_AWAY_MESSAGE = "store unavailable, retrying"
@@ -64,3 +64,28 @@ def _run_texts(run_id: str, config_json: str, client_id: int) -> RunTexts:
 def run_texts(config: RunConfig) -> RunTexts:
     """The texts behind a run's evidence ids, read once per server and run settings."""
     return _run_texts(config.run_id, config.model_dump_json(), id(store()))
+
+
+# A run's gaps and settings change when a campaign is set up, not while it is reviewed: read
+# them at most every few seconds, not on every key press (shared, never modified).
+RUN_RECORD_TTL = 10
+
+
+@st.cache_resource(ttl=RUN_RECORD_TTL, show_spinner=False, max_entries=64)
+def _run_gaps(prefix: str, run_id: str, client_id: int) -> dict[str, Gap]:
+    return {gap.id: gap for gap in store().gaps(run_id)}
+
+
+def run_gaps(run_id: str) -> dict[str, Gap]:
+    """The run's gaps by id (at most RUN_RECORD_TTL seconds old)."""
+    return _run_gaps(store().keys.prefix, run_id, id(store()))
+
+
+@st.cache_resource(ttl=RUN_RECORD_TTL, show_spinner=False, max_entries=64)
+def _run_config(prefix: str, run_id: str, client_id: int) -> RunConfig | None:
+    return store().get_run(run_id)
+
+
+def run_config(run_id: str) -> RunConfig | None:
+    """The run's stored settings (at most RUN_RECORD_TTL seconds old)."""
+    return _run_config(store().keys.prefix, run_id, id(store()))

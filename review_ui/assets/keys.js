@@ -9,8 +9,15 @@
 // server applies it only to that item, once per sequence number (review_ui/keys.py).
 const SCROLL = { j: 1, ArrowDown: 1, k: -1, ArrowUp: -1 };
 const RESEND_MS = 3000;
+const HOSTLESS_MS = 5000;
+// A click (a button, the sign-in form) asks the server for a run, and the page hears that the
+// run started a moment later. A press sent in that moment would interrupt the run the click
+// started, and Streamlit would drop the click (seen: a sign-in lost to a key pressed at once).
+const SETTLE_MS = 400;
+let lastClick = 0;
 
 function scriptRunning() {
+  if (Date.now() - lastClick < SETTLE_MS) return true;
   const app = document.querySelector('[data-testid="stApp"]');
   return app !== null && app.getAttribute("data-test-script-state") === "running";
 }
@@ -39,15 +46,34 @@ function scrollPane(step, toTop = false) {
 function pump(state) {
   if (state.inflight !== null || state.queue.length === 0 || scriptRunning()) return;
   if (!hostShown(state)) {
-    state.queue = []; // the screen after that run takes no keys (another page)
+    // The next screen's keyboard may still be loading (its script loads after the run ends):
+    // hold the presses; only a screen that has had no keyboard for a while takes none.
+    state.idleSince = state.idleSince || Date.now();
+    if (Date.now() - state.idleSince > HOSTLESS_MS) state.queue = [];
     return;
   }
+  state.idleSince = 0;
   state.inflight = state.queue.shift();
   state.sentAt = Date.now();
   state.send("key", state.inflight);
 }
 
+// A form sent (the sign-in): its field gives up the focus, so the keys pressed while the next
+// screen is drawn reach the review keys, not a field that is about to disappear.
+function leaveSentForm(target) {
+  if (target && target.closest && target.closest('[data-testid="stForm"]')) {
+    setTimeout(() => {
+      const active = document.activeElement;
+      if (active && active.closest && active.closest('[data-testid="stForm"]')) active.blur();
+    }, 0);
+  }
+}
+
 function onKey(state, event) {
+  if (event.key === "Enter") {
+    lastClick = Date.now(); // submits a form or presses a button
+    leaveSentForm(event.target);
+  }
   if (event.ctrlKey || event.metaKey || event.altKey || event.isComposing) return;
   if (editable(event.target)) return;
   const key = event.key;
@@ -82,6 +108,12 @@ function create() {
     send: null,
   };
   document.addEventListener("keydown", (event) => onKey(state, event), true);
+  for (const type of ["click", "change", "submit"]) {
+    document.addEventListener(type, (event) => {
+      lastClick = Date.now();
+      if (type !== "change") leaveSentForm(event.target);
+    }, true);
+  }
   const app = document.querySelector('[data-testid="stApp"]');
   if (app !== null) {
     new MutationObserver(() => pump(state)).observe(app, {

@@ -19,9 +19,10 @@ from generator.errors import StoreError
 from generator.filters.settings import FilterSettings
 from generator.schema import Message, PreferenceExample, RunConfig, SFTExample
 from review_ui import keys, render
-from review_ui.resources import run_texts, store
+from review_ui.failures import guarded
+from review_ui.resources import run_config, run_gaps, run_texts, store
 from review_ui.session import REJECT_REASONS, Outcome, ReviewSession, edited_sft
-from review_ui.signin import for_the_signed_in, signed_in_reviewer
+from review_ui.signin import for_the_signed_in, signed_in_reviewer, visitor
 from review_ui.widgets import review_keys
 
 LOGGER = logging.getLogger(__name__)
@@ -68,8 +69,9 @@ def review_session(run_id: str, reviewer: str) -> ReviewSession:
 
 
 def report(outcome: Outcome) -> None:
-    # Done: a toast, which moves nothing on the page. Refused: a warning above the item.
-    st.session_state["toast" if outcome.ok else "flash"] = (outcome.ok, outcome.message)
+    # Done: said in the status line (a toast cost the browser more than the item did).
+    # Refused: a warning above the item.
+    st.session_state["last" if outcome.ok else "flash"] = (outcome.ok, outcome.message)
     st.session_state["mode"] = "view"
     st.session_state.pop("pii-cleared", None)  # a clearance is for one item only
 
@@ -313,22 +315,34 @@ def item_header(session: ReviewSession, run_id: str) -> None:
 
 
 def page() -> None:
-    reviewer = signed_in_reviewer()
+    signed_in_reviewer()
     run_id = st.session_state.get("run_id")
     if not run_id:
         st.info("No run to review yet: generate candidates first (gapfill generate).")
         return
+    desk(run_id)
+
+
+@st.fragment
+@guarded
+def desk(run_id: str) -> None:
+    """The item, its signals and the keys. A key press reruns this alone, not the sidebar and
+    the navigation around it: less for the server (one process for every reviewer) and the
+    browser to redo for each decision. The visitor is checked again on each of its runs."""
+    found = visitor()
+    if found is None or found.name != st.session_state.get("reviewer_id"):
+        st.rerun()  # the whole page: it shows the sign-in (and ends what the session held)
+    reviewer = found.name
     session = review_session(run_id, reviewer)
     flash = st.session_state.pop("flash", None)
     if flash is not None:
         ok, message = flash
         (st.success if ok else st.warning)(message)
-    toast = st.session_state.pop("toast", None)
-    if toast is not None:
-        st.toast(toast[1], icon=":material/check:")
     lease = session.refresh()
     waiting, leased = store().queue_figures(run_id)
-    st.caption(f"run {run_id} · {session.decided} decided this session · {waiting} waiting")
+    last = st.session_state.pop("last", None)
+    done = f" (last: {last[1]})" if last is not None else ""
+    st.caption(f"run {run_id} · {session.decided} decided this session{done} · {waiting} waiting")
     keymap()
     if lease is None:
         st.session_state["mode"] = "view"
@@ -339,9 +353,9 @@ def page() -> None:
         keyboard(session)
         return
     item = lease.item
-    gaps = {g.id: g for g in store().gaps(run_id)}
+    gaps = run_gaps(run_id)
     accepted = store().counts(run_id).get(item.gap_id, {}).get("accepted", 0)
-    config = store().get_run(run_id)
+    config = run_config(run_id)
     main, side = st.columns([3, 2])
     with main:
         render.gap_line(item.gap_id, gaps, accepted)
@@ -358,8 +372,7 @@ def page() -> None:
         render.signals(item, settings, texts)
         with st.container(border=True):
             render.gap_panel(item.gap_id, gaps, accepted)
-        with st.expander("Provenance"):
-            st.json(item.provenance.model_dump(mode="json", exclude={"rendered_prompt"}))
+        render.provenance(item)
     keyboard(session)
 
 
