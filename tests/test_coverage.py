@@ -42,6 +42,20 @@ def report(seed_tasks: list[SFTExample], reference_path: Path, embedder: Embedde
     return analyse("run-1", "seed_tasks.jsonl", seed_tasks, embedder, reference=reference)
 
 
+def test_each_reference_gap_names_the_existing_example_nearest_its_centroid(
+    report: GapReport, seed_tasks: list[SFTExample], embedder: Embedder
+) -> None:
+    import numpy as np
+
+    prompts = [example.prompt_text() for example in seed_tasks]
+    vectors = embedder.embed(prompts)
+    for gap in report.gaps:
+        centroid = np.asarray(report.centroids[gap.id], dtype=np.float32)
+        best = int(np.argmax(vectors @ centroid))
+        assert gap.nearest_existing == prompts[best], gap.id
+        assert gap.nearest_similarity == pytest.approx(float(vectors[best] @ centroid), abs=1e-3)
+
+
 def test_the_real_reference_set_has_uncovered_clusters_with_app_labels(report: GapReport) -> None:
     assert len(report.reference_coverage) == 252
     uncovered = [r for r in report.reference_coverage if not r.covered]
@@ -137,6 +151,10 @@ def test_examples_go_to_their_nearest_taxonomy_cell(tmp_path: Path, embedder: Em
     ]
     assert all(a.confidence >= taxonomy.threshold for a in report.assignments[:4])
     assert by_id["cooking"].target == 3  # share 0.5 of 5 examples, rounded up
+    # What the dataset already has nearest each cell: the reviewer's yardstick for the gap.
+    assert by_id["programming"].nearest_existing.startswith("How do I debug a segmentation")
+    assert by_id["travel"].nearest_existing.startswith("Which museums")
+    assert 0 < (by_id["travel"].nearest_similarity or 0) <= 1
     assert by_id["programming"].target == 4 and by_id["programming"].deficit == 3
     # No target given: an even part of what the others leave, and 3 + 4 leave none of 5.
     assert by_id["travel"].target == 0

@@ -1053,6 +1053,8 @@ def test_a_token_sign_in_lasts_across_a_reload_until_sign_out_or_a_new_token(
     shown_item(page)
     idle(page)
     reviewers.add(Path(ui_env["GAPFILL_DATA_DIR"]), "alice")
+    press(page, "a")  # the item area reruns on its own: it checks the token too
+    assert asks_for_the_token(page)
     page.reload()
     assert asks_for_the_token(page)
     assert ui_store.decisions("ui-run") == []
@@ -1108,3 +1110,90 @@ def test_a_reviewer_cannot_adjudicate(ui_env: dict[str, str], ui_store: Store) -
     direct = run_page_directly("adjudicate.py", "bob", token)
     assert any("for admins only" in e.value for e in direct.error)
     assert not direct.button and not direct.dataframe
+
+
+def test_the_judges_verdict_and_reason_are_shown_and_its_absence_is_said(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    from generator.schema import Score
+
+    judged, unjudged = real_candidates(2)
+    verdict = Score(
+        filter="judge",
+        value=2.3,
+        passed=False,
+        reason="judge score 2.3 of 5: invents a 1951 fairy tale that does not exist",
+        evidence={"judge_model": "smollm2", "helpfulness": 3, "correctness": 1, "safety": 3},
+    )
+    well_formed = Score(filter="malformed", value=1.0, passed=True, reason="well-formed")
+    ui_store.put_many(
+        [
+            judged.model_copy(update={"scores": {"judge": verdict}}),
+            unjudged.model_copy(update={"scores": {"malformed": well_formed}}),
+        ]
+    )
+    at = app_test("local").run()
+    assert not at.exception
+    assert any("invents a 1951 fairy tale" in t.value for t in at.text)
+    assert any("judge: flagged" in m.value and "correctness 1" in m.value for m in at.markdown)
+    at.button(key="key-s").click().run()  # the next item: no judge ran on it
+    assert any("No judge ran" in c.value for c in at.caption)
+
+
+def test_untrusted_text_stays_inert_in_a_pairs_diff_and_in_masked_evidence(
+    served: str, ui_store: Store, browser
+) -> None:  # type: ignore[no-untyped-def]
+    from tests.factories import pair
+
+    hostile = " ".join(XSS)
+    items = screen_all(
+        [
+            Candidate(
+                kind=CandidateKind.PREFERENCE,
+                payload=pair("Say it.", f"Chosen: {hostile}", f"Rejected: {hostile} <b>x</b>"),
+                run_id="ui-run",
+                status=CandidateStatus.PENDING,
+                priority=2.0,
+            ),
+            Candidate(
+                kind=CandidateKind.SFT,
+                payload=sft("Say it.", f"{hostile} Mail eve@example.org"),
+                run_id="ui-run",
+                status=CandidateStatus.PENDING,
+                priority=1.0,
+            ),
+        ]
+    )
+    ui_store.put_many(items)
+    page = browser.new_page()
+    dialogs: list[str] = []
+    outside: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.on(
+        "request",
+        lambda request: (
+            outside.append(request.url)
+            if not request.url.startswith((served, f"blob:{served}", "data:"))
+            else None
+        ),
+    )
+    page.goto(served)
+    assert shown_item(page) == items[0].id
+    page.get_by_text("What differs").wait_for()
+    diff = page.locator('[data-testid="marked-text"]').first
+    diff.wait_for()
+    assert "<script>alert('xss-script')</script>" in diff.inner_text(), "shown as text"
+    assert page.locator("mark.add").count() and page.locator("mark.del").count()
+    assert page.locator("mark.del").first.inner_text() == "Rejected", "words, not markup"
+    press(page, "s")
+    assert wait_for_next(page, items[0].id) == items[1].id
+    page.locator("mark.pii").first.wait_for()
+    marks = page.locator("mark.pii").all_inner_texts()
+    assert "[email: e" + "*" * 13 + "g]" in marks, marks  # eve@example.org
+    assert "[IP address: 1**********7]" in marks, marks  # the tracker's 198.51.100.7
+    evidence = page.locator('[data-testid="marked-text"]').last.inner_text()
+    assert "eve@example.org" not in evidence and "javascript:alert('xss-link')" in evidence
+    page.wait_for_timeout(500)
+    assert page.locator("a[href^='javascript']").count() == 0
+    assert page.locator("img[src*='198.51.100.7']").count() == 0
+    assert dialogs == [] and outside == []
