@@ -460,7 +460,7 @@ def shown_item(page) -> str:  # type: ignore[no-untyped-def]
 
 
 def idle(page) -> None:  # type: ignore[no-untyped-def]
-    """Wait until the app's script run is over: a key pressed mid-run may be dropped."""
+    """Wait until the app's script run is over (a screenshot or a DOM check sees the page whole)."""
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]')
 
 
@@ -492,8 +492,9 @@ def wait_for_next(page, previous: str, timeout: float = 15) -> str:  # type: ign
 def decide_by_key(page, keys: list[str], current: str, store: Store, before: int):  # type: ignore[no-untyped-def]
     """Press ``keys`` until the next item shows; (next item, times pressed again).
 
-    A key pressed while the page re-renders can be dropped (rarely); the reviewer presses again.
-    Only when the store holds no new decision, so none is ever doubled."""
+    Presses are never dropped (the keyboard tests check it); pressing again is for the restart
+    test, where a press made while the store is away is refused on the page. Only when the store
+    holds no new decision, so none is ever doubled."""
     for attempt in range(3):
         for key in keys:
             press(page, key)
@@ -582,29 +583,15 @@ def test_untrusted_candidate_text_stays_inert_in_the_browser(
 
 
 def _accept(page, current: str) -> str:  # type: ignore[no-untyped-def]
-    """Accept the shown item and return the next one's id. This test is about inert text, not
-    about keys: a key dropped while the page re-renders (a known flaw, timed by the keyboard
-    tests and bench/review_ui.py) is pressed once more instead of failing the test."""
+    """Accept the shown item and return the next one's id."""
     press(page, "a")
-    try:
-        return wait_for_next(page, current, timeout=8)
-    except AssertionError:
-        press(page, "a")
-        return wait_for_next(page, current)
+    return wait_for_next(page, current)
 
 
 def press_until_shown(page, key: str, text: str) -> None:  # type: ignore[no-untyped-def]
-    """Press ``key`` until ``text`` shows. A key pressed just after a page loads can be dropped
-    (the known flaw the keyboard tests time); pressing again is safe only where a dropped press
-    leaves no decision behind, which the caller's log assertion checks."""
-    for _ in range(2):
-        press(page, key)
-        try:
-            page.get_by_text(text).wait_for(timeout=8_000)
-            return
-        except Exception:  # still the same screen: the press was dropped
-            continue
-    page.get_by_text(text).wait_for(timeout=8_000)
+    """Press ``key`` once, then wait for ``text`` (a press is never dropped)."""
+    press(page, key)
+    page.get_by_text(text).wait_for(timeout=15_000)
 
 
 @pytest.fixture
