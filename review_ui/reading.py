@@ -75,11 +75,24 @@ def _flush(prose: list[str], found: list[Block]) -> None:
     prose.clear()
 
 
+# difflib's matching is quadratic in the worst case (measured: 3,000 words a side of a hostile,
+# repetitive pair took 4.5 s), and the page's server thread is every reviewer's: longer texts
+# are not compared word by word.
+MAX_DIFF_TOKENS = 2000
+
+
+class TooLongToDiff(ValueError):
+    """Either side has more than ``MAX_DIFF_TOKENS`` words and spaces."""
+
+
 def word_diff(before: str, after: str) -> list[tuple[str, Mark]]:
     """``before`` -> ``after`` as segments: unchanged text, deleted words (``del``) and added
     words (``add``), in reading order. Words and the spaces between them are the units, so a
-    changed word is shown whole, never a few changed letters."""
+    changed word is shown whole, never a few changed letters. TooLongToDiff beyond
+    ``MAX_DIFF_TOKENS`` a side."""
     old, new = _WORD.findall(before), _WORD.findall(after)
+    if max(len(old), len(new)) > MAX_DIFF_TOKENS:
+        raise TooLongToDiff(f"{max(len(old), len(new)):,} words and spaces")
     matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
     segments: list[tuple[str, Mark]] = []
     for tag, a0, a1, b0, b1 in matcher.get_opcodes():

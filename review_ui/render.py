@@ -18,7 +18,15 @@ from generator.filters.settings import FilterSettings
 from generator.run_texts import RunTexts
 from generator.schema import Candidate, Gap, Message, PreferenceExample, Score
 from review_ui import signals as signal_rules
-from review_ui.reading import blocks, changed_share, excerpts, masked_spans, word_diff
+from review_ui.reading import (
+    Mark,
+    TooLongToDiff,
+    blocks,
+    changed_share,
+    excerpts,
+    masked_spans,
+    word_diff,
+)
 from review_ui.widgets import marked_text
 
 PANE_HEIGHT = 430  # px: the item scrolls inside it, the action bar below stays on screen
@@ -64,12 +72,22 @@ def pair(item: PreferenceExample) -> None:
     with rejected:
         st.markdown("**Rejected** (proposed)")
         turns(item.rejected)
-    diff = word_diff(_answers(item.rejected), _answers(item.chosen))
+    try:
+        diff = _diff(_answers(item.rejected), _answers(item.chosen))
+    except TooLongToDiff as exc:
+        st.caption(f"Too long to compare word by word ({exc}): compare the answers above.")
+        return
     st.markdown(
         f"**What differs**, rejected → chosen · {changed_share(diff):.0%} changed · "
         ":red-background[removed] :green-background[added]"
     )
     marked_text(diff, key="pair-diff")
+
+
+@st.cache_data(max_entries=256, show_spinner=False)
+def _diff(before: str, after: str) -> list[tuple[str, Mark]]:
+    """The word diff of a pair, made once per server, not at every rerun of its page."""
+    return word_diff(before, after)
 
 
 def _answers(messages: list[Message]) -> str:
@@ -188,14 +206,21 @@ def _quoted(title: str, text: str | None) -> None:
 
 
 def _masked_in_place(candidate: Candidate) -> None:
-    from generator.screening import findings, screened_text
+    from generator.screening import screened_text
 
-    spans = [(value, f"[{kind}: {masked}]") for kind, value, masked in findings(candidate)]
     st.text("Where, masked:")
     with st.container(height=EVIDENCE_HEIGHT, border=True):
-        marked_text(
-            excerpts(masked_spans(screened_text(candidate), spans)), key=f"pii-{candidate.id}"
-        )
+        marked_text(_masked(candidate, screened_text(candidate)), key=f"pii-{candidate.id}")
+
+
+@st.cache_data(max_entries=256, show_spinner=False, hash_funcs={Candidate: lambda c: c.id})
+def _masked(candidate: Candidate, text: str) -> list[tuple[str, Mark]]:
+    """The findings of the screen, masked in place: made once per server for each content
+    (the screen of a long item takes a good part of a second)."""
+    from generator.screening import findings
+
+    spans = [(value, f"[{kind}: {masked}]") for kind, value, masked in findings(candidate)]
+    return excerpts(masked_spans(text, spans))
 
 
 # -- provenance -------------------------------------------------------------------------------

@@ -52,3 +52,20 @@ def test_excerpts_keep_the_marks_and_their_context_only() -> None:
     shown = excerpts(masked_spans(text, [("SECRET", "S**T")]), context=10)
     assert shown == [("…" + "a" * 10, ""), ("S**T", "pii"), ("b" * 10 + "…", "")]
     assert excerpts([("nothing marked", "")]) == []
+
+
+def test_texts_too_long_to_diff_quickly_are_refused_not_diffed() -> None:
+    import time
+
+    import pytest
+
+    from review_ui.reading import MAX_DIFF_TOKENS, TooLongToDiff
+
+    hostile = " ".join(["alpha", "beta"] * MAX_DIFF_TOKENS)  # repetitive: difflib's worst case
+    started = time.perf_counter()
+    with pytest.raises(TooLongToDiff, match="words and spaces"):
+        word_diff(hostile, hostile[::-1])
+    assert time.perf_counter() - started < 0.5
+    words = MAX_DIFF_TOKENS // 2  # words and the spaces between them: just under the limit
+    most = " ".join(["alpha", "beta"] * (words // 2))
+    assert changed_share(word_diff(most, most.replace("beta", "gamma", 3))) > 0
