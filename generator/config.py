@@ -81,7 +81,7 @@ class Settings(BaseSettings):
         ge=0,
         le=24 * 30,
         description="How long a token sign-in to the review UI lasts across page reloads (a "
-        "signed cookie); 0: every reload asks for the token again.",
+        "signed value in the browser's storage); 0: every reload asks for the token again.",
     )
     generate_batch_size: int = Field(
         default=64, ge=1, le=4096, description="Generation tasks per job (one backend call)."

@@ -1,16 +1,17 @@
-"""Review sessions that survive a page reload: a signed, expiring cookie for token sign-ins.
+"""Review sessions that survive a page reload: a signed, expiring session value for token
+sign-ins, which the browser keeps in its localStorage (per origin, port included).
 
-A reviewer who signed in with a token gets a cookie holding their name, a binding to that token
+A reviewer who signed in with a token gets a value holding their name, a binding to that token
 (not the token, nor its stored hash), a session id and an expiry, signed with HMAC-SHA256 under
-a key that never leaves the server (``DATA_DIR/ui-session.key``, 0600). A reload presents the
-cookie; it signs the reviewer in again only while all of these hold:
+a key that never leaves the server (``DATA_DIR/ui-session.key``, 0600). A reload offers the
+value back; it signs the reviewer in again only while all of these hold:
 
-- the signature is good and the cookie has not expired;
+- the signature is good and the value has not expired;
 - the reviewer still has the token it was issued for (a removed or replaced token ends it, as it
   ends a live session);
 - the session was not signed out (signed-out ids are kept in the store until they would expire).
 
-Who sees the errors: nobody. A cookie that fails any check is simply not a session.
+Who sees the errors: nobody. A value that fails any check is simply not a session.
 """
 
 from __future__ import annotations
@@ -27,9 +28,9 @@ from pathlib import Path
 
 from generator.redis_server import write_private
 
-COOKIE = "gapfill_session"
+STORAGE_NAME = "gapfill_session"
 KEY_FILE = "ui-session.key"
-MAX_COOKIE = 1024
+MAX_VALUE = 1024
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,8 @@ class SessionClaim:
 
 
 def token_binding(token_hash: str) -> str:
-    """What a cookie carries of the reviewer's token: enough to notice it was replaced, nothing
-    that signs anyone in (the stored hash is the token's verifier)."""
+    """What a session value carries of the reviewer's token: enough to notice it was replaced,
+    nothing that signs anyone in (the stored hash is the token's verifier)."""
     return hashlib.sha256(f"gapfill-session:{token_hash}".encode()).hexdigest()[:32]
 
 
@@ -72,7 +73,7 @@ def _unb64(text: str) -> bytes:
 
 
 def issue(key: bytes, name: str, token_hash: str, hours: float, now: float | None = None) -> str:
-    """A cookie value for ``name``, signed in with the token of ``token_hash``."""
+    """A session value for ``name``, signed in with the token of ``token_hash``."""
     claim = {
         "n": name,
         "b": token_binding(token_hash),
@@ -84,8 +85,8 @@ def issue(key: bytes, name: str, token_hash: str, hours: float, now: float | Non
 
 
 def verify(key: bytes, value: str | None, now: float | None = None) -> SessionClaim | None:
-    """The claim of a well-signed, unexpired cookie; None for anything else."""
-    if not value or len(value) > MAX_COOKIE or value.count(".") != 1:
+    """The claim of a well-signed, unexpired session value; None for anything else."""
+    if not isinstance(value, str) or len(value) > MAX_VALUE or value.count(".") != 1:
         return None
     body, signature = value.split(".")
     expected = _b64(hmac.new(key, body.encode(), hashlib.sha256).digest())

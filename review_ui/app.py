@@ -17,7 +17,7 @@ import streamlit as st
 
 from review_ui.failures import guarded
 from review_ui.resources import store
-from review_ui.signin import current_reviewer, session_cookie, sign_out
+from review_ui.signin import current_reviewer, flush_sign_outs, session_storage, sign_out
 
 # Never a folder named "pages/": Streamlit serves the files in one directly, past this sign-in.
 PAGES = Path(__file__).parent / "views"
@@ -40,8 +40,9 @@ STYLE = "<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem;}</style
 def main() -> None:
     st.set_page_config(page_title="gapfill review", page_icon="🗂️", layout="wide")
     st.html(STYLE)
+    flush_sign_outs()  # a sign-out the store could not take yet
     visitor = current_reviewer()
-    session_cookie()
+    session_storage(signed_in=visitor is not None)
     if visitor is None:
         return
     st.session_state["reviewer_id"] = visitor.name

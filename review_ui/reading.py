@@ -6,7 +6,6 @@ HTML or Markdown.
 
 from __future__ import annotations
 
-import difflib
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -75,10 +74,11 @@ def _flush(prose: list[str], found: list[Block]) -> None:
     prose.clear()
 
 
-# difflib's matching is quadratic in the worst case (measured: 3,000 words a side of a hostile,
-# repetitive pair took 4.5 s), and the page's server thread is every reviewer's: longer texts
-# are not compared word by word.
-MAX_DIFF_TOKENS = 2000
+# rapidfuzz's LCS is bit-parallel C++: 2,000 words a side of a hostile, repetitive pair take a
+# millisecond (difflib's matching took 85 s on such a pair: it is cubic on many short matches,
+# on the server thread every reviewer shares). Its traceback holds N*M bits: 8,000 a side is
+# 8 MB; longer answers are not compared word by word.
+MAX_DIFF_TOKENS = 8000
 
 
 class TooLongToDiff(ValueError):
@@ -90,19 +90,27 @@ def word_diff(before: str, after: str) -> list[tuple[str, Mark]]:
     words (``add``), in reading order. Words and the spaces between them are the units, so a
     changed word is shown whole, never a few changed letters. TooLongToDiff beyond
     ``MAX_DIFF_TOKENS`` a side."""
+    from rapidfuzz.distance import Indel
+
     old, new = _WORD.findall(before), _WORD.findall(after)
     if max(len(old), len(new)) > MAX_DIFF_TOKENS:
         raise TooLongToDiff(f"{max(len(old), len(new)):,} words and spaces")
-    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
     segments: list[tuple[str, Mark]] = []
-    for tag, a0, a1, b0, b1 in matcher.get_opcodes():
-        if tag == "equal":
-            _append(segments, "".join(old[a0:a1]), "")
-            continue
-        if tag in ("delete", "replace"):
-            _append(segments, "".join(old[a0:a1]), "del")
-        if tag in ("insert", "replace"):
-            _append(segments, "".join(new[b0:b1]), "add")
+    removed: list[str] = []
+    added: list[str] = []
+    for op in Indel.opcodes(old, new):
+        if op.tag == "equal":
+            # A changed stretch reads as what went, then what came.
+            _append(segments, "".join(removed), "del")
+            _append(segments, "".join(added), "add")
+            removed, added = [], []
+            _append(segments, "".join(old[op.src_start : op.src_end]), "")
+        elif op.tag == "delete":
+            removed += old[op.src_start : op.src_end]
+        else:
+            added += new[op.dest_start : op.dest_end]
+    _append(segments, "".join(removed), "del")
+    _append(segments, "".join(added), "add")
     return segments
 
 

@@ -5,7 +5,8 @@ Modes (``GAPFILL_UI_AUTH``, set by ``gapfill ui``):
   admitted only with a verified e-mail on the allow-list (``oidc_allowed_emails``/``_domains``);
   the reviewer id is that e-mail, the role the one ``reviewers.json`` gives it (else reviewer);
 - ``tokens`` (default): a reviewer token created by ``gapfill reviewer add NAME`` (stored hashed);
-  the sign-in lasts across reloads through a signed, expiring cookie (``ui_sessions``);
+  the sign-in lasts across reloads through a signed, expiring value in the browser's storage
+  (``ui_sessions``);
 - ``local``: the explicit single-user mode of the demo, on loopback only: the OS user name, as
   admin, with no sign-in.
 
@@ -79,8 +80,6 @@ def visitor() -> Visitor | None:
             return _oidc_visitor()
         except NotAllowedError:
             return None
-    if not st.session_state.get("reviewer") and not st.session_state.get("signed-out"):
-        _restore_from_cookie()
     name, signed_in_hash = st.session_state.get("reviewer"), st.session_state.get("token_hash")
     if not name or not signed_in_hash:
         return None
@@ -171,7 +170,7 @@ def _token_sign_in() -> None:
                 st.session_state["reviewer"] = name
                 st.session_state["token_hash"] = entry.hash
                 st.session_state.pop("signed-out", None)
-                _issue_cookie(name, entry.hash)
+                _issue_session(name, entry.hash)
                 st.rerun()
 
 
@@ -232,18 +231,17 @@ def is_admin() -> bool:
 
 
 def end_session(logout: bool = False) -> None:
-    """Forget the signed-in visitor and give back the items their queue holds; a session
-    cookie is deleted (and refused from now on, wherever a copy of it is)."""
+    """Forget the signed-in visitor in this tab at once, then give back the items their queue
+    holds and record the sign-out in the store, so a copy of the session's stored value signs
+    nobody in. The store's part, when the store is away, is done at the next run that finds it
+    (``flush_sign_outs``): the sign-out is never lost, and never a traceback."""
     session = st.session_state.pop("review_session", None)
-    if session is not None:
-        session.close()
-    for key in ("reviewer", "token_hash", "reviewer_id"):
-        st.session_state.pop(key, None)
     claim: ui_sessions.SessionClaim | None = st.session_state.pop("session-claim", None)
-    if claim is not None:
-        store().sign_out_session(claim.session, claim.seconds_left())
-    st.session_state.pop("cookie-set", None)
-    st.session_state["signed-out"] = True  # this tab does not sign in again from its cookie
+    for key in ("reviewer", "token_hash", "reviewer_id", "session-set"):
+        st.session_state.pop(key, None)
+    st.session_state["signed-out"] = True  # the browser's stored session is deleted, not offered
+    st.session_state.setdefault(PENDING_SIGN_OUTS, []).append((session, claim))
+    flush_sign_outs(raise_when_away=False)
     if logout:
         st.logout()
 
@@ -252,26 +250,55 @@ def sign_out() -> None:
     end_session(logout=auth_mode() == "oidc")
 
 
+PENDING_SIGN_OUTS = "pending-sign-outs"
+
+
+def flush_sign_outs(*, raise_when_away: bool = True) -> None:
+    """Do the store's part of this tab's sign-outs: release the ended session's leases and
+    refuse its stored value from now on. While the store is away they wait for the next run
+    (which, with ``raise_when_away``, says "store unavailable, retrying" until they are done)."""
+    pending: list[tuple[object, ui_sessions.SessionClaim | None]] = st.session_state.get(
+        PENDING_SIGN_OUTS, []
+    )
+    while pending:
+        session, claim = pending[0]
+        try:
+            if session is not None:
+                session.close()  # type: ignore[attr-defined]
+            if claim is not None:
+                store().sign_out_session(claim.session, claim.seconds_left())
+        except Exception as error:
+            if store_away(error):
+                if raise_when_away:
+                    raise
+                return
+            log_incident(error)  # a bug: logged, and it does not hold the sign-out back
+        pending.pop(0)
+
+
 # -- sessions across reloads -----------------------------------------------------------------
 
+SESSION_WIDGET = "session-store"
 
-def _issue_cookie(name: str, token_hash: str) -> None:
+
+def _issue_session(name: str, token_hash: str) -> None:
     hours = settings().ui_session_hours
     if hours <= 0:
         return
     key = ui_sessions.signing_key(settings().data_dir)
     value = ui_sessions.issue(key, name, token_hash, hours)
-    st.session_state["cookie-set"] = value
+    st.session_state["session-set"] = value
     st.session_state["session-claim"] = ui_sessions.verify(key, value)
 
 
-def _restore_from_cookie() -> None:
-    """Sign in from the session cookie the browser sent with this tab's connection, if it is
-    well signed, unexpired, not signed out, and its token is still the reviewer's."""
-    if settings().ui_session_hours <= 0:
+def _restore() -> None:
+    """The browser offered the session it keeps: sign in with it if it is well signed,
+    unexpired, not signed out, and its token is still the reviewer's; otherwise nothing."""
+    offered = (st.session_state.get(SESSION_WIDGET) or {}).get("restore")
+    if settings().ui_session_hours <= 0 or st.session_state.get("reviewer"):
         return
     key = ui_sessions.signing_key(settings().data_dir)
-    claim = ui_sessions.verify(key, st.context.cookies.get(ui_sessions.COOKIE))
+    claim = ui_sessions.verify(key, offered if isinstance(offered, str) else None)
     if claim is None or store().signed_out(claim.session):
         return
     entry = reviewers.load(settings().data_dir).get(claim.name)
@@ -282,20 +309,23 @@ def _restore_from_cookie() -> None:
     st.session_state["reviewer"] = claim.name
     st.session_state["token_hash"] = entry.hash
     st.session_state["session-claim"] = claim
+    st.session_state.pop("signed-out", None)
 
 
-def session_cookie() -> None:
-    """Keep the browser's cookie in step with this tab: store a new one after a token sign-in,
-    delete it after a sign-out (or a token that no longer signs in)."""
+def session_storage(signed_in: bool) -> None:
+    """Keep the browser's stored session in step with this tab: store a new one after a token
+    sign-in, delete it after a sign-out (or a token that no longer signs in), and on the
+    sign-in page have the browser offer back the one it keeps."""
     if auth_mode() != "tokens":
         return
-    from review_ui.widgets import session_cookie as cookie_widget
+    from review_ui.widgets import session_store
 
-    value = st.session_state.get("cookie-set")
-    claim: ui_sessions.SessionClaim | None = st.session_state.get("session-claim")
-    if value and claim is not None:
-        with st.sidebar:
-            cookie_widget(ui_sessions.COOKIE, value, claim.seconds_left())
-    elif st.session_state.get("signed-out"):
-        with st.sidebar:
-            cookie_widget(ui_sessions.COOKIE, None, 0, clear=True)
+    name = ui_sessions.STORAGE_NAME
+    value = st.session_state.get("session-set")
+    with st.sidebar:
+        if signed_in and value:
+            session_store(name, value=value)
+        elif st.session_state.get("signed-out"):
+            session_store(name, clear=True)
+        elif not signed_in and settings().ui_session_hours > 0:
+            session_store(name, on_restore=_restore)

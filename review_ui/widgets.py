@@ -2,7 +2,8 @@
 
 - ``review_keys``: the queue's keyboard (see ``review_ui/keys.py`` and ``assets/keys.js``).
 - ``marked_text``: untrusted text with highlighted spans, drawn through ``textContent`` only.
-- ``session_cookie``: stores the signed review-session cookie (``generator/ui_sessions.py``).
+- ``session_store``: keeps the signed review session in the browser's localStorage and offers it
+  back on the sign-in page (``generator/ui_sessions.py``).
 
 Registered once per process, when this module is first imported (a page script runs anew at
 each rerun; a module does not).
@@ -22,8 +23,8 @@ ASSETS = Path(__file__).parent / "assets"
 _keys = st.components.v2.component(
     "gapfill_review_keys", js=(ASSETS / "keys.js").read_text(encoding="utf-8"), isolate_styles=False
 )
-_cookie = st.components.v2.component(
-    "gapfill_session_cookie", js=(ASSETS / "cookie.js").read_text(encoding="utf-8")
+_session = st.components.v2.component(
+    "gapfill_session_store", js=(ASSETS / "session.js").read_text(encoding="utf-8")
 )
 _marked = st.components.v2.component(
     "gapfill_marked_text",
@@ -43,10 +44,19 @@ def marked_text(segments: Sequence[tuple[str, Mark]], key: str | None = None) ->
     _marked(key=key, data={"segments": [[text, mark] for text, mark in segments]})
 
 
-def session_cookie(name: str, value: str | None, max_age: int, clear: bool = False) -> None:
-    """Store (or, with ``clear``, delete) the review session cookie in the browser."""
-    _cookie(
-        key="session-cookie",
-        data={"name": name, "value": value, "max_age": max_age, "clear": clear},
-        height=0,
-    )
+def session_store(
+    name: str,
+    *,
+    value: str | None = None,
+    clear: bool = False,
+    on_restore: Callable[[], None] | None = None,
+    key: str = "session-store",
+) -> None:
+    """Keep ``value`` in the browser's storage, or delete it (``clear``), or, with
+    ``on_restore``, have the browser offer back what it keeps (``st.session_state[key]`` holds
+    ``{"restore": value}`` when the callback runs)."""
+    data = {"name": name, "value": value, "clear": clear, "restore": on_restore is not None}
+    if on_restore is None:
+        _session(key=key, data=data, height=0)
+    else:
+        _session(key=key, data=data, height=0, on_restore_change=on_restore)

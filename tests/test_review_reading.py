@@ -54,18 +54,22 @@ def test_excerpts_keep_the_marks_and_their_context_only() -> None:
     assert excerpts([("nothing marked", "")]) == []
 
 
-def test_texts_too_long_to_diff_quickly_are_refused_not_diffed() -> None:
+def test_a_hostile_pair_is_diffed_in_bounded_time_and_one_too_long_is_refused() -> None:
     import time
 
     import pytest
 
     from review_ui.reading import MAX_DIFF_TOKENS, TooLongToDiff
 
-    hostile = " ".join(["alpha", "beta"] * MAX_DIFF_TOKENS)  # repetitive: difflib's worst case
+    # Many short matches: difflib's cubic case (85 s for this pair of 2,000 characters).
     started = time.perf_counter()
-    with pytest.raises(TooLongToDiff, match="words and spaces"):
-        word_diff(hostile, hostile[::-1])
+    diff = word_diff("." * 2000, ".x" * 1000)
     assert time.perf_counter() - started < 0.5
-    words = MAX_DIFF_TOKENS // 2  # words and the spaces between them: just under the limit
-    most = " ".join(["alpha", "beta"] * (words // 2))
-    assert changed_share(word_diff(most, most.replace("beta", "gamma", 3))) > 0
+    assert "".join(t for t, m in diff if m != "add") == "." * 2000
+    assert "".join(t for t, m in diff if m != "del") == ".x" * 1000
+    repetitive = " ".join(["alpha", "beta"] * (MAX_DIFF_TOKENS // 4))
+    started = time.perf_counter()
+    word_diff(repetitive, repetitive.replace("beta", "b"))
+    assert time.perf_counter() - started < 0.5
+    with pytest.raises(TooLongToDiff, match="words and spaces"):
+        word_diff(repetitive * 2, "x")

@@ -587,6 +587,13 @@ def test_an_admin_settles_split_votes_once_and_the_log_says_who(store: Store) ->
     )
     with pytest.raises(InvalidTransitionError, match="adjudicated by root"):
         store.adjudicate(split.id, "root", accept=False)
+    for voter in ("alice", "bob", "root"):  # the admin's own undo in the queue included
+        with pytest.raises(InvalidTransitionError, match="adjudicated by root"):
+            store.undo(split.id, voter)
+    assert store.get(split.id).status is ACCEPTED and store.votes(split.id) == {
+        "alice": "accept",
+        "bob": "reject",
+    }
     approved = {a.id: a.reviewers for a in Selection(store, ["run-1"], CandidateKind.SFT)}
     assert approved[split.id] == ["alice", "root"], "the voter who accepted, and the admin"
     store.put(candidate(3))

@@ -1,4 +1,4 @@
-"""Signed, expiring review-session cookies (generator/ui_sessions.py)."""
+"""Signed, expiring review sessions kept in the browser (generator/ui_sessions.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ KEY = b"k" * 32
 NOW = 1_800_000_000.0
 
 
-def test_a_cookie_signs_its_reviewer_in_until_it_expires() -> None:
+def test_a_session_value_signs_its_reviewer_in_until_it_expires() -> None:
     cookie = issue(KEY, "alice", "hash-of-token", hours=12, now=NOW)
     claim = verify(KEY, cookie, now=NOW + 3600)
     assert claim is not None and claim.name == "alice"
@@ -39,7 +39,7 @@ def test_each_sign_in_is_its_own_session() -> None:
     ],
     ids=["claim", "signature", "extra part", "empty", "garbage", "huge"],
 )
-def test_a_tampered_or_malformed_cookie_is_no_session(tamper) -> None:  # type: ignore[no-untyped-def]
+def test_a_tampered_or_malformed_value_is_no_session(tamper) -> None:  # type: ignore[no-untyped-def]
     cookie = issue(KEY, "alice", "h", hours=1, now=NOW)
     assert verify(KEY, tamper(cookie), now=NOW) is None
 

@@ -326,7 +326,8 @@ class ReviewMixin(ItemsMixin):
     def adjudicate(self, item_id: str, admin: str, accept: bool, note: str = "") -> LoggedDecision:
         """An admin settles an item whose overlap votes split (an accept and a reject at least),
         once: accepted or rejected, whatever the overlap rule made of the votes. Refused for an
-        item whose votes agree, that is still pending, already adjudicated, or exported."""
+        item whose votes agree, that is still pending, already adjudicated, or exported. No
+        undo takes it back (nor any vote on the item)."""
         outcome = "accept" if accept else "reject"
         return self._logged_action(
             "adjudicate",
@@ -340,7 +341,8 @@ class ReviewMixin(ItemsMixin):
 
     def split_votes(self, run_id: str) -> list[str]:
         """Items of a run settled by split overlap votes and not yet adjudicated, oldest id
-        order. Reads every settled item's votes: an admin's page, not a hot path."""
+        order (an exported item is left out: it is not changed). Reads every settled item's
+        votes: an admin's page, not a hot path."""
         ids = sorted(
             item_id
             for status in (CandidateStatus.ACCEPTED, CandidateStatus.REJECTED)
@@ -349,12 +351,14 @@ class ReviewMixin(ItemsMixin):
         with self.redis.pipeline(transaction=False) as pipe:
             for item_id in ids:
                 pipe.hvals(self.keys.votes(item_id))
-                pipe.hget(self.keys.item(item_id), "adjudicated_by")
+                pipe.hmget(self.keys.item(item_id), ["adjudicated_by", "exported"])
             replies = pipe.execute()
         return [
             item_id
-            for item_id, votes, adjudicated in zip(ids, replies[::2], replies[1::2], strict=True)
-            if {"accept", "reject"} <= set(votes) and not adjudicated
+            for item_id, votes, (adjudicated, exported) in zip(
+                ids, replies[::2], replies[1::2], strict=True
+            )
+            if {"accept", "reject"} <= set(votes) and not adjudicated and not exported
         ]
 
     def _logged_action(

@@ -9,27 +9,34 @@ from __future__ import annotations
 
 import streamlit as st
 
+from generator.connection import store_away
 from generator.errors import StoreError
 from review_ui import render
-from review_ui.resources import store
+from review_ui.resources import STORE_AWAY_MESSAGE, incident_message, log_incident, store
 from review_ui.signin import signed_in_reviewer, visitor
 
 FLASH = "adjudicate-flash"
 
 
 def settle(item_id: str, accept: bool) -> None:
-    """From the buttons' callback: only for a visitor who is an admin now."""
-    found = visitor()
-    if found is None or not found.is_admin:
-        st.session_state[FLASH] = (False, "Adjudication is for admins only.")
-        return
-    note = str(st.session_state.get(f"note-{item_id}", "")).strip()
+    """From the buttons' callback: only for a visitor who is an admin now. Never raises: a
+    callback's exception would reach Streamlit's own error page."""
     try:
-        store().adjudicate(item_id, found.name, accept, note=note)
+        st.session_state[FLASH] = _settle(item_id, accept)
     except StoreError as exc:
         st.session_state[FLASH] = (False, f"not recorded: {exc}")
-        return
-    st.session_state[FLASH] = (True, f"{'accepted' if accept else 'rejected'}: {item_id[:12]}")
+    except Exception as error:
+        message = STORE_AWAY_MESSAGE if store_away(error) else incident_message(log_incident(error))
+        st.session_state[FLASH] = (False, f"not recorded: {message}")
+
+
+def _settle(item_id: str, accept: bool) -> tuple[bool, str]:
+    found = visitor()
+    if found is None or not found.is_admin:
+        return False, "Adjudication is for admins only."
+    note = str(st.session_state.get(f"note-{item_id}", "")).strip()
+    store().adjudicate(item_id, found.name, accept, note=note)
+    return True, f"{'accepted' if accept else 'rejected'}: {item_id[:12]}"
 
 
 def page() -> None:

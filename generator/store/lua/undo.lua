@@ -8,8 +8,11 @@
 local prefix, id, reviewer, _verdict, decision, _to, screened, read_at = unpack(ARGV)
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
 local f = redis.call('HMGET', KEYS[1], 'status', 'decided_by', 'exported', 'run', 'gap',
-                     'priority', 'version', 'edited_by')
-local status, by, exported, run, gap, priority, version, edited_by = unpack(f)
+                     'priority', 'version', 'edited_by', 'adjudicated_by')
+local status, by, exported, run, gap, priority, version, edited_by, adjudicated = unpack(f)
+-- An admin's adjudication settled the votes: no vote of it (the admin's own included) is
+-- taken back, and the adjudication is not undone from the queue.
+if adjudicated then return redis.error_reply('TRANSITION adjudicated by ' .. adjudicated) end
 if read_at ~= '' and tonumber(read_at) ~= tonumber(version) then
   return redis.error_reply('STALE ' .. version)
 end
