@@ -34,7 +34,10 @@ def choose_run() -> str | None:
 
 
 # gapfill's own style, no candidate text: less empty space above the item.
-STYLE = "<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem;}</style>"
+STYLE = (
+    "<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem;}"
+    ".st-key-warm-up{display:none;}</style>"
+)
 
 
 def main() -> None:

@@ -29,7 +29,15 @@ function editable(target) {
 }
 
 function hostShown(state) {
-  return state.host !== null && state.host !== undefined && state.host.isConnected;
+  const shown = state.host !== null && state.host !== undefined && state.host.isConnected;
+  if (shown) state.hostSeenAt = Date.now();
+  return shown;
+}
+
+// A review screen is on the page, or was a moment ago (between two runs, Streamlit may have
+// taken the old screen's keyboard away before the new one's script has loaded).
+function reviewScreen(state) {
+  return hostShown(state) || Date.now() - (state.hostSeenAt || 0) < HOSTLESS_MS;
 }
 
 function scrollPane(step, toTop = false) {
@@ -79,7 +87,7 @@ function onKey(state, event) {
   const key = event.key;
   const data = state.data || {};
   // Idle with no review screen: not ours. Mid-run, the review screen may be on its way.
-  if (!hostShown(state) && !scriptRunning()) return;
+  if (!reviewScreen(state) && !scriptRunning()) return;
   if (key in SCROLL && (data.scroll || false)) {
     event.preventDefault();
     scrollPane(SCROLL[key]);
