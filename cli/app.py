@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import campaigns, coverage, data, export, generation, review, server
+from cli import campaigns, coverage, data, export, generation, learning, review, server
 from cli.common import console, user_errors
 from generator import __version__
 from generator.config import load_settings
@@ -69,6 +69,9 @@ app.command()(review.ui)
 app.command("requeue-failed")(generation.requeue_failed)
 app.add_typer(server.server_app, name="server")
 app.add_typer(review.reviewer_app, name="reviewer")
+app.add_typer(learning.replay_app, name="replay")
+app.command()(learning.calibration)
+app.command()(learning.prescreen)
 
 
 def main(argv: list[str] | None = None) -> Any:

@@ -66,6 +66,13 @@ def export_command(
     ] = True,
     eval_sets: EvalSets = None,
     judge: Judge = None,
+    include_auto_decided: Annotated[
+        bool,
+        typer.Option(
+            help="Also export items the pre-screen model accepted without a human (marked in "
+            "provenance, the manifest and the card). Off: only what humans accepted leaves."
+        ),
+    ] = False,
 ) -> None:
     """Write what reviewers accepted as a TRL-ready dataset with manifest, card, provenance and
     the stage's eval and safety reports."""
@@ -87,6 +94,7 @@ def export_command(
             evaluate=evaluate_export,
             eval_sets=eval_sets or [],
             judge=judge,
+            include_auto_decided=include_auto_decided,
             mode=settings.export_dir_mode(),
         )
     except (ValueError, ValidationError) as exc:
@@ -104,6 +112,12 @@ def export_command(
         )
         for item_id, reason in [*result.excluded, *result.refused][:5]:
             console.print(f"  {item_id}: {reason}", highlight=False)
+    if result.auto_left_out:
+        console.print(
+            f"{result.auto_left_out} accepted by the pre-screen model without a human: left out "
+            "(--include-auto-decided takes them, marked)",
+            highlight=False,
+        )
 
 
 @user_errors

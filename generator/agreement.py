@@ -38,12 +38,21 @@ class Agreement(BaseModel):
     pairs: list[PairAgreement]
 
 
+def vote_of(decision: DecisionFacts) -> str | None:
+    """The decision as a vote: accept (an edit too), reject, or swap (a pair accepted in the
+    other order); None for what is not a vote (skips, undos, bulk actions)."""
+    if decision.verdict == "edit" and "swapped" in decision.reason_tags:
+        return "swap"
+    return _VOTE.get(decision.verdict)
+
+
 def votes_by_item(decisions: Iterable[DecisionFacts]) -> dict[str, dict[str, str]]:
-    """item -> reviewer -> accept|reject, as the log stands after undos (log order)."""
+    """item -> reviewer -> accept|reject|swap, as the log stands after undos (log order)."""
     votes: dict[str, dict[str, str]] = defaultdict(dict)
     for decision in decisions:
-        if decision.verdict in _VOTE:
-            votes[decision.item_id][decision.reviewer] = _VOTE[decision.verdict]
+        vote = vote_of(decision)
+        if vote is not None:
+            votes[decision.item_id][decision.reviewer] = vote
         elif decision.verdict == "undo":
             votes[decision.item_id].pop(decision.reviewer, None)
     return {item: by for item, by in votes.items() if by}
@@ -63,12 +72,13 @@ def _alpha(shared: dict[str, dict[str, str]]) -> float | None:
 
     reviewers = sorted({r for by in shared.values() for r in by})
     items = sorted(shared)
+    codes = {"reject": 0.0, "accept": 1.0, "swap": 2.0}  # nominal: the numbers are only names
     data = np.full((len(reviewers), len(items)), np.nan)
     for column, item in enumerate(items):
         for row, reviewer in enumerate(reviewers):
             vote = shared[item].get(reviewer)
             if vote is not None:
-                data[row, column] = 1.0 if vote == "accept" else 0.0
+                data[row, column] = codes[vote]
     if len(np.unique(data[~np.isnan(data)])) < 2:
         return None  # one label throughout: alpha is undefined, not perfect
     return float(krippendorff.alpha(reliability_data=data, level_of_measurement="nominal"))

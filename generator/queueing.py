@@ -31,8 +31,9 @@ logger = logging.getLogger(__name__)
 
 GENERATE_JOB = "workers.jobs.generate_batch"
 SCORE_JOB = "workers.jobs.score_batch"
+PRESCREEN_JOB = "workers.jobs.prescreen_run"
 # The only functions a gapfill worker runs: a job naming any other (os.system, say) is refused.
-JOB_FUNCTIONS = frozenset({GENERATE_JOB, SCORE_JOB})
+JOB_FUNCTIONS = frozenset({GENERATE_JOB, SCORE_JOB, PRESCREEN_JOB})
 _ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 # The one serializer of every queue, job and worker (pass it wherever RQ takes one).
 SERIALIZER = JSONSerializer
@@ -141,6 +142,25 @@ class WorkQueue:
             )
             jobs.append(job_id)
         return jobs
+
+    def enqueue_prescreen(self, run_id: str, human_decisions: int) -> str | None:
+        """Retrain the run's pre-screen on the scoring queue (one job per count of human
+        decisions it starts from: asking twice enqueues it once). None: one is on its way."""
+        job_id = f"{self.store.keys.prefix}-prescreen-{run_id}-{human_decisions}"
+        if self._job_alive(job_id):
+            return None
+        self.score.enqueue(
+            PRESCREEN_JOB,
+            self.store.keys.prefix,
+            run_id,
+            job_id=job_id,
+            job_timeout=1800,
+            retry=self._retry(),
+            result_ttl=7 * 86400,
+            failure_ttl=30 * 86400,
+            description=f"retrain the pre-screen of run {run_id}",
+        )
+        return job_id
 
     # -- inspection ----------------------------------------------------------------------------
 

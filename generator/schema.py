@@ -143,6 +143,10 @@ class PreferenceExample(BaseModel):
         """Every message: the prompt, then the chosen and the rejected completion."""
         return [*self.prompt, *self.chosen, *self.rejected]
 
+    def swapped(self) -> PreferenceExample:
+        """The same pair with chosen and rejected exchanged: a reviewer's swap."""
+        return self.model_copy(update={"chosen": self.rejected, "rejected": self.chosen})
+
 
 Example = SFTExample | PreferenceExample
 
@@ -293,6 +297,11 @@ class SamplingParams(BaseModel):
 # flag and clears the item for export.
 PREFERENCE_PAIR_TAG = "preference_pair"
 PII_CLEARED_TAG = "pii_cleared"
+# The pre-screen's decisions: its reviewer id (a ':' no human reviewer's name can hold) and the
+# tag on each of its decisions, so the log, the export and the card can never pass one off as a
+# human's.
+AUTO_REVIEWER = "model:prescreen"
+AUTO_TAG = "auto_decided"
 
 # adjudicate: an admin settles an item whose overlap votes split; its reason tag is the outcome
 # (accept or reject).
@@ -484,6 +493,37 @@ class Gap(BaseModel):
         return max(self.target - self.have, 0)
 
 
+class PreScreenSettings(BaseModel):
+    """The ``review.prescreen:`` section of a campaign (``generator/prescreening.py``): a model
+    of the run's own human decisions that reorders its queue and, if asked, decides items."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    order: bool = Field(default=True, description="Reorder the queue by expected value.")
+    auto_decide: bool = Field(
+        default=False, description="Let the model decide the items it is confident of."
+    )
+    audit_share: float = Field(
+        default=0.1,
+        ge=0.0,
+        le=1.0,
+        description="Of the items the model would decide, the random share left to humans.",
+    )
+    min_decisions: int = Field(
+        default=100, ge=10, description="Items decided by humans before it first trains."
+    )
+    retrain_every: int = Field(
+        default=50, ge=1, description="Human decisions between two retrainings."
+    )
+    human_agreement: float | None = Field(
+        default=None,
+        gt=0.0,
+        le=1.0,
+        description="The humans' agreement with each other, for a run without overlap to "
+        "measure it on (from an earlier run with overlap, say).",
+    )
+
+
 class ReviewSettings(BaseModel):
     """The ``review:`` section of a campaign: how many reviewers see each of the run's items and
     how their votes settle it."""
@@ -507,6 +547,9 @@ class ReviewSettings(BaseModel):
     overlap_rule: Literal["majority", "unanimous"] = Field(
         default="majority",
         description="How k votes settle an item: more than half accept (a tie rejects), or all.",
+    )
+    prescreen: PreScreenSettings | None = Field(
+        default=None, description="A learned pre-screen for the run (none unless set)."
     )
 
 

@@ -6,11 +6,15 @@ import logging
 import secrets
 
 import streamlit as st
+from redis.exceptions import RedisError
 
 from generator.config import Settings
 from generator.connection import store_client
 from generator.embeddings import Embedder
-from generator.factories import make_embedder
+from generator.errors import StoreError
+from generator.factories import make_embedder, make_work_queue
+from generator.prescreening import due, settled
+from generator.queueing import WorkQueue
 from generator.run_inputs import InputCache
 from generator.run_texts import RunTexts
 from generator.schema import Gap, RunConfig
@@ -46,6 +50,29 @@ def store() -> Store:
     # when it is away, rather than starting one an operator stopped.
     client = store_client(config, start=False)
     return Store(client, prefix=config.key_prefix, lease_seconds=config.lease_seconds)
+
+
+@st.cache_resource
+def work_queue() -> WorkQueue:
+    """The store's RQ queues: the pre-screen's retraining goes on the scoring queue."""
+    return make_work_queue(settings(), store())
+
+
+def retrain_if_due(run_id: str) -> None:
+    """After a decision: retrain the run's pre-screen on a worker once enough items were
+    settled since it last learnt (O(1) reads; only runs whose campaign asks for one). Never
+    in the reviewer's way: a failure is logged, the decision stands."""
+    config = run_config(run_id)
+    chosen = config.review.prescreen if config is not None else None
+    if chosen is None:
+        return
+    try:
+        if due(store(), run_id, chosen):
+            work_queue().enqueue_prescreen(run_id, settled(store(), run_id))
+    except (RedisError, StoreError):
+        LOGGER.warning(
+            "run %s: the pre-screen's retraining was not enqueued", run_id, exc_info=True
+        )
 
 
 @st.cache_resource

@@ -130,9 +130,7 @@ class ReviewSession:
         lease = self.current
         if lease is None or not isinstance(lease.item.payload, PreferenceExample):
             return Outcome(False, "only a preference pair can be swapped")
-        pair = lease.item.payload
-        swapped = pair.model_copy(update={"chosen": pair.rejected, "rejected": pair.chosen})
-        return self._decide("edit", edited=swapped, reasons=["swapped"])
+        return self._decide("edit", edited=lease.item.payload.swapped(), reasons=["swapped"])
 
     def undo(self) -> Outcome:
         """Take back this session's last decision; the item comes back on screen first."""

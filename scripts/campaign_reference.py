@@ -79,8 +79,9 @@ def cell(text: str) -> str:
     return " ".join(text.split()).replace("|", "\\|")
 
 
-def section(title: str, model: type[BaseModel]) -> list[str]:
-    """One table per model; a nested section's key links to its own table."""
+def section(title: str, model: type[BaseModel], path: str = "") -> list[str]:
+    """One table per model; a nested section's key links to its own table (``path``: where
+    the model sits, ``review.`` for the review section's keys)."""
     lines = [f"## {title}", ""]
     if model.__doc__ and model is not CampaignConfig:
         lines += [cell(model.__doc__), ""]
@@ -88,8 +89,9 @@ def section(title: str, model: type[BaseModel]) -> list[str]:
     for name, field in model.model_fields.items():
         kind = type_name(field.annotation)
         limits = constraints(field)
-        if kind == "section":
-            kind = f"section, see [`{name}:`](#{name})"
+        if section_model(field.annotation) is not None:
+            anchor = (path + name).replace(".", "")  # GitHub drops the dots of `a.b:`
+            kind = f"{kind}, see [`{path}{name}:`](#{anchor})"
         elif limits:
             kind = f"{kind} ({limits})"
         row = [f"`{name}`", kind, default(field), field.description or ""]
@@ -97,19 +99,30 @@ def section(title: str, model: type[BaseModel]) -> list[str]:
     return [*lines, ""]
 
 
+def section_model(annotation: Any) -> type[BaseModel] | None:
+    """The section a field holds: its model, also where it may be null (``Model | None``)."""
+    for candidate in (annotation, *get_args(annotation)):
+        if isinstance(candidate, type) and issubclass(candidate, BaseModel):
+            return candidate
+    return None
+
+
 def nested(model: type[BaseModel]) -> list[tuple[str, type[BaseModel]]]:
     return [
-        (name, annotation)
+        (name, found)
         for name, field in model.model_fields.items()
-        if isinstance(annotation := field.annotation, type) and issubclass(annotation, BaseModel)
+        if (found := section_model(field.annotation)) is not None
     ]
 
 
 def reference() -> str:
-    """The whole doc: the top-level keys, then each nested section's."""
+    """The whole doc: the top-level keys, then each nested section's (and theirs)."""
     lines = [HEADER, *section("Top-level keys", CampaignConfig)]
-    for name, model in nested(CampaignConfig):
-        lines += section(f"`{name}:`", model)
+    todo = [(name, model) for name, model in nested(CampaignConfig)]
+    while todo:
+        name, model = todo.pop(0)
+        lines += section(f"`{name}:`", model, f"{name}.")
+        todo += [(f"{name}.{inner}", found) for inner, found in nested(model)]
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

@@ -9,6 +9,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import get_args
 
 import jsonschema  # type: ignore[import-untyped]
 import pytest
@@ -95,9 +96,13 @@ def test_gapfill_run_with_external_workers_enqueues_and_stops(
 
 
 def _models(model: type[BaseModel]) -> list[type[BaseModel]]:
-    """The model and every section it nests."""
-    nested = [f.annotation for f in model.model_fields.values()]
-    return [model] + [m for m in nested if isinstance(m, type) and issubclass(m, BaseModel)]
+    """The model and every section it nests, at any depth (a section may be null)."""
+    found = [model]
+    for field in model.model_fields.values():
+        for inner in (field.annotation, *get_args(field.annotation)):
+            if isinstance(inner, type) and issubclass(inner, BaseModel):
+                found += _models(inner)
+    return found
 
 
 def test_every_key_of_the_campaign_file_is_described() -> None:

@@ -83,9 +83,22 @@ DOCUMENTED: dict[str, Any] = {
     ],
     "preference": ["near_identical", "near_identical_share", "near_identical_rows"],
     "judge": None,  # by stage: below
+    "calibration": None,  # an export's: tests/test_prescreening.py, tests/test_calibration.py
     "seconds": ["format", "refusals", "diversity", "contamination", "safety", "judge"],
 }
 SFT_JUDGE = ["model", "sample", "judged", "mean_score"]
+CALIBRATION = ["scope", "items_with_votes", "humans", "judge"]
+COMPARISON = [
+    "pairs",
+    "items",
+    "agreement",
+    "kappa",
+    "kappa_low",
+    "kappa_high",
+    "confusion",
+    "decisive_pairs",
+    "decisive_agreement",
+]
 PREFERENCE_JUDGE = [
     "model",
     "sample",
@@ -135,6 +148,11 @@ def assert_documented(report: dict[str, Any]) -> None:
         expected = SFT_JUDGE if report["stage"] == "sft" else PREFERENCE_JUDGE
         assert keys(report["judge"]) == expected
     assert keys(report["seconds"]) == DOCUMENTED["seconds"]
+    for calibration in report["calibration"]:
+        assert keys(calibration) == CALIBRATION
+        for who in ("humans", "judge"):
+            if calibration[who] is not None:
+                assert keys(calibration[who]) == COMPARISON
 
 
 def written(evaluation: Any, out: Path, gaps: list[str]) -> tuple[dict[str, Any], dict[str, Any]]:

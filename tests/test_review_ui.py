@@ -204,6 +204,84 @@ def test_with_overlap_each_reviewer_votes_blind_and_the_overview_shows_agreement
     assert float(metrics["Krippendorff's alpha"]) < 0.67, "chance-corrected: lower"
 
 
+def test_the_overview_sets_the_judge_beside_the_reviewers_and_says_what_the_prescreen_did(
+    ui_env: dict[str, str], ui_store: Store, tmp_path: Path
+) -> None:
+    from generator.prescreening import PreScreenStatus
+    from generator.replay import replay
+
+    rows = []
+    for n, (votes, judge) in enumerate(
+        [
+            (("accept", "accept"), "accept"),
+            (("swap", "swap"), "accept"),
+            (("accept", "swap"), "swap"),
+        ]
+    ):
+        rows.append(
+            {
+                "id": f"p{n}",
+                "gap": "gap-a",
+                "example": {
+                    "prompt": [{"role": "user", "content": f"Which is better, {n}?"}],
+                    "chosen": [{"role": "assistant", "content": f"The first answer {n}."}],
+                    "rejected": [{"role": "assistant", "content": f"The second answer {n}."}],
+                },
+                "votes": [
+                    {"reviewer": r, "vote": v} for r, v in zip(("ann", "bob"), votes, strict=True)
+                ],
+                "judge": {"model": "gpt-4", "vote": judge},
+            }
+        )
+    path = tmp_path / "replay.jsonl"
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    replay(ui_store, path, "ui-run")
+    status = PreScreenStatus(
+        run_id="ui-run", trained_on=120, reordered=40, message="no human yardstick: <b>off</b>"
+    )
+    ui_store.save_prescreen_status("ui-run", status.model_dump_json())
+    at = app_test("local").run()
+    at.switch_page("views/overview.py").run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "kappa [95% CI]" in d.value.columns)
+    judge = table[(table["scope"] == "run ui-run") & (table["who"] == "judge")].iloc[0]
+    assert (judge["comparisons"], judge["agreement"]) == ("2", "50%")  # p2's votes tie
+    humans = table[(table["scope"] == "run ui-run") & (table["who"] == "humans")].iloc[0]
+    assert humans["comparisons"] == "6" and humans["agreement"] == "67%"  # p2's two disagree
+    assert "gap gap-a" in set(table["scope"])
+    assert any("less than they agree with each other" in c.value for c in at.caption)
+    shown = [t.value for t in at.text if t.value.startswith("Last retrained")]
+    assert shown and "on 120 human-decided items; queue reordered: 40" in shown[0]
+    assert "Auto-decisions off: no human yardstick: <b>off</b>" in shown[0], "text, not HTML"
+
+
+def test_a_decision_in_the_queue_enqueues_the_prescreens_retraining_when_due(
+    ui_env: dict[str, str], ui_store: Store, valkey_url: str
+) -> None:
+    from generator.config import QueueSettings
+    from generator.queueing import WorkQueue
+    from generator.schema import RunConfig
+
+    config = {
+        "run_id": "ui-run",
+        "review": {"prescreen": {"min_decisions": 10, "retrain_every": 1}},
+    }
+    ui_store.save_run(RunConfig.model_validate(config))
+    ui_store.put_many(real_candidates(14))
+    work = WorkQueue(ui_store, redis.Redis.from_url(valkey_url), QueueSettings())
+    for _ in range(9):
+        lease = ui_store.claim("bob", "ui-run")
+        assert lease is not None
+        ui_store.decide(lease.item_id, "bob", "accept", lease.version)
+    at = app_test("local").run()
+    at.button(key="key-a").click().run()  # the 10th settled item: due
+    assert not at.exception
+    [job] = work.score.get_job_ids()
+    assert job.endswith("-prescreen-ui-run-10")
+    at.button(key="key-a").click().run()
+    assert work.score.get_job_ids()[-1].endswith("-prescreen-ui-run-11")
+
+
 def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
     ui_env: dict[str, str],
     ui_store: Store,

@@ -13,8 +13,8 @@ from tests.factories import candidate
 
 def workload(store: Store) -> None:
     """Items, tasks, runs and gaps, leases, decisions, votes, undo, bulk actions, exports, token
-    counts, an eval report, a blob and a signed-out UI session, leaving every kind of key
-    non-empty."""
+    counts, an eval report, a blob, a signed-out UI session and a pre-screen's status and
+    audit share, leaving every kind of key non-empty."""
     store.save_run(RunConfig(run_id="run-1"))
     store.save_run(
         RunConfig.model_validate({"run_id": "run-2", "review": {"reviewers_per_item": 2}})
@@ -55,6 +55,8 @@ def workload(store: Store) -> None:
     store.save_eval_report("run-1", '{"report": 1}')
     store.put_blob(b"a run's existing data")
     store.sign_out_session("0123456789abcdef01234567", 3600)
+    store.save_prescreen_status("run-1", '{"run_id": "run-1"}')
+    store.add_audit("run-1", {candidate(1).id: "accept"})
 
 
 def written_keys(store: Store) -> list[tuple[str, str]]:

@@ -14,6 +14,8 @@ from generator.config import QueueSettings
 from generator.errors import BackendDeadError
 from generator.export.checks import payload_conversations
 from generator.generation import run_batch
+from generator.prescreening import retrain
+from generator.schema import PreScreenSettings
 from workers.registry import context
 
 logger = logging.getLogger(__name__)
@@ -70,4 +72,21 @@ def score_batch(prefix: str, run_id: str, item_ids: list[str]) -> dict[str, Any]
         "reviewed": routed.reviewed,
         "auto_rejected": routed.auto_rejected,
         "token_counts_cached": counted,
+    }
+
+
+def prescreen_run(prefix: str, run_id: str) -> dict[str, Any]:
+    """Retrain the run's pre-screen from its human decisions, reorder its queue and, where its
+    campaign allows and the model has earned it, decide what it is confident of."""
+    ctx = context()
+    store = ctx.store(prefix, _connection())
+    config = store.get_run(run_id)
+    settings = (config.review.prescreen if config else None) or PreScreenSettings()
+    status = retrain(store, run_id, ctx.pipelines().embedder, settings)
+    return {
+        "run": run_id,
+        "trained_on": status.trained_on,
+        "reordered": status.reordered,
+        "auto_decided": status.auto_decided,
+        "message": status.message,
     }

@@ -31,7 +31,7 @@ from rq.job import Job, JobStatus
 from rq.worker import WorkerStatus
 
 from generator.errors import GapfillError
-from generator.queueing import GENERATE_JOB, JOB_FUNCTIONS, SCORE_JOB, SERIALIZER
+from generator.queueing import GENERATE_JOB, JOB_FUNCTIONS, PRESCREEN_JOB, SCORE_JOB, SERIALIZER
 from workers.registry import context
 
 logger = logging.getLogger(__name__)
@@ -70,16 +70,23 @@ class GapfillJob(Job):
         return None
 
 
-_KINDS = {GENERATE_JOB: ("generate", "tasks"), SCORE_JOB: ("score", "items")}
+_KINDS = {
+    GENERATE_JOB: ("generate", "tasks"),
+    SCORE_JOB: ("score", "items"),
+    PRESCREEN_JOB: ("prescreen", "runs"),
+}
 
 
 def job_kind(job: Job) -> tuple[str, str, int]:
-    """``(kind, unit, count)`` of a gapfill job: ``generate``/tasks or ``score``/items.
+    """``(kind, unit, count)`` of a gapfill job: ``generate``/tasks, ``score``/items or
+    ``prescreen``/runs (one run each: ``(prefix, run_id)``).
 
     Both job functions take ``(prefix, run_id, ids, ...)``; anything else is ``refused``."""
     kind, unit = _KINDS.get(job.func_name or "", ("refused", "args"))
     args = job.args
     count = len(args[2]) if len(args) > 2 and isinstance(args[2], list) else 0
+    if kind == "prescreen":
+        count = 1
     return kind, unit, count
 
 

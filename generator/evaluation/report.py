@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler, model_serializer
 
+from generator.calibration import Calibration, table_rows
+
 # 2: coverage per run, counting only the rows a dataset adds (not merged existing rows).
 # 3: coverage says which rows it did not count and why (``not_counted``,
 #    ``runs_without_gap_report``) and what each run's ``have`` was measured on (``measured_on``);
@@ -199,6 +201,8 @@ class EvalReport(_Header):
     safety: SafetySection
     preference: PreferenceSection | None = None
     judge: SFTJudge | PreferenceJudge | None = None
+    # The run's judge against its reviewers, beside the reviewers' own agreement (an export).
+    calibration: list[Calibration] = Field(default_factory=list)
     seconds: Seconds
 
     def safety_report(self) -> SafetyReport:
@@ -304,6 +308,22 @@ def markdown(report: EvalReport) -> str:
     if report.judge is not None:
         lines += ["", "## Judge", ""]
         lines += [f"- {key}: {value}" for key, value in report.judge.model_dump().items()]
+    if report.calibration:
+        lines += [
+            "",
+            "## Judge against the reviewers",
+            "",
+            "Each reviewer's vote against the majority of the other votes on the item (the "
+            "humans' own agreement), and the judge against the majority of all votes.",
+            "",
+            "| scope | who | comparisons | agreement | no tie | kappa [95% CI] |",
+            "|---|---|---|---|---|---|",
+        ]
+        lines += [
+            "| " + " | ".join(_cell(cell) for cell in row) + " |"
+            for result in report.calibration
+            for row in table_rows(result)
+        ]
     return "\n".join(lines) + "\n"
 
 

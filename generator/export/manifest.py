@@ -111,6 +111,8 @@ def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any
         "scores": _scores_without_prompts(item.get("scores", {})),
         "review": {
             "reviewers": approved.reviewers,
+            # True: the pre-screen model accepted it, no human did (exported only when asked).
+            "auto_decided": approved.auto_decided,
             "decisions": [
                 # A dict each: orjson takes a dict in a tenth of the time of a dataclass.
                 {
@@ -170,13 +172,22 @@ _MADE_BY = ("source", "backend", "model")
 
 # Where an exported row came from, as the card and the manifest count it. Every row is exactly
 # one of these, so the counts add up to the export's rows.
-ROW_ORIGINS = ("merged_existing", "generated_accepted", "imported_accepted", "human_edited")
+ROW_ORIGINS = (
+    "merged_existing",
+    "generated_accepted",
+    "imported_accepted",
+    "human_edited",
+    "auto_decided",
+)
 
 
-def row_origin(item: dict[str, Any] | None) -> str:
-    """A row's origin: its approved item (None for a merged existing row)."""
+def row_origin(item: dict[str, Any] | None, *, auto_decided: bool = False) -> str:
+    """A row's origin: its approved item (None for a merged existing row); ``auto_decided``
+    where the pre-screen model accepted it and no human did."""
     if item is None:
         return "merged_existing"
+    if auto_decided:
+        return "auto_decided"
     if item.get("edited") is not None:
         return "human_edited"
     made = item.get("provenance") or {}
@@ -270,6 +281,13 @@ def provenance_sentence(counts: dict[str, Any], merged: str | None) -> str:
         f"{edited} accepted after a reviewer's edit",
     ]
     accepted = f"a human reviewer accepted each one ({', '.join(parts)})"
+    auto = origin.get("auto_decided", 0)
+    if auto:
+        accepted = (
+            f"a human reviewer accepted each one ({', '.join(parts)}) except "
+            f"{_plural(auto, 'row')} that gapfill's pre-screen model accepted without a human, "
+            "as the export was asked to include (`auto_decided` in `provenance.jsonl`)"
+        )
     if not existing:
         return f"All {_plural(rows, 'row')} went through gapfill's review, and {accepted}."
     return (
@@ -370,4 +388,5 @@ _ORIGIN_LABELS = {
     "generated_accepted": "generated, accepted by a human as written",
     "imported_accepted": "imported, accepted by a human as written",
     "human_edited": "accepted by a human after an edit",
+    "auto_decided": "accepted by the pre-screen model, not by a human",
 }

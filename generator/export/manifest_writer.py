@@ -99,7 +99,10 @@ def write_manifest(store: Store, state: ExportState) -> ExportResult:
     generated = [entry for part in splits.values() for entry in part if entry.origin]
     origins = Counter([entry.origin for entry in generated if entry.origin])
     rows_by_origin = Counter(
-        record.row_origin(entry.approved.item if entry.approved else None)
+        record.row_origin(
+            entry.approved.item if entry.approved else None,
+            auto_decided=entry.approved is not None and entry.approved.auto_decided,
+        )
         for part in splits.values()
         for entry in part
     )
@@ -122,6 +125,7 @@ def write_manifest(store: Store, state: ExportState) -> ExportResult:
             ),
             "excluded": len(excluded),
             "refused_pii": len(selection.refused),
+            "auto_decided_left_out": len(selection.auto_left_out),
             "length_checked_with_tokenizer": lengths.tokenised,
             "length_counts_from_cache": lengths.cached,
         },
@@ -188,5 +192,6 @@ def write_manifest(store: Store, state: ExportState) -> ExportResult:
         rows=manifest["counts"]["by_split"],
         excluded=excluded,
         refused=selection.refused,
+        auto_left_out=len(selection.auto_left_out),
         manifest_sha256=hashlib.sha256(manifest_bytes).hexdigest(),
     )

@@ -34,6 +34,10 @@ class ExportOptions(BaseModel):
     evaluate: bool = Field(default=True, description="Write the stage's eval and safety reports.")
     eval_sets: list[Path] = Field(default_factory=list, description="For the contamination check.")
     judge: str | None = Field(default=None, description="BACKEND/MODEL judging the eval report.")
+    include_auto_decided: bool = Field(
+        default=False,
+        description="Also export items the pre-screen model accepted without a human (marked).",
+    )
     mode: int = Field(
         default=0o750, ge=0, le=0o777, description="The export folder's permissions (files: no x)."
     )
@@ -46,5 +50,6 @@ class ExportResult:
     rows: dict[str, int]
     excluded: list[tuple[str, str]] = field(default_factory=list)
     refused: list[tuple[str, str]] = field(default_factory=list)
+    auto_left_out: int = 0  # accepted by the pre-screen model alone, not asked for
     manifest_sha256: str = ""
     seconds: dict[str, float] = field(default_factory=dict)  # per stage, for benchmarks

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from generator.calibration import run_calibration
 from generator.coverage import GapReport
 from generator.embeddings import Embedder
 from generator.evaluation.measured import measured_on
@@ -96,5 +97,8 @@ def run_reports(
     evaluation = evaluate(
         data, eval_options, embedder or Embedder(cache_dir=data_dir / "cache"), data_dir
     )
+    evaluation.report.calibration = [
+        result for run in options.runs for result in run_calibration(store, run)
+    ]
     hashes = write_reports(evaluation, staging, gaps)
     return Reports(hashes, evaluation.report.model_dump_json(), list(measured.values()))

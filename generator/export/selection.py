@@ -1,4 +1,5 @@
 """Which items may leave: accepted by humans (after the run's overlap rule), of the asked kind,
+(items the pre-screen model accepted alone only when asked for, and marked),
 screened for PII/secrets on the content they hold now, and not carrying a PII/secret flag that no
 reviewer cleared.
 
@@ -15,6 +16,7 @@ from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
 from generator.schema import (
+    AUTO_REVIEWER,
     PII_CLEARED_TAG,
     PREFERENCE_PAIR_TAG,
     CandidateKind,
@@ -37,6 +39,12 @@ class Approved(NamedTuple):
     @property
     def id(self) -> str:
         return str(self.item["id"])
+
+    @property
+    def auto_decided(self) -> bool:
+        """Accepted by the pre-screen model alone: no human's accepting decision stands."""
+        accepting = _accepting(self.decisions)
+        return bool(accepting) and all(d.reviewer == AUTO_REVIEWER for d in accepting)
 
     @property
     def reviewers(self) -> list[str]:
@@ -138,15 +146,24 @@ class Selection:
     for a preference export (the pair is made from them; see ``rows``).
     """
 
-    def __init__(self, store: Store, run_ids: list[str], kind: CandidateKind) -> None:
+    def __init__(
+        self,
+        store: Store,
+        run_ids: list[str],
+        kind: CandidateKind,
+        *,
+        include_auto_decided: bool = False,
+    ) -> None:
         self.store = store
         self.run_ids = run_ids
         self.kind = kind
+        self.include_auto_decided = include_auto_decided
         self.refused: list[tuple[str, str]] = []  # (item id, reason)
+        self.auto_left_out: list[str] = []  # accepted by the pre-screen alone, not asked for
         self.decisions: list[DecisionRecord] = []
 
     def __iter__(self) -> Iterator[Approved]:
-        self.refused, self.decisions = [], []
+        self.refused, self.auto_left_out, self.decisions = [], [], []
         accepted, kind = CandidateStatus.ACCEPTED.value, self.kind
         for run_id in self.run_ids:
             log = self.store.decision_records(run_id)
@@ -164,4 +181,8 @@ class Selection:
                     if refusal is not None:
                         self.refused.append((item["id"], refusal))
                         continue
-                    yield Approved(item, decisions)
+                    approved = Approved(item, decisions)
+                    if approved.auto_decided and not self.include_auto_decided:
+                        self.auto_left_out.append(item["id"])
+                        continue
+                    yield approved

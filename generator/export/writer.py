@@ -246,7 +246,9 @@ def _export(
     lengths = LengthCheck(tokenizer, options.max_length, cache=store)
     clock.lap("tokenizer")
 
-    selection = Selection(store, options.runs, options.kind)
+    selection = Selection(
+        store, options.runs, options.kind, include_auto_decided=options.include_auto_decided
+    )
     generated, excluded = _prepared_rows(options, selection, lengths)
     clock.lap("select")
     rows = _checked_rows(options, generated, excluded, lengths)

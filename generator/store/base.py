@@ -22,6 +22,7 @@ _WITH_COMMON = {
     "put",
     "route",
     "claim",
+    "claim_item",
     "decide",
     "undo",
     "bulk",
@@ -100,6 +101,8 @@ class StoreBase:
             return LeaseError(f"item {item_id} was decided by {detail!r}, not {reviewer}")
         if code == "EXPORTED":
             return InvalidTransitionError(f"item {item_id} was exported ({detail}); not changed")
+        if code == "VOTED":
+            return LeaseError(f"{reviewer} has voted on item {item_id} already")
         if code == "NOT_SPLIT":
             return InvalidTransitionError(f"item {item_id}: its votes did not split")
         if code == "LEASE_EXPIRED":

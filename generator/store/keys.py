@@ -25,8 +25,11 @@ item:<id>                      hash    data (the candidate JSON without the fiel
                                        lease_expires (ms, server clock), lease_seq (the order
                                        of leases taken in the run), edited (payload JSON),
                                        edited_by, decided_by, adjudicated_by (the admin who
-                                       settled split votes), exported (the export that took it)
-item:<id>:votes                hash    reviewer -> accept|reject, for runs with overlap (k > 1)
+                                       settled split votes), exported (the export that took it),
+                                       swap_edit and swap_data (a pair swapped and its screen,
+                                       taken if the swapped order wins the overlap votes)
+item:<id>:votes                hash    reviewer -> accept|swap|reject, for runs with overlap
+                                       (k > 1; swap: a pair accepted in the other order)
 runs                           set     run ids (of items, tasks, configs and gaps)
 run:<run>:config               string  the RunConfig JSON
 run:<run>:review               hash    k (reviewers per item), rule (majority|unanimous),
@@ -43,6 +46,11 @@ run:<run>:skipped:<reviewer>   set     items a reviewer skipped (not handed to t
 run:<run>:tasks                set     every generation task of the run
 run:<run>:tasks-open           set     tasks not yet completed
 run:<run>:stats                hash    generation figures: tokens, tasks done, backend seconds
+run:<run>:prescreen            string  the pre-screen's last status JSON (what it learnt from,
+                                       its threshold, its audit figures, why auto-decisions are
+                                       off)
+run:<run>:audit                hash    item -> the label the pre-screen would have given, for
+                                       items drawn for the audit share (left to humans)
 task:<id>                      hash    data (GenerationTask JSON), state (open|done), run,
                                        job (the RQ job last enqueued for it),
                                        result (JSON: the candidates and tasks it made)

@@ -132,6 +132,32 @@ class ReviewMixin(ItemsMixin):
         )
         if not reply:
             return None
+        return self._lease(reviewer, reply)
+
+    def claim_item(self, item_id: str, reviewer: str) -> Lease:
+        """Lease the item ``item_id`` to ``reviewer`` (a replayed vote names its item). Raises
+        ``LeaseError`` when another reviewer holds a live lease on it or this reviewer voted
+        on it, ``InvalidTransitionError`` when it is not pending."""
+        if not reviewer:
+            raise LeaseError("a reviewer id is required to claim an item")
+        run_id = self._run_of(item_id)
+        try:
+            reply = self._scripts["claim_item"](
+                keys=[
+                    self.keys.item(item_id),
+                    self.keys.run(run_id, "pending"),
+                    self.keys.run(run_id, "leased"),
+                    self.keys.run(run_id, "review"),
+                    self.keys.run(run_id, "lease_seq"),
+                    self.keys.votes(item_id),
+                ],
+                args=[item_id, reviewer, max(int(self.lease_seconds * 1000), 1)],
+            )
+        except redis.ResponseError as exc:
+            raise self._translate(exc, item_id, reviewer) from exc
+        return self._lease(reviewer, reply)
+
+    def _lease(self, reviewer: str, reply: list[Any]) -> Lease:
         _id, expires, version, data, status, priority, edited, held, seq = reply
         item = self._candidate(
             {
@@ -203,6 +229,8 @@ class ReviewMixin(ItemsMixin):
             edited_payload=edited_payload,
         )
         edited = edited_payload.model_dump_json() if edited_payload is not None else ""
+        # A pair's swap: under overlap a vote for the other order (decide.lua), not an edit.
+        swap = verdict == "edit" and "swapped" in (reason_tags or [])
         screened, read_at = self._screened_data(
             item_id, edited_payload if verdict != "skip" else None
         )
@@ -229,6 +257,7 @@ class ReviewMixin(ItemsMixin):
                     decision.model_dump_json(exclude={"run_id", "gap_id"}),
                     edited,
                     screened,
+                    "1" if swap else "",
                 ],
             )
         except redis.ResponseError as exc:
@@ -324,10 +353,11 @@ class ReviewMixin(ItemsMixin):
         )
 
     def adjudicate(self, item_id: str, admin: str, accept: bool, note: str = "") -> LoggedDecision:
-        """An admin settles an item whose overlap votes split (an accept and a reject at least),
-        once: accepted or rejected, whatever the overlap rule made of the votes. Refused for an
-        item whose votes agree, that is still pending, already adjudicated, or exported. No
-        undo takes it back (nor any vote on the item)."""
+        """An admin settles an item whose overlap votes split (two of accept, swap and reject at
+        least), once: accepted (in the order the votes left it) or rejected, whatever the
+        overlap rule made of the votes. Refused for an item whose votes agree, that is still
+        pending, already adjudicated, or exported. No undo takes it back (nor any vote on the
+        item)."""
         outcome = "accept" if accept else "reject"
         return self._logged_action(
             "adjudicate",
@@ -358,7 +388,7 @@ class ReviewMixin(ItemsMixin):
             for item_id, votes, (adjudicated, exported) in zip(
                 ids, replies[::2], replies[1::2], strict=True
             )
-            if {"accept", "reject"} <= set(votes) and not adjudicated and not exported
+            if len(set(votes)) >= 2 and not adjudicated and not exported
         ]
 
     def _logged_action(
@@ -424,6 +454,37 @@ class ReviewMixin(ItemsMixin):
 
     def signed_out(self, session_id: str) -> bool:
         return bool(self.redis.exists(self.keys.signed_out(session_id)))
+
+    def reprioritise(self, run_id: str, priorities: dict[str, float]) -> int:
+        """New queue priorities for items still waiting in the run's queue (pending and not
+        leased; others keep theirs). Returns how many were reordered."""
+        pending = self.keys.run(run_id, "pending")
+        ids = list(priorities)
+        with self.redis.pipeline(transaction=True) as pipe:
+            for item_id in ids:
+                # XX CH: only an item in the queue, counted when its score changed.
+                pipe.zadd(pending, {item_id: priorities[item_id]}, xx=True, ch=True)
+            changed = pipe.execute()
+        with self.redis.pipeline(transaction=False) as pipe:
+            for item_id, moved in zip(ids, changed, strict=True):
+                if moved:
+                    pipe.hset(self.keys.item(item_id), "priority", repr(float(priorities[item_id])))
+            pipe.execute()
+        return sum(bool(moved) for moved in changed)
+
+    def save_prescreen_status(self, run_id: str, status_json: str) -> None:
+        self.redis.set(self.keys.run(run_id, "prescreen"), status_json)
+
+    def prescreen_status(self, run_id: str) -> str | None:
+        return cast(str | None, self.redis.get(self.keys.run(run_id, "prescreen")))
+
+    def add_audit(self, run_id: str, predictions: dict[str, str]) -> None:
+        """Items drawn for the audit share, with the label the model would have given."""
+        if predictions:
+            self.redis.hset(self.keys.run(run_id, "audit"), mapping=dict(predictions.items()))
+
+    def audit(self, run_id: str) -> dict[str, str]:
+        return cast(dict[str, str], self.redis.hgetall(self.keys.run(run_id, "audit")))
 
     def votes(self, item_id: str) -> dict[str, str]:
         """Under overlap: each reviewer's vote (accept or reject) on the item so far."""

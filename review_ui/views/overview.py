@@ -1,4 +1,5 @@
-"""Progress per gap, the funnel, reviewer throughput and how filters agree with reviewers."""
+"""Progress per gap, the funnel, reviewer throughput, how the judge and the filters agree with
+reviewers, and what the pre-screen did."""
 
 from __future__ import annotations
 
@@ -9,7 +10,9 @@ import streamlit as st
 from pydantic import ValidationError
 
 from generator.agreement import agreement, votes_by_item
+from generator.calibration import run_calibration, table_rows
 from generator.evaluation.report import EvalReport
+from generator.prescreening import PreScreenStatus
 from generator.schema import CandidateStatus, Gap
 from generator.throughput import TimedDecision
 from generator.throughput import throughput as rated
@@ -160,6 +163,44 @@ def filters_vs_humans(run_id: str) -> pd.DataFrame:
     )
 
 
+COLUMNS = ["scope", "who", "comparisons", "agreement", "no tie", "kappa [95% CI]"]
+
+
+def judge_calibration(run_id: str) -> None:
+    """The judge against the reviewers' majority, run then gap, beside the reviewers' own
+    agreement (each vote against the majority of the other votes on the item)."""
+    results = run_calibration(store(), run_id)
+    if results[0].judge is None and not results[0].humans.pairs:
+        st.caption(
+            "Nothing to compare yet: no item has both a judge verdict and a human vote, and no "
+            "item has two human votes."
+        )
+        return
+    rows = [row for result in results for row in table_rows(result)]
+    st.dataframe(pd.DataFrame(rows, columns=COLUMNS), hide_index=True)
+    if results[0].judge_meets_humans:
+        st.caption("The judge agrees with the reviewers at least as well as they agree.")
+    elif results[0].judge is not None:
+        st.caption("The judge agrees with the reviewers less than they agree with each other.")
+
+
+def prescreen_status(run_id: str) -> None:
+    raw = store().prescreen_status(run_id)
+    if raw is None:
+        st.caption("No pre-screen has run (campaign: review.prescreen).")
+        return
+    status = PreScreenStatus.model_validate_json(raw)
+    audit = status.audit
+    audited = f", agreeing {audit.agreement:.0%}" if audit.agreement is not None else ""
+    # gapfill's own figures and words: plain text all the same.
+    st.text(
+        f"Last retrained {status.at:%Y-%m-%d %H:%M} UTC on {status.trained_on} human-decided "
+        f"items; queue reordered: {status.reordered}; decided by the model: "
+        f"{status.auto_decided}; audit share: {audit.decided} of {audit.drawn} decided by "
+        f"humans{audited}. Auto-decisions {'on' if status.auto_on else 'off'}: {status.message}"
+    )
+
+
 def page() -> None:
     signed_in_reviewer()
     run_id = st.session_state.get("run_id")
@@ -186,6 +227,10 @@ def page() -> None:
     right.dataframe(per_gap, hide_index=True)
     st.subheader("Agreement between reviewers")
     reviewer_agreement(run_id)
+    st.subheader("Judge against reviewers")
+    judge_calibration(run_id)
+    st.subheader("Pre-screen")
+    prescreen_status(run_id)
     st.subheader("Latest eval report")
     latest_eval_report(run_id)
     st.subheader("Filters vs reviewers")

@@ -20,7 +20,7 @@ from generator.filters.settings import FilterSettings
 from generator.schema import Message, PreferenceExample, RunConfig, SFTExample
 from review_ui import keys, render
 from review_ui.failures import guarded
-from review_ui.resources import run_config, run_gaps, run_texts, store
+from review_ui.resources import retrain_if_due, run_config, run_gaps, run_texts, store
 from review_ui.session import REJECT_REASONS, Outcome, ReviewSession, edited_sft
 from review_ui.signin import for_the_signed_in, signed_in_reviewer, visitor
 from review_ui.widgets import review_keys
@@ -99,6 +99,8 @@ def act(action: str, item_id: str | None, *args: object) -> None:
     report(outcome)
     if not outcome.ok:
         st.session_state["refused"] = True
+    elif action in ("accept", "reject", "swap"):
+        retrain_if_due(session.run_id)
 
 
 def set_mode(mode: str) -> None:

@@ -1,5 +1,5 @@
--- An admin settles an item whose overlap votes split (at least one accept and one reject): it
--- becomes accepted or rejected (ARGV to) whatever the overlap rule made of the votes; once.
+-- An admin settles an item whose overlap votes split (two of accept, swap and reject at least):
+-- it becomes accepted or rejected (ARGV to) whatever the overlap rule made of the votes; once.
 -- The arguments of a logged action (see undo.lua): KEYS: item, pending, leased, log, item votes.
 -- ARGV: prefix, id, reviewer, verdict, decision_json, to.
 local prefix, id, reviewer, verdict, decision, to = unpack(ARGV)
@@ -11,11 +11,11 @@ if status ~= 'accepted' and status ~= 'rejected' then
 end
 if adjudicated then return redis.error_reply('TRANSITION adjudicated by ' .. adjudicated) end
 if exported then return redis.error_reply('EXPORTED ' .. exported) end
-local accepts, rejects = 0, 0
+local labels, distinct = {}, 0
 for _, vote in ipairs(redis.call('HVALS', KEYS[5])) do
-  if vote == 'accept' then accepts = accepts + 1 else rejects = rejects + 1 end
+  if not labels[vote] then labels[vote] = true; distinct = distinct + 1 end
 end
-if accepts == 0 or rejects == 0 then return redis.error_reply('NOT_SPLIT') end
+if distinct < 2 then return redis.error_reply('NOT_SPLIT') end
 move_status(prefix, id, KEYS[1], run, gap, status, to)
 redis.call('HSET', KEYS[1], 'decided_by', reviewer, 'adjudicated_by', reviewer)
 local new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)

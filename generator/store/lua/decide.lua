@@ -1,8 +1,9 @@
 -- KEYS: item, pending, leased, skipped(reviewer), log, run review settings, item votes.
 -- ARGV: prefix, id, reviewer, verdict, expected_version, to_status, decision_json, edited_json,
 -- screened_data: the item's data with its pii score made on the content it will hold ('' when
--- the stored score is current); written with the decision, so the screen never lags the edit.
-local prefix, id, reviewer, verdict, expected, to, decision, edited, screened = unpack(ARGV)
+-- the stored score is current); written with the decision, so the screen never lags the edit;
+-- swap: '1' when the edit is a preference pair's swap (a vote of its own under overlap).
+local prefix, id, reviewer, verdict, expected, to, decision, edited, screened, swap = unpack(ARGV)
 if redis.call('EXISTS', KEYS[1]) == 0 then return redis.error_reply('NOT_FOUND') end
 local f = redis.call('HMGET', KEYS[1], 'status', 'version', 'lease_owner', 'lease_expires',
                      'run', 'gap', 'priority')
@@ -18,9 +19,17 @@ if tonumber(expires) < now_ms() then
 end
 redis.call('HDEL', KEYS[1], 'lease_owner', 'lease_expires')
 redis.call('ZREM', KEYS[3], id)
-if screened ~= '' then redis.call('HSET', KEYS[1], 'data', screened) end
 local review = redis.call('HMGET', KEYS[6], 'k', 'rule')
 local k = tonumber(review[1] or '1') or 1
+-- Under overlap a swap is a vote for the other order, not an edit every later reviewer sees:
+-- the swapped pair (and its screen) wait beside the item, taken if that order wins.
+local swap_vote = swap == '1' and k > 1 and verdict ~= 'skip'
+if swap_vote then
+  redis.call('HSET', KEYS[1], 'swap_edit', edited)
+  if screened ~= '' then redis.call('HSET', KEYS[1], 'swap_data', screened) end
+elseif screened ~= '' then
+  redis.call('HSET', KEYS[1], 'data', screened)
+end
 local new_version = tonumber(version)
 if verdict == 'skip' then
   new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
@@ -34,8 +43,9 @@ elseif k <= 1 then
 else
   local vote = 'reject'
   if to == 'accepted' then vote = 'accept' end
+  if swap_vote then vote = 'swap' end
   redis.call('HSET', KEYS[7], reviewer, vote)
-  if edited ~= '' then
+  if edited ~= '' and not swap_vote then
     redis.call('HSET', KEYS[1], 'edited', edited, 'edited_by', reviewer)
     new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
   end
@@ -43,14 +53,23 @@ else
   if #votes < k then
     redis.call('ZADD', KEYS[2], priority, id)
   else
-    local accepts = 0
-    for _, v in ipairs(votes) do if v == 'accept' then accepts = accepts + 1 end end
+    -- Accepted in the order most voters took, when over half took it (unanimous: all).
+    local accepts, swaps = 0, 0
+    for _, v in ipairs(votes) do
+      if v == 'accept' then accepts = accepts + 1 elseif v == 'swap' then swaps = swaps + 1 end
+    end
     local final = 'rejected'
     if review[2] == 'unanimous' then
-      if accepts == #votes then final = 'accepted' end
-    elseif accepts * 2 > #votes then
+      if accepts == #votes or swaps == #votes then final = 'accepted' end
+    elseif accepts * 2 > #votes or swaps * 2 > #votes then
       final = 'accepted'
     end
+    if final == 'accepted' and swaps > accepts then
+      local waiting = redis.call('HMGET', KEYS[1], 'swap_edit', 'swap_data')
+      redis.call('HSET', KEYS[1], 'edited', waiting[1], 'edited_by', reviewer)
+      if waiting[2] then redis.call('HSET', KEYS[1], 'data', waiting[2]) end
+    end
+    redis.call('HDEL', KEYS[1], 'swap_edit', 'swap_data')
     new_version = redis.call('HINCRBY', KEYS[1], 'version', 1)
     move_status(prefix, id, KEYS[1], run, gap, 'pending', final)
     redis.call('HSET', KEYS[1], 'decided_by', reviewer)
