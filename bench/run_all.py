@@ -300,6 +300,77 @@ def duplicates(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def learning(r: dict[str, Any]) -> list[Row]:
+    def pct(value: float | None) -> str:
+        return "n/a" if value is None else f"{value:.1%}"
+
+    def kappa(c: dict[str, Any]) -> str:
+        return f"kappa {c['kappa']:.2f} [{c['kappa_low']:.2f}, {c['kappa_high']:.2f}]"
+
+    replayed = r["calibration_replayed"]
+    humans, judge, place = replayed["humans"], replayed["judge"], replayed["judge_in_place"]
+    replay = r["replay"]
+    rows = [
+        Row(
+            f"GPT-4 against the crowd majority, LLMFAO replayed ({replay['pairs_replayed']} "
+            f"pairs, {replay['votes_replayed']} votes through the store in "
+            f"{replay['replay_seconds']:.0f} s)",
+            f"in a worker's place {kappa(place)}, agreement {pct(place['agreement'])}; against "
+            f"all votes {kappa(judge)}, agreement {pct(judge['agreement'])}, no tie "
+            f"{pct(judge['decisive_agreement'])}",
+            f"one worker against the others' majority: {kappa(humans)}, agreement "
+            f"{pct(humans['agreement'])}, no tie {pct(humans['decisive_agreement'])}",
+            f"{place['kappa'] / humans['kappa']:.2f}",
+            "n/a (a figure)",
+            None,
+        )
+    ]
+    for key, how in (
+        ("auto", "split by pair id within each prompt"),
+        ("auto_unseen_prompts", "split by pair id over all (measured prompts unseen)"),
+    ):
+        a = r[key]
+        rows.append(
+            Row(
+                f"pre-screen auto-decisions on LLMFAO, {how}",
+                f"decides {pct(a['auto_share'])} of {a['measured_pairs']} pairs; in a "
+                f"worker's place agrees {pct(a['auto_in_place'])} with the others' majority "
+                f"({a['in_place_rows']} rows), {pct(a['auto_agreement'])} with the majority of "
+                f"all (without the gap guard: {pct(a['without_gap_guard']['share'])} decided, "
+                f"{pct(a['without_gap_guard']['agreement'])} agree)",
+                f"each worker against the others' majority, the same rows: "
+                f"{pct(a['humans_on_decided'])}",
+                "n/a",
+                ">= 50% decided, agreement >= one worker's",
+                bool(a["target_met"]),
+            )
+        )
+    o = r["ordering"]
+    rows.append(
+        Row(
+            f"reviewer decisions to {o['goal_decisive']} decisive pairs, learned order "
+            f"(mean of {len(o['runs'])} starting orders)",
+            f"{o['learned_mean']:,.0f} ({pct(o['fewer_mean'])} fewer; each start: "
+            f"{', '.join(pct(f) for f in o['fewer_each'])})",
+            f"the queue's order: {o['base_mean']:,.0f}",
+            f"{o['learned_mean'] / o['base_mean']:.2f}",
+            ">= 20% fewer",
+            bool(o["target_met"]),
+        )
+    )
+    rows.append(
+        Row(
+            "demo: yield of round 2 against round 1 (the LLM judge standing in for reviewers)",
+            "not measured: feedback rounds are not built yet",
+            "",
+            "",
+            "n/a",
+            None,
+        )
+    )
+    return rows
+
+
 # name -> (script, arguments at --size fit, extractor). Sizes chosen so that the whole roll-up
 # runs in about half an hour on 2 cores.
 BENCHMARKS: dict[str, tuple[str, list[str], Extract]] = {
@@ -313,6 +384,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], Extract]] = {
     "eval": ("eval.py", ["--rows", "1000"], evaluation),
     "quality": ("quality_recall.py", [], quality),
     "duplicates": ("duplicate_recall.py", [], duplicates),
+    "learning": ("learning.py", [], learning),
 }
 
 

@@ -47,6 +47,12 @@ def replay_import(
     )
     for error in result.skipped[:10]:
         console.print(f"  skipped {error}", highlight=False)
+    if result.in_other_runs:
+        console.print(
+            f"{len(result.in_other_runs)} items are another run's already (the same content): "
+            f"their votes were not applied, e.g. {', '.join(result.in_other_runs[:3])}",
+            highlight=False,
+        )
 
 
 @replay_app.command("llmfao")

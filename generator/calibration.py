@@ -1,13 +1,16 @@
 """How far a judge agrees with the humans, next to how far the humans agree with each other.
 
 A model may only stand in for reviewers where it agrees with them at least as well as they agree
-with each other (DESIGN.md, decision 10), so both figures are made the same way, on the same
-items, from the same votes:
+with each other (DESIGN.md, decision 10), so the figures are made from the same votes:
 
 - **the humans' yardstick**: each vote on an item with two or more votes, against the majority of
   the *other* votes on that item (leave one out; an item whose other votes tie has no majority
   and is left out);
-- **the judge**: the judge's label against the majority of all the item's votes.
+- **the judge**, two ways: against the majority of all the item's votes (the figure published
+  for LLM judges), and **in a reviewer's place**: on exactly the humans' rows, the judge's label
+  against the same leave-one-out majority each reviewer is compared with. Only the second is
+  like for like (a reference of all k votes ties less often than one of k - 1, which flatters
+  whoever is compared with it), so only it decides whether the judge meets the humans.
 
 Labels are the review's own: ``accept`` and ``reject`` for SFT items; for a preference pair
 ``accept`` (the proposed order), ``swap`` (the other order) and ``reject`` (neither: a tie).
@@ -54,14 +57,16 @@ class Calibration(BaseModel):
     items_with_votes: int
     humans: Comparison
     judge: Comparison | None  # None where no item has a judge verdict
+    judge_in_place: Comparison | None  # on the humans' rows; None without two votes on an item
 
     @property
     def judge_meets_humans(self) -> bool:
+        """Like for like: the judge in a reviewer's place agrees (kappa) at least as well."""
         return (
-            self.judge is not None
-            and self.judge.kappa is not None
+            self.judge_in_place is not None
+            and self.judge_in_place.kappa is not None
             and self.humans.kappa is not None
-            and self.judge.kappa >= self.humans.kappa
+            and self.judge_in_place.kappa >= self.humans.kappa
         )
 
 
@@ -82,6 +87,7 @@ def calibrate(
 ) -> Calibration:
     """``votes``: item -> reviewer -> label; ``judge``: item -> the judge's label."""
     humans: list[tuple[str, str, str]] = []  # (item, rater label, majority of the others)
+    in_place: list[tuple[str, str, str]] = []  # the judge on the same rows
     for item, by in votes.items():
         if len(by) < 2:
             continue
@@ -89,6 +95,8 @@ def calibrate(
             others = majority([v for r, v in by.items() if r != reviewer])
             if others is not None:
                 humans.append((item, label, others))
+                if item in judge:
+                    in_place.append((item, judge[item], others))
     judged: list[tuple[str, str, str]] = []
     for item, label in judge.items():
         found = majority(list(votes.get(item, {}).values()))
@@ -99,6 +107,7 @@ def calibrate(
         items_with_votes=sum(1 for by in votes.values() if by),
         humans=compare(humans, seed=seed),
         judge=compare(judged, seed=seed) if judged else None,
+        judge_in_place=compare(in_place, seed=seed) if in_place else None,
     )
 
 
@@ -241,10 +250,15 @@ def run_calibration(store: Store, run_id: str) -> list[Calibration]:
 
 
 def table_rows(result: Calibration) -> list[list[str]]:
-    """Rows for a table: scope, who, comparisons, agreement, no tie, kappa [95% CI]."""
+    """Rows for a table: scope, who, comparisons, agreement, no tie, kappa [95% CI]: the
+    humans, the judge against all votes, the judge in a reviewer's place."""
     return [
         [result.scope, who, *_figures(found)]
-        for who, found in (("humans", result.humans), ("judge", result.judge))
+        for who, found in (
+            ("humans", result.humans),
+            ("judge", result.judge),
+            ("judge in a reviewer's place", result.judge_in_place),
+        )
     ]
 
 

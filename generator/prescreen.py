@@ -12,9 +12,9 @@ The model is scikit-learn's logistic regression over features every item has:
 
 It predicts the humans' majority label (accept / reject, and swap for pairs). Two uses:
 
-1. **Ordering.** Expected value: the chance an item is useful (accepted in either order) times
-   its gap's weight (the larger its deficit, the more), plus a share for the items the model is
-   least sure of, so that it keeps learning where it is weakest.
+1. **Ordering.** On the scoring's scale: the gap's deficit first (the largest gaps first), then
+   within a gap the chance an item is useful (accepted in either order), plus a share for the
+   items the model is least sure of, so that it keeps learning where it is weakest.
 2. **Auto-decisions** (off unless asked for). The confidence threshold is chosen on
    cross-validated predictions over the decisions it learns from (never on the decisions it is
    then measured on): the lowest threshold at which its agreement with the humans' majority is
@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -121,6 +121,20 @@ class PreScreen:
     def probabilities(self, features: Features) -> np.ndarray:
         return self.classifier.predict_proba(features.matrix)  # type: ignore[attr-defined,no-any-return]
 
+    def priorities(self, features: Features, deficits: Sequence[float]) -> np.ndarray:
+        """Queue priorities on the scoring's own scale (``FilterPipeline.priority``): the gap's
+        deficit, so the largest gaps come first, then within a gap [0, 0.99): the chance the
+        item is useful (accepted in either order), plus the model's uncertainty (1 - its
+        confidence) at ``EXPLORE``'s weight, so it keeps learning where it is weakest."""
+        probabilities = self.probabilities(features)
+        useful = sum(
+            probabilities[:, self.labels.index(label)] for label in USEFUL if label in self.labels
+        )
+        uncertain = 1.0 - probabilities.max(axis=1)
+        value = (np.asarray(useful) + EXPLORE * uncertain) / (1.0 + EXPLORE) * 0.99
+        priorities: np.ndarray = np.asarray(deficits, dtype=float) + value
+        return priorities
+
     def decide(self, features: Features) -> list[tuple[str, float]]:
         """Each item's most likely label and the model's confidence in it."""
         probabilities = self.probabilities(features)
@@ -128,17 +142,6 @@ class PreScreen:
         return [
             (self.labels[int(b)], float(p[b])) for b, p in zip(best, probabilities, strict=True)
         ]
-
-    def priorities(self, features: Features, weights: Sequence[float]) -> np.ndarray:
-        """Expected value per item: the chance it is useful times its gap's weight, plus the
-        model's uncertainty (1 - its confidence) at ``EXPLORE``'s weight."""
-        probabilities = self.probabilities(features)
-        useful = sum(
-            probabilities[:, self.labels.index(label)] for label in USEFUL if label in self.labels
-        )
-        uncertain = 1.0 - probabilities.max(axis=1)
-        priorities: np.ndarray = np.asarray(useful) * np.asarray(weights) + EXPLORE * uncertain
-        return priorities
 
 
 def fit(
@@ -219,14 +222,6 @@ def choose_threshold(
             f"{MIN_AUTO_ITEMS} or more held-out decisions: auto-decisions are off",
         )
     return best[0], best[1], best[2], ""
-
-
-def gap_weights(candidates: Sequence[Candidate], deficits: Mapping[str, int]) -> list[float]:
-    """Each item's gap weight: 1 + the gap's share of the largest deficit (1 to 2)."""
-    largest = max([d for d in deficits.values() if d > 0], default=0)
-    return [
-        1.0 + (max(deficits.get(c.gap_id, 0), 0) / largest if largest else 0.0) for c in candidates
-    ]
 
 
 def _classifier(seed: int) -> Any:

@@ -36,7 +36,7 @@ from generator.agreement import votes_by_item
 from generator.calibration import calibrate, majority
 from generator.embeddings import Embedder
 from generator.errors import StoreError
-from generator.prescreen import MIN_AUTO_ITEMS, PreScreen, fit, gap_weights
+from generator.prescreen import MIN_AUTO_ITEMS, PreScreen, fit
 from generator.schema import (
     AUTO_REVIEWER,
     AUTO_TAG,
@@ -91,7 +91,6 @@ def retrain(
     log = [entry.decision for entry in store.decisions(run_id)]
     human = [d for d in log if d.reviewer != AUTO_REVIEWER]
     status.human_decisions = len(human)
-    status.settled = settled(store, run_id)
     votes = votes_by_item(human)
     audit = store.audit(run_id)
     status.audit = _audit_figures(audit, votes)
@@ -122,7 +121,7 @@ def retrain(
     features = model.space.describe(waiting, embedder)
     if settings.order:
         deficits = {gap.id: gap.deficit for gap in store.gaps(run_id)}
-        priorities = model.priorities(features, gap_weights(waiting, deficits))
+        priorities = model.priorities(features, [deficits.get(c.gap_id, 0) for c in waiting])
         status.reordered = store.reprioritise(
             run_id, {c.id: float(p) for c, p in zip(waiting, priorities, strict=True)}
         )
@@ -131,6 +130,7 @@ def retrain(
         return _saved(store, status)
     draw = random.Random(seed)
     drawn: dict[str, str] = {}
+    chosen: list[tuple[Candidate, str, float]] = []
     for candidate, (label, confidence) in zip(waiting, model.decide(features), strict=True):
         if candidate.id in audit or confidence < (model.threshold or 1.0):
             continue
@@ -138,9 +138,15 @@ def retrain(
             continue
         if draw.random() < settings.audit_share:
             drawn[candidate.id] = label
-        elif _decide(store, candidate, label, confidence):
-            status.auto_decided += 1
+        else:
+            chosen.append((candidate, label, confidence))
+    # The draws are stored before any decision, and the store refuses the model an item of the
+    # audit share: a retraining that fails half way, or one running beside it, cannot decide one.
     store.add_audit(run_id, drawn)
+    audit = store.audit(run_id)
+    for candidate, label, confidence in chosen:
+        if candidate.id not in audit and _decide(store, candidate, label, confidence):
+            status.auto_decided += 1
     status.audit = _audit_figures(store.audit(run_id), votes)
     status.message = (
         f"decided {status.auto_decided}; {len(drawn)} more left to humans for the audit"
@@ -254,5 +260,7 @@ def _waiting(store: Store, run_id: str) -> list[Candidate]:
 
 
 def _saved(store: Store, status: PreScreenStatus) -> PreScreenStatus:
+    # Counted after its own decisions: only what reviewers settle from here brings the next.
+    status.settled = settled(store, status.run_id)
     store.save_prescreen_status(status.run_id, status.model_dump_json())
     return status

@@ -36,6 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.dataset_reader import RowError, convert, detect_format, iter_records
 from generator.errors import DataFileError, InvalidRowError, StoreError
+from generator.reviewers import NAME_PATTERN
 from generator.schema import (
     Candidate,
     CandidateKind,
@@ -57,7 +58,8 @@ JUDGE_VALUE = {"accept": 1.0, "reject": 0.5, "swap": 0.0}  # the live pairwise j
 class ReplayVote(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    reviewer: str = Field(min_length=1, max_length=200)
+    # A reviewer's name as `gapfill reviewer add` takes it: never the pre-screen's own id.
+    reviewer: str = Field(pattern=f"^{NAME_PATTERN}$")
     vote: Label
     reason: str = Field(default="", max_length=200)
 
@@ -97,6 +99,7 @@ class ReplayResult:
     k: int
     source_ids: dict[str, str]  # item id -> the source's id
     skipped: list[InvalidRowError]
+    in_other_runs: list[str]  # source ids of examples another run holds: no vote applied
 
 
 def read_replay(
@@ -185,11 +188,19 @@ def replay(
     elif store.review_rule(run_id)[0] < most:
         raise DataFileError(f"run {run_id!r} takes fewer reviewers per item than the file has")
     stored = store.put_many(screen_all([item.candidate for item in items]))
+    # An example already stored in another run is that run's item (ids are content hashes): the
+    # file's votes are not applied to it.
+    elsewhere = {
+        raw["id"]
+        for raw in store.get_many_raw([item.candidate.id for item in items])
+        if raw["run_id"] != run_id
+    }
     applied = votes = 0
     for item in items:
         for vote in item.row.votes:
             votes += 1
-            applied += _apply(store, item.candidate, vote)
+            if item.candidate.id not in elsewhere:
+                applied += _apply(store, item.candidate, vote)
     return ReplayResult(
         items=len(items),
         stored=stored,
@@ -198,6 +209,7 @@ def replay(
         k=reviewers,
         source_ids={item.candidate.id: item.row.id for item in items},
         skipped=skipped or [],
+        in_other_runs=sorted(item.row.id for item in items if item.candidate.id in elsewhere),
     )
 
 

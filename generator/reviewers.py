@@ -34,6 +34,8 @@ from generator.errors import ConfigError
 
 # E-mail addresses fit, so that an OIDC reviewer's role can be written under their address.
 _NAME = re.compile(r"[A-Za-z0-9_.@+-]{1,64}")
+# What a reviewer's name may hold (no ':', so the pre-screen's "model:prescreen" is no one's).
+NAME_PATTERN = _NAME.pattern
 
 
 class Role(StrEnum):

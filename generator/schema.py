@@ -493,6 +493,9 @@ class Gap(BaseModel):
         return max(self.target - self.have, 0)
 
 
+MIN_AUDIT_SHARE = 0.01
+
+
 class PreScreenSettings(BaseModel):
     """The ``review.prescreen:`` section of a campaign (``generator/prescreening.py``): a model
     of the run's own human decisions that reorders its queue and, if asked, decides items."""
@@ -522,6 +525,15 @@ class PreScreenSettings(BaseModel):
         description="The humans' agreement with each other, for a run without overlap to "
         "measure it on (from an earlier run with overlap, say).",
     )
+
+    @model_validator(mode="after")
+    def _audited(self) -> PreScreenSettings:
+        if self.auto_decide and self.audit_share < MIN_AUDIT_SHARE:
+            raise ValueError(
+                f"audit_share: at least {MIN_AUDIT_SHARE} with auto_decide (a model's decisions "
+                "are always audited by humans)"
+            )
+        return self
 
 
 class ReviewSettings(BaseModel):

@@ -95,3 +95,33 @@ def test_the_judges_labels_from_its_scores() -> None:
     assert judge_label(2.0, False, pointwise, pair=False) == "reject"
     assert judge_label(0.0, True, {"judge_model": "m", "output": "junk"}, pair=False) is None
     assert judge_label(0.0, False, {"recorded": "swap"}, pair=True) == "swap"
+
+
+def test_the_judge_in_a_reviewers_place_is_compared_on_the_humans_rows() -> None:
+    """Two votes per item: each reviewer against the other's vote, and the judge against the
+    same single vote, row for row (against all votes, a 1-1 split would have no majority)."""
+    votes = {
+        "i1": {"a": "accept", "b": "accept"},
+        "i2": {"a": "accept", "b": "reject"},
+        "i3": {"a": "reject", "b": "reject"},
+    }
+    judge = {"i1": "accept", "i2": "accept", "i3": "accept"}
+    result = calibrate(votes, judge)
+    assert result.judge is not None and result.judge.pairs == 2  # i2 has no majority of all
+    place = result.judge_in_place
+    assert place is not None and place.pairs == result.humans.pairs == 6
+    # i1: accept vs accept twice; i2: vs b's reject (for a) no, vs a's accept (for b) yes;
+    # i3: accept vs reject twice.
+    assert place.agreement == pytest.approx(3 / 6)
+    assert result.humans.agreement == pytest.approx(4 / 6)
+    assert not result.judge_meets_humans
+
+
+def test_auto_decisions_need_an_audit_share() -> None:
+    from pydantic import ValidationError
+
+    from generator.schema import PreScreenSettings
+
+    with pytest.raises(ValidationError, match=r"audit_share: at least 0\.01 with auto_decide"):
+        PreScreenSettings(auto_decide=True, audit_share=0.0)
+    assert PreScreenSettings(auto_decide=False, audit_share=0.0).audit_share == 0.0

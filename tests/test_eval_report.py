@@ -87,7 +87,7 @@ DOCUMENTED: dict[str, Any] = {
     "seconds": ["format", "refusals", "diversity", "contamination", "safety", "judge"],
 }
 SFT_JUDGE = ["model", "sample", "judged", "mean_score"]
-CALIBRATION = ["scope", "items_with_votes", "humans", "judge"]
+CALIBRATION = ["scope", "items_with_votes", "humans", "judge", "judge_in_place"]
 COMPARISON = [
     "pairs",
     "items",
@@ -150,7 +150,7 @@ def assert_documented(report: dict[str, Any]) -> None:
     assert keys(report["seconds"]) == DOCUMENTED["seconds"]
     for calibration in report["calibration"]:
         assert keys(calibration) == CALIBRATION
-        for who in ("humans", "judge"):
+        for who in ("humans", "judge", "judge_in_place"):
             if calibration[who] is not None:
                 assert keys(calibration[who]) == COMPARISON
 

@@ -123,6 +123,8 @@ def test_the_queue_is_reordered_by_expected_usefulness(
     assert status.reordered == len(before) == ITEMS // 3
     after = {i: store.get(i).priority for i in pending(store)}
     assert len(set(after.values())) > len(before) // 2, "one priority for all: no ordering"
+    # The scoring's scale: the gap's deficit (none here: no gap report), then [0, 0.99).
+    assert all(0.0 <= p < 0.99 for p in after.values())
     lease = store.claim("someone", RUN)
     assert lease is not None and lease.item_id == max(after, key=lambda i: after[i])
     assert auto_decisions(store) == [], "ordering alone decides nothing"

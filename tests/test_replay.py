@@ -234,3 +234,61 @@ def test_the_llmfao_replay_file_is_written_whole(real_data: Path, tmp_path: Path
     assert len(items) == 1760  # 289 pairs with an empty answer, 90 repeats of another pair
     assert sum("content is empty" in e.reason for e in skipped) == 289
     assert sum("the same example" in e.reason for e in skipped) == 90
+
+
+# -- found by an independent attack ------------------------------------------------------------
+
+
+def test_a_swap_win_undone_by_its_settler_settles_again_on_the_next_vote(
+    store: Store, tmp_path: Path
+) -> None:
+    rows = [pair_row("x", [("a", "swap"), ("b", "swap"), ("c", "reject")])]
+    result = replay(store, write(tmp_path / "r.jsonl", rows), RUN, k=3)
+    item = next(iter(result.source_ids))
+    settled = store.get(item)
+    assert settled.status == CandidateStatus.ACCEPTED
+    assert isinstance(settled.payload, PreferenceExample)
+    swapped = settled.payload.swapped()
+    assert settled.edited == swapped
+    store.undo(item, "c")  # the settler takes their vote back: the swap goes with it
+    back = store.get(item)
+    assert back.status == CandidateStatus.PENDING and back.edited is None
+    assert store.votes(item) == {"a": "swap", "b": "swap"}
+    lease = store.claim_item(item, "d")
+    store.decide(item, "d", "reject", lease.version)
+    again = store.get(item)
+    assert again.status == CandidateStatus.ACCEPTED and again.edited == swapped
+    assert store.decisions(RUN)[-1].decision.reviewer == "d", "logged"
+
+
+def test_an_example_another_run_holds_gets_none_of_the_files_votes(
+    store: Store, tmp_path: Path
+) -> None:
+    live = replay(store, write(tmp_path / "live.jsonl", [pair_row("p", [])]), "live", k=1)
+    item = next(iter(live.source_ids))
+    other = write(tmp_path / "other.jsonl", [pair_row("p", [("ann", "accept")])])
+    result = replay(store, other, "other", k=1)
+    assert result.applied == 0 and result.in_other_runs == ["p"]
+    assert store.get(item).status == CandidateStatus.PENDING
+    assert store.decisions("live") == [] and store.decisions("other") == []
+
+
+def test_a_replay_cannot_vote_as_the_prescreen(tmp_path: Path) -> None:
+    path = write(tmp_path / "r.jsonl", [pair_row("p", [("model:prescreen", "accept")])])
+    with pytest.raises(InvalidRowError, match=r"r\.jsonl:1: votes\.0\.reviewer"):
+        read_replay(path, RUN)
+
+
+def test_the_prescreen_cannot_claim_an_item_of_the_audit_share(
+    store: Store, tmp_path: Path
+) -> None:
+    from generator.schema import AUTO_REVIEWER
+
+    result = replay(store, write(tmp_path / "r.jsonl", [pair_row("p", [])]), RUN, k=1)
+    item = next(iter(result.source_ids))
+    store.add_audit(RUN, {item: "accept"})
+    store.add_audit(RUN, {item: "reject"})
+    assert store.audit(RUN) == {item: "accept"}, "a drawn item keeps its first label"
+    with pytest.raises(LeaseError, match="audit share"):
+        store.claim_item(item, AUTO_REVIEWER)
+    assert store.claim_item(item, "ann").reviewer == "ann", "a human may"

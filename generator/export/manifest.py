@@ -13,7 +13,7 @@ import orjson
 
 from generator.agreement import agreement, votes_by_item
 from generator.export.selection import Approved
-from generator.schema import Candidate, DecisionRecord
+from generator.schema import AUTO_REVIEWER, Candidate, DecisionRecord
 from generator.screening import original_flag, screen
 
 
@@ -256,7 +256,8 @@ def review_summary(
     decisions: list[DecisionRecord], rules: dict[str, tuple[int, str]]
 ) -> dict[str, Any]:
     by_reviewer = Counter(d.reviewer for d in decisions if d.verdict != "undo")
-    figures = agreement(votes_by_item(decisions))
+    # Agreement between humans: the pre-screen's decisions (counted above, by name) are not votes.
+    figures = agreement(votes_by_item(d for d in decisions if d.reviewer != AUTO_REVIEWER))
     return {
         "decisions_by_reviewer": dict(sorted(by_reviewer.items())),
         "overlap": {run: {"reviewers_per_item": k, "rule": r} for run, (k, r) in rules.items()},

@@ -101,6 +101,8 @@ class StoreBase:
             return LeaseError(f"item {item_id} was decided by {detail!r}, not {reviewer}")
         if code == "EXPORTED":
             return InvalidTransitionError(f"item {item_id} was exported ({detail}); not changed")
+        if code == "AUDIT":
+            return LeaseError(f"item {item_id} is in the audit share: left to human reviewers")
         if code == "VOTED":
             return LeaseError(f"{reviewer} has voted on item {item_id} already")
         if code == "NOT_SPLIT":

@@ -13,6 +13,7 @@ import redis
 
 from generator.errors import ItemNotFoundError, LeaseError, StaleVersionError, StoreError
 from generator.schema import (
+    AUTO_REVIEWER,
     Candidate,
     CandidateStatus,
     Decision,
@@ -150,8 +151,9 @@ class ReviewMixin(ItemsMixin):
                     self.keys.run(run_id, "review"),
                     self.keys.run(run_id, "lease_seq"),
                     self.keys.votes(item_id),
+                    self.keys.run(run_id, "audit"),
                 ],
-                args=[item_id, reviewer, max(int(self.lease_seconds * 1000), 1)],
+                args=[item_id, reviewer, max(int(self.lease_seconds * 1000), 1), AUTO_REVIEWER],
             )
         except redis.ResponseError as exc:
             raise self._translate(exc, item_id, reviewer) from exc
@@ -479,9 +481,13 @@ class ReviewMixin(ItemsMixin):
         return cast(str | None, self.redis.get(self.keys.run(run_id, "prescreen")))
 
     def add_audit(self, run_id: str, predictions: dict[str, str]) -> None:
-        """Items drawn for the audit share, with the label the model would have given."""
-        if predictions:
-            self.redis.hset(self.keys.run(run_id, "audit"), mapping=dict(predictions.items()))
+        """Items drawn for the audit share, with the label the model would have given (an item
+        drawn before keeps its first label). The pre-screen can never claim them after."""
+        key = self.keys.run(run_id, "audit")
+        with self.redis.pipeline(transaction=True) as pipe:
+            for item_id, label in predictions.items():
+                pipe.hsetnx(key, item_id, label)
+            pipe.execute()
 
     def audit(self, run_id: str) -> dict[str, str]:
         return cast(dict[str, str], self.redis.hgetall(self.keys.run(run_id, "audit")))

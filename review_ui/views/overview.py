@@ -13,7 +13,7 @@ from generator.agreement import agreement, votes_by_item
 from generator.calibration import run_calibration, table_rows
 from generator.evaluation.report import EvalReport
 from generator.prescreening import PreScreenStatus
-from generator.schema import CandidateStatus, Gap
+from generator.schema import AUTO_REVIEWER, CandidateStatus, Gap
 from generator.throughput import TimedDecision
 from generator.throughput import throughput as rated
 from review_ui.resources import store
@@ -64,6 +64,7 @@ def throughput(run_id: str, labels: dict[str, str]) -> tuple[pd.DataFrame, pd.Da
             d.decision.decided_at.timestamp(),
         )
         for d in store().decisions(run_id)
+        if d.decision.reviewer != AUTO_REVIEWER  # the pre-screen is not a reviewer
     ]
 
     def table(by: str, column: str) -> pd.DataFrame:
@@ -84,7 +85,11 @@ def throughput(run_id: str, labels: dict[str, str]) -> tuple[pd.DataFrame, pd.Da
 
 def reviewer_agreement(run_id: str) -> None:
     k, rule = store().review_rule(run_id)
-    figures = agreement(votes_by_item(d.decision for d in store().decisions(run_id)))
+    figures = agreement(
+        votes_by_item(
+            d.decision for d in store().decisions(run_id) if d.decision.reviewer != AUTO_REVIEWER
+        )
+    )
     if figures.items == 0:
         overlap = f"{k} reviewers per item ({rule})" if k > 1 else "one reviewer per item"
         st.caption(f"No item has two votes yet, so no agreement figures ({overlap}).")
@@ -140,10 +145,16 @@ def latest_eval_report(run_id: str) -> None:
 def filters_vs_humans(run_id: str) -> pd.DataFrame:
     """Per filter flag: how reviewers decided the flagged items. A flag whose items reviewers
     nearly always reject could auto-reject and save that review time."""
+    by_model = {  # settled by the pre-screen: not the reviewers' verdicts
+        d.decision.item_id
+        for d in store().decisions(run_id)
+        if d.decision.reviewer == AUTO_REVIEWER
+    }
     decided = [
         c
         for status in (CandidateStatus.ACCEPTED, CandidateStatus.REJECTED)
         for c in store().get_many(list(store().ids(run_id, status)))
+        if c.id not in by_model
     ]
     flagged: dict[str, list[bool]] = defaultdict(list)
     for item in decided:
