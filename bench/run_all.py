@@ -361,7 +361,7 @@ def learning(r: dict[str, Any]) -> list[Row]:
     rows.append(
         Row(
             "demo: yield of round 2 against round 1 (the LLM judge standing in for reviewers)",
-            "not measured: feedback rounds are not built yet",
+            "not measured: no automated rounds (gapfill run --rounds) with a stand-in yet",
             "",
             "",
             "n/a",

@@ -53,6 +53,14 @@ def run_command(
     ] = Workers.INPROCESS,
     show_ui: ShowUI = False,
     port: Port = 8501,
+    after: Annotated[
+        str | None,
+        typer.Option(
+            help="The run this one is the next round of: its accepted items count against the "
+            "gaps, its accepted requests lead the seeds, and what its reviewers turned down or "
+            "cut is listed for the model to avoid."
+        ),
+    ] = None,
     schema: Annotated[
         bool,
         typer.Option(
@@ -65,7 +73,7 @@ def run_command(
     ] = False,
 ) -> None:
     """The whole loop for a campaign: gaps, generation, scoring, then review."""
-    _campaign(ctx, load_campaign(config), workers, show_ui, port)
+    _campaign(ctx, load_campaign(config), workers, show_ui, port, after)
 
 
 @user_errors
@@ -91,13 +99,26 @@ def _examples_dir() -> Path:
 
 
 def _campaign(
-    ctx: typer.Context, config: CampaignConfig, workers: Workers, show_ui: bool, port: int
+    ctx: typer.Context,
+    config: CampaignConfig,
+    workers: Workers,
+    show_ui: bool,
+    port: int,
+    after: str | None = None,
 ) -> None:
     settings = settings_of(ctx)
     store = open_store(settings)
     console.rule(f"1/4 gaps of {config.data.name}")
-    planned = plan(config, store, make_embedder(settings))
+    planned = plan(config, store, make_embedder(settings), after=after)
     print_report(planned.report)
+    for gap_id, found in planned.feedback.items():
+        if gap_id in planned.chosen:
+            console.print(
+                f"from run {after!r}, gap {gap_id}: {len(found.seeds)} accepted requests as "
+                f"seeds; to avoid: {', '.join(f'{r} ({n})' for r, n in found.reasons.items())}"
+                + (f"; {len(found.cut)} phrases reviewers cut" if found.cut else ""),
+                highlight=False,
+            )
     console.print(
         f"run {config.run!r}: {planned.tasks} generation tasks for the largest gaps "
         f"({', '.join(planned.chosen)})",

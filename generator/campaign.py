@@ -7,7 +7,7 @@ Paths in the config are relative to the config file, so a campaign directory can
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -23,11 +23,12 @@ from generator.coverage import (
 from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, DataFileError
+from generator.feedback import GapFeedback, run_feedback
 from generator.filters.contamination import load_eval_items
 from generator.filters.settings import FilterSettings
 from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.run_inputs import pack_run
-from generator.schema import CandidateKind, Identifier, ReviewSettings, RunConfig
+from generator.schema import CandidateKind, Gap, Identifier, ReviewSettings, RunConfig
 from generator.store import Store
 from generator.yaml_file import line_of, read_yaml, validation_message
 
@@ -169,13 +170,24 @@ class Plan:
     report: GapReport
     chosen: list[str]  # gap ids generated for
     tasks: int
+    feedback: dict[str, GapFeedback] = field(default_factory=dict)  # from the earlier round
 
 
-def plan(config: CampaignConfig, store: Store, embedder: Embedder) -> Plan:
+def plan(
+    config: CampaignConfig, store: Store, embedder: Embedder, *, after: str | None = None
+) -> Plan:
     """Measure the gaps and store the run, its gaps and the tasks for the largest ones.
 
-    Everything is read and validated before anything is written.
+    ``after``: the run this one is the next round of. Its accepted items count against the
+    gaps' deficits, and each gap it shares (same id and label) takes its feedback
+    (``generator/feedback.py``): the requests reviewers accepted lead the seeds, and what they
+    turned down or cut is listed to avoid. Everything is read and validated before anything is
+    written.
     """
+    if after is not None and (after == config.run or after not in store.runs()):
+        raise ConfigError(
+            f"--after: no earlier run {after!r} in the store (this run: {config.run!r})"
+        )
     examples = [row.example for row in read_examples(config.data).examples]
     for eval_set in config.eval_sets:
         load_eval_items(eval_set)
@@ -192,7 +204,11 @@ def plan(config: CampaignConfig, store: Store, embedder: Embedder) -> Plan:
         reference_path=str(config.reference) if config.reference else None,
         reference_threshold=config.reference_threshold,
     )
-    largest = sorted((g for g in report.gaps if g.deficit > 0), key=lambda g: -g.deficit)
+    earlier = _earlier_round(store, after, report.gaps)
+    remaining = {g.id: g.deficit - earlier.accepted.get(g.id, 0) for g in report.gaps}
+    largest = sorted(
+        (g for g in report.gaps if remaining[g.id] > 0), key=lambda g: -remaining[g.id]
+    )
     chosen = largest[: config.gaps]
     if not chosen:
         raise DataFileError(f"{config.data}: no gap to fill (every cell reaches its target)")
@@ -205,7 +221,15 @@ def plan(config: CampaignConfig, store: Store, embedder: Embedder) -> Plan:
         task
         for gap in chosen
         for task in tasks_for_gap(
-            gap, templates, kind=kind, defaults=defaults, wanted=config.per_gap
+            gap,
+            templates,
+            kind=kind,
+            defaults=defaults,
+            wanted=_wanted(config.per_gap, remaining[gap.id], after),
+            accepted=earlier.feedback[gap.id].seeds if gap.id in earlier.feedback else (),
+            avoid=(
+                earlier.feedback[gap.id].avoid(gap, templates) if gap.id in earlier.feedback else ()
+            ),
         )
     ]
     run = pack_run(
@@ -213,7 +237,8 @@ def plan(config: CampaignConfig, store: Store, embedder: Embedder) -> Plan:
         RunConfig(
             run_id=config.run,
             kind=kind,
-            description=f"campaign on {config.data.name}",
+            description=f"campaign on {config.data.name}"
+            + (f", the round after run {after}" if after else ""),
             backend=config.backend,
             model=config.model,
             existing=[str(config.data)],
@@ -227,4 +252,33 @@ def plan(config: CampaignConfig, store: Store, embedder: Embedder) -> Plan:
     # The inputs are in the store before the run and its gaps: no worker sees one without them.
     store.save_gaps(config.run, report.gaps, report.model_dump_json())
     store.save_run(run)
-    return Plan(report, [g.id for g in chosen], store.add_tasks(tasks))
+    return Plan(report, [g.id for g in chosen], store.add_tasks(tasks), earlier.feedback)
+
+
+def _wanted(per_gap: int | None, remaining: int, after: str | None) -> int:
+    """Requests to ask for a gap: its remaining deficit, or ``per_gap`` (in a later round no
+    more than what is still missing)."""
+    if per_gap is None:
+        return remaining
+    return per_gap if after is None else min(per_gap, remaining)
+
+
+@dataclass
+class EarlierRound:
+    accepted: dict[str, int] = field(default_factory=dict)  # gap -> items accepted then
+    feedback: dict[str, GapFeedback] = field(default_factory=dict)  # gaps it shares with this
+
+
+def _earlier_round(store: Store, after: str | None, gaps: list[Gap]) -> EarlierRound:
+    """What an earlier round of the campaign leaves this one: only for gaps both measured the
+    same (id and label; a gap id is a cluster's number, which another measurement may give to
+    another cluster)."""
+    if after is None:
+        return EarlierRound()
+    then = {gap.id: gap.label for gap in store.gaps(after)}
+    shared = {gap.id for gap in gaps if then.get(gap.id) == gap.label}
+    counts = store.counts(after)
+    return EarlierRound(
+        accepted={g: counts.get(g, {}).get("accepted", 0) for g in shared},
+        feedback={g: found for g, found in run_feedback(store, after).items() if g in shared},
+    )

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import math
 import random
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,7 @@ INSTRUCTIONS_TEMPLATE = "instructions.jinja"  # asks for new user requests of a 
 RESPONSE_TEMPLATE = "response.jinja"  # the system prompt of the answers to them
 JUDGE_TEMPLATE = "judge.jinja"
 PAIRWISE_TEMPLATE = "judge_pairwise.jinja"
+AVOID_TEMPLATE = "avoid.jinja"  # a gap's avoid-list from review (generator/feedback.py)
 
 
 class TemplateRenderError(GapfillError):
@@ -128,8 +130,14 @@ def tasks_for_gap(
     defaults: PromptDefaults | None = None,
     wanted: int | None = None,
     seed: int = 0,
+    accepted: Sequence[str] = (),
+    avoid: Sequence[str] = (),
 ) -> list[GenerationTask]:
-    """Instruction tasks that together ask for ``wanted`` (default: the gap's deficit) requests."""
+    """Instruction tasks that together ask for ``wanted`` (default: the gap's deficit) requests.
+
+    In a later round (``generator/feedback.py``), ``accepted`` (requests reviewers accepted)
+    come first among the seeds, and ``avoid`` (lines of the gap's avoid-list) goes in the prompt.
+    """
     settings = defaults or templates.defaults()
     count = gap.deficit if wanted is None else wanted
     if count <= 0:
@@ -145,9 +153,10 @@ def tasks_for_gap(
     tasks = []
     for index in range(math.ceil(count / per_task)):
         asked = min(per_task, count - index * per_task)
-        pool = gap.examples
-        seeds = rng.sample(pool, min(settings.seeds_per_task, len(pool))) if pool else []
-        prompt = templates.render(INSTRUCTIONS_TEMPLATE, gap=gap, seeds=seeds, count=asked)
+        seeds = _seeds(list(accepted), gap.examples, settings.seeds_per_task, rng)
+        prompt = templates.render(
+            INSTRUCTIONS_TEMPLATE, gap=gap, seeds=seeds, count=asked, avoid=list(avoid)
+        )
         messages = [Message(role="user", content=prompt)]
         tasks.append(
             GenerationTask(
@@ -178,3 +187,10 @@ def tasks_for_gap(
             )
         )
     return tasks
+
+
+def _seeds(accepted: list[str], pool: list[str], wanted: int, rng: random.Random) -> list[str]:
+    """Reviewers' accepted requests first (a sample of them), then the gap's own examples."""
+    taken = rng.sample(accepted, min(wanted, len(accepted))) if accepted else []
+    left = [example for example in pool if example not in taken]
+    return taken + (rng.sample(left, min(wanted - len(taken), len(left))) if left else [])

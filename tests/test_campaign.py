@@ -175,3 +175,40 @@ def test_a_mistyped_key_is_one_line_naming_its_line_and_the_key_it_resembles(
     assert done.stderr == (
         f"error: {config}:{line}: {where}: unknown key; did you mean '{meant}'?\n"
     )
+
+
+def test_the_next_round_takes_the_earlier_rounds_accepted_requests_and_avoid_list(
+    store: Store, embedder: object
+) -> None:
+    from generator.schema import Candidate, CandidateKind, CandidateStatus
+    from tests.factories import sft
+
+    first = load_campaign(DEMO, {"gaps": 2, "per_gap": 3})
+    planned = plan(first, store, embedder)  # type: ignore[arg-type]
+    gap = next(g for g in planned.report.gaps if g.id == planned.chosen[0])
+    items = [
+        Candidate(
+            kind=CandidateKind.SFT,
+            payload=sft(question, "An answer."),
+            run_id="demo",
+            gap_id=gap.id,
+            status=CandidateStatus.PENDING,
+        )
+        for question in ("An accepted request?", "A duplicate request?", "Another duplicate?")
+    ]
+    store.put_many(items)
+    for item, verdict in zip(items, ("accept", "reject", "reject"), strict=True):
+        lease = store.claim_item(item.id, "ann")
+        tags = ["duplicate"] if verdict == "reject" else None
+        store.decide(item.id, "ann", verdict, lease.version, reason_tags=tags)  # type: ignore[arg-type]
+    second = load_campaign(DEMO, {"gaps": 2, "per_gap": 3, "run": "demo-2"})
+    again = plan(second, store, embedder, after="demo")  # type: ignore[arg-type]
+    assert gap.id in again.chosen and again.feedback[gap.id].seeds == ["An accepted request?"]
+    tasks = [t for t in store.get_tasks(store.open_tasks("demo-2")) if t.gap_id == gap.id]
+    prompt = tasks[0].messages[0].content
+    assert "- An accepted request?" in prompt
+    assert "- repeating a request already made (2 turned down as duplicates)" in prompt
+    run = store.get_run("demo-2")
+    assert run is not None and run.description.endswith("the round after run demo")
+    with pytest.raises(ConfigError, match="--after: no earlier run 'nope'"):
+        plan(second, store, embedder, after="nope")  # type: ignore[arg-type]
