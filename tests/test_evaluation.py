@@ -93,7 +93,8 @@ def test_the_report_files_are_written_with_stable_keys(
     report = json.loads((tmp_path / "report" / "eval_report.json").read_text())
     assert set(report) == {
         "schema_version", "stage", "source", "generated_at", "rows", "format", "refusals",
-        "diversity", "coverage", "contamination", "safety", "preference", "judge", "seconds",
+        "diversity", "coverage", "contamination", "safety", "preference", "judge", "calibration",
+        "seconds",
     }  # fmt: skip
     assert report["rows"] == 175 and report["format"]["valid_share"] == 1.0
     assert report["safety"]["pii_rows"] == 2, "the two seed tasks with real contact details"

@@ -151,6 +151,7 @@ def test_a_merged_export_counts_rows_by_origin_in_the_manifest_and_the_card(
         "generated_accepted": 2,
         "imported_accepted": 0,
         "human_edited": 1,
+        "auto_decided": 0,
     }
     assert sum(counts["by_origin"].values()) == counts["rows"]
     card = (out / "README.md").read_text()
