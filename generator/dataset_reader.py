@@ -440,7 +440,8 @@ CONVERTERS: dict[str, Callable[[dict[str, Any]], Example]] = {
 }
 
 
-def _describe(exc: ValidationError) -> str:
+def describe(exc: ValidationError) -> str:
+    """A validation error as one line: ``field.path: message`` (its first error)."""
     error = exc.errors()[0]
     location = ".".join(str(part) for part in error["loc"])
     message = str(error["msg"]).removeprefix("Value error, ")
@@ -456,7 +457,7 @@ def convert(record: Any, row_format: Format) -> Example:
     try:
         return CONVERTERS[row_format](record)
     except ValidationError as exc:
-        raise RowError(_describe(exc)) from exc
+        raise RowError(describe(exc)) from exc
 
 
 def read_examples(

@@ -34,7 +34,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from generator.dataset_reader import RowError, convert, detect_format, iter_records
+from generator.dataset_reader import RowError, convert, describe, detect_format, iter_records
 from generator.errors import DataFileError, InvalidRowError, StoreError
 from generator.reviewers import NAME_PATTERN
 from generator.schema import (
@@ -260,8 +260,4 @@ def _judge_score(judge: ReplayJudge) -> Score:
 
 
 def _reason(exc: Exception) -> str:
-    if isinstance(exc, ValidationError):
-        error = exc.errors()[0]
-        where = ".".join(str(part) for part in error["loc"])
-        return f"{where}: {str(error['msg']).removeprefix('Value error, ')}"
-    return str(exc)
+    return describe(exc) if isinstance(exc, ValidationError) else str(exc)

@@ -11,16 +11,9 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from generator.dataset_reader import RowError, iter_records
+from generator.dataset_reader import RowError, describe, iter_records
 from generator.errors import DataFileError, InvalidRowError
 from generator.schema import GenerationTask, check_identifier
-
-
-def _describe(exc: ValidationError) -> str:
-    error = exc.errors()[0]
-    location = ".".join(str(part) for part in error["loc"])
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return f"{location}: {message}" if location else message
 
 
 def read_tasks(path: str | Path, run_id: str) -> list[GenerationTask]:
@@ -43,7 +36,7 @@ def read_tasks(path: str | Path, run_id: str) -> list[GenerationTask]:
         try:
             tasks.append(GenerationTask.model_validate(row))
         except ValidationError as exc:
-            raise InvalidRowError(str(path), line, _describe(exc)) from exc
+            raise InvalidRowError(str(path), line, describe(exc)) from exc
     if not tasks:
         raise DataFileError(f"{path}: no tasks")
     return tasks
