@@ -3,6 +3,7 @@ and the burst worker that runs a run's jobs in this process (also used by campai
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Annotated
@@ -113,6 +114,10 @@ def run_in_process(
     """Burst workers in this process until the run has nothing queued, running or retrying."""
     progress = RunProgress(store, run_id, console)
     stop = progress.in_background()
+    # rq's worker takes SIGINT and SIGTERM for its warm shutdown and leaves its handlers in
+    # place when a burst ends: Ctrl-C afterwards (gapfill run --rounds waiting for review)
+    # would raise rq's StopRequested with a traceback instead of stopping cleanly.
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         # Burst until nothing is queued, running or waiting for a retry (retries are scheduled).
         while True:
@@ -122,6 +127,8 @@ def run_in_process(
             time.sleep(1.0)
     finally:
         stop()
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
 
 
 @user_errors

@@ -9,11 +9,13 @@ from rich.padding import Padding
 from rich.text import Text
 
 from cli.common import console, open_store, settings_of, styled, user_errors, where
+from cli.rounds import print_rounds
 from cli.tables import Column, Fit, choose, cramped, fitted_table
 from generator.config import Settings
 from generator.connection import connect, masked_url
 from generator.factories import make_work_queue
 from generator.redis_server import BundledServer
+from generator.rounds import round_yields
 from generator.schema import CandidateStatus
 from generator.store import Store
 
@@ -48,6 +50,11 @@ def status(
     for line in queues:
         console.print(line)
     _print_queues(settings, store, runs)
+    followed = {config.after for config in map(store.get_run, store.runs()) if config}
+    for run_id in runs:
+        # A campaign's latest round (its table has every round), or the round asked for.
+        if run or run_id not in followed:
+            print_rounds(round_yields(store, run_id))
 
 
 def _run_rows(counts: dict[str, dict[str, int]]) -> list[tuple[str, list[str]]]:

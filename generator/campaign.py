@@ -22,11 +22,13 @@ from generator.coverage import (
 )
 from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
-from generator.errors import ConfigError, DataFileError
+from generator.errors import ConfigError, NoGapToFillError
+from generator.export.selection import model_only_accepted
 from generator.feedback import GapFeedback, run_feedback
 from generator.filters.contamination import load_eval_items
 from generator.filters.settings import FilterSettings
 from generator.prompts import PromptTemplates, tasks_for_gap
+from generator.rounds import chain
 from generator.run_inputs import pack_run
 from generator.schema import CandidateKind, Gap, Identifier, ReviewSettings, RunConfig
 from generator.store import Store
@@ -167,10 +169,12 @@ def load_campaign(path: Path, overrides: dict[str, Any] | None = None) -> Campai
 
 @dataclass
 class Plan:
+    run: str
     report: GapReport
     chosen: list[str]  # gap ids generated for
     tasks: int
-    feedback: dict[str, GapFeedback] = field(default_factory=dict)  # from the earlier round
+    feedback: dict[str, GapFeedback] = field(default_factory=dict)  # from the earlier rounds
+    remaining: dict[str, int] = field(default_factory=dict)  # chosen gap -> deficit still open
 
 
 def plan(
@@ -178,11 +182,11 @@ def plan(
 ) -> Plan:
     """Measure the gaps and store the run, its gaps and the tasks for the largest ones.
 
-    ``after``: the run this one is the next round of. Its accepted items count against the
-    gaps' deficits, and each gap it shares (same id and label) takes its feedback
-    (``generator/feedback.py``): the requests reviewers accepted lead the seeds, and what they
-    turned down or cut is listed to avoid. Everything is read and validated before anything is
-    written.
+    ``after``: the run this one is the next round of. The accepted items of every round up to
+    it (``generator/rounds.py``) count against the gaps' deficits, and each gap they share
+    (same id and label) takes their feedback (``generator/feedback.py``): the requests
+    reviewers accepted lead the seeds, the latest round's first, and what they turned down or
+    cut is listed to avoid. Everything is read and validated before anything is written.
     """
     if after is not None and (after == config.run or after not in store.runs()):
         raise ConfigError(
@@ -211,7 +215,10 @@ def plan(
     )
     chosen = largest[: config.gaps]
     if not chosen:
-        raise DataFileError(f"{config.data}: no gap to fill (every cell reaches its target)")
+        raise NoGapToFillError(
+            f"{config.data}: no gap to fill (every cell reaches its target"
+            + (", counting what earlier rounds accepted)" if after else ")")
+        )
     templates = PromptTemplates()
     defaults = templates.defaults()
     if config.max_tokens is not None:
@@ -239,6 +246,8 @@ def plan(
             kind=kind,
             description=f"campaign on {config.data.name}"
             + (f", the round after run {after}" if after else ""),
+            after=after,
+            round=earlier.round,
             backend=config.backend,
             model=config.model,
             existing=[str(config.data)],
@@ -252,7 +261,14 @@ def plan(
     # The inputs are in the store before the run and its gaps: no worker sees one without them.
     store.save_gaps(config.run, report.gaps, report.model_dump_json())
     store.save_run(run)
-    return Plan(report, [g.id for g in chosen], store.add_tasks(tasks), earlier.feedback)
+    return Plan(
+        config.run,
+        report,
+        [g.id for g in chosen],
+        store.add_tasks(tasks),
+        earlier.feedback,
+        {g.id: remaining[g.id] for g in chosen},
+    )
 
 
 def _wanted(per_gap: int | None, remaining: int, after: str | None) -> int:
@@ -267,18 +283,27 @@ def _wanted(per_gap: int | None, remaining: int, after: str | None) -> int:
 class EarlierRound:
     accepted: dict[str, int] = field(default_factory=dict)  # gap -> items accepted then
     feedback: dict[str, GapFeedback] = field(default_factory=dict)  # gaps it shares with this
+    round: int = 1  # this run's round number
 
 
 def _earlier_round(store: Store, after: str | None, gaps: list[Gap]) -> EarlierRound:
-    """What an earlier round of the campaign leaves this one: only for gaps both measured the
-    same (id and label; a gap id is a cluster's number, which another measurement may give to
-    another cluster)."""
+    """What the earlier rounds of the campaign (``after`` and the rounds before it) leave this
+    one: only for gaps each measured the same as this one (id and label; a gap id is a
+    cluster's number, which another measurement may give to another cluster)."""
     if after is None:
         return EarlierRound()
-    then = {gap.id: gap.label for gap in store.gaps(after)}
-    shared = {gap.id for gap in gaps if then.get(gap.id) == gap.label}
-    counts = store.counts(after)
-    return EarlierRound(
-        accepted={g: counts.get(g, {}).get("accepted", 0) for g in shared},
-        feedback={g: found for g, found in run_feedback(store, after).items() if g in shared},
-    )
+    rounds = chain(store, after)
+    found = EarlierRound(round=rounds[-1].round + 1)
+    for config in rounds:  # the first round first: a later round's feedback goes before it
+        then = {gap.id: gap.label for gap in store.gaps(config.run_id)}
+        shared = {gap.id for gap in gaps if then.get(gap.id) == gap.label}
+        counts = store.counts(config.run_id)
+        model_only = model_only_accepted(store, config.run_id)  # not in a dataset by default
+        for gap_id in shared:
+            accepted = counts.get(gap_id, {}).get("accepted", 0) - model_only[gap_id]
+            found.accepted[gap_id] = found.accepted.get(gap_id, 0) + accepted
+        for gap_id, taught in run_feedback(store, config.run_id).items():
+            if gap_id in shared:
+                older = found.feedback.get(gap_id)
+                found.feedback[gap_id] = taught if older is None else taught.after(older)
+    return found

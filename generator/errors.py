@@ -46,6 +46,11 @@ class DataFileError(GapfillError):
     """A data file as a whole cannot be read (missing, unknown format, empty)."""
 
 
+class NoGapToFillError(DataFileError):
+    """Every gap reaches its target (counting what earlier rounds accepted): nothing to
+    generate. A campaign's rounds end on it; a single run reports it as an error."""
+
+
 class ExportError(GapfillError):
     """An export that cannot be written as asked (the message says why); nothing was written."""
 

@@ -41,6 +41,15 @@ class GapFeedback:
     cut: Counter[str] = field(default_factory=Counter)  # phrase cut by edits -> count
     decided: int = 0  # human decisions that stand
 
+    def after(self, older: GapFeedback) -> GapFeedback:
+        """This round's feedback with an earlier round's behind it: the newer seeds first."""
+        return GapFeedback(
+            seeds=list(dict.fromkeys([*self.seeds, *older.seeds]))[:MAX_SEEDS],
+            reasons=self.reasons + older.reasons,
+            cut=self.cut + older.cut,
+            decided=self.decided + older.decided,
+        )
+
     def avoid(self, gap: Gap, templates: PromptTemplates) -> list[str]:
         """The avoid-list lines for the gap's next round (none where nothing was turned down)."""
         text = templates.render(

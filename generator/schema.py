@@ -607,6 +607,14 @@ class RunConfig(BaseModel):
     run_id: Identifier
     kind: CandidateKind = CandidateKind.SFT
     description: str = ""
+    after: Identifier | None = Field(
+        default=None,
+        description="The run this one is the next round of (`gapfill run --after/--rounds`): "
+        "its rounds' accepted items count against the gaps, and their review feeds the prompts.",
+    )
+    round: int = Field(
+        default=1, ge=1, description="This run's round: 1, or the earlier one's + 1."
+    )
     backend: str = "local"
     model: str | None = None
     sampling: SamplingParams = Field(default_factory=SamplingParams)

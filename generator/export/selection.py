@@ -11,7 +11,7 @@ than the rest of the export.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator
 from typing import Any, NamedTuple
 
@@ -67,6 +67,15 @@ def standing_decisions(decisions: Iterable[DecisionRecord]) -> dict[str, list[De
                     del mine[index]
                     break
     return standing
+
+
+def model_only_accepted(store: Store, run_id: str) -> Counter[str]:
+    """gap -> the run's items accepted by the pre-screen model alone (left out of exports by
+    default, so they fill no gap until someone asks for them)."""
+    standing = standing_decisions(store.decision_records(run_id))
+    ids = [item for item, found in standing.items() if Approved({}, tuple(found)).auto_decided]
+    accepted = CandidateStatus.ACCEPTED.value
+    return Counter(raw["gap_id"] for raw in store.get_many_raw(ids) if raw["status"] == accepted)
 
 
 def _accepting(decisions: Iterable[DecisionRecord]) -> list[DecisionRecord]:

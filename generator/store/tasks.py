@@ -62,6 +62,10 @@ class TasksMixin(ItemsMixin):
     def task_done(self, task_id: str) -> bool:
         return self.redis.hget(self.keys.task(task_id), "state") == "done"
 
+    def task_ids(self, run_id: str) -> list[str]:
+        """Every task of a run, done or open."""
+        return sorted(cast(set[str], self.redis.smembers(self.keys.run(run_id, "tasks"))))
+
     def open_tasks(self, run_id: str) -> list[str]:
         return sorted(cast(set[str], self.redis.smembers(self.keys.run(run_id, "tasks-open"))))
 

@@ -12,7 +12,9 @@ from pydantic import ValidationError
 from generator.agreement import agreement, votes_by_item
 from generator.calibration import run_calibration, table_rows
 from generator.evaluation.report import EvalReport
+from generator.export.selection import model_only_accepted
 from generator.prescreening import PreScreenStatus
+from generator.rounds import round_yields
 from generator.schema import AUTO_REVIEWER, CandidateStatus, Gap
 from generator.throughput import TimedDecision
 from generator.throughput import throughput as rated
@@ -29,8 +31,10 @@ def gap_names(run_id: str) -> list[tuple[Gap, str]]:
 
 def funnel(run_id: str) -> pd.DataFrame:
     """One row per gap, by its name (its id where names repeat), the gaps that still need the
-    most first: what the run's deficit is, after what reviewers accepted."""
+    most first: what the run's deficit is, after what reviewers accepted (the pre-screen's own
+    acceptances fill nothing: exports leave them out unless asked)."""
     counts = store().counts(run_id)
+    model_only = model_only_accepted(store(), run_id)  # left out of exports unless asked for
     named = gap_names(run_id)
     gaps = {g.id: g for g, _ in named}
     names = {g.id: name or g.id for g, name in named}
@@ -47,11 +51,38 @@ def funnel(run_id: str) -> pd.DataFrame:
                 "reviewed": accepted + rejected,
                 "accepted": accepted,
                 "target": gap.target if gap is not None else 0,
-                "still needed": max((gap.deficit if gap is not None else 0) - accepted, 0),
+                "still needed": max(
+                    (gap.deficit if gap is not None else 0) - accepted + model_only[gap_id], 0
+                ),
             }
         )
     rows.sort(key=lambda row: (-int(row["still needed"]), str(row["gap"])))  # most needed first
     return pd.DataFrame(rows).set_index("gap") if rows else pd.DataFrame()
+
+
+def rounds(run_id: str) -> pd.DataFrame:
+    """Yield per round and gap over the campaign's rounds up to this run (empty for a run that
+    is no round of a campaign)."""
+    rows = round_yields(store(), run_id)
+    if not any(row.round > 1 for row in rows):
+        return pd.DataFrame()
+    return pd.DataFrame(
+        [
+            {
+                "round": row.round,
+                "run": row.run_id,
+                "gap": row.gap_id,
+                "label": row.gap_label,
+                "generated": row.generated,
+                "auto_rejected": row.auto_rejected,
+                "pending": row.pending,
+                "reviewed": row.reviewed,
+                "accepted": row.accepted,
+                "yield": None if row.rate is None else round(row.rate, 3),
+            }
+            for row in rows
+        ]
+    )
 
 
 def throughput(run_id: str, labels: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -228,6 +259,10 @@ def page() -> None:
     st.bar_chart(table[["accepted", "target"]], stack=False, sort=False, horizontal=True)
     st.subheader("Funnel: generated → auto-rejected → reviewed → accepted")
     st.dataframe(table)
+    by_round = rounds(run_id)
+    if not by_round.empty:
+        st.subheader("Yield per round: accepted / generated")
+        st.dataframe(by_round, hide_index=True)
     st.subheader("Reviewer throughput")
     labels = {g.id: name for g, name in gap_names(run_id)}
     per_reviewer, per_gap = throughput(run_id, labels)
