@@ -121,7 +121,12 @@ def run_in_process(
     try:
         # Burst until nothing is queued, running or waiting for a retry (retries are scheduled).
         while True:
-            make_worker(settings, spec).work(burst=True, with_scheduler=True, logging_level="ERROR")
+            worker = make_worker(settings, spec)
+            worker.work(burst=True, with_scheduler=True, logging_level="ERROR")
+            # Ctrl-C: rq finished the job at hand and stopped; no new burst takes the rest
+            # (they stay queued, and the same command takes them up again).
+            if worker._stop_requested:
+                raise KeyboardInterrupt
             if not work.busy():
                 break
             time.sleep(1.0)

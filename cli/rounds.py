@@ -24,8 +24,9 @@ from cli.common import console, open_store, settings_of, styled
 from cli.review import settings_env
 from generator.campaign import CampaignConfig, Plan, plan
 from generator.config import Settings
-from generator.errors import NoGapToFillError
-from generator.factories import make_embedder
+from generator.errors import NoGapToFillError, RoundStalledError
+from generator.factories import make_embedder, make_work_queue
+from generator.queueing import WorkQueue
 from generator.rounds import (
     RoundsBudget,
     RoundYield,
@@ -36,7 +37,9 @@ from generator.rounds import (
     round_run_id,
     round_yields,
     spent,
+    stuck,
 )
+from generator.schema import check_identifier
 from generator.store import Store
 
 POLL_SECONDS = float(os.environ.get("GAPFILL_ROUNDS_POLL_SECONDS", "2"))
@@ -64,8 +67,10 @@ def run_rounds(
 ) -> None:
     """Round 1 is ``config.run`` (after ``after``, if given), round n is ``<run>-r<n>``. A round
     already in the store is resumed, not planned again."""
+    check_identifier(round_run_id(config.run, rounds), "--rounds (the last round's run id)")
     settings = settings_of(ctx)
     store = open_store(settings)
+    work = make_work_queue(settings, store)
     embedder = make_embedder(settings)
     interface: subprocess.Popen[bytes] | None = None
     previous, last = after, None
@@ -79,7 +84,8 @@ def run_rounds(
         for number in range(1, rounds + 1):
             run_id = round_run_id(config.run, number)
             if previous is not None and number > 1:
-                reason = over_budget(budget, spent(store, ours(previous)))
+                used = spent(store, ours(previous), decisions=budget.decisions is not None)
+                reason = over_budget(budget, used)
                 if reason:
                     console.print(f"stopping before round {number}: {reason}", highlight=False)
                     break
@@ -101,7 +107,9 @@ def run_rounds(
             last = run_id
             if show_ui and interface is None:
                 interface = _serve_ui(settings, port)
-            reason = _wait_for_review(store, run_id, number, budget, workers, ours(run_id))
+            reason = _wait_for_review(
+                _Waiting(store, work, run_id, number, workers), budget, ours(run_id)
+            )
             previous = run_id
             if reason:
                 console.print(f"stopping after round {number}: {reason}", highlight=False)
@@ -128,34 +136,40 @@ def _serve_ui(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(command, env=env)
 
 
-def _wait_for_review(
-    store: Store,
-    run_id: str,
-    number: int,
-    budget: RoundsBudget,
-    workers: Workers,
-    runs: list[str],
-) -> str | None:
-    """Until the round is generated, scored and reviewed; or the reason it stops first (the
-    decision budget spent over ``runs``, the campaign's rounds so far)."""
-    announced = False
+@dataclass(frozen=True)
+class _Waiting:
+    store: Store
+    work: WorkQueue
+    run_id: str
+    number: int
+    workers: Workers
+
+
+def _wait_for_review(waiting: _Waiting, budget: RoundsBudget, runs: list[str]) -> str | None:
+    """Until the round is generated, scored and reviewed; or the reason it stops first: the
+    decision budget spent over ``runs`` (the campaign's rounds so far), or work left undone
+    that no job will do (seen twice in a row: a job between two steps is not a failure)."""
+    store, run_id = waiting.store, waiting.run_id
+    announced, undone = False, 0
     while True:
         progress = review_progress(store, run_id)
         if progress.settled:
             return None
-        reason = over_budget(RoundsBudget(decisions=budget.decisions), spent(store, runs))
-        if reason:
-            return reason
+        if budget.decisions is not None:
+            reason = over_budget(RoundsBudget(decisions=budget.decisions), spent(store, runs))
+            if reason:
+                return reason
+        reason = stuck(progress, waiting.work.busy())
+        undone = undone + 1 if reason else 0
+        if reason and undone >= 2:
+            raise RoundStalledError(f"round {waiting.number} (run {run_id}): {reason}")
         if not announced:
-            waiting_for = (
-                "workers and reviewers"
-                if workers is Workers.EXTERNAL and (progress.tasks_open or progress.scoring)
-                else "reviewers"
-            )
+            external = waiting.workers is Workers.EXTERNAL and not progress.generated
             console.print(
-                f"round {number}: waiting for {waiting_for}: {progress.waiting} items to "
-                f"review in run {run_id} (gapfill ui; Ctrl-C stops, and the same command "
-                "resumes)",
+                f"round {waiting.number}: waiting for "
+                f"{'workers and reviewers' if external else 'reviewers'}: {progress.waiting} "
+                f"items to review in run {run_id} (gapfill ui; Ctrl-C stops, and the same "
+                "command resumes)",
                 highlight=False,
             )
             announced = True
@@ -166,9 +180,12 @@ def print_rounds(rows: list[RoundYield]) -> None:
     """Yield per round per gap: what each round generated, and what review made of it."""
     if len({row.run_id for row in rows}) < 2 and not any(row.round > 1 for row in rows):
         return
-    table = Table(title="yield per round and gap (accepted / generated)")
+    table = Table(
+        title="yield per round and gap (accepted by reviewers / generated)",
+        caption="by model: accepted by the pre-screen alone (left out of exports unless asked)",
+    )
     names = ("run", "gap", "label")
-    figures = ("generated", "auto-rej.", "pending", "reviewed", "accepted")
+    figures = ("generated", "auto-rej.", "pending", "reviewed", "accepted", "by model")
     for header in ("round", *names, *figures):
         table.add_column(header, justify="left" if header in names else "right")
     table.add_column("yield", justify="right")
@@ -179,7 +196,17 @@ def print_rounds(rows: list[RoundYield]) -> None:
             Text(row.run_id),
             Text(row.gap_id),
             Text(row.gap_label),
-            *map(str, (row.generated, row.auto_rejected, row.pending, row.reviewed, row.accepted)),
+            *map(
+                str,
+                (
+                    row.generated,
+                    row.auto_rejected,
+                    row.pending,
+                    row.reviewed,
+                    row.accepted,
+                    row.accepted_by_model,
+                ),
+            ),
             rate,
         )
     console.print(table)

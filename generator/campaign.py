@@ -23,12 +23,11 @@ from generator.coverage import (
 from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ConfigError, NoGapToFillError
-from generator.export.selection import model_only_accepted
 from generator.feedback import GapFeedback, run_feedback
 from generator.filters.contamination import load_eval_items
 from generator.filters.settings import FilterSettings
 from generator.prompts import PromptTemplates, tasks_for_gap
-from generator.rounds import chain
+from generator.rounds import accepted_in, chain
 from generator.run_inputs import pack_run
 from generator.schema import CandidateKind, Gap, Identifier, ReviewSettings, RunConfig
 from generator.store import Store
@@ -259,13 +258,16 @@ def plan(
         templates,
     )
     # The inputs are in the store before the run and its gaps: no worker sees one without them.
+    # The tasks too (no job holds them yet): a plan cut short before save_run is planned again
+    # by a resumed round, never taken for a round with nothing to do.
+    added = store.add_tasks(tasks)
     store.save_gaps(config.run, report.gaps, report.model_dump_json())
     store.save_run(run)
     return Plan(
         config.run,
         report,
         [g.id for g in chosen],
-        store.add_tasks(tasks),
+        added,
         earlier.feedback,
         {g.id: remaining[g.id] for g in chosen},
     )
@@ -288,20 +290,17 @@ class EarlierRound:
 
 def _earlier_round(store: Store, after: str | None, gaps: list[Gap]) -> EarlierRound:
     """What the earlier rounds of the campaign (``after`` and the rounds before it) leave this
-    one: only for gaps each measured the same as this one (id and label; a gap id is a
-    cluster's number, which another measurement may give to another cluster)."""
+    one: their reviewers' acceptances and feedback, only for gaps each measured the same as
+    this one (id and label; a gap id is a cluster's number, which another measurement may give
+    to another cluster)."""
     if after is None:
         return EarlierRound()
     rounds = chain(store, after)
     found = EarlierRound(round=rounds[-1].round + 1)
+    found.accepted = accepted_in(store, rounds, gaps)
     for config in rounds:  # the first round first: a later round's feedback goes before it
         then = {gap.id: gap.label for gap in store.gaps(config.run_id)}
         shared = {gap.id for gap in gaps if then.get(gap.id) == gap.label}
-        counts = store.counts(config.run_id)
-        model_only = model_only_accepted(store, config.run_id)  # not in a dataset by default
-        for gap_id in shared:
-            accepted = counts.get(gap_id, {}).get("accepted", 0) - model_only[gap_id]
-            found.accepted[gap_id] = found.accepted.get(gap_id, 0) + accepted
         for gap_id, taught in run_feedback(store, config.run_id).items():
             if gap_id in shared:
                 older = found.feedback.get(gap_id)

@@ -51,6 +51,10 @@ class NoGapToFillError(DataFileError):
     generate. A campaign's rounds end on it; a single run reports it as an error."""
 
 
+class RoundStalledError(GapfillError):
+    """A campaign round cannot finish by waiting: work is left that no job will do."""
+
+
 class ExportError(GapfillError):
     """An export that cannot be written as asked (the message says why); nothing was written."""
 

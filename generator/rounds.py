@@ -17,7 +17,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from generator.errors import ConfigError
-from generator.schema import AUTO_REVIEWER, CandidateStatus, RunConfig
+from generator.export.selection import model_only_accepted, standing_decisions
+from generator.schema import AUTO_REVIEWER, CandidateStatus, Gap, RunConfig
 from generator.store import Store
 
 ROUND_SEPARATOR = "-r"
@@ -72,7 +73,8 @@ class RoundYield:
     auto_rejected: int
     pending: int  # still waiting for review (or for scoring)
     reviewed: int  # accepted or rejected, by anyone (the pre-screen's decisions included)
-    accepted: int
+    accepted: int  # by reviewers: what fills the gap (exports leave the model's alone out)
+    accepted_by_model: int  # by the pre-screen alone
 
     @property
     def rate(self) -> float | None:
@@ -85,10 +87,12 @@ def round_yields(store: Store, run_id: str) -> list[RoundYield]:
     rows = []
     for config in chain(store, run_id):
         counts = store.counts(config.run_id)
+        model_only = model_only_accepted(store, config.run_id)
         labels = {gap.id: gap.label for gap in store.gaps(config.run_id)}
         for gap_id in sorted(counts):  # the gaps the round generated for
             by = counts.get(gap_id, {})
-            accepted = by.get(CandidateStatus.ACCEPTED.value, 0)
+            everyone = by.get(CandidateStatus.ACCEPTED.value, 0)
+            accepted = everyone - model_only[gap_id]
             rejected = by.get(CandidateStatus.REJECTED.value, 0)
             rows.append(
                 RoundYield(
@@ -100,11 +104,29 @@ def round_yields(store: Store, run_id: str) -> list[RoundYield]:
                     auto_rejected=by.get(CandidateStatus.AUTO_REJECTED.value, 0),
                     pending=by.get(CandidateStatus.PENDING.value, 0)
                     + by.get(CandidateStatus.GENERATED.value, 0),
-                    reviewed=accepted + rejected,
+                    reviewed=everyone + rejected,
                     accepted=accepted,
+                    accepted_by_model=model_only[gap_id],
                 )
             )
     return rows
+
+
+def accepted_in(store: Store, rounds: list[RunConfig], gaps: list[Gap]) -> dict[str, int]:
+    """gap -> items reviewers accepted for it over ``rounds``: only where a round measured the
+    gap the same (id and label; a gap id is a cluster's number, which another measurement may
+    give to another cluster). The pre-screen's own acceptances fill nothing: exports leave
+    them out."""
+    accepted: dict[str, int] = {}
+    for config in rounds:
+        then = {gap.id: gap.label for gap in store.gaps(config.run_id)}
+        counts = store.counts(config.run_id)
+        model_only = model_only_accepted(store, config.run_id)
+        for gap in gaps:
+            if then.get(gap.id) == gap.label:
+                found = counts.get(gap.id, {}).get(CandidateStatus.ACCEPTED.value, 0)
+                accepted[gap.id] = accepted.get(gap.id, 0) + found - model_only[gap.id]
+    return accepted
 
 
 class RoundsBudget(BaseModel):
@@ -133,15 +155,19 @@ class Spent:
     decisions: int
 
 
-def spent(store: Store, run_ids: list[str]) -> Spent:
-    """Tokens generated and human decisions made over the runs (rounds) named."""
+def spent(store: Store, run_ids: list[str], *, decisions: bool = True) -> Spent:
+    """Tokens generated and reviewer decisions that stand (accept, edit, reject, adjudicate;
+    not skips, nor undone ones, nor the pre-screen's) over the runs (rounds) named.
+    ``decisions=False`` leaves the decision log unread (it is shared by every run)."""
     tokens = 0
-    decisions = 0
+    made = 0
     for run_id in run_ids:
         stats = store.run_stats(run_id)
         tokens += int(stats.get("prompt_tokens", 0) + stats.get("completion_tokens", 0))
-        decisions += sum(r.reviewer != AUTO_REVIEWER for r in store.decision_records(run_id))
-    return Spent(tokens=tokens, decisions=decisions)
+        if decisions:
+            standing = standing_decisions(store.decision_records(run_id))
+            made += sum(d.reviewer != AUTO_REVIEWER for found in standing.values() for d in found)
+    return Spent(tokens=tokens, decisions=made)
 
 
 def over_budget(budget: RoundsBudget, used: Spent) -> str | None:
@@ -174,6 +200,18 @@ class ReviewProgress:
     @property
     def settled(self) -> bool:
         return not (self.tasks_open or self.scoring or self.waiting or self.leased)
+
+
+def stuck(progress: ReviewProgress, work_busy: bool) -> str | None:
+    """Why a round cannot settle by waiting, or None: generation or scoring left undone while
+    no job is queued, running or due for a retry (a job failed for good)."""
+    if progress.generated or work_busy:
+        return None
+    return (
+        f"{progress.tasks_open} generation tasks open and {progress.scoring} items unscored, "
+        "with no job left to do them (gapfill status lists the failed jobs; gapfill "
+        "requeue-failed puts them back, then the same command resumes)"
+    )
 
 
 def review_progress(store: Store, run_id: str) -> ReviewProgress:

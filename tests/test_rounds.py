@@ -10,13 +10,15 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 import yaml
 
 from generator.campaign import load_campaign, plan
-from generator.errors import ConfigError
+from generator.config import Settings
+from generator.errors import ConfigError, RoundStalledError
 from generator.rounds import (
     RoundsBudget,
     Spent,
@@ -30,7 +32,7 @@ from generator.rounds import (
 )
 from generator.schema import AUTO_REVIEWER, Candidate, CandidateKind, CandidateStatus, RunConfig
 from generator.store import Store
-from tests.factories import cli_env, run_cli, sft
+from tests.factories import cli_env, run_cli, sft, store_url
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "examples" / "demo" / "campaign.yaml"
@@ -160,6 +162,92 @@ def test_the_chain_ends_at_a_missing_or_looping_round(store: Store) -> None:
     store.save_run(RunConfig(run_id="p", after="q", round=2))
     store.save_run(RunConfig(run_id="q", after="p", round=2))
     assert [c.run_id for c in chain(store, "p")] == ["q", "p"]
+
+
+def test_skips_and_undone_decisions_spend_no_decision_budget(store: Store) -> None:
+    store.save_run(RunConfig(run_id="c"))
+    skipped, undone, kept = _items(store, "c", "g1", "a?", "b?", "c?")
+    lease = store.claim_item(skipped.id, "ann")
+    store.decide(skipped.id, "ann", "skip", lease.version)
+    _decide(store, undone, "accept")
+    store.undo(undone.id, "ann")
+    _decide(store, kept, "reject")
+    assert spent(store, ["c"]).decisions == 1
+    assert spent(store, ["c"], decisions=False).decisions == 0
+
+
+# The loop itself, with generation stubbed out: the slow tests below run the real model.
+
+
+class _Context:
+    """What run_rounds reads of typer's context: the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.obj = settings
+
+
+def _settings(store: Store, tmp_path: Path) -> Settings:
+    return Settings(
+        redis_url=store_url(store), key_prefix=store.keys.prefix, data_dir=tmp_path / "data"
+    )
+
+
+def _finish_tasks(store: Store, run_id: str, tokens: int) -> None:
+    """What a generation worker leaves when a round's model writes nothing usable: every task
+    done, ``tokens`` spent on the first, no item."""
+    for index, task in enumerate(store.get_tasks(store.open_tasks(run_id))):
+        used = tokens if index == 0 else 0
+        store.complete_task(task, [], [], {"prompt_tokens": used, "completion_tokens": 0})
+
+
+def _rounds(store: Store, tmp_path: Path, generate: Any, **options: Any) -> None:
+    from cli.choices import Workers
+    from cli.rounds import RoundSteps, run_rounds
+
+    config = load_campaign(DEMO, {"gaps": 1, "per_gap": 2, "run": "camp"})
+    run_rounds(
+        _Context(_settings(store, tmp_path)),  # type: ignore[arg-type]
+        config,
+        RoundSteps(announce_plan=lambda planned, after: None, generate=generate),
+        rounds=options.get("rounds", 3),
+        after=options.get("after"),
+        budget=options.get("budget", RoundsBudget()),
+        workers=Workers.INPROCESS,
+        show_ui=False,
+        port=0,
+    )
+
+
+def test_the_token_budget_counts_this_campaigns_rounds_not_the_run_it_follows(
+    store: Store, tmp_path: Path, capsys: pytest.CaptureFixture[str], embedder: object
+) -> None:
+    before = load_campaign(DEMO, {"gaps": 1, "per_gap": 2, "run": "base"})
+    plan(before, store, embedder)  # type: ignore[arg-type]
+    _finish_tasks(store, "base", tokens=1_000_000)  # far over the budget: not this campaign's
+
+    _rounds(
+        store,
+        tmp_path,
+        lambda run_id: _finish_tasks(store, run_id, tokens=40),
+        after="base",
+        budget=RoundsBudget(tokens=50),
+    )
+
+    assert [c.run_id for c in chain(store, "camp-r2")] == ["base", "camp", "camp-r2"]
+    assert store.get_run("camp-r3") is None
+    out = " ".join(capsys.readouterr().out.split())
+    assert "stopping before round 3: the token budget is spent (80 of 50 tokens)" in out
+
+
+def test_a_round_whose_work_no_job_will_do_stops_the_loop_with_the_reason(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import cli.rounds
+
+    monkeypatch.setattr(cli.rounds, "POLL_SECONDS", 0.01)
+    with pytest.raises(RoundStalledError, match=r"round 1 \(run camp\): 1 generation tasks"):
+        _rounds(store, tmp_path, lambda run_id: None)  # the generation job failed for good
+    assert store.get_run("camp-r2") is None
 
 
 def test_budgets_without_rounds_are_refused_in_one_line(store: Store) -> None:

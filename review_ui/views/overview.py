@@ -14,7 +14,7 @@ from generator.calibration import run_calibration, table_rows
 from generator.evaluation.report import EvalReport
 from generator.export.selection import model_only_accepted
 from generator.prescreening import PreScreenStatus
-from generator.rounds import round_yields
+from generator.rounds import accepted_in, chain, round_yields
 from generator.schema import AUTO_REVIEWER, CandidateStatus, Gap
 from generator.throughput import TimedDecision
 from generator.throughput import throughput as rated
@@ -36,6 +36,8 @@ def funnel(run_id: str) -> pd.DataFrame:
     counts = store().counts(run_id)
     model_only = model_only_accepted(store(), run_id)  # left out of exports unless asked for
     named = gap_names(run_id)
+    # A later round's gaps keep their measured deficit: the rounds before it filled some.
+    before = accepted_in(store(), chain(store(), run_id)[:-1], [g for g, _ in named])
     gaps = {g.id: g for g, _ in named}
     names = {g.id: name or g.id for g, name in named}
     rows: list[dict[str, str | int]] = []
@@ -52,7 +54,11 @@ def funnel(run_id: str) -> pd.DataFrame:
                 "accepted": accepted,
                 "target": gap.target if gap is not None else 0,
                 "still needed": max(
-                    (gap.deficit if gap is not None else 0) - accepted + model_only[gap_id], 0
+                    (gap.deficit if gap is not None else 0)
+                    - before.get(gap_id, 0)
+                    - accepted
+                    + model_only[gap_id],
+                    0,
                 ),
             }
         )
@@ -78,6 +84,7 @@ def rounds(run_id: str) -> pd.DataFrame:
                 "pending": row.pending,
                 "reviewed": row.reviewed,
                 "accepted": row.accepted,
+                "accepted by model": row.accepted_by_model,
                 "yield": None if row.rate is None else round(row.rate, 3),
             }
             for row in rows
