@@ -1,6 +1,7 @@
 """Benchmark: learning from review, on real reviews (LLMFAO's crowd votes and GPT-4 verdicts).
 
-    python bench/learning.py [--train-share 0.5] [--decisive 500] [--json]
+    python bench/learning.py [--train-share 0.5] [--decisive 500] [--rounds-per-gap 8]
+                             [--no-rounds] [--json]
 
 LLMFAO (``tests/data/llmfao``, CC BY 4.0) is converted to a replay file
 (``generator/llmfao.py``) and replayed into a bundled Valkey through the store's own leases and
@@ -23,7 +24,8 @@ their 7,335 votes. Then, from the store's decision log:
    to the learned order, retrained every 100 pairs on the decisions so far (cold start: the
    first 100 in the store's order). Goal: at least 20% fewer decisions.
 
-The demo's round 2 against round 1 (feedback into generation) is not measured here yet.
+4. **Rounds**: the demo's round 2 against its round 1 with ``gapfill run --rounds 2``, the LLM
+   judge standing in for the reviewer (``bench/stand_in_rounds.py``: no human reviews there).
 """
 
 from __future__ import annotations
@@ -53,6 +55,10 @@ from generator.redis_server import BundledServer  # noqa: E402
 from generator.replay import replay  # noqa: E402
 from generator.schema import Candidate, CandidateStatus  # noqa: E402
 from generator.store import Store  # noqa: E402
+
+sys.path.insert(0, str(ROOT / "bench"))
+from stand_in_rounds import measure as rounds  # noqa: E402
+from stand_in_rounds import report as report_rounds  # noqa: E402
 
 LLMFAO = ROOT / "tests" / "data" / "llmfao"
 RUN = "llmfao"
@@ -306,6 +312,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-share", type=float, default=0.5)
     parser.add_argument("--decisive", type=int, default=500)
+    parser.add_argument("--rounds-gaps", type=int, default=3)
+    parser.add_argument("--rounds-per-gap", type=int, default=8)
+    parser.add_argument("--no-rounds", action="store_true", help="Skip the demo's rounds.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
 
@@ -333,7 +342,7 @@ def main() -> int:
         "auto": auto,
         "auto_unseen_prompts": unseen,
         "ordering": order,
-        "rounds": None,  # the demo's round 2 against round 1: not measured yet
+        "rounds": None if args.no_rounds else rounds(args.rounds_gaps, args.rounds_per_gap),
     }
     if args.json:
         print(json.dumps(results, indent=2))
@@ -376,6 +385,8 @@ def report(r: dict[str, Any]) -> None:
         f"start: {', '.join(_pct(f) for f in o['fewer_each'])}; target >= 20%: "
         f"{'met' if o['target_met'] else 'NOT met'})"
     )
+    if r["rounds"] is not None:
+        report_rounds(r["rounds"])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """The demo's round 2 against its round 1, with the LLM judge standing in for the reviewer.
 
-    python bench/stand_in_rounds.py [--gaps 3] [--per-gap 8] [--json]
+    python bench/stand_in_rounds.py [--gaps 3] [--per-gap 8] [--backend openai --base-url URL
+                                    --model NAME] [--json]
 
 ``gapfill run --rounds 2`` runs the demo campaign (the self-instruct seed tasks' gaps against
 the 252 user-oriented instructions, the bundled SmolLM2-135M-Instruct generating, the judge
@@ -52,6 +53,7 @@ class StandIn(threading.Thread):
         self.store, self.runs = store, runs
         self.stop = threading.Event()
         self.verdicts: dict[str, dict[str, int]] = {run: {} for run in runs}
+        self.judge_scores: dict[str, dict[str, int]] = {}  # run -> judge's mean score -> items
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -61,7 +63,11 @@ class StandIn(threading.Thread):
             if lease is None:
                 time.sleep(0.3)
                 continue
-            verdict, tags = self.verdict(lease.item.scores.get("judge"))
+            score = lease.item.scores.get("judge")
+            verdict, tags = self.verdict(score)
+            scored = self.judge_scores.setdefault(lease.item.run_id, {})
+            key = "none" if score is None else f"{score.value:g}"
+            scored[key] = scored.get(key, 0) + 1
             self.store.decide(lease.item_id, STAND_IN, verdict, lease.version, reason_tags=tags)
             counts = self.verdicts[lease.item.run_id]
             key = verdict if not tags else f"reject ({tags[0]})"
@@ -83,23 +89,27 @@ def wilson(successes: int, trials: int, z: float = 1.96) -> tuple[float, float] 
         return None
     p = successes / trials
     centre = (p + z * z / (2 * trials)) / (1 + z * z / trials)
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    half = (
+        z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / (1 + z * z / trials)
+    )
     return centre - half, centre + half
 
 
-def campaign(work: Path, gaps: int, per_gap: int) -> Path:
+def campaign(work: Path, gaps: int, per_gap: int, backend: dict[str, str]) -> Path:
     config = yaml.safe_load(DEMO.read_text())
     for key in ("data", "reference"):
         config[key] = str(DEMO.parent / config[key])
     config["eval_sets"] = [str(DEMO.parent / name) for name in config["eval_sets"]]
     config["filters"] = {"judge": True}
-    config.update(gaps=gaps, per_gap=per_gap)
+    config.update(gaps=gaps, per_gap=per_gap, **backend)
     path = work / "campaign.yaml"
     path.write_text(yaml.safe_dump(config))
     return path
 
 
-def measure(gaps: int, per_gap: int) -> dict[str, Any]:
+def measure(gaps: int, per_gap: int, backend: dict[str, str] | None = None) -> dict[str, Any]:
+    """``backend``: the campaign's backend, model and base_url keys (default: the bundled
+    model), which generates and judges."""
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-rounds-") as directory:
         work = Path(directory)
         server = BundledServer(work / "server")
@@ -116,11 +126,11 @@ def measure(gaps: int, per_gap: int) -> dict[str, Any]:
             "GAPFILL_ROUNDS_POLL_SECONDS": "1",
             "HF_HUB_OFFLINE": "1",
         }
+        config = campaign(work, gaps, per_gap, backend or {})
         started = time.perf_counter()
         try:
             done = subprocess.run(
-                [sys.executable, "-m", "cli", "run", str(campaign(work, gaps, per_gap))]
-                + ["--rounds", "2"],
+                [sys.executable, "-m", "cli", "run", str(config), "--rounds", "2"],
                 env=env,
                 cwd=ROOT,
                 capture_output=True,
@@ -158,6 +168,7 @@ def measure(gaps: int, per_gap: int) -> dict[str, Any]:
                     for row in mine
                 },
                 "stand_in_verdicts": stand_in.verdicts[runs[number - 1]],
+                "judge_scores": stand_in.judge_scores.get(runs[number - 1], {}),
             }
         )  # fmt: skip
     one, two = rounds
@@ -167,7 +178,9 @@ def measure(gaps: int, per_gap: int) -> dict[str, Any]:
         "per_gap": per_gap,
         "seconds": seconds,
         "rounds": rounds,
-        "ratio": (two["yield"] / one["yield"]) if one["yield"] and two["yield"] is not None else None,
+        "ratio": (two["yield"] / one["yield"])
+        if one["yield"] and two["yield"] is not None
+        else None,
     }
 
 
@@ -179,7 +192,8 @@ def report(result: dict[str, Any]) -> None:
             f"round {found['round']} ({found['run']}): {found['accepted']} accepted of "
             f"{found['generated']} generated ({found['auto_rejected']} auto-rejected): yield "
             f"{found['yield'] if found['yield'] is None else format(found['yield'], '.0%')}"
-            f"{interval}; the stand-in's verdicts {found['stand_in_verdicts']}"
+            f"{interval}; the stand-in's verdicts {found['stand_in_verdicts']}; the judge's "
+            f"mean scores {found['judge_scores']}"
         )
     print(f"round 2 / round 1 yield: {result['ratio']}; {result['seconds']:.0f} s in all")
 
@@ -188,9 +202,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--gaps", type=int, default=3)
     parser.add_argument("--per-gap", type=int, default=8)
+    parser.add_argument("--backend", choices=["local", "openai"], default="local")
+    parser.add_argument("--model", help="The backend's model (default: the bundled one).")
+    parser.add_argument("--base-url", help="The OpenAI-compatible server, for --backend openai.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
-    result = measure(args.gaps, args.per_gap)
+    backend = {"backend": args.backend}
+    backend |= {k: v for k, v in (("model", args.model), ("base_url", args.base_url)) if v}
+    result = measure(args.gaps, args.per_gap, backend)
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -158,6 +158,34 @@ def test_exact_and_near_duplicates_of_the_existing_data_are_found(
     assert near[1].evidence["match"] == "seed:10" and near[1].evidence["jaccard"] >= 0.8
 
 
+def test_a_templated_row_with_a_few_words_changed_is_a_near_duplicate_by_its_characters() -> None:
+    """Each changed word breaks three word 3-shingles: five changes in a 40-word template leave
+    a Jaccard near 0.5, while 95% of the characters stay; an unrelated text of the same shape
+    stays distinct, and without the edit measure the Jaccard alone lets the copy through."""
+    template = (
+        "Read the following review of the restaurant and answer the question below it. Review: "
+        "{0} The food was {1} and the service was {2}, although the room felt {3} for a {4} "
+        "evening. Question: would the reviewer come back to this restaurant? Answer yes or no."
+    )
+    existing = [("seed:1", template.format("We came on a Friday.", "cold", "slow", "loud", "busy"))]
+    near_copy = sft(
+        template.format("We came on a Monday.", "warm", "quick", "calm", "quiet"), "yes"
+    )
+    other = sft(
+        "Summarise the plot of the novel in three sentences, naming the two main characters, "
+        "the place where the story is set, and the way the story ends for each of them, then "
+        "say in one more sentence whether you would recommend the book to a friend and why.",
+        "yes",
+    )
+    scores = NearDuplicateFilter(existing).score([wrap(near_copy, 0), wrap(other, 1)])
+    assert [s.passed for s in scores] == [False, True]
+    assert scores[0].evidence["match"] == "seed:1" and scores[0].evidence["jaccard"] < 0.8
+    assert scores[0].evidence["edit_similarity"] >= 0.9
+    assert "edit similarity" in scores[0].reason
+    jaccard_only = NearDuplicateFilter(existing, edit_threshold=None).score([wrap(near_copy, 0)])
+    assert jaccard_only[0].passed
+
+
 def test_duplicates_inside_one_batch_are_found() -> None:
     text = sft("What is the capital of France?", "Paris is the capital of France.")
     exact = ExactDuplicateFilter().score([wrap(text, 0), wrap(text, 1)])

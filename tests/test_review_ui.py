@@ -865,6 +865,34 @@ def test_the_overview_names_gaps_and_puts_the_most_needed_first(
     assert list(table["still needed"]) == [30, 12, 3, 0]
 
 
+def test_a_later_rounds_overview_counts_the_earlier_rounds_and_shows_yield_per_round(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    from generator.schema import AUTO_REVIEWER, Gap, RunConfig
+
+    ui_store.save_run(RunConfig(run_id="ui-run-0"))
+    ui_store.save_run(RunConfig(run_id="ui-run", after="ui-run-0", round=2))
+    for run in ("ui-run-0", "ui-run"):
+        ui_store.save_gaps(run, [Gap(id="gap-a", run_id=run, label="Netflix", target=5)], "{}")
+    first = real_candidates(3, run="ui-run-0")
+    ui_store.put_many(first)
+    for item, who in zip(first[:2], ("ann", AUTO_REVIEWER), strict=True):
+        lease = ui_store.claim_item(item.id, who)
+        ui_store.decide(item.id, who, "accept", lease.version)
+    ui_store.put_many(real_candidates(5)[3:])  # other answers: an item's id is its content's
+    at = app_test("local").run()
+    at.switch_page("views/overview.py").run()
+    assert not at.exception
+    funnel, by_round = (frame.value for frame in at.dataframe[:2])
+    # Round 1's reviewer acceptance fills the gap; the pre-screen's alone does not.
+    assert list(funnel["still needed"]) == [4]
+    assert list(by_round["round"]) == [1, 2] and list(by_round["run"]) == ["ui-run-0", "ui-run"]
+    assert list(by_round["accepted"]) == [1, 0]
+    assert list(by_round["accepted by model"]) == [1, 0]
+    assert list(by_round["yield"]) == [round(1 / 3, 3), 0.0]
+    assert "Yield per round: accepted / generated" in [h.value for h in at.subheader]
+
+
 CLIPPED = """() => Array.from(document.querySelectorAll('button'))
   .filter(b => b.offsetParent !== null && b.innerText.trim())
   .filter(b => [b, ...b.querySelectorAll('*')].some(e => e.scrollWidth > e.clientWidth + 1))

@@ -80,7 +80,10 @@ class FilterPipeline:
         if settings.near_duplicate:
             filters.append(
                 NearDuplicateFilter(
-                    existing, threshold=settings.near_duplicate_threshold, shared=near
+                    existing,
+                    threshold=settings.near_duplicate_threshold,
+                    edit_threshold=settings.near_duplicate_edit_threshold,
+                    shared=near,
                 )
             )
         if settings.quality:

@@ -83,18 +83,37 @@ class ExactIndex:
         return self.digests.get(digest(text))
 
 
+@dataclass(frozen=True)
+class NearMatch:
+    """The closest earlier text to a query among the LSH's candidates, by the Jaccard of their
+    word shingles, and by character edits (RapidFuzz's Indel similarity of the normalised
+    texts; 0 where not asked for)."""
+
+    id: str | None = None
+    jaccard: float = 0.0
+    edit_id: str | None = None
+    edit: float = 0.0
+
+
+def candidate_threshold(threshold: float) -> float:
+    """The LSH's own threshold for a verdict at ``threshold``: well below it, since the LSH
+    only shortlists (recall first) and the exact measures decide. Templated rows that differ in
+    a few words keep most characters but lose many shingles (a Jaccard near 0.6 at a 0.9 edit
+    similarity; 0.5 where the shingles are few), so the shortlist reaches below that."""
+    return max(min(threshold - 0.15, 0.4), 0.3)
+
+
 class ShingleIndex:
     """MinHash LSH to find candidates in sub-linear time; the true Jaccard of the shingle sets
-    decides, so the LSH's false positives never reach a verdict. Texts are kept, not their
-    shingle sets: shingles are recomputed for the few LSH hits, which keeps a 55k-row
-    reference in tens of MB instead of hundreds."""
+    (and, when asked, the edit similarity of the texts) decides, so the LSH's false positives
+    never reach a verdict. Texts are kept, not their shingle sets: shingles are recomputed for
+    the few LSH hits, which keeps a 55k-row reference in tens of MB instead of hundreds."""
 
     def __init__(self, threshold: float = 0.8, shingle_size: int = 3, num_perm: int = 128) -> None:
         self.threshold = threshold
         self.shingle_size = shingle_size
         self.num_perm = num_perm
-        # LSH at a lower threshold than the verdict: recall first, the exact Jaccard decides.
-        self.lsh = MinHashLSH(threshold=max(threshold - 0.15, 0.3), num_perm=num_perm)
+        self.lsh = MinHashLSH(threshold=candidate_threshold(threshold), num_perm=num_perm)
         self.texts: dict[str, str] = {}
         # Each text's MinHash signature, in insertion order, until released: the disk cache
         # stores these and rebuilds the LSH from them (cheap) instead of pickling it or
@@ -164,15 +183,34 @@ class ShingleIndex:
         return index
 
     def nearest(self, text: str) -> tuple[str | None, float]:
+        found = self.match(text)
+        return found.id, found.jaccard
+
+    def match(self, text: str, edit_at_least: float | None = None) -> NearMatch:
+        """The closest candidate by Jaccard; with ``edit_at_least``, also the closest by edit
+        similarity among those at least that similar (looked for only where the Jaccard falls
+        short of the index's threshold: a Jaccard match settles it)."""
         grams = shingles(text, self.shingle_size)
         if not grams:
-            return None, 0.0
+            return NearMatch()
         best, best_score = None, 0.0
-        for key in self.lsh.query(self._minhash(grams)):
+        keys = sorted(self.lsh.query(self._minhash(grams)))  # sorted: ties go to the first id
+        for key in keys:
             score = jaccard(grams, shingles(self.texts[key], self.shingle_size))
-            if score > best_score or (score == best_score and best is not None and key < best):
+            if score > best_score:
                 best, best_score = key, score
-        return best, best_score
+        if edit_at_least is None or best_score >= self.threshold or not keys:
+            return NearMatch(best, best_score)
+        from rapidfuzz import fuzz
+
+        query = normalise(text)
+        edit_id, edit = None, 0.0
+        for key in keys:
+            cutoff = max(edit_at_least, edit) * 100
+            score = fuzz.ratio(query, normalise(self.texts[key]), score_cutoff=cutoff) / 100
+            if score > edit:
+                edit_id, edit = key, score
+        return NearMatch(best, best_score, edit_id, edit)
 
 
 class EmbeddingIndex:

@@ -36,6 +36,15 @@ class FilterSettings(BaseModel):
     near_duplicate_threshold: float = Field(
         default=0.8, gt=0, le=1, description="The Jaccard similarity that makes a near duplicate."
     )
+    near_duplicate_edit_threshold: float | None = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Also a near duplicate: a text whose characters are this similar to one of "
+        "the MinHash candidates (RapidFuzz's Indel similarity of the normalised texts), for "
+        "templated rows that differ in a few words (they lose many shingles, few characters); "
+        "null: the Jaccard alone decides.",
+    )
     semantic_duplicate: bool = Field(
         default=True,
         description="Hard: an embedding this close to an existing or accepted item or an "
