@@ -123,7 +123,10 @@ def run_rounds(
     finally:
         if interface is not None:
             interface.terminate()
-            interface.wait(timeout=30)
+            try:
+                interface.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                interface.kill()
     if last is not None:
         console.rule("the rounds' yield")
         print_rounds(round_yields(store, last))

@@ -198,8 +198,8 @@ def _auto_off_reason(
             "no human yardstick: the run has too few items with two votes and the campaign sets "
             "no review.prescreen.human_agreement: auto-decisions are off"
         )
-    if model.threshold is None:
-        return model.off_reason
+    # The audit before the threshold: it is measured on live human decisions, the threshold
+    # only on held-out ones, so where both say no, the audit is the reason that matters.
     audit = status.audit
     if (
         audit.decided >= MIN_AUTO_ITEMS
@@ -210,6 +210,8 @@ def _auto_off_reason(
             f"its agreement with humans on the audit share fell to {audit.agreement:.0%}, under "
             f"the humans' own {status.human_agreement:.0%}: auto-decisions are off"
         )
+    if model.threshold is None:
+        return model.off_reason
     return ""
 
 
