@@ -239,6 +239,29 @@ def test_the_token_budget_counts_this_campaigns_rounds_not_the_run_it_follows(
     assert "stopping before round 3: the token budget is spent (80 of 50 tokens)" in out
 
 
+def test_a_campaign_whose_last_round_id_would_be_too_long_is_refused_before_anything_runs(
+    store: Store, tmp_path: Path
+) -> None:
+    from cli.choices import Workers
+    from cli.rounds import RoundSteps, run_rounds
+    from generator.errors import InvalidValueError
+
+    config = load_campaign(DEMO, {"run": "x" * 126})
+    with pytest.raises(InvalidValueError, match="--rounds"):
+        run_rounds(
+            _Context(_settings(store, tmp_path)),  # type: ignore[arg-type]
+            config,
+            RoundSteps(announce_plan=lambda planned, after: None, generate=lambda run: None),
+            rounds=2,
+            after=None,
+            budget=RoundsBudget(),
+            workers=Workers.INPROCESS,
+            show_ui=False,
+            port=0,
+        )
+    assert store.runs() == []
+
+
 def test_a_round_whose_work_no_job_will_do_stops_the_loop_with_the_reason(
     store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
