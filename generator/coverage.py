@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from generator.cascade import CascadeIndex
 from generator.dataset_reader import RowError, convert, detect_format, iter_records
 from generator.embeddings import Embedder, max_similarity
 from generator.errors import DataFileError, InvalidRowError
@@ -243,9 +244,64 @@ def cell_targets(cells: Sequence[TaxonomyCell], total: int) -> list[int]:
     return [g if g is not None else left // free + (next(extra) < left % free) for g in given]
 
 
+class ExistingRows:
+    """The existing rows as coverage reads them. Full tier: every row's full-model vector.
+    Cascade tier: every row's static vector; the full model embeds only the rows a static
+    shortlist puts near a reference prompt or a gap's centroid, and every similarity reported
+    is the full model's (``generator.cascade``)."""
+
+    def __init__(self, texts: list[str], embedder: Embedder) -> None:
+        self.texts = texts
+        self.embedder = embedder
+        self.cascade: CascadeIndex | None = None
+        self._full: np.ndarray | None = None
+        if embedder.cascade and texts:
+            self.cascade = CascadeIndex(embedder)
+            self.cascade.add([(text,) for text in texts])
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    @property
+    def full(self) -> np.ndarray:
+        """Every row's full-model vector (what a taxonomy's assignment of every row needs)."""
+        if self._full is None:
+            self._full = self.embedder.embed(self.texts)
+        return self._full
+
+    def nearest(self, vectors: np.ndarray, texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Per query (its full vector and text), the best cosine to a row and that row."""
+        if self.cascade is None:
+            return max_similarity(vectors, self.full)
+        keys, sims = self.cascade.search([(text,) for text in texts], vectors, 1)
+        return sims[:, 0], np.maximum(keys[:, 0], 0)
+
+    def near(
+        self, vector: np.ndarray, static: np.ndarray | None, threshold: float
+    ) -> tuple[int, int, float]:
+        """How many rows are at least ``threshold`` from ``vector`` (a centroid), and the
+        closest row with its cosine. Cascade: the static shortlist around ``static`` grows until
+        its far end falls below the threshold, so the count is not cut short."""
+        if self.cascade is None:
+            scores = self.full @ vector
+            closest = int(scores.argmax())
+            return int((scores >= threshold).sum()), closest, float(scores[closest])
+        assert static is not None
+        size = 256
+        while True:
+            keys, sims = self.cascade.search_vectors(static[None], vector[None], size, size)
+            found = keys[0] >= 0
+            count = int((sims[0][found] >= threshold).sum())
+            if count < found.sum() or found.sum() < size or size >= len(self.texts):
+                return count, int(keys[0, 0]), float(sims[0, 0])
+            size *= 4
+
+
 def _taxonomy_gaps(
-    run_id: str, taxonomy: Taxonomy, existing: np.ndarray, texts: list[str], embedder: Embedder
+    run_id: str, taxonomy: Taxonomy, rows: ExistingRows, texts: list[str], embedder: Embedder
 ) -> tuple[list[Gap], list[Assignment], dict[str, list[float]]]:
+    # Every row is assigned to a cell or to none: every row needs the full model's vector.
+    existing = rows.full
     cell_texts = [[cell.description, *cell.examples] for cell in taxonomy.cells]
     flat = embedder.embed([t for texts_ in cell_texts for t in texts_])
     centroids, start = [], 0
@@ -312,7 +368,7 @@ def _reference_gaps(
     run_id: str,
     reference: list[ReferencePrompt],
     references: np.ndarray,
-    existing: np.ndarray,
+    existing: ExistingRows,
     texts: list[str],
     *,
     threshold: float,
@@ -322,7 +378,7 @@ def _reference_gaps(
     from sklearn.cluster import KMeans
 
     if len(existing):
-        best, where = max_similarity(references, existing)
+        best, where = existing.nearest(references, [p.text for p in reference])
     else:
         best, where = np.full(len(reference), -1.0, np.float32), np.zeros(len(reference), int)
     coverage = [
@@ -355,9 +411,14 @@ def _reference_gaps(
         majority = Counter(reference[i].label for i in members if reference[i].label).most_common(1)
         gap_id = f"ref-{rank + 1}"
         label = majority[0][0] if majority else short_label(reference[central[0]].text)
-        to_centroid = existing @ centroid if len(existing) else np.zeros(0, np.float32)
-        have = int((to_centroid >= threshold).sum())
-        closest = int(to_centroid.argmax()) if len(existing) else -1
+        static = None  # the centroid in the static tier: the mean of the members' vectors
+        if existing.cascade is not None:
+            member_static = existing.cascade.static_of([(reference[i].text,) for i in members])
+            static = _normalise(member_static.mean(axis=0, keepdims=True))[0]
+        if len(existing):
+            have, closest, closest_similarity = existing.near(centroid, static, threshold)
+        else:
+            have, closest, closest_similarity = 0, -1, 0.0
         gaps.append(
             Gap(
                 id=gap_id,
@@ -370,7 +431,7 @@ def _reference_gaps(
                 target=have + math.ceil(len(members) * per_prompt),
                 examples=[reference[i].text for i in central[:20]],
                 nearest_existing=texts[closest] if closest >= 0 else "",
-                nearest_similarity=round(float(to_centroid[closest]), 4) if closest >= 0 else None,
+                nearest_similarity=round(closest_similarity, 4) if closest >= 0 else None,
             )
         )
         centroids[gap_id] = centroid.tolist()
@@ -399,7 +460,7 @@ def analyse(
     if not examples:
         raise DataFileError(f"{data_path}: the dataset has no examples")
     texts = prompt_texts(examples)
-    existing = embedder.embed(texts)
+    existing = ExistingRows(texts, embedder)
     gaps: list[Gap] = []
     centroids: dict[str, list[float]] = {}
     thresholds: dict[str, float] = {}

@@ -17,14 +17,16 @@ import hashlib
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from generator.errors import ConfigError
 from generator.schema import EmbeddingSpec
+from generator.static_embeddings import StaticEmbedder
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,12 @@ DEFAULT_MODEL = "all-MiniLM-L6-v2"
 # (62.8 vs 28.3 texts/s, measured), but HumanEval paraphrases then slip under the contamination
 # threshold, since a long problem's later half no longer counts.
 DEFAULT_MAX_TOKENS: int | None = None
+
+# How the large sets (an existing dataset, eval sets, coverage's rows) are searched: "cascade"
+# shortlists with a static model distilled from this one and confirms with this one (see
+# generator.cascade); "full" embeds every row with this model.
+EmbeddingTier = Literal["cascade", "full"]
+DEFAULT_TIER: EmbeddingTier = "cascade"
 
 
 def _model_path(name: str) -> str:
@@ -72,7 +80,10 @@ class EmbeddingCache:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        self.connection = sqlite3.connect(path, timeout=30)
+        # Any thread may use the cache (an index build embeds beside its shingling), one at a
+        # time: the lock serialises them, so the connection need not belong to one thread.
+        self.lock = threading.Lock()
+        self.connection = sqlite3.connect(path, timeout=30, check_same_thread=False)
         self.connection.execute("PRAGMA journal_mode=WAL")
         self.connection.execute(
             "CREATE TABLE IF NOT EXISTS vectors (key TEXT PRIMARY KEY, vector BLOB NOT NULL)"
@@ -83,22 +94,24 @@ class EmbeddingCache:
         for start in range(0, len(keys), 500):
             chunk = list(keys[start : start + 500])
             marks = ",".join("?" * len(chunk))
-            rows = self.connection.execute(
-                f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk
-            )
+            with self.lock:
+                rows = self.connection.execute(
+                    f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk
+                ).fetchall()
             for key, blob in rows:
                 found[key] = np.frombuffer(blob, dtype=np.float32)
         return found
 
     def put_many(self, items: dict[str, np.ndarray]) -> None:
-        with self.connection:
+        with self.lock, self.connection:
             self.connection.executemany(
                 "INSERT OR IGNORE INTO vectors (key, vector) VALUES (?, ?)",
                 [(key, vector.astype(np.float32).tobytes()) for key, vector in items.items()],
             )
 
     def close(self) -> None:
-        self.connection.close()
+        with self.lock:
+            self.connection.close()
 
 
 class Embedder:
@@ -112,9 +125,13 @@ class Embedder:
         batch_size: int = 64,
         device: str = "cpu",
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
+        tier: EmbeddingTier = DEFAULT_TIER,
     ) -> None:
         self.model_name = model
         self.max_tokens = max_tokens
+        self.tier: EmbeddingTier = tier
+        self.cache_dir = cache_dir
+        self._static: StaticEmbedder | None = None
         # What a vector depends on: the model and how much of each text it saw.
         self.identity = model if max_tokens is None else f"{model}@{max_tokens}"
         self.batch_size = batch_size
@@ -133,7 +150,21 @@ class Embedder:
             model=self.model_name,
             max_tokens=self.max_tokens,
             fingerprint=model_fingerprint(self.model_name),
+            tier=self.tier,
         )
+
+    @property
+    def cascade(self) -> bool:
+        return self.tier == "cascade"
+
+    @property
+    def static(self) -> StaticEmbedder:
+        """The static tier distilled from this model (loaded, or distilled once, on first use)."""
+        if self._static is None:
+            self._static = StaticEmbedder(
+                _model_path(self.model_name), model_fingerprint(self.model_name), self.cache_dir
+            )
+        return self._static
 
     def load(self) -> Any:
         if self._model is None:

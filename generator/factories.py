@@ -41,6 +41,7 @@ def make_embedder(settings: Settings) -> Embedder:
         settings.embedding_model,
         cache_dir=settings.data_dir / "cache",
         max_tokens=settings.embedding_max_tokens,
+        tier=settings.embedding_tier,
     )
 
 

@@ -32,8 +32,9 @@ logger = logging.getLogger(__name__)
 GENERATE_JOB = "workers.jobs.generate_batch"
 SCORE_JOB = "workers.jobs.score_batch"
 PRESCREEN_JOB = "workers.jobs.prescreen_run"
+INDEX_JOB = "workers.jobs.index_chunk"
 # The only functions a gapfill worker runs: a job naming any other (os.system, say) is refused.
-JOB_FUNCTIONS = frozenset({GENERATE_JOB, SCORE_JOB, PRESCREEN_JOB})
+JOB_FUNCTIONS = frozenset({GENERATE_JOB, SCORE_JOB, PRESCREEN_JOB, INDEX_JOB})
 _ALIVE = {JobStatus.QUEUED, JobStatus.STARTED, JobStatus.SCHEDULED, JobStatus.DEFERRED}
 # The one serializer of every queue, job and worker (pass it wherever RQ takes one).
 SERIALIZER = JSONSerializer
@@ -161,6 +162,37 @@ class WorkQueue:
             description=f"retrain the pre-screen of run {run_id}",
         )
         return job_id
+
+    def enqueue_index_chunks(
+        self,
+        chunks: Sequence[str],
+        options: dict[str, object],
+        embedding: dict[str, object] | None,
+    ) -> list[str]:
+        """One job per chunk of a dataset being indexed (``generator.index_chunks``), on the
+        scoring queue: its workers hold the embedding model. ``options`` and ``embedding``
+        travel as JSON (the job validates them again)."""
+        jobs = []
+        for items_sha in chunks:
+            digest = content_hash("job", [items_sha, options, embedding])[:20]
+            job_id = f"{self.store.keys.prefix}-index-{digest}"
+            if self._job_alive(job_id):
+                continue
+            self.score.enqueue(
+                INDEX_JOB,
+                self.store.keys.prefix,
+                items_sha,
+                options,
+                embedding,
+                job_id=job_id,
+                job_timeout=3600,
+                retry=self._retry(),
+                result_ttl=7 * 86400,
+                failure_ttl=30 * 86400,
+                description=f"index chunk {items_sha[:12]}",
+            )
+            jobs.append(job_id)
+        return jobs
 
     # -- inspection ----------------------------------------------------------------------------
 

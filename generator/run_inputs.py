@@ -122,7 +122,7 @@ def embedder_for(spec: EmbeddingSpec, own_models: Sequence[str], cache_dir: Path
             tried.append(f"{name}: {exc}")
             continue
         if fingerprint == spec.fingerprint:
-            return Embedder(name, cache_dir=cache_dir, max_tokens=spec.max_tokens)
+            return Embedder(name, cache_dir=cache_dir, max_tokens=spec.max_tokens, tier=spec.tier)
         tried.append(f"{name}: another model (fingerprint {fingerprint[:12]})")
     raise RunSettingsError(
         f"the run was created with embedding model {spec.model!r} (fingerprint "

@@ -574,6 +574,10 @@ class EmbeddingSpec(BaseModel):
     model: str = Field(description="The embedding_model setting the run was created with.")
     max_tokens: int | None = Field(default=None, description="embedding_max_tokens, if set.")
     fingerprint: str = Field(description="SHA-256 over the model directory's files.")
+    # A run stored before tiers existed embedded every row fully: that is its default.
+    tier: Literal["cascade", "full"] = Field(
+        default="full", description="embedding_tier: how large sets were searched."
+    )
 
 
 class RunInput(BaseModel):

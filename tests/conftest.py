@@ -24,14 +24,24 @@ REAL_DATA = Path(__file__).resolve().parent / "data"
 TEST_REDIS_URL = os.environ.get("GAPFILL_TEST_REDIS_URL")
 
 
+@pytest.fixture(scope="session")
+def static_models(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One directory for the static embedding model distilled from MiniLM (``generator.
+    static_embeddings``): distilled once per session, not once per test's data directory."""
+    return tmp_path_factory.mktemp("static-models")
+
+
 @pytest.fixture(autouse=True)
-def isolated_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def isolated_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, static_models: Path
+) -> None:
     """No test reads the developer's settings or starts a server in their data directory."""
     for name in list(os.environ):
         if name.startswith("GAPFILL_") and name != "GAPFILL_TEST_REDIS_URL":
             monkeypatch.delenv(name)
     monkeypatch.delenv("REDIS_URL", raising=False)
     monkeypatch.setenv("GAPFILL_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("GAPFILL_STATIC_MODELS", str(static_models))
 
 
 @pytest.fixture(scope="session")

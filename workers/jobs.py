@@ -6,16 +6,20 @@ A job's return value is a small summary for `rq info`-style inspection, never th
 from __future__ import annotations
 
 import logging
+from dataclasses import fields
 from typing import Any
 
+from pydantic import TypeAdapter
 from rq import get_current_job
 
 from generator.config import QueueSettings
 from generator.errors import BackendDeadError
 from generator.export.checks import payload_conversations
+from generator.filters.reference import IndexOptions
 from generator.generation import run_batch
+from generator.index_chunks import compute_and_store
 from generator.prescreening import retrain
-from generator.schema import PreScreenSettings
+from generator.schema import EmbeddingSpec, PreScreenSettings
 from workers.registry import context
 
 logger = logging.getLogger(__name__)
@@ -90,3 +94,23 @@ def prescreen_run(prefix: str, run_id: str) -> dict[str, Any]:
         "auto_decided": status.auto_decided,
         "message": status.message,
     }
+
+
+def index_chunk(
+    prefix: str, items_sha: str, options: dict[str, Any], embedding: dict[str, Any] | None
+) -> dict[str, Any]:
+    """Compute one chunk of a dataset being indexed (``gapfill index``): its rows' MinHash
+    signatures and vectors, stored by what they were computed from. The options and the
+    embedding spec come from the store: validated here, and the embedding model must be one of
+    this worker's own (``run_inputs.embedder_for``), never a path the job names."""
+    ctx = context()
+    store = ctx.store(prefix, _connection())
+    if set(options) != {f.name for f in fields(IndexOptions)}:
+        raise ValueError(
+            f"index options must name exactly {[f.name for f in fields(IndexOptions)]}"
+        )
+    index_options = TypeAdapter(IndexOptions).validate_python(options)
+    spec = EmbeddingSpec.model_validate(embedding) if embedding is not None else None
+    embedder = ctx.pipelines().embedder_for(spec) if index_options.semantic else None
+    key = compute_and_store(store, items_sha, embedder, index_options)
+    return {"chunk": items_sha[:12], "result": key}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from generator.cascade import CascadeIndex
 from generator.dataset_reader import RowError, iter_records
 from generator.embeddings import Embedder, max_similarity
 from generator.errors import DataFileError, InvalidRowError
@@ -58,14 +59,25 @@ class ContaminationFilter:
             self.ids.append(item_id)
             texts.append(text)
         self.embedder = embedder
-        self.vectors = embedder.embed(texts) if embedder is not None and texts else None
+        self.vectors: np.ndarray | None = None
+        self.cascade: CascadeIndex | None = None
+        if embedder is not None and texts and embedder.cascade:
+            self.cascade = CascadeIndex(embedder)  # an eval set's items: static tier only
+            self.cascade.add([(text,) for text in texts])
+        elif embedder is not None and texts:
+            self.vectors = embedder.embed(texts)
+
+    @property
+    def embedded(self) -> bool:
+        """Whether paraphrases are looked for (an embedder and eval items)."""
+        return self.vectors is not None or self.cascade is not None
 
     def _nearest(self, candidates: list[Candidate]) -> tuple[np.ndarray, np.ndarray]:
         """Per candidate, its best turn's cosine to the nearest eval item (turns are embedded
         one by one, so a planted item is not diluted by the text around it)."""
         best = np.zeros(len(candidates), dtype=np.float32)
         where = np.zeros(len(candidates), dtype=np.int64)
-        if self.vectors is None or self.embedder is None or not candidates:
+        if not self.embedded or self.embedder is None or not candidates:
             return best, where
         owners, turns = [], []
         for index, candidate in enumerate(candidates):
@@ -76,7 +88,13 @@ class ContaminationFilter:
             )
             owners += [index] * len(parts)
             turns += parts
-        scores, nearest = max_similarity(self.embedder.embed(turns), self.vectors)
+        vectors = self.embedder.embed(turns)
+        if self.cascade is not None:
+            keys, sims = self.cascade.search([(turn,) for turn in turns], vectors, 1)
+            scores, nearest = sims[:, 0], np.maximum(keys[:, 0], 0)
+        else:
+            assert self.vectors is not None  # one of the two is set (checked above)
+            scores, nearest = max_similarity(vectors, self.vectors)
         for owner, score, item in zip(owners, scores, nearest, strict=True):
             if score > best[owner]:
                 best[owner], where[owner] = score, item
@@ -106,7 +124,7 @@ class ContaminationFilter:
                         },
                     )
                 )
-            elif self.vectors is not None and best[index] >= self.similarity:
+            elif self.embedded and best[index] >= self.similarity:
                 item = self.ids[int(where[index])]
                 scores.append(
                     Score(

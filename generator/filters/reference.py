@@ -15,19 +15,24 @@ diluted by the text around it), so each text is embedded exactly once.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
 import os
 import shutil
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
+from xxhash import xxh32_intdigest
 
+from generator.cascade import CascadeIndex, full_item_vectors
 from generator.embeddings import Embedder
 from generator.filters.text import jaccard, normalise, shingles
 from generator.filters.vectors import VectorIndex
@@ -35,8 +40,9 @@ from generator.filters.vectors import VectorIndex
 logger = logging.getLogger(__name__)
 
 # 2: JSON and .npy files, read without pickle (a cache file is data, never code). A version-1
-# cache (text.pickle) has another cache key, so it is never opened.
-FORMAT_VERSION = 2
+# cache (text.pickle) has another cache key, so it is never opened. 3: shingles hashed with
+# xxh32 (not SHA-1), items' turns kept (the cascade tier confirms from them).
+FORMAT_VERSION = 3
 
 
 @dataclass(frozen=True)
@@ -59,17 +65,8 @@ def digest(text: str) -> str:
 
 
 def item_vectors(embedder: Embedder, turns: Sequence[Sequence[str]]) -> np.ndarray:
-    """One unit vector per item: the normalised mean of its turns' embeddings."""
-    flat = [t for item in turns for t in item] or [""]
-    vectors = embedder.embed(flat)
-    out = np.zeros((len(turns), vectors.shape[1]), dtype=np.float32)
-    start = 0
-    for row, item in enumerate(turns):
-        if item:
-            out[row] = vectors[start : start + len(item)].mean(axis=0)
-        start += len(item)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return out / np.where(norms == 0, 1.0, norms)
+    """One unit vector per item: the normalised mean of its turns' full-model embeddings."""
+    return full_item_vectors(embedder, turns)
 
 
 class ExactIndex:
@@ -103,6 +100,16 @@ def candidate_threshold(threshold: float) -> float:
     return max(min(threshold - 0.15, 0.4), 0.3)
 
 
+_SCHEME = "affine32"  # datasketch 2's default
+
+
+@functools.cache
+def _permutations(num_perm: int) -> tuple[np.ndarray, np.ndarray]:
+    """datasketch's own permutations for ``num_perm`` (seed 1), drawn once per process."""
+    a, b = MinHash(num_perm=num_perm, seed=1, scheme=_SCHEME).permutations
+    return a, b
+
+
 class ShingleIndex:
     """MinHash LSH to find candidates in sub-linear time; the true Jaccard of the shingle sets
     (and, when asked, the edit similarity of the texts) decides, so the LSH's false positives
@@ -121,7 +128,15 @@ class ShingleIndex:
         self.signatures: list[np.ndarray] | None = []
 
     def _minhash(self, grams: set[str]) -> MinHash:
-        minhash = MinHash(num_perm=self.num_perm)
+        # xxh32 instead of datasketch's default SHA-1, and the permutations drawn once: those two
+        # were 70% of an index build (1.4 M SHA-1 calls and 10,000 RandomState draws per 10,000
+        # rows of T0), and neither changes what a signature estimates.
+        minhash = MinHash(
+            num_perm=self.num_perm,
+            hashfunc=xxh32_intdigest,
+            permutations=_permutations(self.num_perm),
+            scheme=_SCHEME,
+        )
         minhash.update_batch([g.encode() for g in grams])
         return minhash
 
@@ -134,6 +149,20 @@ class ShingleIndex:
         if self.signatures is not None:
             self.signatures.append(minhash.hashvalues)
         self.lsh.insert(item_id, minhash)
+
+    def signature(self, text: str) -> np.ndarray | None:
+        """The MinHash signature :meth:`add` would insert for ``text`` (None: no shingles)."""
+        grams = shingles(text, self.shingle_size)
+        return self._minhash(grams).hashvalues if grams else None
+
+    def add_signed(self, item_id: str, text: str, signature: np.ndarray) -> None:
+        """:meth:`add` with the signature already computed (by a worker, for one chunk)."""
+        if item_id in self.texts:
+            return
+        self.texts[item_id] = text
+        if self.signatures is not None:
+            self.signatures.append(signature)
+        self.lsh.insert(item_id, LeanMinHash(seed=1, hashvalues=signature, scheme=_SCHEME))
 
     def save(self, directory: Path) -> None:
         """``shingles.json`` (settings, ids, texts) and ``minhashes.npy`` (their signatures)."""
@@ -214,9 +243,17 @@ class ShingleIndex:
 
 
 class EmbeddingIndex:
-    """Vectors with their ids and a preview of their text (the review UI's evidence)."""
+    """Items' vectors with their ids and a preview of their text (the review UI's evidence).
 
-    def __init__(self, dimension: int, ann_above: int = 20_000) -> None:
+    Full tier: each item's full-model vector, searched exactly or by HNSW. Cascade tier
+    (``cascade`` given): each item's static vector and its turns, searched by static shortlist
+    and full-model confirmation (``generator.cascade``); similarities are the full model's
+    either way."""
+
+    def __init__(
+        self, dimension: int, ann_above: int = 20_000, *, cascade: CascadeIndex | None = None
+    ) -> None:
+        self.cascade = cascade
         self.index = VectorIndex(dimension, ann_above=ann_above)
         self.ids: list[str] = []
         self.previews: list[str] = []
@@ -225,17 +262,40 @@ class EmbeddingIndex:
         return len(self.ids)
 
     def add(self, ids: Sequence[str], texts: Sequence[str], vectors: np.ndarray) -> None:
+        """Full tier: items by their full-model vectors."""
+        if self.cascade is not None:
+            raise TypeError("a cascade index adds items by their turns (add_items)")
         if not len(ids):
             return
         self.index.add(vectors)
         self.ids += ids
         self.previews += [t[:300] for t in texts]
 
-    def search(self, vectors: np.ndarray, k: int) -> list[list[dict[str, object]]]:
-        """Per query, its nearest items (id, similarity, text preview), best first."""
+    def add_items(self, items: Sequence[ReferenceItem], embedder: Embedder) -> None:
+        """Items by their turns, embedded in this index's tier."""
+        if not items:
+            return
+        if self.cascade is None:
+            vectors = item_vectors(embedder, [i.turns for i in items])
+            self.add([i.id for i in items], [i.text for i in items], vectors)
+            return
+        self.cascade.add([i.turns for i in items])
+        self.ids += [i.id for i in items]
+        self.previews += [i.text[:300] for i in items]
+
+    def search(
+        self, vectors: np.ndarray, k: int, turns: Sequence[Sequence[str]] | None = None
+    ) -> list[list[dict[str, object]]]:
+        """Per query (its full-model vector; its turns too for a cascade index), its nearest
+        items (id, similarity, text preview), best first."""
         if not len(self.ids):
             return [[] for _ in range(len(vectors))]
-        keys, sims = self.index.search(vectors, k)
+        if self.cascade is not None:
+            if turns is None:
+                raise TypeError("a cascade index is searched with the queries' turns")
+            keys, sims = self.cascade.search(turns, vectors, k)
+        else:
+            keys, sims = self.index.search(vectors, k)
         return [
             [
                 {
@@ -259,6 +319,13 @@ class IndexOptions:
     num_perm: int = 128
     semantic: bool = True
     ann_above: int = 20_000
+    tier: Literal["cascade", "full"] = "full"  # cascade: static vectors, confirmed at search
+
+
+def _embedding_index(embedder: Embedder, options: IndexOptions) -> EmbeddingIndex:
+    if options.tier == "cascade":
+        return EmbeddingIndex(embedder.static.dimension, cascade=CascadeIndex(embedder))
+    return EmbeddingIndex(embedder.dimension, options.ann_above)
 
 
 class ReferenceIndexes:
@@ -267,7 +334,7 @@ class ReferenceIndexes:
         self.exact = ExactIndex()
         self.shingles = ShingleIndex(options.near_threshold, options.shingle_size, options.num_perm)
         self.vectors = (
-            EmbeddingIndex(embedder.dimension, options.ann_above)
+            _embedding_index(embedder, options)
             if embedder is not None and options.semantic
             else None
         )
@@ -275,6 +342,7 @@ class ReferenceIndexes:
         self.build_seconds = 0.0
         self.embedded = 0  # texts the build had to run through the model (not cached)
         self.loaded_from_cache = False
+        self.merged = False  # merged from workers' chunks (generator.index_chunks)
 
     @classmethod
     def build(
@@ -295,12 +363,19 @@ class ReferenceIndexes:
         return indexes
 
     def add(self, items: Sequence[ReferenceItem], embedder: Embedder | None) -> None:
-        for item in items:
-            self.exact.add(item.id, item.text)
-            self.shingles.add(item.id, item.text)
-        if self.vectors is not None and embedder is not None and items:
-            vectors = item_vectors(embedder, [i.turns for i in items])
-            self.vectors.add([i.id for i in items], [i.text for i in items], vectors)
+        # The embedding (tokenizers and torch release the GIL) runs beside the shingling (pure
+        # Python): on two cores, an index build takes the longer of the two, not their sum.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            embedding = (
+                pool.submit(self.vectors.add_items, items, embedder)
+                if self.vectors is not None and embedder is not None and items
+                else None
+            )
+            for item in items:
+                self.exact.add(item.id, item.text)
+                self.shingles.add(item.id, item.text)
+            if embedding is not None:
+                embedding.result()
         self.size += len(items)
 
     # -- the disk cache -----------------------------------------------------------------------
@@ -322,8 +397,12 @@ class ReferenceIndexes:
         options: IndexOptions,
         embedder: Embedder | None,
         cache_dir: Path,
+        *,
+        computed: Callable[[], ReferenceIndexes | None] | None = None,
     ) -> ReferenceIndexes:
-        """Load the indexes of exactly these items and options, or build and save them."""
+        """Load the indexes of exactly these items and options, or build and save them.
+        ``computed``: where they may already have been computed elsewhere (merged from
+        workers' chunks, ``generator.index_chunks``), tried before building here."""
         directory = cache_dir / cls.cache_key(items, options, embedder)
         if (directory / "meta.json").exists():
             try:
@@ -332,7 +411,9 @@ class ReferenceIndexes:
                 logger.warning(
                     "reference index cache %s unreadable (%s): rebuilding", directory, exc
                 )
-        indexes = cls.build(items, options, embedder)
+        indexes = (computed() if computed is not None else None) or cls.build(
+            items, options, embedder
+        )
         indexes.save(directory)
         indexes.shingles.signatures = None  # saved: a shared reference is read-only from now on
         return indexes
@@ -344,7 +425,13 @@ class ReferenceIndexes:
         temporary.mkdir(parents=True)
         (temporary / "exact.json").write_text(json.dumps(self.exact.digests))
         self.shingles.save(temporary)
-        if self.vectors is not None:
+        if self.vectors is not None and self.vectors.cascade is not None:
+            cascade = self.vectors.cascade
+            np.save(temporary / "static.npy", cascade.static_vectors, allow_pickle=False)
+            (temporary / "ids.json").write_text(
+                json.dumps({"ids": self.vectors.ids, "turns": [list(t) for t in cascade.turns]})
+            )
+        elif self.vectors is not None:
             self.vectors.index.save(temporary / "vectors.usearch")
             (temporary / "ids.json").write_text(
                 json.dumps({"ids": self.vectors.ids, "previews": self.vectors.previews})
@@ -376,13 +463,29 @@ class ReferenceIndexes:
         indexes.shingles = ShingleIndex.load(directory, options.near_threshold)
         indexes.vectors = None
         if meta["semantic"] and embedder is not None:
-            names = json.loads((directory / "ids.json").read_text())
-            vectors = EmbeddingIndex(embedder.dimension)
-            vectors.index = VectorIndex.load(directory / "vectors.usearch", embedder.dimension)
-            vectors.ids, vectors.previews = names["ids"], names["previews"]
-            indexes.vectors = vectors
+            indexes.vectors = _load_vectors(directory, options, embedder)
         indexes.size = int(meta["size"])
         indexes.build_seconds = time.perf_counter() - started
         indexes.embedded = 0
         indexes.loaded_from_cache = True
+        indexes.merged = False
         return indexes
+
+
+def _load_vectors(directory: Path, options: IndexOptions, embedder: Embedder) -> EmbeddingIndex:
+    names = json.loads((directory / "ids.json").read_text())
+    ids = [str(i) for i in names["ids"]]
+    if options.tier == "cascade":
+        turns = [tuple(str(t) for t in item) for item in names["turns"]]
+        static = np.load(directory / "static.npy", allow_pickle=False)
+        if static.shape != (len(ids), embedder.static.dimension) or len(turns) != len(ids):
+            raise ValueError("the cached static vectors do not match their items")
+        vectors = EmbeddingIndex(embedder.static.dimension, cascade=CascadeIndex(embedder))
+        vectors.cascade.add(turns, static)  # type: ignore[union-attr]
+        vectors.ids = ids
+        vectors.previews = ["\n".join(t)[:300] for t in turns]
+        return vectors
+    vectors = EmbeddingIndex(embedder.dimension)
+    vectors.index = VectorIndex.load(directory / "vectors.usearch", embedder.dimension)
+    vectors.ids, vectors.previews = ids, names["previews"]
+    return vectors

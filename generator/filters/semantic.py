@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
+
 from generator.embeddings import Embedder
 from generator.filters.base import full_text, turn_texts
 from generator.filters.reference import EmbeddingIndex, ReferenceItem, as_items, item_vectors
@@ -43,20 +45,27 @@ class SemanticDuplicateFilter:
             vectors = item_vectors(embedder, [i.turns for i in items])
             self.local.add([i.id for i in items], [i.text for i in items], vectors)
 
-    def _nearest(self, vector: object) -> list[dict[str, object]]:
+    def _nearest(
+        self, vector: np.ndarray, shared: list[dict[str, object]]
+    ) -> list[dict[str, object]]:
         """The nearest neighbours as ``{"id", "similarity"}``, best first (the index's text
         preview is left behind on purpose)."""
-        found = self.local.search(vector, self.neighbours)[0]  # type: ignore[arg-type]
-        if self.shared is not None:
-            found += self.shared.search(vector, self.neighbours)[0]  # type: ignore[arg-type]
+        found = self.local.search(vector, self.neighbours)[0] + shared
         found.sort(key=lambda n: -float(n["similarity"]))  # type: ignore[arg-type]
         return [{"id": n["id"], "similarity": n["similarity"]} for n in found[: self.neighbours]]
 
     def score(self, candidates: list[Candidate]) -> list[Score]:
-        vectors = item_vectors(self.embedder, [turn_texts(c) for c in candidates])
+        turns = [turn_texts(c) for c in candidates]
+        vectors = item_vectors(self.embedder, turns)
+        # The shared (existing data's) index is read-only: one search for the whole batch.
+        shared = (
+            self.shared.search(vectors, self.neighbours, turns)
+            if self.shared is not None
+            else [[] for _ in candidates]
+        )
         scores = []
-        for candidate, vector in zip(candidates, vectors, strict=True):
-            nearest = self._nearest(vector[None, :])
+        for candidate, vector, in_shared in zip(candidates, vectors, shared, strict=True):
+            nearest = self._nearest(vector[None, :], in_shared)
             top = float(nearest[0]["similarity"]) if nearest else 0.0  # type: ignore[arg-type]
             evidence = {"nearest": nearest, "novelty": round(1.0 - top, 4)}
             duplicate = bool(nearest) and top >= self.threshold

@@ -23,6 +23,7 @@ from generator.filters.contamination import load_eval_items
 from generator.filters.pipeline import FilterPipeline
 from generator.filters.reference import IndexOptions, ReferenceIndexes, ReferenceItem
 from generator.filters.settings import FilterSettings
+from generator.index_chunks import merge
 from generator.prompts import PromptTemplates
 from generator.run_inputs import InputCache, embedder_for
 from generator.schema import CandidateStatus, EmbeddingSpec, RunConfig
@@ -40,9 +41,11 @@ def reference_items(path: Path) -> list[ReferenceItem]:
     ]
 
 
-def index_options(settings: FilterSettings) -> IndexOptions:
+def index_options(settings: FilterSettings, embedder: Embedder | None = None) -> IndexOptions:
     return IndexOptions(
-        near_threshold=settings.near_duplicate_threshold, semantic=settings.semantic_duplicate
+        near_threshold=settings.near_duplicate_threshold,
+        semantic=settings.semantic_duplicate,
+        tier=embedder.tier if embedder is not None else "full",
     )
 
 
@@ -51,12 +54,22 @@ def existing_indexes(
     settings: FilterSettings,
     embedder: Embedder | None,
     cache_dir: Path,
+    store: Store | None = None,
 ) -> ReferenceIndexes | None:
-    """The existing data's indexes, from the disk cache when these files were indexed before."""
+    """The existing data's indexes: from the disk cache when these files were indexed here
+    before, else merged from the chunks workers computed (``gapfill index``) when ``store``
+    holds them all, else built here."""
     items = [item for path in paths for item in reference_items(path)]
     if not items:
         return None
-    indexes = ReferenceIndexes.cached(items, index_options(settings), embedder, cache_dir)
+    options = index_options(settings, embedder)
+    indexes = ReferenceIndexes.cached(
+        items,
+        options,
+        embedder,
+        cache_dir,
+        computed=(lambda: merge(store, items, options, embedder)) if store is not None else None,
+    )
     logger.info(
         "existing data: %s items indexed (%s in %.1fs)",
         indexes.size,
@@ -94,7 +107,10 @@ class RunPipelines:
         return self.inputs
 
     def _embedder(self, config: RunConfig) -> Embedder:
-        spec = config.embedding
+        return self.embedder_for(config.embedding)
+
+    def embedder_for(self, spec: EmbeddingSpec | None) -> Embedder:
+        """The embedder that embeds as ``spec`` says (this worker's own where None)."""
         if spec is None:
             return self.embedder
         if spec not in self._embedders:
@@ -123,7 +139,7 @@ class RunPipelines:
             cached = _Loaded(
                 key=key,
                 embedder=embedder,
-                shared=existing_indexes(existing, config.filters, embedder, self.cache_dir),
+                shared=existing_indexes(existing, config.filters, embedder, self.cache_dir, store),
                 eval_items=[i for p in eval_sets for i in load_eval_items(p)],
                 templates=templates,
             )

@@ -62,6 +62,12 @@ blob:<sha256>                  hash    a content-addressed file (a run's input):
                                        and fields 0..chunks-1, its zlib-compressed content
 signed-out:<session>           string  a review UI session signed out: its cookie no longer
                                        signs anyone in (expires when the cookie would)
+index:<digest>                 string  a dataset `gapfill index` split for workers (digest: of
+                                       its items): JSON with its rows and its chunks' item
+                                       blobs, in order
+index-chunk:<key>              string  the blob holding one chunk's MinHash signatures and
+                                       static vectors (key: the chunk's items and how they
+                                       were computed)
 """
 
 
@@ -127,6 +133,14 @@ class Keys:
     def blob(self, sha256: str) -> str:
         """A run input's content, by its SHA-256 (see ``store.blobs``)."""
         return f"{self.prefix}:blob:{sha256}"
+
+    def index(self, digest: str) -> str:
+        """A dataset split into chunks for workers (see ``generator.index_chunks``)."""
+        return f"{self.prefix}:index:{digest}"
+
+    def index_chunk(self, key: str) -> str:
+        """One chunk's computed result, by what it was computed from."""
+        return f"{self.prefix}:index-chunk:{key}"
 
     def signed_out(self, session_id: str) -> str:
         """A review UI session signed out (see ``generator.ui_sessions``)."""
