@@ -380,6 +380,107 @@ def learning(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def cascade(r: dict[str, Any]) -> list[Row]:
+    index, dup, con, cov = (
+        r["index"], r["semantic_duplicates"], r["contamination"], r["coverage"]
+    )  # fmt: skip
+    fast, full = index["cascade"], index["full"]
+    rows = [
+        Row(
+            f"index build of {fast['rows']:,} T0 rows (exact digests, MinHash LSH, vectors), "
+            "one process",
+            f"cascade: {_n(fast['rows_per_s'], 'rows/s')} ({fast['seconds']:.0f} s)",
+            f"full MiniLM: {_n(full['rows_per_s'], 'rows/s')} (on the first {full['rows']:,} rows)",
+            f"{index['speedup']:.0f}x",
+            ">= 1,000 rows/s",
+            fast["rows_per_s"] >= 1_000,
+        )
+    ]
+    if "million" in r:
+        big = r["million"]
+        hours = big["rows"] / full["rows_per_s"] / 3600
+        rows.append(
+            Row(
+                f"index build of a {big['rows']:,}-row corpus derived from T0 (each prompt with "
+                "19 other rows' completions), cascade, one process",
+                f"{big['seconds'] / 60:.1f} min ({_n(big['rows_per_s'], 'rows/s')}), peak RSS "
+                f"{big['peak_rss_gib']:.1f} GiB",
+                f"full MiniLM at its rate above: about {hours:.0f} h",
+                f"{hours * 3600 / big['seconds']:.0f}x",
+                "<= 20 min",
+                big["seconds"] <= 1_200,
+            )
+        )
+    rows += [
+        Row(
+            f"coverage analysis, {cov['rows']:,} T0 rows against the {cov['reference_prompts']} "
+            "reference prompts",
+            f"cascade: {_n(cov['cascade']['rows_per_s'], 'rows/s')} "
+            f"({cov['cascade']['seconds']:.0f} s)",
+            f"full MiniLM: {_n(cov['full']['rows_per_s'], 'rows/s')} "
+            f"({cov['full']['seconds']:.0f} s)",
+            f"{cov['speedup']:.1f}x",
+            ">= 10x",
+            cov["speedup"] >= 10,
+        ),
+        Row(
+            f"covered/uncovered labels and uncovered clusters, the {cov['reference_prompts']} "
+            f"reference prompts against {cov['rows']:,} T0 rows",
+            f"cascade agrees on {cov['agreement']:.1%}; same gaps (labels, sizes, order): "
+            f"{'yes' if cov['same_gaps'] else 'no'}; same members: "
+            f"{'yes' if cov['same_clusters'] else 'no'}",
+            f"full MiniLM: {cov['covered']['full']} covered, {len(cov['gaps']['full'])} gaps",
+            "n/a",
+            ">= 97%, the same gaps",
+            cov["agreement"] >= 0.97 and cov["same_gaps"],
+        ),
+        Row(
+            f"semantic_duplicate on {dup['pairs']} labelled T0 pairs, the existing set their "
+            f"first prompts and other T0 rows ({dup['existing']:,})",
+            f"cascade: P {dup['cascade']['precision']:.2f} / R {dup['cascade']['recall']:.2f}",
+            f"full MiniLM: P {dup['full']['precision']:.2f} / R {dup['full']['recall']:.2f}",
+            f"recall {dup['recall_ratio']:.3f}",
+            ">= 0.97 of full's recall at its precision",
+            dup["recall_ratio"] >= 0.97 and dup["cascade"]["precision"] >= dup["full"]["precision"],
+        ),
+        Row(
+            f"contamination: {con['planted']} planted HumanEval problems (verbatim, edited, "
+            f"paraphrased) and {con['clean']} clean seed tasks",
+            f"cascade: R {con['cascade']['recall']:.3f}, paraphrases "
+            f"{con['cascade']['paraphrases_caught']}/3, {con['cascade']['false_positives']} false",
+            f"full MiniLM: R {con['full']['recall']:.3f}, paraphrases "
+            f"{con['full']['paraphrases_caught']}/3, {con['full']['false_positives']} false",
+            f"recall {con['recall_ratio']:.3f}",
+            ">= 0.97 of full's recall",
+            con["recall_ratio"] >= 0.97
+            and con["cascade"]["false_positives"] <= con["full"]["false_positives"],
+        ),
+        device_row(),
+    ]
+    return rows
+
+
+def device_row() -> Row:
+    """The GPU figures, from the last run of bench/device.sh on a device machine, recorded in
+    bench/device-results.json with its date; "not measured" until there is one."""
+    figure = (
+        "MiniLM fp16 on CUDA: embedding throughput, and scoring's embedding work (bench/device.sh)"
+    )
+    recorded = BENCH / "device-results.json"
+    if not recorded.is_file():
+        return Row(figure, "not measured (no device machine lent yet)", "", "", "n/a", None)
+    r = json.loads(recorded.read_text())
+    return Row(
+        f"{figure}, {r['device']}, {r['date']}",
+        f"{_n(r['embedding_texts_per_s'], 'texts/s')}; scoring "
+        f"{_n(r['scoring_candidates_per_s'], 'candidates/s')}",
+        f"its CPU: {_n(r['cpu_embedding_texts_per_s'], 'texts/s')}",
+        f"{r['speedup']:.0f}x",
+        "n/a (a figure)",
+        None,
+    )
+
+
 def rounds_row(found: dict[str, Any] | None) -> Row:
     figure = (
         "demo: yield of round 2 against round 1, gapfill run --rounds 2 (a STAND-IN: the "
@@ -425,6 +526,7 @@ BENCHMARKS: dict[str, tuple[str, list[str], Extract]] = {
     "duplicates": ("duplicate_recall.py", [], duplicates),
     "learning": ("learning.py", [], learning),
     "dedup_peer": ("dedup_peer.py", [], dedup_peer),
+    "cascade": ("cascade.py", ["--million"], cascade),
 }
 
 

@@ -121,7 +121,10 @@ def test_a_packed_run_records_its_files_templates_and_embedding_model(
     assert seed.sha256 == hashlib.sha256(SEED_TASKS.read_bytes()).hexdigest()
     assert seed.bytes == SEED_TASKS.stat().st_size
     assert packed.embedding == EmbeddingSpec(
-        model=DEFAULT_MODEL, max_tokens=None, fingerprint=model_fingerprint(DEFAULT_MODEL)
+        model=DEFAULT_MODEL,
+        max_tokens=None,
+        fingerprint=model_fingerprint(DEFAULT_MODEL),
+        tier="cascade",  # the default: a worker searches the run's large sets the same way
     )
     assert store.get_run("run-1") == packed
 

@@ -1,0 +1,116 @@
+"""The cascade tier: a static model distilled offline from the packaged MiniLM shortlists, the
+full model confirms, and every similarity it reports is the full model's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from generator.cascade import CascadeIndex, full_item_vectors, top_k
+from generator.coverage import analyse, load_reference
+from generator.dataset_reader import load_examples
+from generator.embeddings import Embedder
+from generator.filters.stored_run import reference_items
+from generator.static_embeddings import STATIC_DIMENSIONS, StaticEmbedder
+from tests.conftest import REAL_DATA
+
+T0 = REAL_DATA / "t0" / "t0_train_first_2000.jsonl.gz"
+REFERENCE = REAL_DATA / "self-instruct" / "user_oriented_instructions.jsonl"
+SEED_TASKS = REAL_DATA / "self-instruct" / "seed_tasks.jsonl"
+
+
+def test_the_static_model_is_distilled_once_into_the_cache_and_loaded_after(
+    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("GAPFILL_STATIC_MODELS")  # this test distils into its own directory
+    first = Embedder(cache_dir=tmp_path)
+    vectors = first.static.embed(["a cat sat on the mat", "a kitten sat on a rug", "tax law"])
+    directory = first.static.directory
+    assert directory is not None and directory.parent == tmp_path / "static-models"
+    assert (directory / "config.json").is_file()
+    assert vectors.shape == (3, STATIC_DIMENSIONS) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    assert vectors[0] @ vectors[1] > vectors[0] @ vectors[2]
+
+    stamp = (directory / "config.json").stat().st_mtime_ns
+    again = StaticEmbedder(first.static.model_path, first.static.fingerprint, tmp_path)
+    np.testing.assert_allclose(again.embed(["a cat sat on the mat"])[0], vectors[0], atol=1e-6)
+    assert (directory / "config.json").stat().st_mtime_ns == stamp, "loaded, not distilled"
+
+
+def test_exact_top_k_is_the_brute_force_order() -> None:
+    rng = np.random.default_rng(7)
+    corpus = rng.standard_normal((70_000, 8)).astype(np.float32)  # more than one chunk
+    queries = rng.standard_normal((5, 8)).astype(np.float32)
+    keys, scores = top_k(queries, corpus, 4)
+    expected = np.argsort(-(queries @ corpus.T), axis=1)[:, :4]
+    np.testing.assert_array_equal(keys, expected)
+    np.testing.assert_allclose(scores, np.take_along_axis(queries @ corpus.T, expected, 1))
+    few_keys, few_scores = top_k(queries, corpus[:2], 4)
+    assert (few_keys[:, 2:] == -1).all() and np.isneginf(few_scores[:, 2:]).all()
+
+
+def test_the_cascade_finds_the_full_models_nearest_row_and_reports_its_cosine(
+    embedder: Embedder,
+) -> None:
+    rows = reference_items(T0)
+    corpus, queries = rows[:1500], rows[1500:1700]
+    index = CascadeIndex(embedder)
+    index.add([item.turns for item in corpus])
+    query_vectors = full_item_vectors(embedder, [q.turns for q in queries])
+    keys, sims = index.search([q.turns for q in queries], query_vectors, 1)
+
+    full = full_item_vectors(embedder, [item.turns for item in corpus])
+    exact = query_vectors @ full.T
+    np.testing.assert_allclose(sims[:, 0], exact[np.arange(len(queries)), keys[:, 0]], atol=1e-5)
+    best = exact.max(axis=1)
+    same = np.isclose(sims[:, 0], best, atol=1e-5)
+    assert same.mean() >= 0.97, f"the full model's nearest row found for {same.mean():.1%}"
+    assert index.confirmed < len(corpus), "only the shortlisted rows were embedded in full"
+
+
+def test_coverage_embeds_every_row_in_full_unless_asked_and_the_cascade_never_overstates(
+    embedder: Embedder, tmp_path: Path
+) -> None:
+    examples = load_examples(SEED_TASKS) + load_examples(T0)[:300]  # type: ignore[operator]
+    reference = load_reference(REFERENCE, "motivation_app")
+    full = Embedder(cache_dir=tmp_path, tier="full")
+    reports = {
+        name: analyse("r", SEED_TASKS, examples, e, reference=reference, cascade_rows=cascade)
+        for name, e, cascade in (
+            ("full", full, False),
+            ("default", embedder, False),  # a cascade-tier embedder, coverage left as it is
+            ("cascade", embedder, True),
+        )
+    }
+    sims = {n: [c.similarity for c in r.reference_coverage] for n, r in reports.items()}
+    assert sims["default"] == pytest.approx(sims["full"], abs=1e-4)
+    assert sum(c.covered for c in reports["full"].reference_coverage) > 0
+    gaps = {n: [(g.label, len(g.examples)) for g in r.gaps] for n, r in reports.items()}
+    assert gaps["default"] == gaps["full"]
+    # the cascade confirms a shortlist: what it reports is a similarity the full model gives
+    # one row, never more than the best row's
+    for low, high in zip(sims["cascade"], sims["full"], strict=True):
+        assert low <= high + 1e-4
+
+
+@pytest.mark.parametrize("tier", ["cascade", "full"])
+def test_both_tiers_catch_paraphrased_eval_items_and_pass_clean_tasks(
+    embedder: Embedder, tmp_path: Path, tier: str
+) -> None:
+    from generator.filters.contamination import ContaminationFilter, load_eval_items
+    from tests.factories import sft, wrap
+    from tests.test_filters import HUMANEVAL, PARAPHRASES
+
+    chosen = embedder if tier == "cascade" else Embedder(cache_dir=tmp_path, tier="full")
+    check = ContaminationFilter(load_eval_items(HUMANEVAL), embedder=chosen)
+    assert (check.cascade is not None) == (tier == "cascade")
+    planted = [
+        wrap(sft(text, "Here is a solution."), i) for i, text in enumerate(PARAPHRASES.values())
+    ]
+    scores = check.score(planted)
+    assert [s.evidence.get("eval_item") for s in scores] == list(PARAPHRASES)
+    clean = [wrap(e, 100 + i) for i, e in enumerate(load_examples(SEED_TASKS)[:40])]  # type: ignore[arg-type]
+    assert all(s.passed for s in check.score(clean))
