@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH_DATA = ROOT / "bench" / "data"
 TESTS_DATA = ROOT / "tests" / "data"
 
-T0 = BENCH_DATA / "t0" / "t0_train_50k.jsonl.gz"
+T0 = BENCH_DATA / "t0" / "t0_train_50k.jsonl.xz"
 QUALITY_LABELLED = BENCH_DATA / "quality" / "labelled.jsonl.gz"
 SEED_TASKS = TESTS_DATA / "self-instruct" / "seed_tasks.jsonl"
 REFERENCE = TESTS_DATA / "self-instruct" / "user_oriented_instructions.jsonl"

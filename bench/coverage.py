@@ -2,7 +2,7 @@
 
     python bench/coverage.py [--examples 5000]
 
-Existing data: the first N rows of the T0 corpus (bench/data/t0/t0_train_50k.jsonl.gz);
+Existing data: the first N rows of the T0 corpus (bench/data/t0/t0_train_50k.jsonl.xz);
 reference: the 252 user-oriented self-instruct prompts. Figures:
 - raw: the sentence-transformers model alone on exactly the texts the analysis embeds;
 - analysis: `coverage.analyse` from scratch (empty embedding cache): embedding, nearest

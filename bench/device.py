@@ -19,19 +19,19 @@ Figures:
 from __future__ import annotations
 
 import argparse
-import gzip
 import json
+import lzma
 import platform
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-T0 = ROOT / "bench" / "data" / "t0" / "t0_train_50k.jsonl.gz"
+T0 = ROOT / "bench" / "data" / "t0" / "t0_train_50k.jsonl.xz"
 
 
 def rows(count: int) -> list[str]:
     texts = []
-    with gzip.open(T0, "rt") as handle:
+    with lzma.open(T0, "rt") as handle:
         for line in handle:
             record = json.loads(line)
             texts.append(f"{record['prompt']}\n{record['completion']}")

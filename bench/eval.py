@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import lzma
 import tempfile
 import time
 from pathlib import Path
@@ -47,7 +48,7 @@ def rows(count: int) -> list[dict[str, object]]:
                 continue  # the few malformed HH rows
             messages = [m.model_dump() for m in (*pair.prompt, *pair.chosen)]  # type: ignore[union-attr]
             out.append({"messages": messages})
-    with gzip.open(T0, "rt") as handle:
+    with lzma.open(T0, "rt") as handle:
         for line in handle:
             if len(out) >= count:
                 break

@@ -23,9 +23,9 @@ each. Target: export items/s >= 0.5 x baseline items/s.
 from __future__ import annotations
 
 import argparse
-import gzip
 import hashlib
 import json
+import lzma
 import resource
 import shutil
 import tempfile
@@ -64,7 +64,7 @@ TARGET = 0.5
 
 def t0_pairs() -> list[tuple[str, str]]:
     pairs = []
-    with gzip.open(T0, "rt", encoding="utf-8") as handle:
+    with lzma.open(T0, "rt", encoding="utf-8") as handle:
         for line in handle:
             row = json.loads(line)
             prompt, answer = row["prompt"].strip(), row["completion"].strip()

@@ -2,7 +2,7 @@
 
     python bench/filters.py [--existing 55185] [--candidates 2000] [--cache DIR]
 
-Existing set: the T0 corpus (bench/data/t0/t0_train_50k.jsonl.gz, 55,185 prompt/completion
+Existing set: the T0 corpus (bench/data/t0/t0_train_50k.jsonl.xz, 55,185 prompt/completion
 rows), indexed once (exact digests, MinHash LSH, HNSW over embeddings) and cached on disk under
 ``--cache``; the first run's build time and embedding throughput are reported as their own figure
 (later runs load the cache and report the load time, plus the stored build figures).

@@ -1,6 +1,7 @@
 """Reading datasets in the common formats into ``SFTExample`` / ``PreferenceExample``.
 
-Files: JSONL (``.jsonl``, ``.ndjson``), gzipped JSONL (``.gz``), a JSON array (``.json``), Parquet.
+Files: JSONL (``.jsonl``, ``.ndjson``), JSONL compressed with gzip (``.gz``) or xz (``.xz``), a
+JSON array (``.json``), Parquet.
 Row formats (detected from the first readable row, or given explicitly):
 
 ========================  ================================================================
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import codecs
 import gzip
+import io
+import lzma
 import re
 import zlib
 from collections.abc import Callable, Iterable, Iterator
@@ -127,25 +130,37 @@ def _decode_line(raw: bytes) -> Any:
     return record
 
 
-def _raw_lines(path: Path, compressed: bool) -> Iterator[tuple[int, bytes]]:
-    """Numbered lines; a broken or truncated gzip stream (or a read error) is a ``DataFileError``
-    naming the line it stopped at, not a traceback (or click's bare "Aborted." for EOFError)."""
+XZ_MAGIC = b"\xfd7zXZ\x00"
+
+
+def _open(path: Path, compression: str | None) -> io.BufferedIOBase:
+    if compression == "gzip":
+        return gzip.open(path, "rb")
+    if compression == "xz":
+        return lzma.open(path, "rb")
+    return open(path, "rb")
+
+
+def _raw_lines(path: Path, compression: str | None) -> Iterator[tuple[int, bytes]]:
+    """Numbered lines; a broken or truncated gzip or xz stream (or a read error) is a
+    ``DataFileError`` naming the line it stopped at, not a traceback (or click's bare "Aborted."
+    for EOFError)."""
     number = 0
     try:
-        with gzip.open(path, "rb") if compressed else open(path, "rb") as handle:
+        with _open(path, compression) as handle:
             for number, raw in enumerate(handle, start=1):
                 yield number, raw
     except EOFError as exc:
         raise DataFileError(
-            f"{path}:{number + 1}: the gzip data ends early (truncated file?)"
+            f"{path}:{number + 1}: the {compression} data ends early (truncated file?)"
         ) from exc
-    except (OSError, zlib.error) as exc:
-        what = "not valid gzip data" if compressed else "cannot read the file"
+    except (OSError, zlib.error, lzma.LZMAError) as exc:
+        what = f"not valid {compression} data" if compression else "cannot read the file"
         raise DataFileError(f"{path}:{number + 1}: {what}: {one_line(str(exc))}") from exc
 
 
-def _json_lines(path: Path, compressed: bool) -> Iterator[tuple[int, Any]]:
-    for number, raw in _raw_lines(path, compressed):
+def _json_lines(path: Path, compression: str | None) -> Iterator[tuple[int, Any]]:
+    for number, raw in _raw_lines(path, compression):
         if number == 1:
             raw = raw.removeprefix(codecs.BOM_UTF8)  # editors on Windows write one
         if raw.strip():
@@ -217,18 +232,20 @@ def iter_records(path: Path) -> Iterator[tuple[int, Any]]:
         raise DataFileError(f"{path}: not a regular file (a pipe or a device?)")
     try:
         with open(path, "rb") as probe:
-            magic = probe.read(4)
+            magic = probe.read(6)
     except OSError as exc:
         raise DataFileError(f"{path}: cannot read the file: {exc.strerror}") from exc
     suffixes = [s.lower() for s in path.suffixes]
     if magic[:2] == b"\x1f\x8b":
-        yield from _json_lines(path, compressed=True)
-    elif magic == b"PAR1" or suffixes[-1:] == [".parquet"]:
+        yield from _json_lines(path, "gzip")
+    elif magic == XZ_MAGIC:
+        yield from _json_lines(path, "xz")
+    elif magic[:4] == b"PAR1" or suffixes[-1:] == [".parquet"]:
         yield from _parquet(path)
     elif suffixes[-1:] == [".json"]:
         yield from _json_array(path)
     else:
-        yield from _json_lines(path, compressed=False)
+        yield from _json_lines(path, None)
 
 
 def _check_name(path: Path) -> None:

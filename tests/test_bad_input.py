@@ -11,6 +11,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import lzma
 import os
 import re
 from collections.abc import Callable
@@ -77,6 +78,16 @@ def _truncated_gzip(path: Path, good: dict[str, Any]) -> None:
     path.write_bytes(whole[: len(whole) // 2])
 
 
+def _truncated_xz(path: Path, good: dict[str, Any]) -> None:
+    rows = b"".join(_line(_varied(good)) for _ in range(2_000))
+    whole = lzma.compress(rows)
+    path.write_bytes(whole[: len(whole) // 2])
+
+
+def _bad_xz(path: Path, good: dict[str, Any]) -> None:
+    path.write_bytes(b"\xfd7zXZ\x00" + b"not lzma data" * 8)
+
+
 def _corrupt_parquet(path: Path, good: dict[str, Any]) -> None:
     rows = [_varied(good) for _ in range(2_000)]
     buffer = io.BytesIO()
@@ -109,6 +120,12 @@ CASES: dict[str, tuple[str, Callable[[Path, dict[str, Any]], None], str]] = {
         "cut.jsonl.gz",
         _truncated_gzip,
         r":\d+: the gzip data ends early \(truncated file\?\)",
+    ),
+    "a bad xz file": ("bad.jsonl.xz", _bad_xz, r":1: not valid xz data"),
+    "a truncated xz file": (
+        "cut.jsonl.xz",
+        _truncated_xz,
+        r":\d+: the xz data ends early \(truncated file\?\)",
     ),
     "a corrupt Parquet page": ("bad.parquet", _corrupt_parquet, r":1: corrupt Parquet data"),
     "a lone surrogate": (

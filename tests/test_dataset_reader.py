@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import lzma
 from pathlib import Path
 from typing import Any
 
@@ -85,16 +86,18 @@ def test_implicit_prompt_preferences_split_at_the_shared_turns(tmp_path: Path) -
     assert len(imported.example.prompt) == 1
 
 
-def test_gzip_json_array_and_parquet_files_are_read(tmp_path: Path) -> None:
+def test_gzip_xz_json_array_and_parquet_files_are_read(tmp_path: Path) -> None:
     rows = [GOOD_ROWS["messages"], {"messages": [*USER_ASSISTANT[:1], USER_ASSISTANT[1]]}]
     gz = tmp_path / "rows.jsonl.gz"
     with gzip.open(gz, "wt", encoding="utf-8") as handle:
         handle.writelines(json.dumps(r) + "\n" for r in rows)
     array = tmp_path / "rows.json"
     array.write_text(json.dumps(rows))
+    xz = tmp_path / "rows.jsonl.xz"
+    xz.write_bytes(lzma.compress("".join(json.dumps(r) + "\n" for r in rows).encode()))
     parquet = tmp_path / "rows.parquet"
     pq.write_table(pa.Table.from_pylist(rows), parquet)
-    for path in (gz, array, parquet):
+    for path in (gz, xz, array, parquet):
         report = read_examples(path)
         assert (report.format, report.rows, len(report.examples)) == ("messages", 2, 2), path
 
