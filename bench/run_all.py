@@ -414,7 +414,8 @@ def cascade(r: dict[str, Any]) -> list[Row]:
     rows += [
         Row(
             f"coverage analysis, {cov['rows']:,} T0 rows against the {cov['reference_prompts']} "
-            "reference prompts",
+            "reference prompts (the cascade: opt-in cascade_rows; by default coverage embeds "
+            "every row in full)",
             f"cascade: {_n(cov['cascade']['rows_per_s'], 'rows/s')} "
             f"({cov['cascade']['seconds']:.0f} s)",
             f"full MiniLM: {_n(cov['full']['rows_per_s'], 'rows/s')} "
@@ -425,7 +426,7 @@ def cascade(r: dict[str, Any]) -> list[Row]:
         ),
         Row(
             f"covered/uncovered labels and uncovered clusters, the {cov['reference_prompts']} "
-            f"reference prompts against {cov['rows']:,} T0 rows",
+            f"reference prompts against {cov['rows']:,} T0 rows (opt-in cascade_rows)",
             f"cascade agrees on {cov['agreement']:.1%}; same gaps (labels, sizes, order): "
             f"{'yes' if cov['same_gaps'] else 'no'}; same members: "
             f"{'yes' if cov['same_clusters'] else 'no'}",
