@@ -54,6 +54,12 @@ def workload(store: Store) -> None:
     store.save_token_counts("tokenizer-fp", {"conversation": 7})
     store.save_eval_report("run-1", '{"report": 1}')
     store.put_blob(b"a run's existing data")
+    # a dataset indexed in chunks (gapfill index): its plan and one chunk's result
+    from generator.filters.reference import IndexOptions, ReferenceItem
+    from generator.index_chunks import compute_and_store, publish
+
+    plan = publish(store, [ReferenceItem("d:1", ("a row to index",))], chunk_rows=1)
+    compute_and_store(store, plan.chunks[0][0], None, IndexOptions(semantic=False))
     store.sign_out_session("0123456789abcdef01234567", 3600)
     store.save_prescreen_status("run-1", '{"run_id": "run-1"}')
     store.add_audit("run-1", {candidate(1).id: "accept"})
