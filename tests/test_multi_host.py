@@ -289,6 +289,10 @@ def _restart_mid_run(  # type: ignore[no-untyped-def]
                 current, _again = decide_by_key(page, ["a"], current, store, len(decided) - 1)
 
             wait_until(lambda: waiting_scores(store) == 16, 300, "scoring")
+            # Items are saved before RQ marks their job done: stopping the store in between
+            # leaves a job with no "ok" line (retried later as abandoned), so the count of
+            # finished jobs below would depend on timing. Wait for the worker's own word.
+            wait_until(lambda: jobs_ok(cpu.log(), "score") == len(before), 60, "jobs done")
             server.stop()  # the store goes away mid-run
             away = page.get_by_text("store unavailable, retrying").first
             for _attempt in range(3):  # a key pressed mid-render can be dropped: press it again
