@@ -53,8 +53,10 @@ from tests.factories import sft  # noqa: E402
 
 TARGET_ONE_P95_MS = 300.0
 TARGET_MANY_P95_MS = 400.0
-IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
-KEYS_READY = "() => window.__gapfillKeys && window.__gapfillKeys.data !== null"
+# The sign-in page is ready: its keyboard is mounted and its hidden code block highlighted
+# (the highlighter's script loaded and run). A person pastes a token later than that.
+SIGN_IN_READY = """() => window.__gapfillKeys && window.__gapfillKeys.data !== null
+  && document.querySelector('.st-key-warm-up code span') !== null"""
 # The item id on screen, read with textContent (no layout), and a wait for it to change that
 # wakes on the page's own DOM mutations: the measuring costs the browser next to nothing.
 SHOWN = """() => { const e = [...document.querySelectorAll('[data-testid="stText"]')]
@@ -67,6 +69,25 @@ CHANGED = (
     if (changed()) { observer.disconnect(); resolve(true); }
   });
   observer.observe(document.body, { subtree: true, childList: true, characterData: true });
+})"""
+).replace("SHOWN", SHOWN)
+# Ready for the next press: the page's script has finished and the keyboard holds the item on
+# screen (a press carries the keyboard's item id; one sent before the keyboard caught up is
+# refused, on screen, as made on a changed screen). Checked every 10 ms on a timer: Playwright's
+# wait_for_selector polls on every animation frame, which made each waiting browser draw
+# frames at 60 fps, CPU the other reviewers' timed presses then lacked (about 13 ms of browser
+# time per decision, measured with one reviewer).
+READY = (
+    """() => new Promise((resolve) => {
+  const shown = SHOWN;
+  const ready = () => {
+    const app = document.querySelector('[data-testid="stApp"]');
+    const keys = window.__gapfillKeys;
+    return app?.getAttribute('data-test-script-state') === 'notRunning'
+      && keys?.data?.item != null && keys.data.item === shown();
+  };
+  const check = () => { if (ready()) resolve(true); else setTimeout(check, 10); };
+  check();
 })"""
 ).replace("SHOWN", SHOWN)
 OUTCOMES = "() => ({presses: window.__gapfillKeys.seq, outcomes: window.__gapfillKeys.outcomes})"
@@ -114,7 +135,7 @@ async def reviewer_session(
     page = await context.new_page()
     await page.goto(address)
     await page.get_by_label("Reviewer token").fill(token)
-    await page.wait_for_function(KEYS_READY)
+    await page.wait_for_function(SIGN_IN_READY)
     await page.get_by_role("button", name="Sign in").click()
     await page.keyboard.press("a")  # while the queue is being drawn: answered, never lost
     try:
@@ -126,7 +147,7 @@ async def reviewer_session(
     latencies = []
     reading = random.Random(seed)  # each reviewer reads at their own pace, the same each run
     for _ in range(decisions):
-        await page.wait_for_selector(IDLE)
+        await asyncio.wait_for(page.evaluate(READY), timeout=30)
         await asyncio.sleep(think * reading.uniform(0.5, 1.5))  # reading the item
         current = await page.evaluate(SHOWN)
         started = time.perf_counter()

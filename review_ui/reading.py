@@ -8,70 +8,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Literal
 
-# A fence opens a line with three or more backticks or tildes; the same run closes it.
-_FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
-_LANGUAGE = re.compile(r"^[A-Za-z0-9_+#.-]{1,24}$")
 _WORD = re.compile(r"\s+|\w+|[^\w\s]")
 
 Mark = Literal["", "add", "del", "pii"]
-
-
-@dataclass(frozen=True)
-class Block:
-    """Prose (``language`` None) or a code block (``language`` "" when none is named)."""
-
-    text: str
-    language: str | None = None
-
-    @property
-    def is_code(self) -> bool:
-        return self.language is not None
-
-
-def blocks(text: str) -> list[Block]:
-    """``text`` cut into prose and fenced code blocks, in order. An unclosed fence (a truncated
-    answer) runs to the end. The info string names a language only when it looks like one: it
-    is model output, passed on to the highlighter only as a plain name."""
-    found: list[Block] = []
-    prose: list[str] = []
-    lines = text.split("\n")
-    index = 0
-    while index < len(lines):
-        opened = _FENCE.match(lines[index])
-        if opened is None:
-            prose.append(lines[index])
-            index += 1
-            continue
-        fence = opened.group("fence")
-        info = opened.group("info").strip().split(" ")[0]
-        code: list[str] = []
-        index += 1
-        while index < len(lines):
-            closing = _FENCE.match(lines[index])
-            if (
-                closing
-                and closing.group("fence")[0] == fence[0]
-                and len(closing.group("fence")) >= len(fence)
-                and not closing.group("info").strip()
-            ):
-                index += 1
-                break
-            code.append(lines[index])
-            index += 1
-        _flush(prose, found)
-        found.append(Block("\n".join(code), info if _LANGUAGE.match(info) else ""))
-    _flush(prose, found)
-    return found
-
-
-def _flush(prose: list[str], found: list[Block]) -> None:
-    text = "\n".join(prose).strip("\n")
-    if text.strip():
-        found.append(Block(text))
-    prose.clear()
 
 
 # rapidfuzz's LCS is bit-parallel C++: 2,000 words a side of a hostile, repetitive pair take a

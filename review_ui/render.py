@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from generator.code_blocks import blocks
 from generator.filters.settings import FilterSettings
 from generator.run_texts import RunTexts
 from generator.schema import Candidate, Gap, Message, PreferenceExample, Score
@@ -21,7 +22,6 @@ from review_ui import signals as signal_rules
 from review_ui.reading import (
     Mark,
     TooLongToDiff,
-    blocks,
     changed_share,
     excerpts,
     masked_spans,
@@ -197,6 +197,16 @@ def evidence(candidate: Candidate, score: Score, texts: RunTexts) -> None:
                 _quoted(f"Neighbour {near['id']}{how}", texts.neighbour(near["id"]))
     elif score.filter == "pii" and not score.passed:
         _masked_in_place(candidate)
+    elif score.filter == "code_execution" and data.get("ran"):
+        output = [
+            f"{stream}:\n{data[stream]}"
+            for stream in ("stderr", "stdout")
+            if isinstance(data.get(stream), str) and data[stream].strip()
+        ]
+        _quoted(
+            f"The code's output (isolation: {data.get('isolation', 'unknown')})",
+            "\n".join(output) or "(no output)",
+        )
 
 
 def _quoted(title: str, text: str | None) -> None:

@@ -3,7 +3,8 @@ diffs, masked spans; all of it plain strings, none of it markup."""
 
 from __future__ import annotations
 
-from review_ui.reading import Block, blocks, changed_share, excerpts, masked_spans, word_diff
+from generator.code_blocks import Block, blocks
+from review_ui.reading import changed_share, excerpts, masked_spans, word_diff
 
 
 def test_fenced_code_is_cut_from_the_prose_around_it() -> None:

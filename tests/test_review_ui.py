@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from generator import reviewers
+from generator.filters.execution import CodeExecutionFilter
 from generator.redis_server import free_port
 from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
 from generator.screening import screen_all
@@ -321,6 +322,29 @@ def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
 
 
 # -- roles, revocation and OIDC, through AppTest -------------------------------------------------
+
+
+def test_code_that_failed_its_own_tests_shows_the_failure_beside_the_answer(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    code = (
+        "```python\ndef add(a, b):\n    return a - b\n\nassert add(2, 3) == 5, 'add is wrong'\n```"
+    )
+    item = Candidate(
+        kind=CandidateKind.SFT,
+        payload=sft("Write add(a, b) with a test.", code),
+        run_id="ui-run",
+        gap_id="gap-a",
+        status=CandidateStatus.PENDING,
+    )
+    [score] = CodeExecutionFilter().score([item])  # the real sandbox runs it
+    ui_store.put_many(screen_all([item.model_copy(update={"scores": {score.filter: score}})]))
+    at = app_test("local").run()
+    assert not at.exception
+    shown = "\n".join(t.value for t in at.text)
+    assert "failed: exited 1: AssertionError: add is wrong" in shown
+    assert "assert add(2, 3) == 5, 'add is wrong'" in shown  # the traceback, as text
+    assert "The code's output (isolation: " in shown
 
 
 def signed_in(token: str):  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ from generator.filters.base import Filter
 from generator.filters.contamination import ContaminationFilter
 from generator.filters.diversity import DiversityFilter
 from generator.filters.duplicates import ExactDuplicateFilter, NearDuplicateFilter
+from generator.filters.execution import CodeExecutionFilter
 from generator.filters.judge import JudgeFilter
 from generator.filters.language import LanguageFilter
 from generator.filters.malformed import MalformedFilter
@@ -110,6 +111,10 @@ class FilterPipeline:
                     min_coverage=settings.contamination_min_coverage,
                 )
             )
+        if settings.code_execution:
+            execution = CodeExecutionFilter(settings.code_execution_limits)
+            execution.hard = settings.code_execution_hard
+            filters.append(execution)
         if settings.judge:
             if judge is None:
                 raise ConfigError(

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.errors import ConfigError
+from generator.sandbox import SandboxLimits
 from generator.yaml_file import read_yaml, validation_message
 
 
@@ -157,6 +158,18 @@ class FilterSettings(BaseModel):
     judge_rubric: str = Field(
         default="",
         description="More for the judge to weigh, added to its prompt as 'Also consider: ...'.",
+    )
+    code_execution: bool = Field(
+        default=False,
+        description="Run each answer's Python blocks (its code and the tests it states) in a "
+        "sandbox: no network, limits on CPU, memory, processes, output and time; soft unless "
+        "code_execution_hard. Off by default: turn it on for code gaps.",
+    )
+    code_execution_hard: bool = Field(
+        default=False, description="Code that fails or hits a limit auto-rejects too."
+    )
+    code_execution_limits: SandboxLimits = Field(
+        default_factory=SandboxLimits, description="What one run of the code may take."
     )
     skip_after_hard_failure: bool = Field(
         default=True, description="A candidate already auto-rejected skips the costlier filters."

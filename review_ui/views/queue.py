@@ -316,15 +316,6 @@ def item_header(session: ReviewSession, run_id: str) -> None:
     st.text(f"item {item.id} · {item.kind.value} · {made} · priority {item.priority:.2f}{overlap}")
 
 
-def warm_up() -> None:
-    """A code block out of sight (app.py hides it), outside the desk's fragment, so drawn only
-    with the whole page: the browser loads the code highlighter's script on first use (about
-    0.6 s on two cores), now while the first item is read, not after a key press that brings
-    the first item with code."""
-    with st.container(key="warm-up"):
-        st.code("warm_up()", language="python")
-
-
 def page() -> None:
     signed_in_reviewer()
     run_id = st.session_state.get("run_id")
@@ -332,7 +323,6 @@ def page() -> None:
         st.info("No run to review yet: generate candidates first (gapfill generate).")
         return
     desk(run_id)
-    warm_up()
 
 
 @st.fragment

@@ -1,0 +1,44 @@
+"""Code checked by running it: a candidate's Python blocks (the solution and the tests it
+states) run in the sandbox; the score says how the run ended, with its output as evidence."""
+
+from __future__ import annotations
+
+from generator.code_blocks import python_code
+from generator.filters.base import response_texts
+from generator.sandbox import SandboxLimits, run_python
+from generator.schema import Candidate, Score
+
+
+class CodeExecutionFilter:
+    """Soft unless made hard: a reviewer sees why the code failed (stderr, the limit it hit)
+    beside the answer. An answer with no Python block passes: nothing to run."""
+
+    name = "code_execution"
+    hard = False
+    cost = 50  # after every cheap filter: a run takes up to the wall-clock limit
+
+    def __init__(self, limits: SandboxLimits | None = None) -> None:
+        self.limits = limits or SandboxLimits()
+
+    def score(self, candidates: list[Candidate]) -> list[Score]:
+        return [self._one(candidate) for candidate in candidates]
+
+    def _one(self, candidate: Candidate) -> Score:
+        blocks = [code for text in response_texts(candidate) for code in python_code(text)]
+        if not blocks:
+            return Score(
+                filter=self.name,
+                value=1.0,
+                passed=True,
+                reason="no Python code block to run",
+                evidence={"ran": False},
+            )
+        # The blocks run as one script, in order: a solution, then the tests that use it.
+        result = run_python("\n\n".join(blocks), self.limits)
+        return Score(
+            filter=self.name,
+            value=1.0 if result.passed else 0.0,
+            passed=result.passed,
+            reason=f"{result.outcome}: {result.reason}",
+            evidence={"ran": True, "blocks": len(blocks), **result.model_dump()},
+        )
