@@ -1,0 +1,161 @@
+"""What gapfill exports trains as it is: TRL's SFTTrainer and DPOTrainer each take one optimizer
+step on an export with the bundled SmolLM2 on CPU (tiny lengths), the SFT export holding real
+multi-turn conversations (Anthropic HH: several user and assistant turns) and the preference
+export real HH pairs. Parsing is the export tests' business; here the files meet a trainer."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from generator.dataset_reader import read_examples
+from generator.export.writer import ExportOptions, export
+from generator.schema import (
+    Candidate,
+    CandidateKind,
+    CandidateStatus,
+    PreferenceExample,
+    SFTExample,
+)
+from generator.screening import screen_all
+from generator.store import Store
+
+pytestmark = pytest.mark.slow
+
+HH = Path(__file__).parent / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+MAX_LENGTH = 96  # tokens: enough for a short conversation, small enough for a CPU step
+
+
+def hh_pairs(count: int, *, turns: int) -> list[PreferenceExample]:
+    """Real HH pairs whose prompt holds at least ``turns`` messages, shortest first."""
+    rows = read_examples(HH, collect_errors=True).examples
+    pairs = [r.example for r in rows if isinstance(r.example, PreferenceExample)]
+    chosen = [p for p in pairs if len(p.prompt) >= turns]
+    chosen.sort(key=lambda p: sum(len(m.content) for m in p.turns()))
+    return chosen[:count]
+
+
+def accepted_export(
+    store: Store, items: list[Candidate], kind: CandidateKind, out: Path, model: Path
+) -> Path:
+    store.put_many(screen_all(items))
+    while (lease := store.claim("alice", "train-run")) is not None:
+        store.decide(lease.item_id, "alice", "accept", lease.version)
+    options = ExportOptions.model_validate(
+        {
+            "runs": ["train-run"],
+            "kind": kind,
+            "out": out,
+            "tokenizer": str(model),
+            "evaluate": False,
+        }
+    )
+    export(store, options, out.parent)
+    return out / "train.jsonl"
+
+
+def rows_of(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+
+
+def one_step(trainer: Any) -> float:
+    """Train one step; the loss, and a check that the step changed the weights."""
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    result = trainer.train()
+    changed = any(
+        not (p.detach() == before[n]).all()
+        for n, p in trainer.model.named_parameters()
+        if n in before
+    )
+    assert changed, "the optimizer step changed no weight"
+    assert result.global_step == 1
+    return float(result.training_loss)
+
+
+def test_sft_trainer_takes_a_step_on_an_export_of_multi_turn_conversations(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    conversations = [SFTExample(messages=[*p.prompt, *p.chosen]) for p in hh_pairs(4, turns=3)]
+    items = [
+        Candidate(
+            kind=CandidateKind.SFT,
+            payload=c,
+            run_id="train-run",
+            gap_id="hh",
+            status=CandidateStatus.PENDING,
+        )
+        for c in conversations
+    ]
+    path = accepted_export(store, items, CandidateKind.SFT, tmp_path / "sft", model_dir)
+    rows = rows_of(path)
+    assert len(rows) == 4 and all(len(r["messages"]) >= 4 for r in rows), "multi-turn rows"
+    dataset = load_dataset("json", data_files=str(path))["train"]
+    config = SFTConfig(
+        output_dir=str(tmp_path / "sft-out"),
+        max_length=MAX_LENGTH,
+        per_device_train_batch_size=2,
+        max_steps=1,
+        learning_rate=1e-4,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    trainer = SFTTrainer(
+        model=AutoModelForCausalLM.from_pretrained(str(model_dir)),
+        args=config,
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(str(model_dir)),
+    )
+    loss = one_step(trainer)
+    assert math.isfinite(loss) and loss > 0
+
+
+def test_dpo_trainer_takes_a_step_on_an_export_of_real_pairs(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    items = [
+        Candidate(
+            kind=CandidateKind.PREFERENCE,
+            payload=p,
+            run_id="train-run",
+            gap_id="hh",
+            status=CandidateStatus.PENDING,
+        )
+        for p in hh_pairs(4, turns=1)
+    ]
+    path = accepted_export(store, items, CandidateKind.PREFERENCE, tmp_path / "dpo", model_dir)
+    assert len(rows_of(path)) == 4
+    dataset = load_dataset("json", data_files=str(path))["train"]
+    config = DPOConfig(
+        output_dir=str(tmp_path / "dpo-out"),
+        max_length=MAX_LENGTH,
+        per_device_train_batch_size=2,
+        max_steps=1,
+        learning_rate=1e-5,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    trainer = DPOTrainer(
+        model=AutoModelForCausalLM.from_pretrained(str(model_dir)),
+        args=config,
+        train_dataset=dataset,
+        processing_class=AutoTokenizer.from_pretrained(str(model_dir)),
+    )
+    loss = one_step(trainer)
+    assert math.isfinite(loss)
+    assert loss == pytest.approx(math.log(2), abs=0.05), "a first DPO step starts at ln 2"
