@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 from rich.padding import Padding
+from rich.table import Table
 from rich.text import Text
 
 from cli.common import console, open_store, settings_of, styled, user_errors, where
@@ -13,6 +14,7 @@ from cli.rounds import print_rounds
 from cli.tables import Column, Fit, choose, cramped, fitted_table
 from generator.config import Settings
 from generator.connection import connect, masked_url
+from generator.costs import GapCost, run_costs
 from generator.factories import make_work_queue
 from generator.redis_server import BundledServer
 from generator.rounds import round_yields
@@ -35,6 +37,15 @@ Rows = dict[str, list[tuple[str, list[str]]]]  # run id: its gaps' figures, then
 def status(
     ctx: typer.Context,
     run: Annotated[str | None, typer.Option(help="Only this run.")] = None,
+    costs: Annotated[
+        bool,
+        typer.Option(
+            "--costs",
+            help="Also what each accepted item cost per gap: tokens, backend and reviewer "
+            "seconds, and money where prices_per_million_tokens names the backend (reads every "
+            "item of the runs).",
+        ),
+    ] = False,
 ) -> None:
     """Counts of items per run, gap and status (read from O(1) counters)."""
     settings = settings_of(ctx)
@@ -55,6 +66,32 @@ def status(
         # A campaign's latest round (its table has every round), or the round asked for.
         if run or run_id not in followed:
             print_rounds(round_yields(store, run_id))
+        if costs:
+            _print_costs(run_id, run_costs(store, run_id, settings.prices_per_million_tokens))
+
+
+def _per(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def _print_costs(run_id: str, rows: list[GapCost]) -> None:
+    table = Table(title=f"cost per accepted item, run {run_id}")
+    for header in ("gap", "generated", "accepted", "tokens", "backend s", "reviewer s", "money"):
+        table.add_column(header, justify="left" if header == "gap" else "right")
+    for row in rows:
+        table.add_row(
+            row.gap_id,
+            str(row.generated),
+            str(row.accepted),
+            _per(row.per_accepted(row.tokens), 0),
+            _per(row.per_accepted(row.backend_seconds), 2),
+            _per(row.per_accepted(row.reviewer_seconds), 1),
+            _per(row.per_accepted(row.money), 4),
+        )
+    table.caption = (
+        "per accepted item; '-': nothing accepted, or no price for a backend the gap used"
+    )
+    console.print(table)
 
 
 def _run_rows(counts: dict[str, dict[str, int]]) -> list[tuple[str, list[str]]]:

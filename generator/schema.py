@@ -202,6 +202,38 @@ class TemplateUse(BaseModel):
     )
 
 
+class Usage(BaseModel):
+    """What making something cost its backend: tokens in and out, and seconds of the calls. A
+    share can be fractional: a batch's seconds split over its requests, an instruction
+    request's tokens over the requests it wrote."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    prompt_tokens: float = Field(default=0.0, ge=0)
+    completion_tokens: float = Field(default=0.0, ge=0)
+    backend_seconds: float = Field(default=0.0, ge=0)
+
+    @property
+    def tokens(self) -> float:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            backend_seconds=self.backend_seconds + other.backend_seconds,
+        )
+
+    def share(self, parts: int) -> Usage:
+        """One of ``parts`` equal shares."""
+        parts = max(parts, 1)
+        return Usage(
+            prompt_tokens=self.prompt_tokens / parts,
+            completion_tokens=self.completion_tokens / parts,
+            backend_seconds=self.backend_seconds / parts,
+        )
+
+
 class Provenance(BaseModel):
     """How a candidate was made: enough to reproduce it or to find every sibling of a bad one."""
 
@@ -224,6 +256,11 @@ class Provenance(BaseModel):
     source_file: str | None = None
     source_line: int | None = None
     timings: dict[str, float] = Field(default_factory=dict)
+    usage: Usage | None = Field(
+        default=None,
+        description="Its share of the backend's tokens and seconds, the instruction step's "
+        "included (None: imported, or made before gapfill counted it).",
+    )
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -383,6 +420,11 @@ class GenerationTask(BaseModel):
     )
     parent_id: str | None = None
     priority: float = 0.0
+    upstream: Usage = Field(
+        default_factory=Usage,
+        description="Response tasks: their share of the instruction request that wrote them, "
+        "passed on to the candidates they make.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationTask:

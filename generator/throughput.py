@@ -37,7 +37,7 @@ class TimedDecision:
     at: float  # seconds since the epoch
 
 
-def _spells(decisions: Iterable[TimedDecision]) -> list[tuple[TimedDecision, float | None]]:
+def spells(decisions: Iterable[TimedDecision]) -> list[tuple[TimedDecision, float | None]]:
     """Each human decision with the seconds it took (None: the reviewer's first, or after a
     break)."""
     by_reviewer: dict[str, list[TimedDecision]] = defaultdict(list)
@@ -58,7 +58,7 @@ def throughput(decisions: Iterable[TimedDecision], by: str) -> list[Throughput]:
     """Per reviewer (``by="reviewer"``) or per gap (``by="gap"``), sorted by that key."""
     counted: dict[str, int] = defaultdict(int)
     times: dict[str, list[float]] = defaultdict(list)
-    for decision, took in _spells(decisions):
+    for decision, took in spells(decisions):
         key = decision.reviewer if by == "reviewer" else decision.gap_id
         counted[key] += 1
         if took is not None:

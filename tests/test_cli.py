@@ -10,7 +10,7 @@ import pytest
 
 from generator.connection import connect, masked_url
 from generator.redis_server import BundledServer
-from generator.schema import CandidateStatus
+from generator.schema import CandidateStatus, Provenance, Usage
 from generator.store import Store
 from tests.factories import candidate, cli_env, run_cli
 
@@ -61,6 +61,29 @@ def test_status_shows_counts_per_run_gap_and_status(bundled: BundledServer) -> N
     assert ("", "gap-b", "0", "2", "0", "0", "0", "2") in rows
     assert ("", "all gaps", "0", "4", "0", "1", "0", "5") in rows
     assert "run-1: 4 waiting for review, 0 leased to reviewers" in result.stdout
+
+
+def test_status_costs_shows_what_each_accepted_item_cost_per_gap(bundled: BundledServer) -> None:
+    store = Store(connect(bundled.ensure_running().url))
+    spent = Usage(prompt_tokens=200, completion_tokens=800, backend_seconds=1.5)
+    items = [candidate(i, gap="gap-a") for i in range(2)]
+    store.put_many(
+        c.model_copy(update={"provenance": Provenance(backend="openai", usage=spent)})
+        for c in items
+    )
+    lease = store.claim("alice", "run-1")
+    assert lease is not None
+    store.decide(lease.item_id, "alice", "accept", lease.version)
+    priced = cli_env(GAPFILL_PRICES_PER_MILLION_TOKENS='{"openai": 3.0}')
+    result = run_cli(priced, "status", "--run", "run-1", "--costs", timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = [tuple(c.strip() for c in line.split("│")[1:-1]) for line in result.stdout.splitlines()]
+    # Two items generated, one accepted: it cost both (2,000 tokens, 3 s, $0.006).
+    assert ("gap-a", "2", "1", "2,000", "3.00", "0.0", "0.0060") in rows, result.stdout
+    unpriced = run_cli(cli_env(), "status", "--run", "run-1", "--costs", timeout=120)
+    assert ("gap-a", "2", "1", "2,000", "3.00", "0.0", "-") in [
+        tuple(c.strip() for c in line.split("│")[1:-1]) for line in unpriced.stdout.splitlines()
+    ]
 
 
 LONG_RUNS = ["lease1-two-tabs-and-a-reload-2024-06-01", "import-of-the-customer-support-logs"]

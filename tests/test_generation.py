@@ -16,6 +16,7 @@ from generator.schema import (
     SamplingParams,
     SFTExample,
     TaskStage,
+    Usage,
 )
 from generator.store import Store
 
@@ -97,6 +98,10 @@ def test_responses_become_candidates_with_their_provenance(
     )
     assert provenance.finish_reason in ("stop", "length")
     assert provenance.timings["batch_seconds"] > 0
+    # Its share of the real model's work: the prompt split over the request's two answers.
+    assert provenance.usage is not None
+    assert provenance.usage.completion_tokens == 24 or provenance.finish_reason == "stop"
+    assert provenance.usage.prompt_tokens > 0 and provenance.usage.backend_seconds > 0
     assert store.task_counts("run-1") == (2, 2)
     assert store.run_stats("run-1")["candidates"] == 3
     # The run counts outputs cut off at max_tokens (24 here: most are), for generate to report.
@@ -180,6 +185,29 @@ def test_instructions_spawn_response_tasks_and_junk_is_kept_as_malformed(store: 
     assert routed.scores["malformed"].evidence["raw"] == "Sure, here are some!"
 
 
+def test_what_an_instruction_cost_travels_to_the_answers_it_asked_for(store: Store) -> None:
+    """An instruction request (5 prompt tokens, two outputs of 3) that wrote two requests: each
+    request carries half of its output's share; the answer adds its own request's tokens."""
+    task = instruction_task(n=2)
+    store.add_tasks([task])
+    backend = ScriptedBackend(['{"instructions": ["Boil an egg?", "What is roux?"]}', "junk"])
+    outcome = run_batch(store, backend, [task.id])
+    [junk] = store.get_many(outcome.candidate_ids)
+    assert junk.provenance.usage == Usage(
+        prompt_tokens=2.5, completion_tokens=3, backend_seconds=0.005
+    )
+    children = store.get_tasks(outcome.new_task_ids)
+    assert all(
+        c.upstream == Usage(prompt_tokens=1.25, completion_tokens=1.5, backend_seconds=0.0025)
+        for c in children
+    )
+    answered = run_batch(store, ScriptedBackend(["Two minutes."]), [children[0].id])
+    [answer] = store.get_many(answered.candidate_ids)
+    assert answer.provenance.usage == Usage(
+        prompt_tokens=6.25, completion_tokens=4.5, backend_seconds=0.0125
+    )
+
+
 def test_preference_tasks_make_pairs_from_two_variants(
     store: Store, local_backend: Backend
 ) -> None:
@@ -199,6 +227,9 @@ def test_preference_tasks_make_pairs_from_two_variants(
     assert pair.payload.prompt_text() == "Give advice on sleeping well."
     assert pair.provenance.sampling["chosen"]["temperature"] == 0.3
     assert pair.provenance.sampling["rejected"]["temperature"] == 1.3
+    usage = pair.provenance.usage  # both sides' requests: the prompt counted twice
+    assert usage is not None and usage.completion_tokens > 0
+    assert usage.prompt_tokens % 2 == 0 and usage.prompt_tokens >= 2 * 5
 
 
 def test_an_empty_answer_is_kept_as_malformed(store: Store) -> None:

@@ -21,7 +21,14 @@ import redis
 from generator import reviewers
 from generator.filters.execution import CodeExecutionFilter
 from generator.redis_server import free_port
-from generator.schema import Candidate, CandidateKind, CandidateStatus, SFTExample
+from generator.schema import (
+    Candidate,
+    CandidateKind,
+    CandidateStatus,
+    Provenance,
+    SFTExample,
+    Usage,
+)
 from generator.screening import screen_all
 from generator.store import Store
 from tests.conftest import REAL_DATA
@@ -322,6 +329,29 @@ def test_a_pii_flag_is_cleared_per_item_and_the_export_page_writes_the_accepted(
 
 
 # -- roles, revocation and OIDC, through AppTest -------------------------------------------------
+
+
+def test_the_overview_counts_the_cost_per_accepted_item_when_asked(
+    ui_env: dict[str, str], ui_store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GAPFILL_PRICES_PER_MILLION_TOKENS", '{"local": 10.0}')
+    spent = Usage(prompt_tokens=50, completion_tokens=200, backend_seconds=0.5)
+    items = [
+        c.model_copy(update={"provenance": Provenance(backend="local", usage=spent)})
+        for c in real_candidates(3)
+    ]
+    ui_store.put_many(screen_all(items))
+    at = app_test("local").run()
+    at.button(key="key-a").click().run()
+    at.switch_page("views/overview.py").run()
+    assert not any("tokens / accepted" in d.value.columns for d in at.dataframe), "on request"
+    at.toggle(key="show-costs").set_value(True).run()
+    assert not at.exception
+    table = next(d.value for d in at.dataframe if "tokens / accepted" in d.value.columns)
+    row = table.iloc[0]
+    assert (row["generated"], row["accepted"], row["tokens / accepted"]) == (3, 1, 750.0)
+    assert row["backend s / accepted"] == 1.5
+    assert row["money / accepted"] == pytest.approx(750 * 10.0 / 1e6)
 
 
 def test_code_that_failed_its_own_tests_shows_the_failure_beside_the_answer(

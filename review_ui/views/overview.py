@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from generator.agreement import agreement, votes_by_item
 from generator.calibration import run_calibration, table_rows
+from generator.costs import run_costs
 from generator.evaluation.report import EvalReport
 from generator.export.selection import model_only_accepted
 from generator.prescreening import PreScreenStatus
@@ -18,7 +19,7 @@ from generator.rounds import accepted_in, chain, round_yields
 from generator.schema import AUTO_REVIEWER, CandidateStatus, Gap
 from generator.throughput import TimedDecision
 from generator.throughput import throughput as rated
-from review_ui.resources import store
+from review_ui.resources import settings, store
 from review_ui.signin import signed_in_reviewer
 
 
@@ -250,6 +251,25 @@ def prescreen_status(run_id: str) -> None:
     )
 
 
+def costs(run_id: str, labels: dict[str, str]) -> pd.DataFrame:
+    """What each accepted item cost per gap (reads every item of the run: shown on request)."""
+    rows = run_costs(store(), run_id, settings().prices_per_million_tokens)
+    return pd.DataFrame(
+        [
+            {
+                "gap": labels.get(row.gap_id, row.gap_id),
+                "generated": row.generated,
+                "accepted": row.accepted,
+                "tokens / accepted": row.per_accepted(row.tokens),
+                "backend s / accepted": row.per_accepted(row.backend_seconds),
+                "reviewer s / accepted": row.per_accepted(row.reviewer_seconds),
+                "money / accepted": row.per_accepted(row.money),
+            }
+            for row in rows
+        ]
+    )
+
+
 def page() -> None:
     signed_in_reviewer()
     run_id = st.session_state.get("run_id")
@@ -278,6 +298,14 @@ def page() -> None:
     left.dataframe(per_reviewer, hide_index=True)
     right.caption("Per gap: how fast each gap's items are decided")
     right.dataframe(per_gap, hide_index=True)
+    st.subheader("Cost per accepted item")
+    if st.toggle("Count the costs (reads every item of the run)", key="show-costs"):
+        st.dataframe(costs(run_id, labels), hide_index=True)
+        st.caption(
+            "Tokens and backend seconds of everything generated for the gap, reviewer seconds "
+            "of its decisions, over the items accepted; money where the settings price the "
+            "backend (prices_per_million_tokens)."
+        )
     st.subheader("Agreement between reviewers")
     reviewer_agreement(run_id)
     st.subheader("Judge against reviewers")
