@@ -49,6 +49,11 @@ class TaxonomyCell(BaseModel):
     labels: dict[str, str] = Field(
         default_factory=dict, description="Free dimensions: domain, skill, language, safety..."
     )
+    code: bool = Field(
+        default=False,
+        description="Its answers are code: the code_execution filter runs their Python blocks "
+        "(the solution and the tests it states) in the sandbox, whatever the run's filters say.",
+    )
 
     @model_validator(mode="after")
     def _one_target(self) -> TaxonomyCell:
@@ -333,6 +338,7 @@ def _taxonomy_gaps(
                 examples=seeds,
                 nearest_existing=texts[closest] if closest >= 0 else "",
                 nearest_similarity=nearest_similarity,
+                code=cell.code,
             )
         )
     ids = [cell.id for cell in taxonomy.cells]

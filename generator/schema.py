@@ -529,6 +529,7 @@ class Gap(BaseModel):
     # already has nearest to what the gap needs (a reviewer's yardstick; empty for manual gaps).
     nearest_existing: str = ""
     nearest_similarity: float | None = None
+    code: bool = False  # a taxonomy cell marked code: its answers' code is run by the filters
 
     @property
     def deficit(self) -> int:

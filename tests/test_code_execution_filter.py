@@ -4,12 +4,17 @@ with the output as evidence for the reviewer."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from generator.code_blocks import python_code
+from generator.embeddings import Embedder
 from generator.filters.execution import CodeExecutionFilter
 from generator.filters.pipeline import FilterPipeline
 from generator.filters.settings import FilterSettings
+from generator.filters.stored_run import RunPipelines
 from generator.sandbox import SandboxLimits
-from generator.schema import Candidate, CandidateKind
+from generator.schema import Candidate, CandidateKind, CandidateStatus, Gap, RunConfig
+from generator.store import Store
 from tests.factories import pair, sft
 
 SOLUTION = "```python\ndef add(a, b):\n    return a + b\n```"
@@ -69,3 +74,43 @@ def test_the_pipeline_runs_code_only_when_the_campaign_asks() -> None:
     settings = FilterSettings.model_validate({"code_execution": True, "code_execution_hard": True})
     [execution] = [f for f in FilterPipeline.build(settings).filters if f.name == "code_execution"]
     assert execution.hard
+
+
+def test_a_taxonomy_cell_marked_code_runs_its_own_candidates_code_only() -> None:
+    wrong = "```python\nassert 1 + 1 == 3\n```"
+    coding, chat = answer(wrong), answer(wrong).model_copy(update={"gap_id": "chat"})
+    coding = coding.model_copy(update={"gap_id": "python-functions"})
+    pipeline = FilterPipeline.build(FilterSettings(), code_gaps=["python-functions"])
+    [execution] = [f for f in pipeline.filters if f.name == "code_execution"]
+    coded, chatted = execution.score([coding, chat])
+    assert (coded.passed, coded.evidence["ran"]) == (False, True)
+    assert (chatted.passed, chatted.reason) == (True, "not run: its gap is not marked code")
+
+
+def test_a_scoring_worker_runs_the_code_of_the_gaps_the_run_marked_code(
+    store: Store, embedder: Embedder, tmp_path: Path
+) -> None:
+    store.save_run(RunConfig(run_id="r"))
+    gaps = [
+        Gap(id="python-functions", run_id="r", label="p", code=True),
+        Gap(id="chat", run_id="r", label="c"),
+    ]
+    store.save_gaps("r", gaps, "{}")
+    texts = [  # wrong code in each gap
+        "Here is the function and its test:\n```python\nassert 1 + 1 == 3\n```",
+        "Small talk rarely needs code, but this snippet checks arithmetic: "
+        "```python\nassert 2 * 2 == 5, 'bad maths'\n```",
+    ]
+    items = [
+        answer(text).model_copy(update={"gap_id": gap.id, "status": CandidateStatus.GENERATED})
+        for gap, text in zip(gaps, texts, strict=True)
+    ]
+    items = [i.model_copy(update={"id": i.compute_id()}) for i in items]
+    store.put_many(items)
+    ids = [i.id for i in items]
+    RunPipelines(embedder, tmp_path / "indexes").for_run(store, "r", ids).score_and_route(
+        store, ids
+    )
+    coded, chatted = store.get_many(ids)
+    assert not coded.scores["code_execution"].passed
+    assert chatted.scores["code_execution"].evidence == {"ran": False}

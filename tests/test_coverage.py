@@ -120,6 +120,7 @@ cells:
     description: Writing and debugging computer programs and code
     examples: ["Write a Python function that reverses a list."]
     target: 4
+    code: true
   - id: travel
     description: Planning trips, flights, hotels and sightseeing
     labels: {domain: leisure}
@@ -156,6 +157,7 @@ def test_examples_go_to_their_nearest_taxonomy_cell(tmp_path: Path, embedder: Em
     assert by_id["travel"].nearest_existing.startswith("Which museums")
     assert 0 < (by_id["travel"].nearest_similarity or 0) <= 1
     assert by_id["programming"].target == 4 and by_id["programming"].deficit == 3
+    assert [g.id for g in report.gaps if g.code] == ["programming"], "the cell marked code"
     # No target given: an even part of what the others leave, and 3 + 4 leave none of 5.
     assert by_id["travel"].target == 0
     assert by_id["cooking"].examples[0] in {

@@ -3,6 +3,8 @@ states) run in the sandbox; the score says how the run ended, with its output as
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from generator.code_blocks import python_code
 from generator.filters.base import response_texts
 from generator.sandbox import SandboxLimits, run_python
@@ -17,13 +19,25 @@ class CodeExecutionFilter:
     hard = False
     cost = 50  # after every cheap filter: a run takes up to the wall-clock limit
 
-    def __init__(self, limits: SandboxLimits | None = None) -> None:
+    def __init__(
+        self, limits: SandboxLimits | None = None, gaps: Collection[str] | None = None
+    ) -> None:
+        """``gaps``: run only candidates of these gaps (those marked code); None: every one."""
         self.limits = limits or SandboxLimits()
+        self.gaps = None if gaps is None else frozenset(gaps)
 
     def score(self, candidates: list[Candidate]) -> list[Score]:
         return [self._one(candidate) for candidate in candidates]
 
     def _one(self, candidate: Candidate) -> Score:
+        if self.gaps is not None and candidate.gap_id not in self.gaps:
+            return Score(
+                filter=self.name,
+                value=1.0,
+                passed=True,
+                reason="not run: its gap is not marked code",
+                evidence={"ran": False},
+            )
         blocks = [code for text in response_texts(candidate) for code in python_code(text)]
         if not blocks:
             return Score(

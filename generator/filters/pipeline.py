@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from generator.backends.base import Backend
@@ -66,6 +66,7 @@ class FilterPipeline:
         centroids: Mapping[str, Sequence[float]] | None = None,
         judge: Backend | None = None,
         templates: PromptTemplates | None = None,
+        code_gaps: Collection[str] = (),
     ) -> FilterPipeline:
         """The configured filters. Duplicates are checked against ``shared`` (the existing
         dataset's cached indexes) and ``existing`` (small sets: accepted items), contamination
@@ -111,8 +112,10 @@ class FilterPipeline:
                     min_coverage=settings.contamination_min_coverage,
                 )
             )
-        if settings.code_execution:
-            execution = CodeExecutionFilter(settings.code_execution_limits)
+        if settings.code_execution or code_gaps:
+            # The campaign's option runs every candidate's code; else only the code gaps'.
+            only = None if settings.code_execution else code_gaps
+            execution = CodeExecutionFilter(settings.code_execution_limits, only)
             execution.hard = settings.code_execution_hard
             filters.append(execution)
         if settings.judge:

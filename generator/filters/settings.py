@@ -163,7 +163,8 @@ class FilterSettings(BaseModel):
         default=False,
         description="Run each answer's Python blocks (its code and the tests it states) in a "
         "sandbox: no network, limits on CPU, memory, processes, output and time; soft unless "
-        "code_execution_hard. Off by default: turn it on for code gaps.",
+        "code_execution_hard. Off by default; the candidates of a taxonomy cell marked "
+        "`code: true` are run either way.",
     )
     code_execution_hard: bool = Field(
         default=False, description="Code that fails or hits a limit auto-rejects too."

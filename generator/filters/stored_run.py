@@ -161,6 +161,7 @@ class RunPipelines:
             centroids=centroids,
             judge=self.judge if config.filters.judge else None,
             templates=static.templates,
+            code_gaps=[gap.id for gap in store.gaps(run_id) if gap.code],
         )
 
     @staticmethod
