@@ -3,24 +3,34 @@ how it ended. Every ending is a result, never a hung or dead caller: an infinite
 bomb, a 10 GB allocation or a socket each come back as a failed run with its reason.
 
 The code runs in a child Python (``-I``: no environment variables, no user site) started by
-``sandbox_launch.py``, which gives it, where the machine allows:
+``sandbox_launch.py`` (its docstring has the steps). As root, the code gets:
 
-- its own network namespace (no interface but a loopback that is down: nothing is reachable)
-  and PID namespace (it runs as PID 1: when it ends, everything it started ends too);
-- as root, the user nobody, so the process limit holds (root is exempt from it);
-- limits on CPU seconds, address space, file size (its output included), open files and
-  processes, and a wall-clock limit enforced from here by killing its process group;
-- a throw-away working directory, removed afterwards.
+- its own network namespace (no interface up: nothing is reachable, not even this host's own
+  ports), PID namespace (everything it starts ends with it; its ``/proc`` shows only its own
+  processes), IPC namespace (no shared memory outlives it) and mount namespace, where its
+  working directory is a small tmpfs of its own and ``/tmp``, ``/var/tmp``, ``/dev/shm`` and
+  ``/run`` are empty small tmpfs mounts (so no local service's Unix socket is reachable, and
+  nothing it writes survives the run);
+- a user id of the run's own, so the process limit holds (root is exempt from it), no file of
+  root's or of another run's is writable, and no other process is the code's to signal;
+- limits on CPU seconds, address space (per process), file size (its output included),
+  open files and processes, and a wall-clock limit kept both here and by the launcher.
 
-A Python audit hook refuses socket use in the child too, so a machine without namespaces still
-keeps the code off the network from Python (not from native code: the result says which
-isolation the run had).
+Not root, it gets a user namespace with network, PID and IPC namespaces where the machine allows
+one, and keeps the caller's user; where none is allowed the code is refused unless
+``allow_unisolated``. A Python audit hook refuses sockets in every case. The result says which
+isolation the run had.
+
+What no sandbox here decides: whether the code's tests mean anything. Code that calls
+``os._exit(0)`` before its tests passes; the reviewer sees the code.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import secrets
 import shutil
 import signal
 import subprocess
@@ -28,15 +38,15 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from generator.errors import ConfigError
 
 LAUNCHER = Path(__file__).with_name("sandbox_launch.py")
-NOBODY = 65534
 SYSTEM_PYTHON = "/usr/bin/python3"
+RUN_UIDS = (200_000, 260_000)  # as root, each run's code gets a user id of its own in this range
 # Run first in the child: no socket from Python, then the code as __main__.
 RUNNER = """\
 import runpy, sys
@@ -49,7 +59,8 @@ sys.addaudithook(_no_network)
 sys.argv = ["main.py"]
 runpy.run_path("main.py", run_name="__main__")
 """
-Outcome = Literal["passed", "failed", "timeout", "killed"]
+Outcome = Literal["passed", "failed", "timeout", "killed", "refused"]
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
 
 
 class SandboxLimits(BaseModel):
@@ -64,10 +75,10 @@ class SandboxLimits(BaseModel):
         default=5, gt=0, le=600, description="CPU seconds before the kernel stops it (SIGXCPU)."
     )
     memory_mb: int = Field(
-        default=1024, ge=64, le=65536, description="Address space, in MiB (RLIMIT_AS)."
+        default=512, ge=64, le=65536, description="Address space of each process, in MiB."
     )
     processes: int = Field(
-        default=32, ge=1, le=4096, description="Processes it may run at once (RLIMIT_NPROC)."
+        default=8, ge=1, le=4096, description="Processes it may run at once (RLIMIT_NPROC)."
     )
     output_kb: int = Field(
         default=256,
@@ -75,17 +86,30 @@ class SandboxLimits(BaseModel):
         le=65536,
         description="The most KiB it may write to stdout, to stderr or to any one file.",
     )
+    disk_mb: int = Field(
+        default=16,
+        ge=1,
+        le=4096,
+        description="As root: the size of its working directory and of each of its /tmp, "
+        "/var/tmp, /dev/shm and /run (each a tmpfs of its own).",
+    )
+    allow_unisolated: bool = Field(
+        default=False,
+        description="Run the code even where the machine gives it no namespace (refused "
+        "otherwise: only the audit hook would keep it off the network).",
+    )
     python: str | None = Field(
         default=None,
         description="The interpreter the code runs on (default: gapfill's own; as root, the "
-        "first of it and the system's python3 that the user nobody can run).",
+        "first of it and the system's python3 that a user with no rights here can run).",
     )
 
 
 class SandboxResult(BaseModel):
     """How a run ended: ``passed`` (exit 0), ``failed`` (another exit status), ``timeout``
-    (past the wall-clock limit) or ``killed`` (by a signal: the CPU or file-size limit, or a
-    crash); the tails of its output; what isolation it had."""
+    (past the wall-clock limit), ``killed`` (by a signal: the CPU or file-size limit, or a
+    crash) or ``refused`` (no isolation to run it in); the tails of its output, control
+    characters removed; what isolation it had."""
 
     outcome: Outcome
     reason: str
@@ -110,8 +134,9 @@ TAIL = 4000  # characters of stdout and of stderr kept as evidence
 
 
 def interpreter(limits: SandboxLimits) -> str:
-    """The Python the code runs on. As root the code runs as nobody, who must be able to reach
-    it: gapfill's own often lives under /root (pyenv), so the system's python3 serves."""
+    """The Python the code runs on. As root the code runs under a user id with no rights here,
+    which must be able to reach it: gapfill's own often lives under /root (pyenv), so the
+    system's python3 serves."""
     if os.geteuid() != 0:
         return limits.python or sys.executable
     wanted = (
@@ -123,9 +148,9 @@ def interpreter(limits: SandboxLimits) -> str:
         if path and _others_can_run(Path(path)):
             return path
     raise ConfigError(
-        "the sandbox runs code as the user nobody when gapfill runs as root, and none of "
-        f"{', '.join(str(p) for p in wanted if p)} can be run by nobody: install python3 in "
-        "/usr/bin or name one in the sandbox's python setting"
+        "the sandbox runs code under a user id with no rights here when gapfill runs as root, "
+        f"and none of {', '.join(str(p) for p in wanted if p)} can be run by such a user: "
+        "install python3 in /usr/bin or name one in the sandbox's python setting"
     )
 
 
@@ -143,89 +168,106 @@ def run_python(code: str, limits: SandboxLimits | None = None) -> SandboxResult:
     """Run ``code`` as a script in the sandbox and say how it ended."""
     limits = limits or SandboxLimits()
     python = interpreter(limits)
-    with tempfile.TemporaryDirectory(prefix="gapfill-sandbox-") as root:
-        base = Path(root)
+    base = Path(tempfile.mkdtemp(prefix="gapfill-sandbox-"))
+    try:
         work, logs = base / "work", base / "logs"
         work.mkdir()
         logs.mkdir()
         (work / "main.py").write_text(code, encoding="utf-8")
-        (work / "runner.py").write_text(RUNNER, encoding="utf-8")
-        if os.geteuid() == 0:  # the code runs as nobody: its directory must be its own
-            os.chmod(base, 0o711)
-            for path in (work, work / "main.py", work / "runner.py"):
-                os.chown(path, NOBODY, NOBODY)
         return _launch(work, logs, limits, python)
+    finally:
+        _remove(base)
+
+
+def _remove(base: Path) -> None:
+    """Never raises: as root the code wrote only to its own tmpfs, gone with its namespace;
+    otherwise it may have left a tree too deep for shutil (recursive) to walk."""
+    try:
+        shutil.rmtree(base)
+    except (OSError, RecursionError):
+        subprocess.run(["rm", "-rf", "--one-file-system", str(base)], check=False)
+
+
+def _spec(work: Path, limits: SandboxLimits, python: str, status_fd: int) -> dict[str, Any]:
+    return {
+        "status_fd": status_fd,
+        "directory": str(work),
+        "files": ["main.py"],
+        "uid": secrets.randbelow(RUN_UIDS[1] - RUN_UIDS[0]) + RUN_UIDS[0],
+        "python": python,
+        # The runner as -c: a script path would be made absolute through a /tmp that the
+        # code's mount namespace hides; "main.py" opens relative to its working directory.
+        "arguments": ["-I", "-c", RUNNER],
+        "environment": {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
+        "wall_seconds": limits.wall_seconds,
+        "cpu_seconds": limits.cpu_seconds,
+        "memory_bytes": limits.memory_mb * 1024 * 1024,
+        "file_bytes": limits.output_kb * 1024,
+        "disk_kb": limits.disk_mb * 1024,
+        "processes": limits.processes,
+        "allow_unisolated": limits.allow_unisolated,
+    }
 
 
 def _launch(work: Path, logs: Path, limits: SandboxLimits, python: str) -> SandboxResult:
     read_status, write_status = os.pipe()
-    spec = {
-        "status_fd": write_status,
-        "directory": str(work),
-        "python": python,
-        "arguments": ["-I", "runner.py"],
-        "environment": {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "PYTHONHASHSEED": "0"},
-        "cpu_seconds": limits.cpu_seconds,
-        "memory_bytes": limits.memory_mb * 1024 * 1024,
-        "file_bytes": limits.output_kb * 1024,
-        "processes": limits.processes,
-    }
     started = time.monotonic()
     with (logs / "stdout").open("wb") as out, (logs / "stderr").open("wb") as err:
-        process = subprocess.Popen(
-            [sys.executable, "-I", str(LAUNCHER), json.dumps(spec)],
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=err,
-            pass_fds=(write_status,),
-            start_new_session=True,  # its own process group, killed whole on a timeout
-            cwd=work,
-        )
-        os.close(write_status)
+        try:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    str(LAUNCHER),
+                    json.dumps(_spec(work, limits, python, write_status)),
+                ],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=err,
+                pass_fds=(write_status,),
+                start_new_session=True,  # its own process group, killed whole on a timeout
+                cwd=work,
+            )
+        finally:
+            os.close(write_status)
         timed_out = _wait(process, limits.wall_seconds)
     seconds = time.monotonic() - started
     with os.fdopen(read_status) as status:
-        isolation = json.loads(status.read() or '{"isolation": "unknown"}')["isolation"]
-    return _result(process.returncode, timed_out, logs, seconds, isolation, limits)
+        reports = [json.loads(line) for line in status.read().splitlines() if line.strip()]
+    return _result(reports, timed_out, logs, seconds, limits)
 
 
 def _wait(process: subprocess.Popen[bytes], wall_seconds: float) -> bool:
+    """Whether the run had to be stopped. The launcher's group is killed on a timeout and on
+    anything that interrupts this wait (the launcher would stop it too, a moment later)."""
     try:
         process.wait(timeout=wall_seconds)
         return False
     except subprocess.TimeoutExpired:
-        # The launcher and the code's PID 1 are in this group; whatever the code started in a
-        # session of its own dies with its PID namespace.
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
         return True
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _result(
-    code: int,
+    reports: list[dict[str, Any]],
     timed_out: bool,
     logs: Path,
     seconds: float,
-    isolation: str,
     limits: SandboxLimits,
 ) -> SandboxResult:
+    found: dict[str, Any] = {}
+    for report in reports:
+        found |= report
+    isolation = str(found.get("isolation", "unknown"))
     stdout, stderr = _tail(logs / "stdout"), _tail(logs / "stderr")
-    outcome: Outcome
-    if timed_out:
-        outcome, reason = "timeout", f"still running after {limits.wall_seconds:g} s: stopped"
-    elif code == 0:
-        outcome, reason = "passed", "exited 0"
-    elif code > 128 and code - 128 in SIGNALS:
-        outcome, reason = "killed", SIGNALS[signal.Signals(code - 128)]
-    elif code > 128:
-        outcome, reason = "killed", f"killed by signal {code - 128}"
-    else:
-        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
-        outcome, reason = "failed", f"exited {code}" + (f": {last[:300]}" if last else "")
+    outcome, reason, code = _ending(found, timed_out, isolation, stderr, limits)
     return SandboxResult(
         outcome=outcome,
         reason=reason,
-        exit_code=None if timed_out else code,
+        exit_code=code,
         stdout=stdout,
         stderr=stderr,
         seconds=round(seconds, 3),
@@ -233,6 +275,28 @@ def _result(
     )
 
 
+def _ending(
+    found: dict[str, Any], timed_out: bool, isolation: str, stderr: str, limits: SandboxLimits
+) -> tuple[Outcome, str, int | None]:
+    if "exited" in found:
+        code = int(found["exited"])
+        if code == 0:
+            return "passed", "exited 0", 0
+        last = stderr.strip().splitlines()[-1] if stderr.strip() else ""
+        said = f"; the code's last line on stderr: {last[:300]}" if last else ""
+        return "failed", f"exited {code}{said}", code
+    if "signal" in found:
+        number = int(found["signal"])
+        known = SIGNALS.get(signal.Signals(number)) if number in signal.valid_signals() else None
+        return "killed", known or f"killed by signal {number}", None
+    if timed_out or found.get("timeout"):
+        return "timeout", f"still running after {limits.wall_seconds:g} s: stopped", None
+    if isolation == "none":
+        why = found.get("error") or "this machine allows no namespace for it"
+        return "refused", f"not run: no isolation ({why}); see allow_unisolated", None
+    return "failed", "the sandbox reported no ending", None
+
+
 def _tail(path: Path) -> str:
-    data = path.read_bytes()
-    return data[-TAIL:].decode("utf-8", errors="replace")
+    data = path.read_bytes()[-TAIL:]
+    return CONTROL.sub("", data.decode("utf-8", errors="replace"))

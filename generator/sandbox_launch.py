@@ -2,12 +2,24 @@
 imported by the sandbox's callers. Standard library only, single-threaded, so nothing in it
 runs between fork and exec in a process that also holds threads (a worker does).
 
-In order: new network and PID namespaces (as root; otherwise inside a new user namespace, where
-the machine allows one); a PID 1 for that namespace that dies with the launcher (when it ends,
-the kernel kills everything the code started); then, in PID 1's child, resource limits, an
-unprivileged user (as root, so that the process limit holds), the throw-away directory, and
-exec of the code's runner. What isolation was had is written to the status pipe before the
-code runs, so the code cannot forge it.
+As root, in order:
+
+1. new network, PID, IPC and mount namespaces; every mount made private;
+2. empty small tmpfs mounts hide ``/tmp``, ``/var/tmp``, ``/dev/shm`` and ``/run`` (where
+   local services keep their Unix sockets: a network namespace does not cover those, and a
+   database that trusts local connections would take the code's); the code is copied into
+   ``/tmp/work``, its working directory;
+3. a PID 1 for the namespace that dies with this launcher, mounts its own ``/proc`` (only the
+   run's processes are visible) and waits: when it ends, everything the code started ends;
+4. in PID 1's child: resource limits, a user id of the run's own (no other run or service
+   shares it, so the process limit and file permissions hold), exec of the code's runner.
+
+This launcher keeps the wall-clock limit too, so the code ends even if the caller is killed,
+and dies with the caller. It reports on the status pipe, which the code never holds: what
+isolation the run had, then how the code ended (an exit status or a signal, never confused).
+Not root: a user namespace with network, PID and IPC namespaces where the machine allows one
+(no private mounts, the code keeps the caller's user), else no isolation at all; the caller
+refuses to run code without it unless told otherwise.
 """
 
 from __future__ import annotations
@@ -18,26 +30,76 @@ import os
 import resource
 import signal
 import sys
+import time
 from typing import Any
 
+CLONE_NEWNS = 0x00020000
+CLONE_NEWIPC = 0x08000000
 CLONE_NEWUSER = 0x10000000
-CLONE_NEWNET = 0x40000000
 CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
+MS_REC, MS_PRIVATE = 0x4000, 0x40000
 PR_SET_PDEATHSIG = 1
-NOBODY = 65534
+HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+WORK = "/tmp/work"  # the code's working directory, inside its own /tmp
+GRACE_S = 2.0  # past the wall-clock limit, for the caller's own kill to come first
+
+_libc = ctypes.CDLL(None, use_errno=True)
 
 
-def _unshare(flags: int) -> bool:
-    libc = ctypes.CDLL(None, use_errno=True)
-    return bool(libc.unshare(flags) == 0)
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        error = ctypes.get_errno()
+        raise OSError(error, f"{what}: {os.strerror(error)}")
 
 
-def isolate() -> str:
-    """The namespaces had: "namespaces" (network and PID), or "none"."""
-    if os.geteuid() == 0 and _unshare(CLONE_NEWNET | CLONE_NEWPID):
-        return "namespaces"
-    if _unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID):
-        return "namespaces"
+def mount(source: str, target: str, kind: str | None, flags: int, data: str | None) -> None:
+    _check(
+        _libc.mount(
+            source.encode(),
+            target.encode(),
+            kind.encode() if kind else None,
+            ctypes.c_ulong(flags),
+            data.encode() if data else None,
+        ),
+        f"mount {target}",
+    )
+
+
+def die_with_parent() -> None:
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def isolate_as_root(spec: dict[str, Any]) -> str:
+    """Steps 1 and 2, with the working directory set: "namespaces", or why not."""
+    flags = CLONE_NEWNS | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC
+    if _libc.unshare(flags) != 0:
+        return "none"
+    directory, uid = spec["directory"], spec["uid"]
+    files = {}
+    for name in spec["files"]:
+        with open(os.path.join(directory, name), "rb") as file:
+            files[name] = file.read()
+    mount("none", "/", None, MS_REC | MS_PRIVATE, None)
+    small = f"size={spec['disk_kb']}k,nr_inodes=4096"
+    for hidden in HIDDEN:
+        if os.path.isdir(hidden) and not os.path.islink(hidden):
+            mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, f"{small},mode=1777")
+    os.mkdir(WORK, 0o700)  # in the run's own /tmp
+    os.chown(WORK, uid, uid)
+    for name, content in files.items():
+        with open(os.path.join(WORK, name), "wb") as file:
+            file.write(content)
+        os.chown(os.path.join(WORK, name), uid, uid)
+    os.chdir(WORK)
+    return "namespaces"
+
+
+def isolate_unprivileged(spec: dict[str, Any]) -> str:
+    os.chdir(spec["directory"])
+    if _libc.unshare(CLONE_NEWUSER | CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWIPC) == 0:
+        return "user namespace"
     return "none"
 
 
@@ -52,62 +114,91 @@ def processes_of(uid: int) -> int:
     return count
 
 
-def limit(spec: dict[str, Any], drop_to_nobody: bool) -> None:
-    cpu, memory = spec["cpu_seconds"], spec["memory_bytes"]
+def limit(spec: dict[str, Any], as_root: bool) -> None:
+    cpu, memory, files = spec["cpu_seconds"], spec["memory_bytes"], spec["file_bytes"]
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 1))
     resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (spec["file_bytes"], spec["file_bytes"]))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (files, files))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
-    # RLIMIT_NPROC counts every process of the real user, and root is exempt from it: the code
-    # runs as nobody when we are root, else gets this many beyond what its user already runs.
-    uid = NOBODY if drop_to_nobody else os.getuid()
-    allowed = spec["processes"] + (0 if drop_to_nobody else processes_of(uid))
+    # RLIMIT_NPROC counts every process of the real user, and root is exempt from it: as root
+    # the code gets a user id of its own; otherwise this many beyond what its user runs.
+    allowed = spec["processes"] + (0 if as_root else processes_of(os.getuid()))
     resource.setrlimit(resource.RLIMIT_NPROC, (allowed, allowed))
-    if drop_to_nobody:
+    if as_root:
         os.setgroups([])
-        os.setgid(NOBODY)
-        os.setuid(NOBODY)
+        os.setgid(spec["uid"])
+        os.setuid(spec["uid"])
 
 
-def status_of(child: int) -> int:
-    """``child``'s end as an exit status, a signal as 128 + its number (as a shell says)."""
-    _, code = os.waitpid(child, 0)
-    if os.WIFSIGNALED(code):
-        return 128 + os.WTERMSIG(code)
-    return os.WEXITSTATUS(code)
-
-
-def run_code(spec: dict[str, Any], drop_to_nobody: bool) -> None:
-    """In the child that becomes the code: limits, user, directory, exec. Never returns."""
+def run_code(spec: dict[str, Any], as_root: bool) -> None:
+    """In the child that becomes the code: limits, user, exec. Never returns."""
     try:
-        limit(spec, drop_to_nobody)
-        os.chdir(spec["directory"])
+        os.close(spec["status_fd"])  # the code never holds the status pipe
+        limit(spec, as_root)
         os.execve(spec["python"], [spec["python"], *spec["arguments"]], spec["environment"])
     except BaseException as exc:  # never return into the launcher's code
         os.write(2, f"sandbox: could not start the code: {exc}\n".encode())
     os._exit(126)
 
 
+def ending(status: int) -> dict[str, int]:
+    if os.WIFSIGNALED(status):
+        return {"signal": os.WTERMSIG(status)}
+    return {"exited": os.WEXITSTATUS(status)}
+
+
+def reap(spec: dict[str, Any], as_root: bool, status: Any) -> None:
+    """PID 1 of the namespace: its own /proc, the code as its child, the code's ending on the
+    status pipe. Never returns."""
+    die_with_parent()
+    if as_root:
+        try:
+            mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
+        except OSError as exc:
+            os.write(2, f"sandbox: /proc not remounted: {exc}\n".encode())
+    code = os.fork()
+    if code == 0:
+        run_code(spec, as_root)
+    _, end = os.waitpid(code, 0)
+    status.write(json.dumps(ending(end)) + "\n")
+    status.flush()
+    os._exit(0)
+
+
+def wait_within(child: int, seconds: float) -> int | None:
+    """``child``'s status, or None after ``seconds`` (then it is killed and reaped)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        done, end = os.waitpid(child, os.WNOHANG)
+        if done:
+            return end
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    os.waitpid(child, 0)
+    return None
+
+
 def main() -> int:
+    die_with_parent()  # a killed caller takes the run with it
     spec = json.loads(sys.argv[1])
     status = os.fdopen(spec["status_fd"], "w")
-    isolation = isolate()
-    status.write(json.dumps({"isolation": isolation}))
-    status.close()
-    drop = os.geteuid() == 0
-    # The first child is PID 1 of the new namespace: it only waits. The code runs as its child,
-    # so the kernel's signals reach it as usual (a namespace's PID 1 ignores those it has no
-    # handler for, SIGXCPU at the CPU limit included), and when PID 1 ends, with the code or
-    # with this launcher, everything left in the namespace is killed.
+    as_root = os.geteuid() == 0  # before any namespace: a user namespace hides it
+    try:
+        isolation = isolate_as_root(spec) if as_root else isolate_unprivileged(spec)
+    except OSError as exc:
+        status.write(json.dumps({"isolation": "none", "error": str(exc)}) + "\n")
+        return 125
+    status.write(json.dumps({"isolation": isolation}) + "\n")
+    status.flush()
+    if isolation == "none" and not spec["allow_unisolated"]:
+        return 125
     reaper = os.fork()
     if reaper == 0:
-        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        code = os.fork()
-        if code == 0:
-            run_code(spec, drop)
-        os._exit(status_of(code))
-    return status_of(reaper)
+        reap(spec, as_root, status)
+    if wait_within(reaper, spec["wall_seconds"] + GRACE_S) is None:
+        status.write(json.dumps({"timeout": True}) + "\n")
+    return 0
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import streamlit as st
 from review_ui.failures import guarded
 from review_ui.resources import store
 from review_ui.signin import current_reviewer, flush_sign_outs, session_storage, sign_out
+from review_ui.widgets import warm_up
 
 # Never a folder named "pages/": Streamlit serves the files in one directly, past this sign-in.
 PAGES = Path(__file__).parent / "views"
@@ -38,15 +39,6 @@ STYLE = (
     "<style>[data-testid='stMainBlockContainer']{padding-top:2.5rem;}"
     ".st-key-warm-up{display:none;}</style>"
 )
-
-
-def warm_up() -> None:
-    """A code block out of sight, on every page from the sign-in on: the browser loads and
-    runs the code highlighter's script on first use (about 0.2 s of script on two cores,
-    after the run that drew it has finished). Drawn while the reviewer types a token, it is
-    ready before the first item; drawn with the queue, it ran during the first key press."""
-    with st.container(key="warm-up"):
-        st.code("warm_up()", language="python")
 
 
 def main() -> None:

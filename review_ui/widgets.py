@@ -60,3 +60,16 @@ def session_store(
         _session(key=key, data=data, height=0)
     else:
         _session(key=key, data=data, height=0, on_restore_change=on_restore)
+
+
+WARM_UP_CODE = "warm_up()"
+
+
+def warm_up() -> None:
+    """A code block out of sight (app.py's style hides it), on every page from the sign-in on:
+    the browser loads and runs the code highlighter's script on first use (about 0.2 s of
+    script on two cores, after the run that drew it has finished). Drawn while the reviewer
+    types a token, it is ready before the first item; drawn with the queue, it ran during the
+    first key press."""
+    with st.container(key="warm-up"):
+        st.code(WARM_UP_CODE, language="python")

@@ -36,7 +36,7 @@ def test_a_wrong_solution_is_flagged_with_the_failing_assertion_as_evidence() ->
     wrong = SOLUTION.replace("a + b", "a - b")
     [score] = CodeExecutionFilter(LIMITS).score([answer(f"{wrong}\n\n{TESTS}")])
     assert not score.passed
-    assert score.reason == "failed: exited 1: AssertionError"
+    assert score.reason == "failed: exited 1; the code's last line on stderr: AssertionError"
     assert "assert add(2, 3) == 5" in score.evidence["stderr"]
 
 

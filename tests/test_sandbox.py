@@ -6,7 +6,11 @@ never as a hung or dead caller."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -14,16 +18,24 @@ import pytest
 from pydantic import ValidationError
 
 from generator.errors import ConfigError
-from generator.sandbox import TAIL, SandboxLimits, run_python
+from generator.sandbox import RUN_UIDS, TAIL, SandboxLimits, run_python
 
 FAST = SandboxLimits(wall_seconds=3, cpu_seconds=1, processes=16)
 
 
-def nobody_processes() -> list[str]:
-    listing = subprocess.run(
-        ["ps", "-u", "nobody", "-o", "pid=,cmd="], capture_output=True, text=True, check=False
-    )
-    return [line for line in listing.stdout.splitlines() if line.strip()]
+def sandboxed_processes() -> list[str]:
+    """Processes under the user ids the sandbox gives runs as root."""
+    listing = subprocess.run(["ps", "-e", "-o", "uid=,pid=,cmd="], capture_output=True, text=True)
+    return [
+        line
+        for line in listing.stdout.splitlines()
+        if line.split() and RUN_UIDS[0] <= int(line.split()[0]) < RUN_UIDS[1]
+    ]
+
+
+def as_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("the mount namespace and the run's own user id are had as root")
 
 
 def test_code_whose_tests_hold_passes_and_its_output_is_kept() -> None:
@@ -34,7 +46,7 @@ def test_code_whose_tests_hold_passes_and_its_output_is_kept() -> None:
 def test_a_failing_assertion_fails_with_its_message_as_the_reason() -> None:
     result = run_python("assert sorted([3, 1]) == [3, 1], 'not sorted'", FAST)
     assert result.outcome == "failed"
-    assert result.reason == "exited 1: AssertionError: not sorted"
+    assert result.reason == "exited 1; the code's last line on stderr: AssertionError: not sorted"
     assert "main.py" in result.stderr
 
 
@@ -63,8 +75,8 @@ def test_a_fork_bomb_ends_and_leaves_no_process_behind() -> None:
     result = run_python(bomb, FAST)
     assert result.outcome in ("timeout", "killed")
     assert result.seconds < FAST.wall_seconds + 5
-    if os.geteuid() == 0:  # the code ran as nobody: none of its processes is left
-        assert nobody_processes() == []
+    if os.geteuid() == 0:  # the code ran under a user id of its own: none of it is left
+        assert sandboxed_processes() == []
     assert subprocess.run(["true"], check=False).returncode == 0  # this process still forks
 
 
@@ -76,7 +88,7 @@ def test_a_process_in_a_session_of_its_own_ends_with_the_run() -> None:
     result = run_python(hiding, FAST)
     assert result.outcome == "passed"
     if result.isolation == "namespaces" and os.geteuid() == 0:
-        assert nobody_processes() == []
+        assert sandboxed_processes() == []
 
 
 def test_a_socket_is_refused_from_python() -> None:
@@ -111,21 +123,104 @@ def test_a_flood_of_output_is_cut_at_the_output_limit() -> None:
     assert len(result.stdout) <= TAIL
 
 
-def test_the_code_cannot_write_into_the_project(tmp_path: Path) -> None:
-    if os.geteuid() != 0:
-        pytest.skip("only as root does the code run as another user (nobody)")
-    target = tmp_path / "written.txt"
-    os.chmod(tmp_path, 0o755)
+def test_the_code_cannot_write_into_the_project() -> None:
+    as_root()
+    target = Path(__file__).parents[1] / "written-by-the-sandbox.txt"
     result = run_python(f"open({str(target)!r}, 'w').write('x')", FAST)
     assert result.outcome == "failed"
     assert "PermissionError" in result.reason
     assert not target.exists()
 
 
-def test_the_code_runs_in_a_throw_away_directory_removed_afterwards() -> None:
-    result = run_python("import os\nopen('left.txt', 'w').write('x')\nprint(os.getcwd())", FAST)
-    assert result.outcome == "passed"
-    assert not Path(result.stdout.strip()).exists()
+def run_directories() -> set[Path]:
+    return set(Path(tempfile.gettempdir()).glob("gapfill-sandbox-*"))
+
+
+def test_what_the_code_writes_anywhere_is_gone_after_the_run() -> None:
+    as_root()
+    before = run_directories()
+    result = run_python(
+        "import os\nopen('left.txt', 'w').write('x')\n"
+        "for d in ('/tmp', '/var/tmp', '/dev/shm'):\n"
+        "    open(os.path.join(d, 'gapfill-left-behind'), 'w').write('x')\n"
+        "for i in range(1200):\n"  # a tree deeper than a recursive remove can walk
+        "    os.mkdir('d'); os.chdir('d')\n"
+        "print(os.getcwd()[:9])",
+        FAST,
+    )
+    assert (result.outcome, result.stdout) == ("passed", "/tmp/work\n")
+    assert not any(
+        Path(d, "gapfill-left-behind").exists() for d in ("/tmp", "/var/tmp", "/dev/shm")
+    )
+    assert run_directories() <= before, "the run's own directory is removed"
+
+
+def test_a_local_services_unix_socket_is_out_of_reach(tmp_path: Path) -> None:
+    """A network namespace does not cover Unix sockets: a database trusting local connections
+    would take the code's. Its own /tmp and /run hide them."""
+    as_root()
+    path = tmp_path / "service.sock"
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen()
+    os.chmod(tmp_path, 0o755)
+    os.chmod(path, 0o777)
+    try:
+        result = run_python(
+            "import ctypes, struct\n"
+            "libc = ctypes.CDLL(None, use_errno=True)\n"
+            "fd = libc.socket(1, 1, 0)\n"
+            f"address = struct.pack('<H', 1) + {str(path).encode()!r}.ljust(108, b'\\0')\n"
+            "assert libc.connect(fd, address, len(address)) != 0, 'reached the service'\n"
+            "print(sorted(__import__('os').listdir('/run')))",
+            FAST,
+        )
+    finally:
+        server.close()
+    assert (result.outcome, result.stdout) == ("passed", "[]\n")
+
+
+def test_the_code_sees_only_its_own_processes() -> None:
+    as_root()
+    result = run_python("import os\nprint(sorted(p for p in os.listdir('/proc') if p.isdigit()))")
+    assert result.stdout == "['1', '2']\n", "its PID 1 and itself"
+
+
+def test_an_exit_status_above_128_is_not_mistaken_for_a_signal() -> None:
+    result = run_python("raise SystemExit(152)", FAST)
+    assert (result.outcome, result.reason, result.exit_code) == ("failed", "exited 152", 152)
+
+
+def test_control_characters_in_the_output_are_dropped() -> None:
+    result = run_python("import sys\nsys.stderr.write('\\x1b[31mred\\x00\\n')\nsys.exit(1)")
+    assert result.stderr == "[31mred\n"
+    assert result.reason == "exited 1; the code's last line on stderr: [31mred"
+
+
+def test_the_code_ends_when_its_caller_is_killed(tmp_path: Path) -> None:
+    as_root()
+    before = run_directories()
+    caller = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "from generator.sandbox import run_python, SandboxLimits\n"
+            "run_python('import time\\ntime.sleep(60)', SandboxLimits(wall_seconds=50))",
+        ],
+        cwd=Path(__file__).parents[1],
+    )
+    deadline = time.monotonic() + 20
+    while not sandboxed_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandboxed_processes(), "the code started"
+    caller.kill()
+    caller.wait()
+    deadline = time.monotonic() + 5
+    while sandboxed_processes() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert sandboxed_processes() == []
+    for left in run_directories() - before:  # a killed caller removes nothing: its code and logs
+        shutil.rmtree(left)
 
 
 def test_the_environment_does_not_reach_the_code(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -148,5 +243,5 @@ def test_an_interpreter_nobody_can_run_is_a_clear_error(tmp_path: Path) -> None:
     hidden.mkdir(mode=0o700)
     python = hidden / "python"
     python.symlink_to("/usr/bin/python3")
-    with pytest.raises(ConfigError, match="can be run by nobody"):
+    with pytest.raises(ConfigError, match="can be run by such a user"):
         run_python("print(1)", SandboxLimits(python=str(python)))

@@ -48,7 +48,16 @@ class CodeExecutionFilter:
                 evidence={"ran": False},
             )
         # The blocks run as one script, in order: a solution, then the tests that use it.
-        result = run_python("\n\n".join(blocks), self.limits)
+        try:
+            result = run_python("\n\n".join(blocks), self.limits)
+        except OSError as exc:  # this machine's trouble (no process, no disk), not the code's
+            return Score(
+                filter=self.name,
+                value=0.0,
+                passed=False,
+                reason=f"not run: the sandbox failed to start ({exc})",
+                evidence={"ran": False},
+            )
         return Score(
             filter=self.name,
             value=1.0 if result.passed else 0.0,
