@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import secrets
 import shutil
 import signal
@@ -37,6 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -60,7 +60,7 @@ sys.argv = ["main.py"]
 runpy.run_path("main.py", run_name="__main__")
 """
 Outcome = Literal["passed", "failed", "timeout", "killed", "refused"]
-CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # all but tab and newline
+KEPT = {"\n", "\t"}
 
 
 class SandboxLimits(BaseModel):
@@ -95,8 +95,8 @@ class SandboxLimits(BaseModel):
     )
     allow_unisolated: bool = Field(
         default=False,
-        description="Run the code even where the machine gives it no namespace (refused "
-        "otherwise: only the audit hook would keep it off the network).",
+        description="Run the code even without the full isolation only root can give it "
+        "(refused otherwise: without private mounts, local services' Unix sockets are in reach).",
     )
     python: str | None = Field(
         default=None,
@@ -278,6 +278,8 @@ def _result(
 def _ending(
     found: dict[str, Any], timed_out: bool, isolation: str, stderr: str, limits: SandboxLimits
 ) -> tuple[Outcome, str, int | None]:
+    if timed_out or found.get("timeout"):  # whatever it said before it had to be stopped
+        return "timeout", f"still running after {limits.wall_seconds:g} s: stopped", None
     if "exited" in found:
         code = int(found["exited"])
         if code == 0:
@@ -289,14 +291,14 @@ def _ending(
         number = int(found["signal"])
         known = SIGNALS.get(signal.Signals(number)) if number in signal.valid_signals() else None
         return "killed", known or f"killed by signal {number}", None
-    if timed_out or found.get("timeout"):
-        return "timeout", f"still running after {limits.wall_seconds:g} s: stopped", None
-    if isolation == "none":
-        why = found.get("error") or "this machine allows no namespace for it"
-        return "refused", f"not run: no isolation ({why}); see allow_unisolated", None
+    if isolation != "namespaces":
+        why = found.get("error") or f"isolation here: {isolation}"
+        return "refused", f"not run: no full isolation ({why}); see allow_unisolated", None
     return "failed", "the sandbox reported no ending", None
 
 
 def _tail(path: Path) -> str:
-    data = path.read_bytes()[-TAIL:]
-    return CONTROL.sub("", data.decode("utf-8", errors="replace"))
+    """The end of an output, without control or format characters (terminal escapes, C1
+    controls, bidirectional overrides): it is shown to reviewers as the code's words."""
+    text = path.read_bytes()[-TAIL:].decode("utf-8", errors="replace")
+    return "".join(c for c in text if c in KEPT or unicodedata.category(c) not in ("Cc", "Cf"))

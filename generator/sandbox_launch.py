@@ -28,7 +28,9 @@ import ctypes
 import json
 import os
 import resource
+import secrets
 import signal
+import stat
 import sys
 import time
 from typing import Any
@@ -41,7 +43,16 @@ CLONE_NEWNET = 0x40000000
 MS_NOSUID, MS_NODEV, MS_NOEXEC = 0x2, 0x4, 0x8
 MS_REC, MS_PRIVATE = 0x4000, 0x40000
 PR_SET_PDEATHSIG = 1
-HIDDEN = ("/tmp", "/var/tmp", "/dev/shm", "/run")
+PR_SET_NO_NEW_PRIVS = 38
+PR_SET_SECCOMP, SECCOMP_MODE_FILTER = 22, 2
+# Device nodes the code keeps (major, minor): /dev becomes a tmpfs holding only these, so no
+# /dev/fuse (a FUSE mount that never answers leaves processes no signal ends) and no tun.
+DEVICES = {"null": (1, 3), "zero": (1, 5), "full": (1, 7), "random": (1, 8), "urandom": (1, 9)}
+# Per IPC namespace, so only the run's: no System V shared memory or message queues (a run
+# could otherwise hold gigabytes past its memory limit until its namespace ends).
+IPC_LIMITS = {"kernel/shmmni": "0", "kernel/msgmni": "0", "fs/mqueue/queues_max": "0"}
+HIDDEN = ("/tmp", "/var/tmp", "/run", "/sys")
+RUN_UIDS = (200_000, 260_000)  # sandbox.RUN_UIDS: this script imports nothing of gapfill's
 WORK = "/tmp/work"  # the code's working directory, inside its own /tmp
 GRACE_S = 2.0  # past the wall-clock limit, for the caller's own kill to come first
 
@@ -77,6 +88,8 @@ def isolate_as_root(spec: dict[str, Any]) -> str:
     if _libc.unshare(flags) != 0:
         return "none"
     directory, uid = spec["directory"], spec["uid"]
+    while processes_of(uid):  # a user id no process has: the run's own
+        uid = spec["uid"] = RUN_UIDS[0] + secrets.randbelow(RUN_UIDS[1] - RUN_UIDS[0])
     files = {}
     for name in spec["files"]:
         with open(os.path.join(directory, name), "rb") as file:
@@ -86,6 +99,7 @@ def isolate_as_root(spec: dict[str, Any]) -> str:
     for hidden in HIDDEN:
         if os.path.isdir(hidden) and not os.path.islink(hidden):
             mount("tmpfs", hidden, "tmpfs", MS_NOSUID | MS_NODEV, f"{small},mode=1777")
+    minimal_dev(small)
     os.mkdir(WORK, 0o700)  # in the run's own /tmp
     os.chown(WORK, uid, uid)
     for name, content in files.items():
@@ -94,6 +108,19 @@ def isolate_as_root(spec: dict[str, Any]) -> str:
         os.chown(os.path.join(WORK, name), uid, uid)
     os.chdir(WORK)
     return "namespaces"
+
+
+def minimal_dev(size: str) -> None:
+    """/dev as a tmpfs of its own: the harmless character devices, the std streams, /dev/shm."""
+    mount("tmpfs", "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, f"{size},mode=0755")
+    for name, (major, minor) in DEVICES.items():
+        os.mknod(f"/dev/{name}", 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+        os.chmod(f"/dev/{name}", 0o666)
+    for index, name in enumerate(("stdin", "stdout", "stderr")):
+        os.symlink(f"/proc/self/fd/{index}", f"/dev/{name}")
+    os.symlink("/proc/self/fd", "/dev/fd")
+    os.mkdir("/dev/shm", 0o1777)
+    mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, f"{size},mode=1777")
 
 
 def isolate_unprivileged(spec: dict[str, Any]) -> str:
@@ -131,11 +158,87 @@ def limit(spec: dict[str, Any], as_root: bool) -> None:
         os.setuid(spec["uid"])
 
 
+# -- the seccomp filter (x86_64; elsewhere none, and the result says so) -------------------------
+
+AUDIT_ARCH_X86_64 = 0xC000003E
+X32_SYSCALL_BIT = 0x40000000
+CLONE_NEWUSER_FLAG = CLONE_NEWUSER
+# Refused with EPERM: new namespaces and mounts (a user namespace gives the code root-like powers
+# in namespaces of its own: its own tmpfs past the disk limit, FUSE), kernel keyrings, BPF,
+# ptrace, io_uring (syscalls outside this filter's sight), perf and userfaultfd.
+DENIED = {
+    "ptrace": 101, "pivot_root": 155, "mount": 165, "umount2": 166, "add_key": 248,
+    "request_key": 249, "keyctl": 250, "unshare": 272, "perf_event_open": 298, "setns": 308,
+    "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425, "io_uring_enter": 426,
+    "io_uring_register": 427, "open_tree": 428, "move_mount": 429, "fsopen": 430,
+    "fsconfig": 431, "fsmount": 432, "fspick": 433, "mount_setattr": 442,
+}  # fmt: skip
+CLONE, CLONE3 = 56, 435
+EPERM, ENOSYS = 1, 38
+RET_ALLOW, RET_ERRNO, RET_KILL = 0x7FFF0000, 0x00050000, 0x80000000
+LD_W_ABS, JEQ_K, JSET_K, RET_K = 0x20, 0x15, 0x45, 0x06
+
+
+class SockFilter(ctypes.Structure):
+    _fields_ = [
+        ("code", ctypes.c_ushort),
+        ("jt", ctypes.c_ubyte),
+        ("jf", ctypes.c_ubyte),
+        ("k", ctypes.c_uint),
+    ]
+
+
+class SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.POINTER(SockFilter))]
+
+
+def seccomp_program() -> SockFprog | None:
+    """A classic-BPF seccomp program: another architecture (or the x32 ABI) is killed; the
+    DENIED calls, and clone with CLONE_NEWUSER, get EPERM; clone3 gets ENOSYS (its flags are
+    in memory a filter cannot read; libc falls back to clone)."""
+    if os.uname().machine != "x86_64":
+        return None
+    ops: list[tuple[int, int, int, int]] = [
+        (LD_W_ABS, 0, 0, 4),  # seccomp_data.arch
+        (JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
+        (RET_K, 0, 0, RET_KILL),
+        (LD_W_ABS, 0, 0, 0),  # seccomp_data.nr
+        (0x35, 0, 1, X32_SYSCALL_BIT),  # JGE: the x32 ABI
+        (RET_K, 0, 0, RET_ERRNO | EPERM),
+        (JEQ_K, 0, 1, CLONE3),
+        (RET_K, 0, 0, RET_ERRNO | ENOSYS),
+    ]
+    for number in DENIED.values():
+        ops += [(JEQ_K, 0, 1, number), (RET_K, 0, 0, RET_ERRNO | EPERM)]
+    ops += [
+        (JEQ_K, 0, 3, CLONE),
+        (LD_W_ABS, 0, 0, 16),  # args[0], its low 32 bits: the clone flags
+        (JSET_K, 0, 1, CLONE_NEWUSER_FLAG),
+        (RET_K, 0, 0, RET_ERRNO | EPERM),
+        (RET_K, 0, 0, RET_ALLOW),
+    ]
+    filters = (SockFilter * len(ops))(*(SockFilter(*op) for op in ops))
+    program = SockFprog(len(ops), filters)
+    program._keep = filters  # alive as long as the program
+    return program
+
+
+def confine() -> None:
+    """No new privileges (no setuid binary gives any), then the seccomp filter."""
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    program = seccomp_program()
+    if program is not None:
+        _check(
+            _libc.prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, ctypes.byref(program), 0, 0), "seccomp"
+        )
+
+
 def run_code(spec: dict[str, Any], as_root: bool) -> None:
     """In the child that becomes the code: limits, user, exec. Never returns."""
     try:
         os.close(spec["status_fd"])  # the code never holds the status pipe
         limit(spec, as_root)
+        confine()
         os.execve(spec["python"], [spec["python"], *spec["arguments"]], spec["environment"])
     except BaseException as exc:  # never return into the launcher's code
         os.write(2, f"sandbox: could not start the code: {exc}\n".encode())
@@ -157,6 +260,9 @@ def reap(spec: dict[str, Any], as_root: bool, status: Any) -> None:
             mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None)
         except OSError as exc:
             os.write(2, f"sandbox: /proc not remounted: {exc}\n".encode())
+        for name, value in IPC_LIMITS.items():
+            with open(f"/proc/sys/{name}", "w") as setting:
+                setting.write(value)
     code = os.fork()
     if code == 0:
         run_code(spec, as_root)
@@ -191,8 +297,8 @@ def main() -> int:
         return 125
     status.write(json.dumps({"isolation": isolation}) + "\n")
     status.flush()
-    if isolation == "none" and not spec["allow_unisolated"]:
-        return 125
+    if isolation != "namespaces" and not spec["allow_unisolated"]:
+        return 125  # without private mounts, local services' Unix sockets are in reach
     reaper = os.fork()
     if reaper == 0:
         reap(spec, as_root, status)

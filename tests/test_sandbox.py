@@ -245,3 +245,54 @@ def test_an_interpreter_nobody_can_run_is_a_clear_error(tmp_path: Path) -> None:
     python.symlink_to("/usr/bin/python3")
     with pytest.raises(ConfigError, match="can be run by such a user"):
         run_python("print(1)", SandboxLimits(python=str(python)))
+
+
+def test_the_code_cannot_make_namespaces_of_its_own() -> None:
+    """A user namespace would give the code root-like powers over namespaces of its own: its
+    own tmpfs past the disk limit, or a FUSE mount that never answers, whose waiting processes
+    no signal ends. The seccomp filter refuses it (and ptrace), in libc and from a command."""
+    as_root()
+    result = run_python(
+        "import ctypes, subprocess\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(libc.unshare(0x10000000), ctypes.get_errno())\n"
+        "print(subprocess.run(['unshare', '-Ur', 'true']).returncode)\n"
+        "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('NoNewPrivs')])",
+        FAST,
+    )
+    assert result.stdout == "-1 1\n1\n['1']\n", result.stderr
+
+
+def test_only_harmless_devices_and_no_shared_memory_segments() -> None:
+    as_root()
+    result = run_python(
+        "import ctypes, os\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n"
+        "print(sorted(os.listdir('/dev')), os.listdir('/sys'))\n"
+        "print(libc.shmget(0, 1 << 20, 0o1600) == -1)",
+        FAST,
+    )
+    assert result.stdout == (
+        "['fd', 'full', 'null', 'random', 'shm', 'stderr', 'stdin', 'stdout', 'urandom', 'zero'] "
+        "[]\nTrue\n"
+    )
+
+
+def test_ordinary_code_still_runs_threads_and_processes() -> None:
+    result = run_python(
+        "import multiprocessing, subprocess, threading\n"
+        "seen = []\n"
+        "workers = [threading.Thread(target=seen.append, args=(i,)) for i in range(3)]\n"
+        "[w.start() for w in workers]; [w.join() for w in workers]\n"
+        "if __name__ == '__main__':\n"
+        "    with multiprocessing.get_context('fork').Pool(2) as pool:\n"
+        "        print(sorted(seen), pool.map(abs, [-1, -2]))\n"
+        "    print(subprocess.run(['echo', 'ok'], capture_output=True, text=True).stdout)",
+        FAST,
+    )
+    assert (result.outcome, result.stdout) == ("passed", "[0, 1, 2] [1, 2]\nok\n\n"), result.stderr
+
+
+def test_bidirectional_and_terminal_controls_are_dropped_from_the_output() -> None:
+    result = run_python("print('\\u202eevil\\u2066 \\x9b31m ok')", FAST)
+    assert result.stdout == "evil 31m ok\n"
