@@ -4,6 +4,7 @@ with the output as evidence for the reviewer."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from generator.code_blocks import python_code
@@ -114,3 +115,18 @@ def test_a_scoring_worker_runs_the_code_of_the_gaps_the_run_marked_code(
     coded, chatted = store.get_many(ids)
     assert not coded.scores["code_execution"].passed
     assert chatted.scores["code_execution"].evidence == {"ran": False}
+
+
+def test_a_batch_of_code_that_sleeps_runs_at_once_and_within_its_budget() -> None:
+    sleepers = [answer(f"```python\nimport time\ntime.sleep(60)  # {i}\n```") for i in range(3)]
+    started = time.monotonic()
+    scores = CodeExecutionFilter(SandboxLimits(wall_seconds=2), parallel=3).score(sleepers)
+    assert [s.evidence["outcome"] for s in scores] == ["timeout"] * 3
+    assert time.monotonic() - started < 2 * 3, "side by side, not one after another"
+    one_at_a_time = CodeExecutionFilter(
+        SandboxLimits(wall_seconds=2), parallel=1, budget_seconds=1
+    ).score(sleepers)
+    assert one_at_a_time[0].evidence["outcome"] == "timeout"
+    assert [s.reason for s in one_at_a_time[1:]] == [
+        "not run: this batch's 1 s for running code ran out"
+    ] * 2

@@ -3,12 +3,17 @@ states) run in the sandbox; the score says how the run ended, with its output as
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Collection
+from concurrent.futures import ThreadPoolExecutor
 
 from generator.code_blocks import python_code
 from generator.filters.base import response_texts
 from generator.sandbox import SandboxLimits, run_python
 from generator.schema import Candidate, Score
+
+BATCH_BUDGET_S = 300.0  # half a scoring job's timeout
 
 
 class CodeExecutionFilter:
@@ -20,16 +25,30 @@ class CodeExecutionFilter:
     cost = 50  # after every cheap filter: a run takes up to the wall-clock limit
 
     def __init__(
-        self, limits: SandboxLimits | None = None, gaps: Collection[str] | None = None
+        self,
+        limits: SandboxLimits | None = None,
+        gaps: Collection[str] | None = None,
+        *,
+        parallel: int | None = None,
+        budget_seconds: float = BATCH_BUDGET_S,
     ) -> None:
-        """``gaps``: run only candidates of these gaps (those marked code); None: every one."""
+        """``gaps``: run only candidates of these gaps (those marked code); None: every one.
+        ``parallel`` runs at once (default: the cores, 2 to 8); ``budget_seconds``: a batch's
+        time for code, after which the rest is flagged as not run."""
         self.limits = limits or SandboxLimits()
         self.gaps = None if gaps is None else frozenset(gaps)
+        self.parallel = parallel or max(2, min(8, os.cpu_count() or 2))
+        self.budget_seconds = budget_seconds
 
     def score(self, candidates: list[Candidate]) -> list[Score]:
-        return [self._one(candidate) for candidate in candidates]
+        """Several runs at once: code that sleeps uses no CPU, and one after another a batch
+        of it would outlast its scoring job (600 s). Whatever the budget leaves unstarted is
+        flagged, never waited for."""
+        deadline = time.monotonic() + self.budget_seconds
+        with ThreadPoolExecutor(self.parallel, thread_name_prefix="sandbox") as pool:
+            return list(pool.map(lambda candidate: self._one(candidate, deadline), candidates))
 
-    def _one(self, candidate: Candidate) -> Score:
+    def _one(self, candidate: Candidate, deadline: float) -> Score:
         if self.gaps is not None and candidate.gap_id not in self.gaps:
             return Score(
                 filter=self.name,
@@ -45,6 +64,14 @@ class CodeExecutionFilter:
                 value=1.0,
                 passed=True,
                 reason="no Python code block to run",
+                evidence={"ran": False},
+            )
+        if time.monotonic() > deadline:
+            return Score(
+                filter=self.name,
+                value=0.0,
+                passed=False,
+                reason=f"not run: this batch's {self.budget_seconds:g} s for running code ran out",
                 evidence={"ran": False},
             )
         # The blocks run as one script, in order: a solution, then the tests that use it.
