@@ -17,9 +17,9 @@ from collections.abc import Iterable, Mapping
 
 from pydantic import BaseModel
 
-from generator.schema import AUTO_REVIEWER, Candidate, CandidateStatus, Usage
+from generator.schema import Candidate, CandidateStatus, Usage
 from generator.store import Store
-from generator.throughput import TimedDecision, spells
+from generator.throughput import TimedDecision, human_decisions, spells
 
 
 class GapCost(BaseModel):
@@ -100,14 +100,5 @@ def run_costs(
     candidates = (
         c for start in range(0, len(ids), 1000) for c in store.get_many(ids[start : start + 1000])
     )
-    decisions = [
-        TimedDecision(
-            d.decision.reviewer,
-            d.decision.verdict,
-            d.decision.gap_id,
-            d.decision.decided_at.timestamp(),
-        )
-        for d in store.decisions(run_id)
-        if d.decision.reviewer != AUTO_REVIEWER  # the pre-screen is not a reviewer
-    ]
+    decisions = human_decisions(d.decision for d in store.decisions(run_id))
     return gap_costs(candidates, decisions, prices)

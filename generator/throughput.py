@@ -14,6 +14,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from generator.schema import AUTO_REVIEWER, Decision
+
 HUMAN_VERDICTS = {"accept", "edit", "reject"}
 BREAK_SECONDS = 600.0
 
@@ -52,6 +54,15 @@ def spells(decisions: Iterable[TimedDecision]) -> list[tuple[TimedDecision, floa
             took = after.at - before.at
             spells.append((after, took if took < BREAK_SECONDS else None))
     return spells
+
+
+def human_decisions(decisions: Iterable[Decision]) -> list[TimedDecision]:
+    """The log's decisions made by people, timed (the pre-screen is not a reviewer)."""
+    return [
+        TimedDecision(d.reviewer, d.verdict, d.gap_id, d.decided_at.timestamp())
+        for d in decisions
+        if d.reviewer != AUTO_REVIEWER
+    ]
 
 
 def throughput(decisions: Iterable[TimedDecision], by: str) -> list[Throughput]:

@@ -76,11 +76,36 @@ def one_step(trainer: Any) -> float:
     return float(result.training_loss)
 
 
+def one_step_on(
+    trainer_class: Any, config_class: Any, path: Path, model_dir: Path, out: Path, rate: float
+) -> float:
+    """One optimizer step of a TRL trainer on the export at ``path``, tiny and on CPU."""
+    from datasets import load_dataset
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    config = config_class(
+        output_dir=str(out),
+        max_length=MAX_LENGTH,
+        per_device_train_batch_size=2,
+        max_steps=1,
+        learning_rate=rate,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        dataloader_num_workers=0,
+    )
+    trainer = trainer_class(
+        model=AutoModelForCausalLM.from_pretrained(str(model_dir)),
+        args=config,
+        train_dataset=load_dataset("json", data_files=str(path))["train"],
+        processing_class=AutoTokenizer.from_pretrained(str(model_dir)),
+    )
+    return one_step(trainer)
+
+
 def test_sft_trainer_takes_a_step_on_an_export_of_multi_turn_conversations(
     store: Store, model_dir: Path, tmp_path: Path
 ) -> None:
-    from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
     conversations = [SFTExample(messages=[*p.prompt, *p.chosen]) for p in hh_pairs(4, turns=3)]
@@ -97,33 +122,13 @@ def test_sft_trainer_takes_a_step_on_an_export_of_multi_turn_conversations(
     path = accepted_export(store, items, CandidateKind.SFT, tmp_path / "sft", model_dir)
     rows = rows_of(path)
     assert len(rows) == 4 and all(len(r["messages"]) >= 4 for r in rows), "multi-turn rows"
-    dataset = load_dataset("json", data_files=str(path))["train"]
-    config = SFTConfig(
-        output_dir=str(tmp_path / "sft-out"),
-        max_length=MAX_LENGTH,
-        per_device_train_batch_size=2,
-        max_steps=1,
-        learning_rate=1e-4,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        dataloader_num_workers=0,
-    )
-    trainer = SFTTrainer(
-        model=AutoModelForCausalLM.from_pretrained(str(model_dir)),
-        args=config,
-        train_dataset=dataset,
-        processing_class=AutoTokenizer.from_pretrained(str(model_dir)),
-    )
-    loss = one_step(trainer)
+    loss = one_step_on(SFTTrainer, SFTConfig, path, model_dir, tmp_path / "sft-out", 1e-4)
     assert math.isfinite(loss) and loss > 0
 
 
 def test_dpo_trainer_takes_a_step_on_an_export_of_real_pairs(
     store: Store, model_dir: Path, tmp_path: Path
 ) -> None:
-    from datasets import load_dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
     items = [
@@ -138,24 +143,6 @@ def test_dpo_trainer_takes_a_step_on_an_export_of_real_pairs(
     ]
     path = accepted_export(store, items, CandidateKind.PREFERENCE, tmp_path / "dpo", model_dir)
     assert len(rows_of(path)) == 4
-    dataset = load_dataset("json", data_files=str(path))["train"]
-    config = DPOConfig(
-        output_dir=str(tmp_path / "dpo-out"),
-        max_length=MAX_LENGTH,
-        per_device_train_batch_size=2,
-        max_steps=1,
-        learning_rate=1e-5,
-        report_to=[],
-        save_strategy="no",
-        use_cpu=True,
-        dataloader_num_workers=0,
-    )
-    trainer = DPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(str(model_dir)),
-        args=config,
-        train_dataset=dataset,
-        processing_class=AutoTokenizer.from_pretrained(str(model_dir)),
-    )
-    loss = one_step(trainer)
+    loss = one_step_on(DPOTrainer, DPOConfig, path, model_dir, tmp_path / "dpo-out", 1e-5)
     assert math.isfinite(loss)
     assert loss == pytest.approx(math.log(2), abs=0.05), "a first DPO step starts at ln 2"

@@ -50,45 +50,31 @@ class CodeExecutionFilter:
 
     def _one(self, candidate: Candidate, deadline: float) -> Score:
         if self.gaps is not None and candidate.gap_id not in self.gaps:
-            return Score(
-                filter=self.name,
-                value=1.0,
-                passed=True,
-                reason="not run: its gap is not marked code",
-                evidence={"ran": False},
-            )
+            return self._not_run("not run: its gap is not marked code", passed=True)
         blocks = [code for text in response_texts(candidate) for code in python_code(text)]
         if not blocks:
-            return Score(
-                filter=self.name,
-                value=1.0,
-                passed=True,
-                reason="no Python code block to run",
-                evidence={"ran": False},
-            )
+            return self._not_run("no Python code block to run", passed=True)
         if time.monotonic() > deadline:
-            return Score(
-                filter=self.name,
-                value=0.0,
-                passed=False,
-                reason=f"not run: this batch's {self.budget_seconds:g} s for running code ran out",
-                evidence={"ran": False},
-            )
+            budget = f"{self.budget_seconds:g} s"
+            return self._not_run(f"not run: this batch's {budget} for running code ran out")
         # The blocks run as one script, in order: a solution, then the tests that use it.
         try:
             result = run_python("\n\n".join(blocks), self.limits)
         except OSError as exc:  # this machine's trouble (no process, no disk), not the code's
-            return Score(
-                filter=self.name,
-                value=0.0,
-                passed=False,
-                reason=f"not run: the sandbox failed to start ({exc})",
-                evidence={"ran": False},
-            )
+            return self._not_run(f"not run: the sandbox failed to start ({exc})")
         return Score(
             filter=self.name,
             value=1.0 if result.passed else 0.0,
             passed=result.passed,
             reason=f"{result.outcome}: {result.reason}",
             evidence={"ran": True, "blocks": len(blocks), **result.model_dump()},
+        )
+
+    def _not_run(self, reason: str, *, passed: bool = False) -> Score:
+        return Score(
+            filter=self.name,
+            value=1.0 if passed else 0.0,
+            passed=passed,
+            reason=reason,
+            evidence={"ran": False},
         )

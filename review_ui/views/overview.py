@@ -17,7 +17,7 @@ from generator.export.selection import model_only_accepted
 from generator.prescreening import PreScreenStatus
 from generator.rounds import accepted_in, chain, round_yields
 from generator.schema import AUTO_REVIEWER, CandidateStatus, Gap
-from generator.throughput import TimedDecision
+from generator.throughput import human_decisions
 from generator.throughput import throughput as rated
 from review_ui.resources import settings, store
 from review_ui.signin import signed_in_reviewer
@@ -95,16 +95,7 @@ def rounds(run_id: str) -> pd.DataFrame:
 
 def throughput(run_id: str, labels: dict[str, str]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Reviewer throughput per reviewer and per gap (named as in the funnel)."""
-    timed = [
-        TimedDecision(
-            d.decision.reviewer,
-            d.decision.verdict,
-            d.decision.gap_id,
-            d.decision.decided_at.timestamp(),
-        )
-        for d in store().decisions(run_id)
-        if d.decision.reviewer != AUTO_REVIEWER  # the pre-screen is not a reviewer
-    ]
+    timed = human_decisions(d.decision for d in store().decisions(run_id))
 
     def table(by: str, column: str) -> pd.DataFrame:
         return pd.DataFrame(
