@@ -5,11 +5,15 @@ JSON array (``.json``), Parquet.
 Row formats (detected from the first readable row, or given explicitly):
 
 ========================  ================================================================
-``messages``              TRL conversational SFT: ``{"messages": [{"role", "content"}, ...]}``
+``messages``              TRL conversational SFT: ``{"messages": [{"role", "content"}, ...]}``,
+                          with ``tool_calls`` / ``tool`` turns and a ``tools`` list (or JSON
+                          string) for tool-calling rows
 ``preference``            TRL preference: ``{"prompt", "chosen", "rejected"}`` as message lists
                           (conversational) or strings (standard); without ``prompt``, chosen and
                           rejected are whole conversations sharing a prefix (implicit prompt)
-``sharegpt``              ``{"conversations": [{"from": "human"|"gpt"|"system", "value"}]}``
+``sharegpt``              ``{"conversations": [{"from": "human"|"gpt"|"system", "value"}]}``;
+                          LLaMA-Factory's ``function_call`` / ``observation`` turns, ``tools``
+                          and ``system`` fields
 ``alpaca``                ``{"instruction", "input"?, "output", "system"?}``
 ``prompt_completion``     ``{"prompt", "completion"}``, strings or message lists
 ``hh``                    Anthropic HH: ``{"chosen", "rejected"}`` as ``\\n\\nHuman: ...``
@@ -41,6 +45,7 @@ from pydantic import ValidationError
 
 from generator.errors import DataFileError, InvalidRowError, one_line
 from generator.schema import Example, PreferenceExample, SFTExample
+from generator.tools import call_problems
 
 Format = Literal[
     "messages", "preference", "sharegpt", "alpaca", "prompt_completion", "hh", "self_instruct"
@@ -290,10 +295,48 @@ def _require(record: dict[str, Any], *names: str) -> None:
             raise RowError(f"missing field {name!r}")
 
 
+# A message's fields gapfill keeps; anything else on a row's message (a weight, a timestamp) is
+# left behind.
+_MESSAGE_FIELDS = ("role", "content", "tool_calls", "name", "tool_call_id")
+
+
 def _messages(value: Any, where: str) -> list[dict[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(m, dict) for m in value):
         raise RowError(f"{where}: expected a list of {{role, content}} objects")
-    return [{"role": m.get("role"), "content": m.get("content")} for m in value]
+    return [
+        {"role": m.get("role"), "content": m.get("content")}
+        | {key: m[key] for key in _MESSAGE_FIELDS[2:] if m.get(key) is not None}
+        for m in value
+    ]
+
+
+def _tools(value: Any) -> list[dict[str, Any]] | None:
+    """A row's ``tools``: a list, or a JSON string of one (as TRL and LLaMA-Factory write it);
+    a bare function definition ``{"name", "parameters"}`` is wrapped as OpenAI lays it out."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise RowError("tools: a string that is not valid JSON") from None
+    if not isinstance(value, list) or not all(isinstance(t, dict) for t in value):
+        raise RowError("tools: expected a list of tool definitions")
+    return [
+        t if "function" in t or "name" not in t else {"type": "function", "function": t}
+        for t in value
+    ]
+
+
+def _with_checked_calls(example: SFTExample) -> SFTExample:
+    """An imported conversation whose calls name unknown tools, or break their schemas, is bad
+    input: refused, with the first problem."""
+    if example.calls():
+        problems = call_problems(example)
+        if problems:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise RowError(problems[0] + more)
+    return example
 
 
 def _text(record: dict[str, Any], name: str) -> str:
@@ -307,7 +350,13 @@ def _text(record: dict[str, Any], name: str) -> str:
 
 def _from_messages(record: dict[str, Any]) -> Example:
     _require(record, "messages")
-    return SFTExample.model_validate({"messages": _messages(record["messages"], "messages")})
+    example = SFTExample.model_validate(
+        {
+            "messages": _messages(record["messages"], "messages"),
+            "tools": _tools(record.get("tools")),
+        }
+    )
+    return _with_checked_calls(example)
 
 
 _SHAREGPT_ROLES = {
@@ -323,18 +372,53 @@ _SHAREGPT_ROLES = {
 }
 
 
+def _sharegpt_calls(value: Any, where: str) -> list[dict[str, Any]]:
+    """A LLaMA-Factory ``function_call`` turn's value: one ``{"name", "arguments"}`` object, or
+    a list of them (parallel calls), as JSON text."""
+    try:
+        calls = orjson.loads(value) if isinstance(value, str) else value
+    except orjson.JSONDecodeError:
+        raise RowError(f"{where}.value: a function call that is not valid JSON") from None
+    calls = calls if isinstance(calls, list) else [calls]
+    if not calls or not all(isinstance(c, dict) and "name" in c for c in calls):
+        raise RowError(f"{where}.value: expected {{name, arguments}} objects")
+    return [
+        {"type": "function", "function": {"name": c["name"], "arguments": c.get("arguments", {})}}
+        for c in calls
+    ]
+
+
 def _from_sharegpt(record: dict[str, Any]) -> Example:
+    """ShareGPT turns; LLaMA-Factory's tool turns too (``function_call``: the assistant calls,
+    ``observation``: the results, ``tools``: the definitions as a JSON string)."""
     _require(record, "conversations")
     turns = record["conversations"]
     if not isinstance(turns, list) or not all(isinstance(t, dict) for t in turns):
         raise RowError("conversations: expected a list of {from, value} objects")
-    messages = []
+    messages: list[dict[str, Any]] = []
     for index, turn in enumerate(turns):
         speaker = str(turn.get("from", "")).lower()
-        if speaker not in _SHAREGPT_ROLES:
-            raise RowError(f"conversations.{index}.from: unknown speaker {turn.get('from')!r}")
-        messages.append({"role": _SHAREGPT_ROLES[speaker], "content": turn.get("value")})
-    return SFTExample.model_validate({"messages": messages})
+        where = f"conversations.{index}"
+        if speaker == "function_call":
+            messages.append(
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": _sharegpt_calls(turn.get("value"), where),
+                }
+            )
+        elif speaker in ("observation", "tool", "function"):
+            messages.append({"role": "tool", "content": turn.get("value")})
+        elif speaker in _SHAREGPT_ROLES:
+            messages.append({"role": _SHAREGPT_ROLES[speaker], "content": turn.get("value")})
+        else:
+            raise RowError(f"{where}.from: unknown speaker {turn.get('from')!r}")
+    if record.get("system") and (not messages or messages[0]["role"] != "system"):
+        messages.insert(0, {"role": "system", "content": record["system"]})
+    example = SFTExample.model_validate(
+        {"messages": messages, "tools": _tools(record.get("tools"))}
+    )
+    return _with_checked_calls(example)
 
 
 def _from_alpaca(record: dict[str, Any]) -> Example:

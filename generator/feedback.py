@@ -124,4 +124,4 @@ def _answers(payload: dict[str, Any]) -> str:
     messages: list[Message] = (
         example.chosen if isinstance(example, PreferenceExample) else example.messages
     )
-    return "\n".join(m.content for m in messages if m.role == "assistant")
+    return "\n".join(m.text for m in messages if m.role == "assistant")

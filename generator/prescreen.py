@@ -247,14 +247,14 @@ def _texts(candidate: Candidate) -> tuple[str, str, str]:
     if isinstance(item, PreferenceExample):
         return item.prompt_text(), _joined(item.chosen), _joined(item.rejected)
     if isinstance(item, SFTExample):
-        users = [m.content for m in item.messages if m.role == "user"]
+        users = [m.text for m in item.messages if m.role == "user"]
         answers = [m for m in item.messages if m.role == "assistant"]
         return "\n".join(users), _joined(answers), ""
     return "", candidate.raw or "", ""
 
 
 def _joined(messages: Sequence[Message]) -> str:
-    return "\n\n".join(m.content for m in messages)
+    return "\n\n".join(m.text for m in messages)
 
 
 def _models(candidate: Candidate) -> tuple[list[str], list[str]]:

@@ -66,4 +66,4 @@ class RunTexts:
         example = candidate.edited or candidate.payload
         if example is None:
             return candidate.raw
-        return "\n\n".join(m.content for m in example.turns())
+        return "\n\n".join(m.text for m in example.turns())

@@ -23,14 +23,17 @@ from pydantic import (
     StringConstraints,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
 from generator.errors import InvalidValueError
 from generator.filters.settings import FilterSettings
+from generator.tools import schema_problem
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 
 # Run and gap ids appear inside Redis keys and index fields, so they are kept to a safe alphabet.
 # No ':' (the keys' separator): run "a:status" would otherwise own the key names
@@ -57,38 +60,211 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# A tool's or a call's name: what the OpenAI API allows (letters, digits, '_', '-', at most 64).
+TOOL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
+ToolName = Annotated[str, StringConstraints(pattern=TOOL_NAME_PATTERN)]
+
+
+def _json_object(value: Any, what: str) -> Any:
+    """A JSON object given as a string (the OpenAI wire format) parsed; anything else as is."""
+    if isinstance(value, str):
+        try:
+            value = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            raise ValueError(f"{what} is a string that is not valid JSON") from None
+    return value
+
+
+class FunctionCall(BaseModel):
+    """What a tool call asks for: a tool by name, with arguments (a JSON object)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ToolName
+    arguments: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("arguments", mode="before")
+    @classmethod
+    def _parsed(cls, value: Any) -> Any:
+        # OpenAI sends arguments as a JSON string; TRL and chat templates want the object.
+        return _json_object(value, "arguments")
+
+
+class ToolCall(BaseModel):
+    """One call in an assistant turn, as TRL and the OpenAI chat format lay it out."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["function"] = "function"
+    id: str | None = Field(default=None, max_length=128)
+    function: FunctionCall
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class FunctionDefinition(BaseModel):
+    """A tool the model may call: its name, what it does, and its parameters' JSON Schema."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ToolName
+    description: str = ""
+    parameters: dict[str, Any] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}},
+        description="A JSON Schema for the call's arguments object.",
+    )
+    strict: bool | None = None
+
+    @field_validator("parameters")
+    @classmethod
+    def _a_schema(cls, value: dict[str, Any]) -> dict[str, Any]:
+        problem = schema_problem(value)
+        if problem:
+            raise ValueError(f"not a valid JSON Schema: {problem}")
+        return value
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: Any) -> dict[str, Any]:
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+
+class ToolDefinition(BaseModel):
+    """One entry of an example's ``tools`` list (the OpenAI and TRL layout)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["function"] = "function"
+    function: FunctionDefinition
+
+
+# Keys a message has only when it uses them: a plain turn is exactly {"role", "content"}, as it
+# was before tools, so its bytes, its content hash and its exported row are unchanged.
+_OPTIONAL_MESSAGE_KEYS = ("tool_calls", "name", "tool_call_id")
+
+
 class Message(BaseModel):
-    """One chat turn, as TRL and the OpenAI chat API lay it out."""
+    """One chat turn, as TRL and the OpenAI chat API lay it out: an assistant turn may call
+    tools (``tool_calls``, its content then possibly empty); a ``tool`` turn carries a call's
+    result, naming the tool (``name``, TRL) and/or the call (``tool_call_id``, OpenAI)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     role: Role
-    content: str = Field(description="The turn's text; must contain something besides whitespace.")
+    # Declared before ``content`` so that content's check can see whether the turn calls tools
+    # (fields validate in this order); the dump puts content back second.
+    tool_calls: list[ToolCall] | None = None
+    content: str = Field(
+        default="",
+        description="The turn's text; must contain something besides whitespace, except in an "
+        "assistant turn that calls tools.",
+    )
+    name: ToolName | None = None
+    tool_call_id: str | None = Field(default=None, max_length=128)
+
+    @field_validator("content", mode="before")
+    @classmethod
+    def _none_is_empty(cls, value: Any) -> Any:
+        return "" if value is None else value  # OpenAI writes content null beside tool calls
 
     @field_validator("content")
     @classmethod
-    def _content_not_blank(cls, value: str) -> str:
-        if not value.strip():
+    def _content_not_blank(cls, value: str, info: ValidationInfo) -> str:
+        if not value.strip() and not info.data.get("tool_calls"):
             raise ValueError("content is empty")
         return value
 
+    @model_validator(mode="after")
+    def _consistent(self) -> Message:
+        if self.tool_calls is not None and self.role != "assistant":
+            raise ValueError("tool_calls: only an assistant turn calls tools")
+        if self.tool_calls is not None and not self.tool_calls:
+            raise ValueError("tool_calls: empty (leave it out instead)")
+        if (self.name is not None or self.tool_call_id is not None) and self.role != "tool":
+            raise ValueError("name and tool_call_id belong to tool turns only")
+        return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        dumped = {"role": data["role"], "content": data["content"]}
+        for key in _OPTIONAL_MESSAGE_KEYS:
+            if data.get(key) is not None:
+                dumped[key] = data[key]
+        return dumped
+
+    @property
+    def text(self) -> str:
+        """Everything the turn says, its tool calls written out as ``name({...})``: what the
+        filters score (PII in a call's arguments counts as much as in prose)."""
+        if not self.tool_calls:
+            return self.content
+        calls = [
+            f"{call.function.name}({orjson.dumps(call.function.arguments).decode()})"
+            for call in self.tool_calls
+        ]
+        return "\n".join([self.content, *calls]) if self.content.strip() else "\n".join(calls)
+
+
+def _check_tool_results(messages: list[Message], call_at: int, field: str) -> int:
+    """The tool turns after the assistant turn at ``call_at``: one per call, in order, each
+    naming its call (by id) or its tool (by name) where it names one. Returns the index after
+    them."""
+    calls = messages[call_at].tool_calls or []
+    for offset, call in enumerate(calls, start=1):
+        position = call_at + offset
+        if position >= len(messages) or messages[position].role != "tool":
+            raise ValueError(
+                f"{field}.{call_at}.tool_calls: {len(calls)} call(s) but "
+                f"{offset - 1} tool result(s) follow"
+            )
+        result = messages[position]
+        if result.name is not None and result.name != call.function.name:
+            raise ValueError(
+                f"{field}.{position}.name: {result.name!r} answers a call to {call.function.name!r}"
+            )
+        if (
+            result.tool_call_id is not None
+            and call.id is not None
+            and result.tool_call_id != call.id
+        ):
+            raise ValueError(
+                f"{field}.{position}.tool_call_id: {result.tool_call_id!r}, expected {call.id!r}"
+            )
+    return call_at + len(calls) + 1
+
 
 def _check_alternation(messages: list[Message], *, must_end_with: Role, field: str) -> None:
-    """Roles go [system] user assistant user assistant ... and end with ``must_end_with``."""
+    """Roles go [system] user assistant user assistant ... and end with ``must_end_with``.
+    An assistant turn that calls tools is followed by one tool turn per call, then by an
+    assistant turn again (which may call more); a conversation never ends on a call."""
     if not messages:
         raise ValueError(f"{field}: no messages")
-    turns = messages[1:] if messages[0].role == "system" else messages
-    if not turns:
+    index = 1 if messages[0].role == "system" else 0
+    if index == len(messages):
         raise ValueError(f"{field}: only a system message")
-    for index, message in enumerate(turns):
-        expected = "user" if index % 2 == 0 else "assistant"
+    expected: Role = "user"
+    while index < len(messages):
+        message = messages[index]
         if message.role != expected:
-            position = index + (len(messages) - len(turns))
-            raise ValueError(
-                f"{field}.{position}.role: {message.role!r}, expected {expected!r} "
-                "(roles must alternate user/assistant after an optional system turn)"
+            hint = (
+                "a tool turn must answer a call of the assistant turn before it"
+                if message.role == "tool"
+                else "roles must alternate user/assistant after an optional system turn"
             )
-    if turns[-1].role != must_end_with:
+            raise ValueError(
+                f"{field}.{index}.role: {message.role!r}, expected {expected!r} ({hint})"
+            )
+        if message.tool_calls:
+            index = _check_tool_results(messages, index, field)
+            if index == len(messages):
+                raise ValueError(f"{field}: ends on tool results; the assistant must answer")
+            expected = "assistant"
+            continue
+        expected = "assistant" if message.role == "user" else "user"
+        index += 1
+    if messages[-1].role != must_end_with:
         raise ValueError(f"{field}: the last message must be from the {must_end_with}")
 
 
@@ -98,11 +274,29 @@ class SFTExample(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     messages: list[Message]
+    tools: list[ToolDefinition] | None = Field(
+        default=None, description="The tools the conversation may call (JSON Schemas)."
+    )
 
     @model_validator(mode="after")
     def _roles_alternate(self) -> SFTExample:
         _check_alternation(self.messages, must_end_with="assistant", field="messages")
+        if self.tools is not None:
+            names = [tool.function.name for tool in self.tools]
+            if len(set(names)) != len(names):
+                raise ValueError("tools: two tools share a name")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("tools") is None:
+            data.pop("tools", None)
+        return data
+
+    def calls(self) -> list[ToolCall]:
+        """Every tool call the conversation makes, in order."""
+        return [call for m in self.messages for call in (m.tool_calls or [])]
 
     def prompt_text(self) -> str:
         """The last user turn: what the example asks."""

@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from generator.schema import Candidate, PreferenceExample, Score, SFTExample, content_hash
 
 if TYPE_CHECKING:
@@ -49,11 +51,16 @@ def screened_example(candidate: Candidate) -> SFTExample | PreferenceExample | N
 
 
 def screened_text(candidate: Candidate) -> str:
-    """Every turn of the content a candidate holds now, one per line (or its raw text)."""
+    """Every turn of the content a candidate holds now, one per line (or its raw text), tool
+    calls' arguments included, then the tools it lists (a key pasted into a tool's description
+    leaves in the export as surely as one in a turn)."""
     example = screened_example(candidate)
     if example is None:
         return candidate.raw or ""
-    return "\n".join(m.content for m in example.turns())
+    turns = [m.text for m in example.turns()]
+    if isinstance(example, SFTExample) and example.tools:
+        turns += [orjson.dumps(tool.model_dump(mode="json")).decode() for tool in example.tools]
+    return "\n".join(turns)
 
 
 def candidate_screened_hash(candidate: Candidate) -> str:

@@ -143,3 +143,25 @@ def serving_ui(
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(timeout=20)
+
+
+TOOLS_DATA = Path(__file__).parent / "data" / "tools"
+CHATML_TOOLS = Path(__file__).parent.parent / "examples" / "tools" / "chatml_tools.jinja"
+
+
+def tool_conversations() -> list[SFTExample]:
+    """The hand-written tool-calling conversations of tests/data/tools (TRL layout)."""
+    from generator.dataset_reader import load_examples
+
+    return [e for e in load_examples(TOOLS_DATA / "trl_tools.jsonl") if isinstance(e, SFTExample)]
+
+
+def tool_tokenizer(model_dir: Path, out: Path) -> Path:
+    """The bundled model's tokenizer saved with the ChatML-with-tools template of examples/
+    (SmolLM2's own template drops tool calls)."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    tokenizer.chat_template = CHATML_TOOLS.read_text(encoding="utf-8")
+    tokenizer.save_pretrained(str(out))
+    return out

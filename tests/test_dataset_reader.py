@@ -126,7 +126,7 @@ BAD_LINES = [
     (b"{not json", r"invalid JSON"),
     (
         b'{"messages": [{"role": "user", "content": "hi"}, {"role": "bot", "content": "x"}]}',
-        r"messages\.1\.role: Input should be 'system', 'user' or 'assistant'",
+        r"messages\.1\.role: Input should be 'system', 'user', 'assistant' or 'tool'",
     ),
     (
         b'{"messages": [{"role": "user", "content": "hi"}, '
@@ -209,3 +209,110 @@ def test_ingest_stores_every_row_once_with_its_source(store: Store, tmp_path: Pa
     assert lease is not None
     assert lease.item.provenance.source == "imported"
     assert lease.item.provenance.source_file == str(path)
+
+
+# -- conversations with tools ------------------------------------------------------------------
+
+TOOLS_DATA = Path(__file__).parent / "data" / "tools"
+
+
+def test_trl_tool_calling_rows_import_with_their_calls_results_and_tools() -> None:
+    report = read_examples(TOOLS_DATA / "trl_tools.jsonl")
+    assert report.format == "messages"
+    examples = [row.example for row in report.examples]
+    assert all(isinstance(e, SFTExample) and e.tools for e in examples)
+    calendar = examples[1]
+    assert isinstance(calendar, SFTExample)
+    assert [m.role for m in calendar.messages] == [
+        "system",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+        "user",
+        "assistant",
+        "tool",
+        "assistant",
+    ]
+    assert [c.function.name for c in calendar.calls()] == ["create_event", "convert_currency"]
+    # Row 3 gives its tools as a JSON string, as TRL also accepts.
+    parallel = examples[2]
+    assert isinstance(parallel, SFTExample) and parallel.tools is not None
+    assert [c.function.arguments for c in parallel.calls()] == [
+        {"city": "Lisbon"},
+        {"city": "Madrid"},
+    ]
+
+
+def test_llama_factory_sharegpt_tool_turns_import_as_the_same_conversation() -> None:
+    sharegpt = read_examples(TOOLS_DATA / "sharegpt_tools.jsonl")
+    trl = read_examples(TOOLS_DATA / "trl_tools.jsonl")
+    assert sharegpt.format == "sharegpt"
+    first = sharegpt.examples[0].example
+    expected = trl.examples[0].example
+    assert isinstance(first, SFTExample) and isinstance(expected, SFTExample)
+    assert first.calls() == expected.calls()
+    assert first.tools == expected.tools
+    assert [m.role for m in first.messages] == ["user", "assistant", "tool", "assistant"]
+    multi_turn = sharegpt.examples[1].example
+    assert isinstance(multi_turn, SFTExample)
+    assert [m.role for m in multi_turn.messages].count("user") == 3
+
+
+def _tool_row(arguments: dict[str, Any], name: str = "get_weather") -> dict[str, Any]:
+    row = json.loads((TOOLS_DATA / "trl_tools.jsonl").read_text().splitlines()[0])
+    row["messages"][1]["tool_calls"][0]["function"] = {"name": name, "arguments": arguments}
+    row["messages"][2]["name"] = name
+    return row
+
+
+TOOL_BAD_ROWS = {
+    "a call to an unknown tool": (
+        _tool_row({"city": "Oslo"}, name="send_email"),
+        r"messages\.1\.tool_calls\.0: calls unknown tool 'send_email' "
+        r"\(tools listed: get_weather\)",
+    ),
+    "arguments that break the schema": (
+        _tool_row({"city": "Oslo", "unit": "kelvin"}),
+        r"messages\.1\.tool_calls\.0: arguments for 'get_weather' break its schema: "
+        r"unit: 'kelvin' is not one of \['celsius', 'fahrenheit'\]",
+    ),
+    "a conversation that ends on a user turn": (
+        {
+            "messages": [
+                *_tool_row({"city": "Oslo"})["messages"],
+                {"role": "user", "content": "And?"},
+            ]
+        },
+        r"messages: the last message must be from the assistant",
+    ),
+    "a call left without its result": (
+        {"messages": _tool_row({"city": "Oslo"})["messages"][:2]},
+        r"messages\.1\.tool_calls: 1 call\(s\) but 0 tool result\(s\) follow",
+    ),
+    "tools that are no JSON string": (
+        {**_tool_row({"city": "Oslo"}), "tools": "[{oops"},
+        r"tools: a string that is not valid JSON",
+    ),
+    "a ShareGPT function call that is no JSON": (
+        {
+            "conversations": [
+                {"from": "human", "value": "hi"},
+                {"from": "function_call", "value": "get("},
+            ]
+        },
+        r"conversations\.1\.value: a function call that is not valid JSON",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(TOOL_BAD_ROWS))
+def test_a_bad_tool_row_is_one_error_and_stores_nothing(
+    store: Store, tmp_path: Path, case: str
+) -> None:
+    row, reason = TOOL_BAD_ROWS[case]
+    good = GOOD_ROWS["sharegpt"] if "conversations" in row else _tool_row({"city": "Oslo"})
+    path = write_jsonl(tmp_path / "tools.jsonl", [good, row])
+    with pytest.raises(InvalidRowError, match=rf"^{path}:2: {reason}"):
+        ingest_file(store, path, "run-1")
+    assert list(store.redis.scan_iter(match=f"{store.keys.prefix}:*")) == []

@@ -40,7 +40,15 @@ from generator.schema import (
 )
 from generator.screening import screen_all
 from generator.store import Store
-from tests.factories import candidate, preference, run_cli, sft
+from tests.factories import (
+    TOOLS_DATA,
+    candidate,
+    preference,
+    run_cli,
+    sft,
+    tool_conversations,
+    tool_tokenizer,
+)
 from workers.registry import WorkerContext
 
 SFT = CandidateKind.SFT
@@ -858,3 +866,73 @@ def test_a_clearance_given_before_another_reviewer_edits_in_leaks_does_not_let_i
     result = export(store, options(tmp_path, model_dir), tmp_path)
     assert [refused for refused, _ in result.refused] == [item.id]
     assert "078-05-1120" not in (tmp_path / "export" / "train.jsonl").read_text()
+
+
+# -- tool-calling conversations ----------------------------------------------------------------
+
+
+def tool_items() -> list[Candidate]:
+    return [
+        Candidate(kind=SFT, payload=example, run_id="run-1", status=CandidateStatus.PENDING)
+        for example in tool_conversations()
+    ]
+
+
+def test_tool_calling_rows_export_in_trl_layout_and_render_their_calls(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from datasets import load_dataset
+    from transformers import AutoTokenizer
+
+    put(store, tool_items())
+    accept_all(store)
+    tokenizer_dir = tool_tokenizer(model_dir, tmp_path / "tokenizer")
+    export(store, options(tmp_path, tokenizer_dir), tmp_path)
+    path = tmp_path / "export" / "train.jsonl"
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    expected = sorted(
+        (json.loads(line) for line in (TOOLS_DATA / "trl_tools.jsonl").read_text().splitlines()),
+        key=lambda r: r["messages"][-1]["content"],
+    )
+    for row in expected:  # the row given as a JSON string is exported as TRL's list
+        row["tools"] = json.loads(row["tools"]) if isinstance(row["tools"], str) else row["tools"]
+    assert sorted(rows, key=lambda r: r["messages"][-1]["content"]) == expected
+    # datasets reads it back without merging the tools' argument fields, and the template
+    # renders each call with its own arguments.
+    loaded = load_dataset("json", data_files=str(path))["train"]
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    texts = [
+        tokenizer.apply_chat_template(r["messages"], tools=r["tools"], tokenize=False)
+        for r in loaded
+    ]
+    assert any(
+        '<tool_call>{"name": "get_weather", "arguments": {"city": "Lisbon"}}' in t for t in texts
+    )
+    assert all('"unit": null' not in t for t in texts)
+
+
+def test_tool_rows_are_refused_where_they_would_not_train_as_they_are(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    put(store, tool_items())
+    accept_all(store)
+    with pytest.raises(
+        ExportError, match="its chat template drops tool calls, and 3 rows call tools"
+    ):
+        export(store, options(tmp_path, model_dir), tmp_path)
+    tokenizer_dir = tool_tokenizer(model_dir, tmp_path / "tokenizer")
+    with pytest.raises(
+        ExportError, match="--format parquet: 3 rows call tools; export them as JSONL"
+    ):
+        export(store, options(tmp_path, tokenizer_dir, format="parquet"), tmp_path)
+    assert not (tmp_path / "export").exists()
+
+
+def test_a_stored_tool_row_whose_call_breaks_its_schema_is_excluded_not_exported() -> None:
+    row = sft_row(tool_conversations()[0].model_dump(mode="json"))
+    assert structure_problem(row) is None
+    row["messages"][1]["tool_calls"][0]["function"]["arguments"] = {"city": 7}
+    assert structure_problem(row) == (
+        "messages.1.tool_calls.0: arguments for 'get_weather' break its schema: "
+        "city: 7 is not of type 'string'"
+    )

@@ -59,7 +59,7 @@ def test_blank_content_is_refused(content: str) -> None:
 
 def test_unknown_roles_and_extra_fields_are_refused() -> None:
     with pytest.raises(ValidationError):
-        Message.model_validate({"role": "tool", "content": "x"})
+        Message.model_validate({"role": "function", "content": "x"})
     with pytest.raises(ValidationError):
         Message.model_validate({"role": "user", "content": "x", "weight": 1})
 

@@ -43,8 +43,8 @@ _REFUSAL_CELL = re.compile(r"refus|safety|safe|harm|decline", re.IGNORECASE)
 
 def answers(example: Example) -> list[str]:
     if isinstance(example, SFTExample):
-        return [m.content for m in example.messages if m.role == "assistant"]
-    return [m.content for m in example.chosen]
+        return [m.text for m in example.messages if m.role == "assistant"]
+    return [m.text for m in example.chosen]
 
 
 def _quantiles(values: Sequence[float]) -> Quantiles:
@@ -243,8 +243,8 @@ def near_identical_pairs(examples: list[Example]) -> list[int]:
     rows = []
     for index, example in enumerate(examples):
         if isinstance(example, PreferenceExample):
-            chosen = shingles(" ".join(m.content for m in example.chosen), 3)
-            rejected = shingles(" ".join(m.content for m in example.rejected), 3)
+            chosen = shingles(" ".join(m.text for m in example.chosen), 3)
+            rejected = shingles(" ".join(m.text for m in example.rejected), 3)
             if jaccard(chosen, rejected) >= NEAR_IDENTICAL_PAIR:
                 rows.append(index)
     return rows
@@ -274,4 +274,4 @@ def judge_section(
 def item_matrix(embedder: Embedder, examples: list[Example]) -> np.ndarray:
     """One unit vector per row: the mean of its turns' embeddings (each turn embedded once, and
     the contamination check reuses the same turn vectors from the embedder's memory)."""
-    return item_vectors(embedder, [[m.content for m in e.turns()] for e in examples])
+    return item_vectors(embedder, [[m.text for m in e.turns()] for e in examples])

@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any, Protocol, cast
 
 import orjson
+from pydantic import ValidationError
 
+from generator.dataset_reader import describe
 from generator.errors import ConfigError
-from generator.export.rows import Row, Turns, preference_row, row_messages, sft_row
+from generator.export.rows import Row, Turns, preference_row, row_messages, sft_row, uses_tools
+from generator.schema import SFTExample
+from generator.tools import call_problems
 
 _SPECIAL_TOKEN_ROOM = 8
 DEFAULT_MAX_LENGTH = 2048  # tokens; the export's and the eval report's default
@@ -30,6 +34,8 @@ DEFAULT_MAX_LENGTH = 2048  # tokens; the export's and the eval report's default
 
 def structure_problem(row: Row) -> str | None:
     """Why the row is not a well-formed conversation, or None."""
+    if uses_tools(row):
+        return _tool_structure_problem(row)
     for conversation in row_messages(row):
         for index, message in enumerate(conversation):
             content = message["content"]
@@ -39,6 +45,19 @@ def structure_problem(row: Row) -> str | None:
         if problem is not None:
             return problem
     return None
+
+
+def _tool_structure_problem(row: Row) -> str | None:
+    """A tool-calling row (rare next to plain ones) is checked by the schema itself: calls
+    answered in order, an assistant answer last, the calls fitting the tools listed."""
+    if "messages" not in row:
+        return "tool calls in a preference pair: gapfill exports tool use as SFT rows only"
+    try:
+        example = SFTExample.model_validate(row)
+    except ValidationError as exc:
+        return describe(exc)
+    problems = call_problems(example)
+    return problems[0] if problems else None
 
 
 @functools.lru_cache(maxsize=1024)
@@ -114,6 +133,53 @@ def payload_conversations(payload: dict[str, Any]) -> list[Turns]:
     return row_messages(sft_row(payload) if "messages" in payload else preference_row(payload))
 
 
+# A conversation that is counted with its row's tools carries them in a first pseudo-turn: the
+# count, its cache key and the trainer's rendering all depend on them.
+_TOOLS_ROLE = "__tools__"
+
+
+def rendered(conversation: Turns, tools: list[dict[str, Any]] | None) -> Turns:
+    """``conversation`` as one unit of counting: with its tools, where it has any."""
+    return [{"role": _TOOLS_ROLE, "tools": tools}, *conversation] if tools else conversation
+
+
+def _unrendered(conversation: Turns) -> tuple[Turns, list[dict[str, Any]] | None]:
+    if conversation and conversation[0]["role"] == _TOOLS_ROLE:
+        return conversation[1:], conversation[0]["tools"]
+    return conversation, None
+
+
+def template_problem(tokenizer: Any) -> str | None:
+    """Why ``tokenizer``'s chat template would lose tool calls or tools when a trainer renders
+    a tool-calling row (None if it renders both): such a row would train without them."""
+    marker = "gapfill_probe_7f3c"
+    probe = [
+        {"role": "user", "content": "hi"},
+        {
+            "role": "assistant",
+            "content": "",
+            "tool_calls": [
+                {"type": "function", "function": {"name": marker, "arguments": {"q": marker}}}
+            ],
+        },
+        {"role": "tool", "name": marker, "content": "ok"},
+        {"role": "assistant", "content": "done"},
+    ]
+    tool = {
+        "type": "function",
+        "function": {"name": "lookup_" + marker, "parameters": {"type": "object"}},
+    }
+    try:
+        text = tokenizer.apply_chat_template(probe, tools=[tool], tokenize=False)
+    except Exception as exc:  # a template that raises on tool turns: any error is the answer
+        return f"its chat template fails on tool turns: {type(exc).__name__}: {exc}"[:300]
+    if marker not in text:
+        return "its chat template drops tool calls"
+    if "lookup_" + marker not in text:
+        return "its chat template drops the tools list"
+    return None
+
+
 class LengthCheck:
     """Token counts under a tokenizer's chat template, against ``max_length``."""
 
@@ -145,6 +211,8 @@ class LengthCheck:
         return self._overhead[roles]
 
     def _surely_fits(self, conversation: Turns) -> bool:
+        if any([len(m) != 2 for m in conversation]):
+            return False  # tool calls and schemas render as the template likes: count them
         size = self._template_bytes(tuple([m["role"] for m in conversation]))
         for message in conversation:
             text = message["content"]
@@ -153,15 +221,17 @@ class LengthCheck:
 
     def surely_fits(self, row: Row) -> bool:
         """Whether the row fits by byte count alone: if not, ``problems`` counts its tokens."""
+        if "tools" in row:
+            return False
         return all([self._surely_fits(conversation) for conversation in row_messages(row)])
 
     def problems(self, rows: list[Row]) -> list[str | None]:
         """Per row: why it is too long, or None."""
         unsure = [
-            (index, conversation)
+            (index, rendered(conversation, row.get("tools")))
             for index, row in enumerate(rows)
             for conversation in row_messages(row)
-            if not self._surely_fits(conversation)
+            if "tools" in row or not self._surely_fits(conversation)
         ]
         found: list[str | None] = [None] * len(rows)
         counts = self._counts([conversation for _, conversation in unsure])
@@ -198,8 +268,12 @@ class LengthCheck:
         return cast(list[int], counts)  # every None was filled above
 
     def count(self, conversations: list[Turns]) -> list[int]:
-        """Exact token counts under the chat template, one per conversation (no shortcut)."""
-        texts = [self.tokenizer.apply_chat_template(c, tokenize=False) for c in conversations]
+        """Exact token counts under the chat template, one per conversation (no shortcut); a
+        conversation from ``rendered`` is counted with its tools, as a trainer renders it."""
+        texts = [
+            self.tokenizer.apply_chat_template(turns, tools=tools, tokenize=False)
+            for turns, tools in map(_unrendered, conversations)
+        ]
         return self._count(texts)
 
     def _count(self, texts: list[str]) -> list[int]:

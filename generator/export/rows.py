@@ -1,9 +1,11 @@
 """TRL's conversational layouts, as canonical bytes.
 
-SFT: ``{"messages": [{"role", "content"}, ...]}``. Preference: ``{"prompt": [...], "chosen":
-[...], "rejected": [...]}``. Keys in a fixed order and orjson's deterministic output, so the
-same accepted set always gives the same bytes. Rows are built from the stored JSON of items
-(the schema's ``SFTExample`` / ``PreferenceExample`` already have exactly these fields).
+SFT: ``{"messages": [{"role", "content"}, ...]}``, and for tool-calling conversations TRL's
+tool layout: assistant turns with ``tool_calls``, ``tool`` turns with the results, and the row's
+``tools`` (JSON Schemas; TRL passes them to the chat template). Preference: ``{"prompt":
+[...], "chosen": [...], "rejected": [...]}``. Keys in a fixed order and orjson's deterministic
+output, so the same accepted set always gives the same bytes. Rows are built from the stored
+JSON of items (the schema's ``SFTExample`` / ``PreferenceExample`` have exactly these fields).
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import orjson
 
 from generator.schema import PREFERENCE_PAIR_TAG, CandidateKind, DecisionRecord
 
-Turns = list[dict[str, str]]
-Row = dict[str, Turns]
+Turns = list[dict[str, Any]]
+Row = dict[str, Any]  # "messages" | "prompt"/"chosen"/"rejected": Turns; "tools": a list
+
+_TOOL_KEYS = ("tool_calls", "name", "tool_call_id")
 
 
 class RowRefused(ValueError):
@@ -23,16 +27,29 @@ class RowRefused(ValueError):
 
 
 def _turns(messages: list[dict[str, Any]]) -> Turns:
-    # Stored turns are already exactly {"role", "content"}, in that order (``Message`` allows
-    # no other field), so they are used as they are: copying 200,000 of them cost a tenth of a
-    # second. Anything else is rebuilt to that shape.
+    # Stored plain turns are already exactly {"role", "content"}, in that order, so they are
+    # used as they are: copying 200,000 of them cost a tenth of a second. Anything else is
+    # rebuilt to that shape, keeping the tool fields a turn has.
     if all([len(m) == 2 for m in messages]):
         return messages
-    return [{"role": m["role"], "content": m["content"]} for m in messages]
+    return [
+        {"role": m["role"], "content": m["content"]} | {k: m[k] for k in _TOOL_KEYS if k in m}
+        for m in messages
+    ]
 
 
 def sft_row(example: dict[str, Any]) -> Row:
-    return {"messages": _turns(example["messages"])}
+    row: Row = {"messages": _turns(example["messages"])}
+    if example.get("tools"):
+        row["tools"] = example["tools"]
+    return row
+
+
+def uses_tools(row: Row) -> bool:
+    """Whether the row lists tools or has a turn that calls one or answers one."""
+    return "tools" in row or any(
+        [len(m) != 2 for conversation in row_messages(row) for m in conversation]
+    )
 
 
 def preference_row(example: dict[str, Any]) -> Row:

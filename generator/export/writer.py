@@ -19,18 +19,19 @@ from collections.abc import Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 from generator.dataset_reader import read_examples
 from generator.embeddings import Embedder
 from generator.errors import ExportError
 from generator.export import files
 from generator.export import manifest as record
-from generator.export.checks import LengthCheck, load_tokenizer
+from generator.export.checks import LengthCheck, load_tokenizer, template_problem
 from generator.export.manifest_writer import ExportState, write_manifest
 from generator.export.options import ExportOptions, ExportResult
 from generator.export.prepare import Prepared, approved_row, existing_row
 from generator.export.reports import run_reports
-from generator.export.rows import Row, RowRefused, preference_row, sft_row
+from generator.export.rows import Row, RowRefused, preference_row, sft_row, uses_tools
 from generator.export.selection import Selection
 from generator.export.split import split
 from generator.export.target import check_target
@@ -225,6 +226,28 @@ def _collector_paused() -> Iterator[None]:
             gc.enable()
 
 
+def _check_tool_rows(options: ExportOptions, rows: list[Prepared], tokenizer: Any) -> None:
+    """Tool-calling rows leave only where they train as they are: in JSONL (Parquet's columns
+    would merge every tool's argument fields into each call, filling the others with nulls)
+    and checked with a tokenizer whose chat template renders calls and tools (else the rows
+    would train without them)."""
+    calling = sum(1 for entry in rows if uses_tools(entry.row))
+    if not calling:
+        return
+    if options.format == "parquet":
+        raise ExportError(
+            f"--format parquet: {calling} rows call tools; export them as JSONL (Parquet would "
+            "merge the tools' argument fields, filling each call with other tools' nulls)"
+        )
+    problem = template_problem(tokenizer)
+    if problem is not None:
+        raise ExportError(
+            f"--tokenizer {options.tokenizer or 'bundled'}: {problem}, and {calling} rows call "
+            "tools; give the tokenizer of the model you will train (its chat template must "
+            "render tool calls)"
+        )
+
+
 def export(
     store: Store, options: ExportOptions, data_dir: Path, embedder: Embedder | None = None
 ) -> ExportResult:
@@ -252,6 +275,7 @@ def _export(
     generated, excluded = _prepared_rows(options, selection, lengths)
     clock.lap("select")
     rows = _checked_rows(options, generated, excluded, lengths)
+    _check_tool_rows(options, rows, tokenizer)
     clock.lap("check")
     if not rows:
         refused = f", {len(selection.refused)} refused" if selection.refused else ""

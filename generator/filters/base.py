@@ -26,14 +26,14 @@ def full_text(candidate: Candidate) -> str:
     """Every turn of the candidate (or its raw text), one per line: what duplicates compare."""
     if candidate.payload is None:
         return candidate.raw or ""
-    return "\n".join(m.content for m in candidate.payload.turns())
+    return "\n".join(m.text for m in candidate.payload.turns())
 
 
 def turn_texts(candidate: Candidate) -> tuple[str, ...]:
     """Each turn's text (or the raw text): what is embedded, one text at a time."""
     if candidate.payload is None:
         return (candidate.raw or "",)
-    return tuple(m.content for m in candidate.payload.turns())
+    return tuple(m.text for m in candidate.payload.turns())
 
 
 def prompt_text(candidate: Candidate) -> str:

@@ -82,7 +82,7 @@ class ContaminationFilter:
         owners, turns = [], []
         for index, candidate in enumerate(candidates):
             parts = (
-                [m.content for m in candidate.payload.turns()]
+                [m.text for m in candidate.payload.turns()]
                 if candidate.payload
                 else [full_text(candidate)]
             )

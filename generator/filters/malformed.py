@@ -44,7 +44,7 @@ class MalformedFilter:
             return "unparseable output (expected JSON)", {"raw": raw[:2000]}
         if candidate.provenance.finish_reason == "length":
             return "truncated: the generation hit max_tokens", {}
-        texts = [m.content for m in candidate.payload.turns()]
+        texts = [m.text for m in candidate.payload.turns()]
         total = sum(len(t) for t in texts)
         if total > self.max_chars:
             return f"too long: {total} characters (limit {self.max_chars})", {}

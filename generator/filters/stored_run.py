@@ -36,7 +36,7 @@ def reference_items(path: Path) -> list[ReferenceItem]:
     """Every readable row of a dataset file (a reference set need not be clean)."""
     report = read_examples(path, collect_errors=True)
     return [
-        ReferenceItem(f"{path.name}:{row.line}", tuple(m.content for m in row.example.turns()))
+        ReferenceItem(f"{path.name}:{row.line}", tuple(m.text for m in row.example.turns()))
         for row in report.examples
     ]
 
@@ -174,7 +174,7 @@ class RunPipelines:
             if item_id not in batch
         ]
         return [
-            ReferenceItem(c.id, tuple(m.content for m in (c.edited or c.payload).turns()))  # type: ignore[union-attr]
+            ReferenceItem(c.id, tuple(m.text for m in (c.edited or c.payload).turns()))  # type: ignore[union-attr]
             for c in store.get_many(ids)
             if (c.edited or c.payload) is not None
         ]

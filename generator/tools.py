@@ -1,0 +1,89 @@
+"""Tools in conversations: checking a tool's JSON Schema, and a conversation's calls against
+the tools it lists.
+
+Two different strictnesses use these. An imported row whose call names an unknown tool or
+breaks its tool's schema is refused (``dataset_reader``): it is bad input. A generated one is
+kept and flagged by the ``tool_calls`` filter (``filters/tool_calls.py``): a model's invalid call
+is a finding for the reviewer, never silently fixed.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+import orjson
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import SchemaError, ValidationError
+from referencing.exceptions import Unresolvable
+
+if TYPE_CHECKING:
+    from generator.schema import SFTExample, ToolDefinition
+
+# A schema nested deeper than this is refused: jsonschema recurses once per level.
+_MAX_SCHEMA_DEPTH = 32
+
+
+def _depth(value: Any, level: int = 0) -> int:
+    if level > _MAX_SCHEMA_DEPTH:
+        return level
+    if isinstance(value, dict):
+        return max((_depth(v, level + 1) for v in value.values()), default=level)
+    if isinstance(value, list):
+        return max((_depth(v, level + 1) for v in value), default=level)
+    return level
+
+
+def schema_problem(schema: dict[str, Any]) -> str:
+    """Why ``schema`` is no usable JSON Schema for a call's arguments ('' if it is one)."""
+    if _depth(schema) > _MAX_SCHEMA_DEPTH:
+        return f"nested deeper than {_MAX_SCHEMA_DEPTH} levels"
+    try:
+        # Local references ($defs) resolve; jsonschema fetches no remote one (since 4.18 a
+        # reference it has no registry entry for fails), so a schema cannot make us download.
+        Draft202012Validator.check_schema(schema)
+    except SchemaError as exc:
+        return str(exc.message)
+    if schema.get("type", "object") != "object":
+        return "a call's arguments are an object: the schema's type must be 'object'"
+    return ""
+
+
+@lru_cache(maxsize=256)
+def _validator(schema_json: bytes) -> Draft202012Validator:
+    return Draft202012Validator(orjson.loads(schema_json))
+
+
+def argument_problem(tool: ToolDefinition, arguments: dict[str, Any]) -> str:
+    """Why ``arguments`` do not fit ``tool``'s parameters ('' if they do): the first error,
+    with the path of the argument it is about."""
+    schema = orjson.dumps(tool.function.parameters, option=orjson.OPT_SORT_KEYS)
+    try:
+        errors = sorted(_validator(schema).iter_errors(arguments), key=lambda e: list(e.path))
+    except (Unresolvable, RecursionError) as exc:
+        return f"its schema cannot be applied: {type(exc).__name__}: {exc}"[:300]
+    if not errors:
+        return ""
+    error: ValidationError = errors[0]
+    where = ".".join(str(part) for part in error.path)
+    return f"{where}: {error.message}" if where else error.message
+
+
+def call_problems(example: SFTExample) -> list[str]:
+    """Every call of ``example`` that names a tool it does not list, or whose arguments break
+    that tool's schema: one line each, naming the turn and the call."""
+    tools = {tool.function.name: tool for tool in example.tools or []}
+    problems = []
+    for turn, message in enumerate(example.messages):
+        for position, call in enumerate(message.tool_calls or []):
+            where = f"messages.{turn}.tool_calls.{position}"
+            name = call.function.name
+            tool = tools.get(name)
+            if tool is None:
+                listed = ", ".join(sorted(tools)) or "none"
+                problems.append(f"{where}: calls unknown tool {name!r} (tools listed: {listed})")
+                continue
+            problem = argument_problem(tool, call.function.arguments)
+            if problem:
+                problems.append(f"{where}: arguments for {name!r} break its schema: {problem}")
+    return problems

@@ -1,0 +1,192 @@
+"""Conversations with tools: what a tool call, a tool result and a tools list may be, and how a
+conversation's calls are checked against the tools it lists."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+
+from generator.schema import Message, SFTExample, content_hash
+from generator.tools import call_problems, schema_problem
+
+WEATHER = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "The weather now in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "city": {"type": "string"},
+                "unit": {"type": "string", "enum": ["celsius", "fahrenheit"]},
+            },
+            "required": ["city"],
+            "additionalProperties": False,
+        },
+    },
+}
+
+
+def call(name: str = "get_weather", arguments: Any = None, **extra: Any) -> dict[str, Any]:
+    return {
+        "type": "function",
+        "function": {
+            "name": name,
+            "arguments": {"city": "Paris"} if arguments is None else arguments,
+        },
+        **extra,
+    }
+
+
+def conversation(
+    *calls: dict[str, Any], results: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    results = (
+        results
+        if results is not None
+        else [{"role": "tool", "content": "18 C, sunny"}] * len(calls)
+    )
+    return {
+        "messages": [
+            {"role": "user", "content": "What is the weather in Paris?"},
+            {"role": "assistant", "content": "", "tool_calls": list(calls)},
+            *results,
+            {"role": "assistant", "content": "It is 18 C and sunny in Paris."},
+        ],
+        "tools": [WEATHER],
+    }
+
+
+def test_a_tool_calling_conversation_round_trips_in_trl_layout() -> None:
+    row = conversation(call())
+    row["messages"][2] = {"role": "tool", "name": "get_weather", "content": "18 C, sunny"}
+    example = SFTExample.model_validate(row)
+    assert example.model_dump(mode="json") == row
+    assert [c.function.arguments for c in example.calls()] == [{"city": "Paris"}]
+
+
+def test_openai_wire_format_arguments_as_a_json_string_are_parsed() -> None:
+    example = SFTExample.model_validate(
+        conversation(call(arguments='{"city": "Oslo"}', id="call_1"))
+    )
+    assert example.calls()[0].function.arguments == {"city": "Oslo"}
+    with pytest.raises(ValidationError, match="arguments is a string that is not valid JSON"):
+        SFTExample.model_validate(conversation(call(arguments="{city: Oslo")))
+
+
+def test_a_plain_turn_keeps_exactly_role_and_content_so_ids_do_not_change() -> None:
+    plain = {
+        "messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}]
+    }
+    example = SFTExample.model_validate(plain)
+    assert example.model_dump(mode="json") == plain
+    assert content_hash("sft", example.model_dump(mode="json")) == content_hash("sft", plain)
+
+
+def test_only_an_assistant_turn_calls_tools_and_only_a_tool_turn_names_one() -> None:
+    with pytest.raises(ValidationError, match="only an assistant turn calls tools"):
+        Message.model_validate({"role": "user", "content": "x", "tool_calls": [call()]})
+    with pytest.raises(ValidationError, match="belong to tool turns only"):
+        Message.model_validate({"role": "assistant", "content": "x", "name": "get_weather"})
+    with pytest.raises(ValidationError, match="content is empty"):
+        Message.model_validate({"role": "assistant", "content": "  "})
+    with pytest.raises(ValidationError, match="tool_calls: empty"):
+        Message.model_validate({"role": "assistant", "content": "x", "tool_calls": []})
+
+
+def test_every_call_gets_its_result_before_the_assistant_speaks_again() -> None:
+    with pytest.raises(ValidationError, match=r"2 call\(s\) but 1 tool result"):
+        SFTExample.model_validate(
+            conversation(call(), call(), results=[{"role": "tool", "content": "18 C"}])
+        )
+    with pytest.raises(ValidationError, match="'tool', expected 'assistant'"):
+        SFTExample.model_validate(
+            conversation(call(), results=[{"role": "tool", "content": "a"}] * 2)
+        )
+
+
+def test_a_result_names_the_call_it_answers() -> None:
+    with pytest.raises(ValidationError, match="'get_time' answers a call to 'get_weather'"):
+        SFTExample.model_validate(
+            conversation(call(), results=[{"role": "tool", "name": "get_time", "content": "1"}])
+        )
+    with pytest.raises(ValidationError, match="tool_call_id: 'b', expected 'a'"):
+        SFTExample.model_validate(
+            conversation(
+                call(id="a"), results=[{"role": "tool", "tool_call_id": "b", "content": "1"}]
+            )
+        )
+
+
+def test_a_tool_turn_without_a_call_before_it_is_refused() -> None:
+    with pytest.raises(ValidationError, match="a tool turn must answer a call"):
+        SFTExample.model_validate(
+            {
+                "messages": [
+                    {"role": "user", "content": "hi"},
+                    {"role": "tool", "content": "18 C"},
+                    {"role": "assistant", "content": "ok"},
+                ]
+            }
+        )
+
+
+def test_a_conversation_ends_on_an_assistant_answer_never_on_a_user_turn_or_a_call() -> None:
+    row = conversation(call())
+    with pytest.raises(ValidationError, match="the last message must be from the assistant"):
+        SFTExample.model_validate(
+            {**row, "messages": [*row["messages"], {"role": "user", "content": "And Rome?"}]}
+        )
+    with pytest.raises(ValidationError, match="ends on tool results"):
+        SFTExample.model_validate({**row, "messages": row["messages"][:3]})
+    with pytest.raises(ValidationError, match=r"1 call\(s\) but 0 tool result"):
+        SFTExample.model_validate({**row, "messages": row["messages"][:2]})
+
+
+def test_tools_must_be_usable_json_schemas_with_distinct_names() -> None:
+    broken = {"type": "function", "function": {"name": "f", "parameters": {"type": "nope"}}}
+    with pytest.raises(ValidationError, match="not a valid JSON Schema"):
+        SFTExample.model_validate({**conversation(call()), "tools": [WEATHER, broken]})
+    with pytest.raises(ValidationError, match="two tools share a name"):
+        SFTExample.model_validate({**conversation(call()), "tools": [WEATHER, WEATHER]})
+    assert "type must be 'object'" in schema_problem({"type": "string"})
+    assert schema_problem(WEATHER["function"]["parameters"]) == ""  # type: ignore[index]
+
+
+def test_calls_are_checked_against_the_tools_listed() -> None:
+    assert call_problems(SFTExample.model_validate(conversation(call()))) == []
+    unknown = SFTExample.model_validate(conversation(call("book_flight", {"to": "Rome"})))
+    assert call_problems(unknown) == [
+        "messages.1.tool_calls.0: calls unknown tool 'book_flight' (tools listed: get_weather)"
+    ]
+    wrong_type = SFTExample.model_validate(conversation(call(arguments={"city": 75001})))
+    assert call_problems(wrong_type) == [
+        "messages.1.tool_calls.0: arguments for 'get_weather' break its schema: "
+        "city: 75001 is not of type 'string'"
+    ]
+    missing = SFTExample.model_validate(conversation(call(arguments={"unit": "celsius"})))
+    assert "'city' is a required property" in call_problems(missing)[0]
+    extra = SFTExample.model_validate(conversation(call(arguments={"city": "Oslo", "x": 1})))
+    assert "Additional properties are not allowed" in call_problems(extra)[0]
+
+
+def test_a_schema_that_points_elsewhere_fails_the_call_without_fetching_anything() -> None:
+    remote = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"$ref": "https://example.com/c.json"}},
+            },
+        },
+    }
+    example = SFTExample.model_validate({**conversation(call()), "tools": [remote]})
+    assert "its schema cannot be applied" in call_problems(example)[0]
+
+
+def test_a_turns_text_includes_its_calls_so_filters_see_the_arguments() -> None:
+    example = SFTExample.model_validate(conversation(call(arguments={"city": "bob@example.com"})))
+    assert 'get_weather({"city":"bob@example.com"})' in example.messages[1].text
