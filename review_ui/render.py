@@ -12,12 +12,13 @@ drawn with Markdown here are gapfill's own words and numbers, never candidate te
 
 from __future__ import annotations
 
+import orjson
 import streamlit as st
 
 from generator.code_blocks import blocks
 from generator.filters.settings import FilterSettings
 from generator.run_texts import RunTexts
-from generator.schema import Candidate, Gap, Message, PreferenceExample, Score
+from generator.schema import Candidate, Gap, Message, PreferenceExample, Score, SFTExample
 from review_ui import signals as signal_rules
 from review_ui.reading import (
     Mark,
@@ -30,7 +31,11 @@ from review_ui.reading import (
 from review_ui.widgets import marked_text
 
 PANE_HEIGHT = 430  # px: the item scrolls inside it, the action bar below stays on screen
-AVATARS = {"user": ":material/person:", "assistant": ":material/smart_toy:"}
+AVATARS = {
+    "user": ":material/person:",
+    "assistant": ":material/smart_toy:",
+    "tool": ":material/build:",
+}
 BADGE = {"flagged": ":red-badge[flagged]", "borderline": ":orange-badge[borderline]"}
 EVIDENCE_HEIGHT = 180
 SHOWN_NEIGHBOURS = 3
@@ -47,7 +52,37 @@ def text_with_code(content: str) -> None:
 def turns(messages: list[Message]) -> None:
     for message in messages:
         with st.chat_message(message.role, avatar=AVATARS.get(message.role, ":material/settings:")):
-            text_with_code(message.content)
+            turn(message)
+
+
+def turn(message: Message) -> None:
+    """One turn's text; a tool result says which tool answered; each call is shown as the
+    JSON it sends (``st.code``: text, whatever the model put in the arguments)."""
+    if message.role == "tool" and message.name:
+        st.caption(f"result of {message.name}")
+    if message.content.strip():
+        text_with_code(message.content)
+    for call in message.tool_calls or []:
+        st.caption(f"calls {call.function.name}")
+        st.code(
+            orjson.dumps(call.function.arguments, option=orjson.OPT_INDENT_2).decode(),
+            language="json",
+            wrap_lines=True,
+        )
+
+
+def tools(item: SFTExample) -> None:
+    """The tools a conversation may call, folded: a reviewer checks a call against them."""
+    if not item.tools:
+        return
+    names = ", ".join(tool.function.name for tool in item.tools)
+    with st.expander(f"Tools it may call ({len(item.tools)}): {names}"):
+        for tool in item.tools:
+            st.code(
+                orjson.dumps(tool.model_dump(mode="json"), option=orjson.OPT_INDENT_2).decode(),
+                language="json",
+                wrap_lines=True,
+            )
 
 
 def payload(candidate: Candidate) -> None:
@@ -59,6 +94,7 @@ def payload(candidate: Candidate) -> None:
     if isinstance(item, PreferenceExample):
         pair(item)
         return
+    tools(item)
     turns(item.messages)
 
 

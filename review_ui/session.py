@@ -27,7 +27,6 @@ from generator.errors import StoreError
 from generator.schema import (
     PII_CLEARED_TAG,
     PREFERENCE_PAIR_TAG,
-    Message,
     PreferenceExample,
     SFTExample,
 )
@@ -196,9 +195,9 @@ class ReviewSession:
 
 
 def edited_sft(original: SFTExample, contents: list[str]) -> SFTExample:
-    return SFTExample(
-        messages=[
-            Message(role=m.role, content=text)
-            for m, text in zip(original.messages, contents, strict=True)
-        ]
-    )
+    """The reviewer's texts in place of the turns' contents; tool calls, the names on tool
+    results and the tools list stay as they were (the editor shows them, read-only)."""
+    data = original.model_dump(mode="json")
+    for message, text in zip(data["messages"], contents, strict=True):
+        message["content"] = text
+    return SFTExample.model_validate(data)

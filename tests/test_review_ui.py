@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from generator import reviewers
+from generator.export.writer import ExportOptions, export
 from generator.filters.execution import CodeExecutionFilter
 from generator.redis_server import free_port
 from generator.schema import (
@@ -33,7 +34,7 @@ from generator.screening import screen_all
 from generator.store import Store
 from review_ui.widgets import WARM_UP_CODE
 from tests.conftest import REAL_DATA
-from tests.factories import cli_env, run_cli, serving_ui, sft
+from tests.factories import cli_env, run_cli, serving_ui, sft, tool_conversations, tool_tokenizer
 
 REVIEW_UI = Path(__file__).resolve().parents[1] / "review_ui"
 APP = REVIEW_UI / "app.py"
@@ -1415,3 +1416,89 @@ def test_signing_out_while_the_store_is_away_is_done_once_it_is_back(
     assert ui_store.signed_out(claim.session), "recorded once the store answered"
     assert ui_store.leased_count("ui-run") == 0, "bob's items went back to the queue"
     assert [t.label for t in at.text_input] == ["Reviewer token"]
+
+
+# -- conversations with tools ------------------------------------------------------------------
+
+
+def tool_items(run: str = "ui-run") -> list[Candidate]:
+    """The hand-written tool conversations, the first with hostile text in a call's argument."""
+    examples = tool_conversations()
+    first = examples[0].model_dump(mode="json")
+    first["messages"][1]["tool_calls"][0]["function"]["arguments"]["city"] = XSS[1]
+    examples[0] = SFTExample.model_validate(first)
+    return [
+        Candidate(
+            kind=CandidateKind.SFT,
+            payload=example,
+            run_id=run,
+            gap_id="gap-a",
+            status=CandidateStatus.PENDING,
+            priority=float(10 - index),
+        )
+        for index, example in enumerate(examples)
+    ]
+
+
+def test_editing_a_tool_conversation_keeps_its_calls_results_and_tools(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    item = tool_items()[1]  # the calendar conversation: two calls, ids on the results
+    ui_store.put_many(screen_all([item]))
+    at = app_test("local").run()
+    assert not at.exception
+    shown = "\n".join(c.value for c in at.code)
+    assert '"attendees": [\n    "Dana",\n    "Lee"\n  ]' in shown, "the call's arguments as JSON"
+    at.button(key="key-e").click().run()
+    answer = [t for t in at.text_area if t.label == "assistant"][-1]
+    answer.input("250 EUR is 271.50 USD today.")
+    at.button[0].click().run()  # Save and accept
+    assert not at.exception
+    stored = ui_store.get(item.id)
+    assert stored.status is CandidateStatus.ACCEPTED
+    assert isinstance(stored.edited, SFTExample) and isinstance(item.payload, SFTExample)
+    assert stored.edited.messages[-1].content == "250 EUR is 271.50 USD today."
+    assert stored.edited.calls() == item.payload.calls()
+    assert stored.edited.tools == item.payload.tools
+    assert stored.edited.messages[:-1] == item.payload.messages[:-1]
+
+
+def test_tool_conversations_are_reviewed_in_the_browser_and_export_in_trl_layout(
+    served: str, ui_store: Store, browser, model_dir: Path, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    items = tool_items()
+    ui_store.put_many(screen_all(items))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(served)
+    current = shown_item(page)
+    page.get_by_text("calls get_weather").first.wait_for(timeout=15_000)
+    page.get_by_text("result of get_weather").first.wait_for(timeout=15_000)
+    page.get_by_text("Tools it may call (1): get_weather").wait_for(timeout=15_000)
+    assert page.get_by_text("onerror", exact=False).count() >= 1, "the argument shown as text"
+    assert page.locator("img[src='x']").count() == 0
+    for _ in range(len(items) - 1):
+        current = _accept(page, current)
+    press(page, "a")
+    page.get_by_text("Nothing left").first.wait_for(timeout=15_000)
+    assert dialogs == []
+    assert ui_store.count("ui-run", CandidateStatus.ACCEPTED) == 3
+    options = ExportOptions.model_validate(
+        {
+            "runs": ["ui-run"],
+            "kind": CandidateKind.SFT,
+            "out": tmp_path / "export",
+            "tokenizer": str(tool_tokenizer(model_dir, tmp_path / "tokenizer")),
+            "evaluate": False,
+        }
+    )
+    export(ui_store, options, tmp_path)
+    rows = [
+        json.loads(line) for line in (tmp_path / "export" / "train.jsonl").read_text().splitlines()
+    ]
+    assert sorted(r["messages"][-1]["content"] for r in rows) == sorted(
+        i.payload.messages[-1].content
+        for i in items  # type: ignore[union-attr]
+    )
+    assert all(r["tools"] and any("tool_calls" in m for m in r["messages"]) for r in rows)

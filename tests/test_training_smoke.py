@@ -23,6 +23,7 @@ from generator.schema import (
 )
 from generator.screening import screen_all
 from generator.store import Store
+from tests.factories import tool_conversations, tool_tokenizer
 
 pytestmark = pytest.mark.slow
 
@@ -77,15 +78,25 @@ def one_step(trainer: Any) -> float:
 
 
 def one_step_on(
-    trainer_class: Any, config_class: Any, path: Path, model_dir: Path, out: Path, rate: float
+    trainer_class: Any,
+    config_class: Any,
+    path: Path,
+    model_dir: Path,
+    out: Path,
+    rate: float,
+    *,
+    tokenizer_dir: Path | None = None,
+    max_length: int = MAX_LENGTH,
+    seen: list[str] | None = None,
 ) -> float:
-    """One optimizer step of a TRL trainer on the export at ``path``, tiny and on CPU."""
+    """One optimizer step of a TRL trainer on the export at ``path``, tiny and on CPU; the
+    texts it trained on are appended to ``seen``."""
     from datasets import load_dataset
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     config = config_class(
         output_dir=str(out),
-        max_length=MAX_LENGTH,
+        max_length=max_length,
         per_device_train_batch_size=2,
         max_steps=1,
         learning_rate=rate,
@@ -94,12 +105,15 @@ def one_step_on(
         use_cpu=True,
         dataloader_num_workers=0,
     )
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir or model_dir))
     trainer = trainer_class(
         model=AutoModelForCausalLM.from_pretrained(str(model_dir)),
         args=config,
         train_dataset=load_dataset("json", data_files=str(path))["train"],
-        processing_class=AutoTokenizer.from_pretrained(str(model_dir)),
+        processing_class=tokenizer,
     )
+    if seen is not None:
+        seen += [tokenizer.decode(row["input_ids"]) for row in trainer.train_dataset]
     return one_step(trainer)
 
 
@@ -124,6 +138,45 @@ def test_sft_trainer_takes_a_step_on_an_export_of_multi_turn_conversations(
     assert len(rows) == 4 and all(len(r["messages"]) >= 4 for r in rows), "multi-turn rows"
     loss = one_step_on(SFTTrainer, SFTConfig, path, model_dir, tmp_path / "sft-out", 1e-4)
     assert math.isfinite(loss) and loss > 0
+
+
+def test_sft_trainer_takes_a_step_on_an_export_of_tool_calling_conversations(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from trl import SFTConfig, SFTTrainer
+
+    items = [
+        Candidate(
+            kind=CandidateKind.SFT,
+            payload=example,
+            run_id="train-run",
+            gap_id="tools",
+            status=CandidateStatus.PENDING,
+        )
+        for example in tool_conversations()
+    ]
+    tokenizer_dir = tool_tokenizer(model_dir, tmp_path / "tokenizer")
+    path = accepted_export(store, items, CandidateKind.SFT, tmp_path / "tools", tokenizer_dir)
+    rows = rows_of(path)
+    assert len(rows) == 3 and all(r["tools"] for r in rows)
+    seen: list[str] = []
+    loss = one_step_on(
+        SFTTrainer,
+        SFTConfig,
+        path,
+        model_dir,
+        tmp_path / "tools-out",
+        1e-4,
+        tokenizer_dir=tokenizer_dir,
+        max_length=512,
+        seen=seen,
+    )
+    assert math.isfinite(loss) and loss > 0
+    # What the step trained on holds the tools, each call with its own arguments, the results.
+    text = "\n".join(seen)
+    assert '"name": "convert_currency"' in text and "<tools>" in text
+    assert '<tool_call>{"name": "get_weather", "arguments": {"city": "Madrid"}}</tool_call>' in text
+    assert "<|im_start|>tool" in text
 
 
 def test_dpo_trainer_takes_a_step_on_an_export_of_real_pairs(

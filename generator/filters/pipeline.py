@@ -23,6 +23,7 @@ from generator.filters.execution import CodeExecutionFilter
 from generator.filters.judge import JudgeFilter
 from generator.filters.language import LanguageFilter
 from generator.filters.malformed import MalformedFilter
+from generator.filters.tool_calls import ToolCallFilter
 from generator.filters.pii import PIIFilter
 from generator.filters.quality import QualityFilter
 from generator.filters.reference import EmbeddingIndex, ReferenceIndexes, ReferenceItem
@@ -77,6 +78,8 @@ class FilterPipeline:
         filters: list[Filter] = []
         if settings.malformed:
             filters.append(MalformedFilter())
+        if settings.tool_calls:
+            filters.append(ToolCallFilter())
         if settings.exact_duplicate:
             filters.append(ExactDuplicateFilter(existing, shared=exact))
         if settings.near_duplicate:

@@ -24,6 +24,11 @@ class FilterSettings(BaseModel):
         description="Hard: unparseable or truncated output, chat-template tokens, control "
         "characters, over 100k characters, backend errors.",
     )
+    tool_calls: bool = Field(
+        default=True,
+        description="Hard: a tool call to a tool the conversation does not list, or with "
+        "arguments that break the tool's JSON Schema (flagged, never repaired).",
+    )
     exact_duplicate: bool = Field(
         default=True,
         description="Hard: the same normalised text (NFKC, case-folded, whitespace collapsed) as "

@@ -213,8 +213,11 @@ def editor(session: ReviewSession) -> None:
     assert lease is not None
     item, key = lease.item.payload, lease.item_id
     if isinstance(item, SFTExample):
+        render.tools(item)
         for index, message in enumerate(item.messages):
             st.text_area(message.role, message.content, key=f"turn-{key}-{index}")
+            if message.tool_calls:  # calls are not edited here: a wrong call is rejected
+                render.turn(message.model_copy(update={"content": ""}))
         st.checkbox(
             "Also export a preference pair: the edited answer chosen, the original rejected",
             key=f"pair-{key}",
