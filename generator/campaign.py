@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from generator.conversations import ConversationSettings
 from generator.coverage import (
     DEFAULT_REFERENCE_THRESHOLD,
     GapReport,
@@ -114,6 +115,11 @@ class CampaignConfig(BaseModel):
         "it is cut off: the malformed filter rejects it as 'truncated: the generation hit "
         "max_tokens', and `gapfill generate`/`run` count such outputs.",
     )
+    conversation: ConversationSettings = Field(
+        default_factory=ConversationSettings,
+        description="Conversations longer than one exchange (sft runs): more user turns, the "
+        "backend playing the user, and tools the assistant may call, the backend playing them.",
+    )
     filters: FilterSettings = Field(
         default_factory=FilterSettings,
         description="Which filters score the candidates, their thresholds, and which failures "
@@ -123,6 +129,16 @@ class CampaignConfig(BaseModel):
         default_factory=ReviewSettings,
         description="How the run's items are reviewed; stored with the run.",
     )
+
+    @model_validator(mode="after")
+    def _conversations_are_sft(self) -> CampaignConfig:
+        talk = self.conversation
+        if self.kind == "preference" and (talk.turns > 1 or talk.tools):
+            raise ValueError(
+                "conversation: more turns and tools are generated for kind sft only (a "
+                "preference pair compares single answers)"
+            )
+        return self
 
     def resolved(self, base: Path) -> CampaignConfig:
         def at(path: Path | None) -> Path | None:
@@ -236,6 +252,7 @@ def plan(
             avoid=(
                 earlier.feedback[gap.id].avoid(gap, templates) if gap.id in earlier.feedback else ()
             ),
+            conversation=config.conversation,
         )
     ]
     run = pack_run(

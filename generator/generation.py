@@ -17,7 +17,25 @@ from typing import Any
 from pydantic import ValidationError
 
 from generator.backends import Backend, ChatRequest, ChatResult, Completion
-from generator.prompts import RESPONSE_TEMPLATE
+from generator.conversations import (
+    assistant_turn,
+    backend_messages,
+    calls_since_user,
+    results_schema,
+    tool_choice_schema,
+    tool_results,
+    tool_results_messages,
+    user_message,
+    user_turn_messages,
+    user_turn_schema,
+    user_turns,
+)
+from generator.prompts import (
+    RESPONSE_TEMPLATE,
+    TOOL_RESULTS_TEMPLATE,
+    TOOLS_TEMPLATE,
+    USER_TURN_TEMPLATE,
+)
 from generator.schema import (
     Candidate,
     CandidateKind,
@@ -228,7 +246,138 @@ class _Outputs:
             parent_id=task.id,
             priority=task.priority,
             upstream=upstream if upstream is not None else Usage(),
+            json_schema=(
+                tool_choice_schema(task.tools, calls_allowed=True) if task.tools else None
+            ),
+            **self.conversation_fields(),
         )
+
+    def conversation_fields(self) -> dict[str, Any]:
+        """What every step of a conversation passes on to the next."""
+        task = self.task
+        return {
+            "response_system": task.response_system,
+            "turns": task.turns,
+            "user_system": task.user_system,
+            "tools": task.tools,
+            "tool_system": task.tool_system,
+            "max_tool_rounds": task.max_tool_rounds,
+            "step_template_hashes": task.step_template_hashes,
+        }
+
+    def next_step(
+        self, stage: TaskStage, conversation: list[Message], upstream: Usage
+    ) -> GenerationTask:
+        """The conversation's next step: the backend as the user, as the tools, or as the
+        assistant again. One output each (a conversation branches at its first answer only)."""
+        task = self.task
+        tools = task.tools or []
+        hashes = task.step_template_hashes
+        schema: dict[str, Any] | None = None
+        if stage is TaskStage.USER_TURN:
+            messages = user_turn_messages(task.user_system or "", conversation)
+            schema = user_turn_schema()
+            step, name = "user_turn", USER_TURN_TEMPLATE
+        elif stage is TaskStage.TOOL_RESULTS:
+            messages = tool_results_messages(task.tool_system or "", tools, conversation)
+            schema = results_schema(len(conversation[-1].tool_calls or []))
+            step, name = "tool_results", TOOL_RESULTS_TEMPLATE
+        else:
+            messages = backend_messages(task.response_system, conversation)
+            if tools:
+                allowed = calls_since_user(conversation) < task.max_tool_rounds
+                schema = tool_choice_schema(tools, calls_allowed=allowed)
+            step, name = "response", TOOLS_TEMPLATE if tools else RESPONSE_TEMPLATE
+        use = TemplateUse(step=step, name=name, hash=hashes.get(name), messages=messages)
+        return GenerationTask(
+            run_id=task.run_id,
+            gap_id=task.gap_id,
+            stage=stage,
+            kind=task.kind,
+            messages=messages,
+            example_prompt=conversation,
+            sampling=task.sampling.model_copy(update={"n": 1}),
+            json_schema=schema,
+            template_name=name,
+            template_hash=hashes.get(name),
+            templates=[*task.templates, use],
+            parent_id=task.id,
+            priority=task.priority,
+            upstream=upstream,
+            **self.conversation_fields(),
+        )
+
+    def broken(self, text: str, provenance: Provenance) -> Candidate:
+        """A conversation that cannot go on (an empty or cut-off step, no result per call):
+        kept as raw output for the malformed filter, never silently dropped."""
+        task = self.task
+        transcript = [m.model_dump(mode="json") for m in task.example_prompt]
+        return Candidate(
+            kind=task.kind,
+            raw=json.dumps({"conversation": transcript, "last_output": text}, ensure_ascii=False),
+            run_id=task.run_id,
+            gap_id=task.gap_id,
+            provenance=provenance,
+            status=CandidateStatus.GENERATED,
+            priority=task.priority,
+        )
+
+    def from_conversation(self, result: ChatResult) -> tuple[list[Candidate], list[GenerationTask]]:
+        """The assistant's turn in a conversation: calls go to the tools, an answer to the
+        user (while turns are left), else the conversation is a candidate."""
+        task = self.task
+        sampling = task.sampling.model_dump()
+        candidates: list[Candidate] = []
+        children: list[GenerationTask] = []
+        for completion in result.completions:
+            spent = self.usage(result, completion)
+            provenance = self.provenance(
+                sampling, completion.finish_reason, result.seconds, usage=spent
+            )
+            turn = assistant_turn(completion.text, tools_offered=bool(task.tools))
+            if turn is None or completion.finish_reason == "length":
+                candidates.append(self.broken(completion.text, provenance))
+                continue
+            conversation = [*task.example_prompt, turn]
+            if turn.tool_calls:
+                children.append(self.next_step(TaskStage.TOOL_RESULTS, conversation, spent))
+            elif user_turns(conversation) < task.turns:
+                children.append(self.next_step(TaskStage.USER_TURN, conversation, spent))
+            else:
+                candidates.append(
+                    self.candidate(
+                        lambda c=conversation: SFTExample(messages=c, tools=task.tools),
+                        completion.text,
+                        provenance,
+                    )
+                )
+        return candidates, children
+
+    def from_user_turn(self, result: ChatResult) -> tuple[list[Candidate], list[GenerationTask]]:
+        task = self.task
+        completion = result.completions[0]
+        spent = self.usage(result, completion)
+        text = user_message(completion.text)
+        if text is None or completion.finish_reason == "length":
+            provenance = self.provenance(
+                task.sampling.model_dump(), completion.finish_reason, result.seconds, usage=spent
+            )
+            return [self.broken(completion.text, provenance)], []
+        conversation = [*task.example_prompt, Message(role="user", content=text)]
+        return [], [self.next_step(TaskStage.RESPONSE, conversation, spent)]
+
+    def from_tool_results(self, result: ChatResult) -> tuple[list[Candidate], list[GenerationTask]]:
+        task = self.task
+        completion = result.completions[0]
+        spent = self.usage(result, completion)
+        results = tool_results(completion.text, task.example_prompt[-1])
+        if results is None or completion.finish_reason == "length":
+            provenance = self.provenance(
+                task.sampling.model_dump(), completion.finish_reason, result.seconds, usage=spent
+            )
+            return [self.broken(completion.text, provenance)], []
+        conversation = [*task.example_prompt, *results]
+        return [], [self.next_step(TaskStage.RESPONSE, conversation, spent)]
 
     def from_responses(self, result: ChatResult) -> list[Candidate]:
         task = self.task
@@ -280,6 +429,19 @@ class _Outputs:
         ]
 
 
+def answer_task(instructions: GenerationTask, request: str) -> GenerationTask:
+    """The response task an instruction task spawns for ``request`` (one of the requests it
+    wrote): its first turn, with everything the conversation's later steps need."""
+    return _Outputs(instructions, _NO_BACKEND, "local", 1).response_task(request)
+
+
+class _NoBackend:
+    name, model = "none", "none"
+
+
+_NO_BACKEND: Any = _NoBackend()
+
+
 def _failed(outputs: _Outputs, result: ChatResult) -> Candidate:
     """A request the backend refused (e.g. a prompt too long): kept as malformed, with why."""
     task = outputs.task
@@ -315,8 +477,14 @@ def run_batch(
             candidates = [_failed(outputs, failed)]
         elif task.stage is TaskStage.INSTRUCTIONS:
             candidates, children = outputs.from_instructions(task_results[0])
+        elif task.stage is TaskStage.USER_TURN:
+            candidates, children = outputs.from_user_turn(task_results[0])
+        elif task.stage is TaskStage.TOOL_RESULTS:
+            candidates, children = outputs.from_tool_results(task_results[0])
         elif task.kind is CandidateKind.PREFERENCE:
             candidates = outputs.from_pair(task_results)
+        elif task.turns > 1 or task.tools:
+            candidates, children = outputs.from_conversation(task_results[0])
         else:
             candidates = outputs.from_responses(task_results[0])
         prompt_tokens = sum(r.prompt_tokens for r in task_results)

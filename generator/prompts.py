@@ -24,6 +24,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
 
+from generator.conversations import ConversationSettings
 from generator.errors import ConfigError, GapfillError
 from generator.schema import (
     CandidateKind,
@@ -42,6 +43,10 @@ RESPONSE_TEMPLATE = "response.jinja"  # the system prompt of the answers to them
 JUDGE_TEMPLATE = "judge.jinja"
 PAIRWISE_TEMPLATE = "judge_pairwise.jinja"
 AVOID_TEMPLATE = "avoid.jinja"  # a gap's avoid-list from review (generator/feedback.py)
+USER_TURN_TEMPLATE = "user_turn.jinja"  # the backend playing the user in a conversation
+TOOL_RESULTS_TEMPLATE = "tool_results.jinja"  # the backend playing the tools
+TOOLS_TEMPLATE = "tools.jinja"  # the offered tools, added to the answering system prompt
+DEFAULT_PERSONA = "a user who wants a clear, correct answer"
 
 
 class TemplateRenderError(GapfillError):
@@ -56,6 +61,7 @@ class PromptDefaults(BaseModel):
     instruction_sampling: SamplingParams = Field(default_factory=SamplingParams)
     response_sampling: SamplingParams = Field(default_factory=SamplingParams)
     preference_variants: list[SamplingParams] = Field(default_factory=list)
+    personas: list[str] = Field(default_factory=list)
 
     def with_max_tokens(self, max_tokens: int) -> PromptDefaults:
         """These defaults with every generation (requests, answers, both preference answers)
@@ -132,11 +138,14 @@ def tasks_for_gap(
     seed: int = 0,
     accepted: Sequence[str] = (),
     avoid: Sequence[str] = (),
+    conversation: ConversationSettings | None = None,
 ) -> list[GenerationTask]:
     """Instruction tasks that together ask for ``wanted`` (default: the gap's deficit) requests.
 
     In a later round (``generator/feedback.py``), ``accepted`` (requests reviewers accepted)
     come first among the seeds, and ``avoid`` (lines of the gap's avoid-list) goes in the prompt.
+    ``conversation`` makes each request the start of a longer conversation (more user turns,
+    tools): what its later steps need is rendered here, once.
     """
     settings = defaults or templates.defaults()
     count = gap.deficit if wanted is None else wanted
@@ -144,6 +153,17 @@ def tasks_for_gap(
         return []
     per_task = settings.requests_per_task
     system = templates.render(RESPONSE_TEMPLATE, gap=gap) or None
+    talk = conversation or ConversationSettings()
+    if kind is CandidateKind.PREFERENCE and (talk.turns > 1 or talk.tools):
+        raise TemplateRenderError(
+            "conversation: more turns and tools are generated for sft runs only (a preference "
+            "pair compares single answers)"
+        )
+    tools = list(talk.tools) or None
+    if tools:
+        offered = templates.render(TOOLS_TEMPLATE, gap=gap, tools=tools)
+        system = f"{system}\n\n{offered}" if system else offered
+    personas = talk.personas or settings.personas or [DEFAULT_PERSONA]
     instructions_hash = templates.hash(INSTRUCTIONS_TEMPLATE)
     response_hash = templates.hash(RESPONSE_TEMPLATE)
     variants = settings.preference_variants if kind is CandidateKind.PREFERENCE else []
@@ -158,6 +178,7 @@ def tasks_for_gap(
             INSTRUCTIONS_TEMPLATE, gap=gap, seeds=seeds, count=asked, avoid=list(avoid)
         )
         messages = [Message(role="user", content=prompt)]
+        persona = rng.choice(personas)
         tasks.append(
             GenerationTask(
                 run_id=gap.run_id,
@@ -184,9 +205,25 @@ def tasks_for_gap(
                 ],
                 response_template_hash=response_hash,
                 priority=float(gap.deficit),
+                turns=talk.turns,
+                user_system=(
+                    templates.render(USER_TURN_TEMPLATE, gap=gap, persona=persona)
+                    if talk.turns > 1
+                    else None
+                ),
+                tools=tools,
+                tool_system=templates.render(TOOL_RESULTS_TEMPLATE, gap=gap) if tools else None,
+                max_tool_rounds=talk.max_tool_rounds,
+                step_template_hashes=_step_hashes(templates, talk),
             )
         )
     return tasks
+
+
+def _step_hashes(templates: PromptTemplates, talk: ConversationSettings) -> dict[str, str]:
+    names = [USER_TURN_TEMPLATE] if talk.turns > 1 else []
+    names += [TOOL_RESULTS_TEMPLATE, TOOLS_TEMPLATE] if talk.tools else []
+    return {name: templates.hash(name) for name in names}
 
 
 def _seeds(accepted: list[str], pool: list[str], wanted: int, rng: random.Random) -> list[str]:

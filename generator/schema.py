@@ -109,13 +109,17 @@ class FunctionDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: ToolName
-    description: str = ""
+    name: ToolName = Field(
+        description="The name calls use: letters, digits, '_', '.', '-', at most 64."
+    )
+    description: str = Field(default="", description="What the tool does, for the model.")
     parameters: dict[str, Any] = Field(
         default_factory=lambda: {"type": "object", "properties": {}},
         description="A JSON Schema for the call's arguments object.",
     )
-    strict: bool | None = None
+    strict: bool | None = Field(
+        default=None, description="OpenAI's strict flag, kept as given (gapfill always checks)."
+    )
 
     @field_validator("parameters")
     @classmethod
@@ -135,8 +139,8 @@ class ToolDefinition(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    type: Literal["function"] = "function"
-    function: FunctionDefinition
+    type: Literal["function"] = Field(default="function", description="Always 'function'.")
+    function: FunctionDefinition = Field(description="The tool: name, description, parameters.")
 
 
 # Keys a message has only when it uses them: a plain turn is exactly {"role", "content"}, as it
@@ -258,6 +262,8 @@ def _check_alternation(messages: list[Message], *, must_end_with: Role, field: s
             )
         if message.tool_calls:
             index = _check_tool_results(messages, index, field)
+            if index == len(messages) and must_end_with == "user":
+                return  # a prompt that ends on tool results: the assistant answers next
             if index == len(messages):
                 raise ValueError(f"{field}: ends on tool results; the assistant must answer")
             expected = "assistant"
@@ -266,6 +272,21 @@ def _check_alternation(messages: list[Message], *, must_end_with: Role, field: s
         index += 1
     if messages[-1].role != must_end_with:
         raise ValueError(f"{field}: the last message must be from the {must_end_with}")
+
+
+def _check_conversation_so_far(stage: str, messages: list[Message]) -> None:
+    """A generation step's conversation: a response step's awaits the assistant (it ends on a
+    user turn or on tool results), a user step's on the assistant's answer, a tool step's on
+    the assistant's calls."""
+    field = "example_prompt"
+    if stage == "response":
+        _check_alternation(messages, must_end_with="user", field=field)
+    elif stage == "user_turn":
+        _check_alternation(messages, must_end_with="assistant", field=field)
+    else:
+        if not messages or not messages[-1].tool_calls:
+            raise ValueError(f"{field}: a tool step's conversation ends on the assistant's calls")
+        _check_alternation(messages[:-1], must_end_with="user", field=field)
 
 
 class SFTExample(BaseModel):
@@ -376,7 +397,7 @@ class Score(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
-TemplateStep = Literal["instructions", "response", "judge", "pairwise"]
+TemplateStep = Literal["instructions", "response", "judge", "pairwise", "user_turn", "tool_results"]
 
 
 class TemplateUse(BaseModel):
@@ -540,10 +561,14 @@ Verdict = Literal["accept", "reject", "edit", "skip", "undo", "reopen", "bulk_re
 
 
 class TaskStage(StrEnum):
-    """Two-step generation, as in Self-Instruct / Magpie: write requests, then answer them."""
+    """Two-step generation, as in Self-Instruct / Magpie: write requests, then answer them.
+    A conversation goes on in steps of its own: the backend plays the user for the next turn
+    (``user_turn``), or the tools a turn called (``tool_results``), then answers again."""
 
     INSTRUCTIONS = "instructions"
     RESPONSE = "response"
+    USER_TURN = "user_turn"
+    TOOL_RESULTS = "tool_results"
 
 
 def instructions_schema(count: int | None = None) -> dict[str, Any]:
@@ -619,13 +644,35 @@ class GenerationTask(BaseModel):
         description="Response tasks: their share of the instruction request that wrote them, "
         "passed on to the candidates they make.",
     )
+    turns: int = Field(
+        default=1, ge=1, le=20, description="User turns the conversation is to have."
+    )
+    user_system: str | None = Field(
+        default=None,
+        description="Multi-turn: the system prompt of the backend playing the user (its "
+        "persona and goal, rendered from user_turn.jinja).",
+    )
+    tools: list[ToolDefinition] | None = Field(
+        default=None, description="The tools the assistant may call (the campaign's)."
+    )
+    tool_system: str | None = Field(
+        default=None,
+        description="Tool use: the system prompt of the backend playing the tools (rendered "
+        "from tool_results.jinja).",
+    )
+    max_tool_rounds: int = Field(default=2, ge=1, le=5)
+    step_template_hashes: dict[str, str] = Field(
+        default_factory=dict,
+        description="Conversations: the hashes of the templates their later steps were "
+        "rendered from (user_turn, tool_results, tools), for those steps' records.",
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> GenerationTask:
-        if self.stage is TaskStage.RESPONSE:
+        if self.stage is not TaskStage.INSTRUCTIONS:
             if not self.example_prompt:
                 self.example_prompt = [m for m in self.messages if m.role != "system"]
-            _check_alternation(self.example_prompt, must_end_with="user", field="example_prompt")
+            _check_conversation_so_far(self.stage, self.example_prompt)
             if self.kind is CandidateKind.PREFERENCE and len(self.variants) < 2:
                 raise ValueError("a preference response task needs at least two sampling variants")
         elif self.json_schema is None:
@@ -643,6 +690,7 @@ class GenerationTask(BaseModel):
                         "messages",
                         "sampling",
                         "variants",
+                        *(["example_prompt"] if self.stage is not TaskStage.RESPONSE else []),
                     },
                 ),
             )

@@ -212,3 +212,30 @@ def test_the_next_round_takes_the_earlier_rounds_accepted_requests_and_avoid_lis
     assert run is not None and run.description.endswith("the round after run demo")
     with pytest.raises(ConfigError, match="--after: no earlier run 'nope'"):
         plan(second, store, embedder, after="nope")  # type: ignore[arg-type]
+
+
+CONVERSATION_ERRORS = {
+    "a tool whose parameters are no JSON Schema": (
+        "conversation:\n  tools:\n    - function: {name: f, parameters: {type: nope}}\n",
+        r"conversation.tools.0.function.parameters: .*not a valid JSON Schema",
+    ),
+    "a tool name an API would refuse": (
+        "conversation:\n  tools:\n    - function: {name: 'send mail'}\n",
+        r"conversation.tools.0.function.name",
+    ),
+    "more turns for a preference run": (
+        "kind: preference\nconversation: {turns: 3}\n",
+        r"conversation: more turns and tools are generated for kind sft only",
+    ),
+    "too many turns": ("conversation: {turns: 50}\n", r"conversation.turns"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CONVERSATION_ERRORS))
+def test_a_bad_conversation_section_is_one_error_naming_the_key(tmp_path: Path, case: str) -> None:
+    text, reason = CONVERSATION_ERRORS[case]
+    (tmp_path / "d.jsonl").write_text('{"messages": []}\n')
+    config = tmp_path / "campaign.yaml"
+    config.write_text(f"run: x\ndata: d.jsonl\nreference: d.jsonl\n{text}")
+    with pytest.raises(ConfigError, match=rf"campaign.yaml(:\d+)?: (file: )?{reason}"):
+        load_campaign(config)

@@ -23,13 +23,13 @@ from generator.filters.execution import CodeExecutionFilter
 from generator.filters.judge import JudgeFilter
 from generator.filters.language import LanguageFilter
 from generator.filters.malformed import MalformedFilter
-from generator.filters.tool_calls import ToolCallFilter
 from generator.filters.pii import PIIFilter
 from generator.filters.quality import QualityFilter
 from generator.filters.reference import EmbeddingIndex, ReferenceIndexes, ReferenceItem
 from generator.filters.safety import SafetyFilter
 from generator.filters.semantic import SemanticDuplicateFilter
 from generator.filters.settings import FilterSettings
+from generator.filters.tool_calls import ToolCallFilter
 from generator.filters.topic import OffTopicFilter
 from generator.prompts import PromptTemplates
 from generator.schema import Candidate, CandidateStatus
