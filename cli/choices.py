@@ -23,6 +23,11 @@ class ExportFormat(StrEnum):
     PARQUET = "parquet"
 
 
+class RankingPairs(StrEnum):
+    ALL = "all"
+    BEST_WORST = "best-worst"
+
+
 class Workers(StrEnum):
     """Where a campaign's jobs run: a burst worker in this process, or external workers."""
 

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 from rich.table import Table
 from rich.text import Text
 
-from cli.choices import ExportFormat
+from cli.choices import ExportFormat, RankingPairs
 from cli.common import console, first_error, open_store, settings_of, user_errors
 from generator.coverage import GapReport
 from generator.errors import ConfigError
@@ -73,6 +73,13 @@ def export_command(
             "provenance, the manifest and the card). Off: only what humans accepted leaves."
         ),
     ] = False,
+    ranking_pairs: Annotated[
+        RankingPairs,
+        typer.Option(
+            help="A ranking of 3+ answers becomes every pair, the better chosen (all), or the "
+            "best against the worst only (best-worst)."
+        ),
+    ] = RankingPairs.ALL,
 ) -> None:
     """Write what reviewers accepted as a TRL-ready dataset with manifest, card, provenance and
     the stage's eval and safety reports."""
@@ -95,6 +102,7 @@ def export_command(
             eval_sets=eval_sets or [],
             judge=judge,
             include_auto_decided=include_auto_decided,
+            ranking_pairs="all" if ranking_pairs is RankingPairs.ALL else "best_worst",
             mode=settings.export_dir_mode(),
         )
     except (ValueError, ValidationError) as exc:

@@ -30,7 +30,14 @@ from generator.filters.settings import FilterSettings
 from generator.prompts import PromptTemplates, tasks_for_gap
 from generator.rounds import accepted_in, chain
 from generator.run_inputs import pack_run
-from generator.schema import CandidateKind, Gap, Identifier, ReviewSettings, RunConfig
+from generator.schema import (
+    MAX_RANKED,
+    CandidateKind,
+    Gap,
+    Identifier,
+    ReviewSettings,
+    RunConfig,
+)
 from generator.store import Store
 from generator.yaml_file import line_of, read_yaml, validation_message
 
@@ -115,6 +122,15 @@ class CampaignConfig(BaseModel):
         "it is cut off: the malformed filter rejects it as 'truncated: the generation hit "
         "max_tokens', and `gapfill generate`/`run` count such outputs.",
     )
+    answers: int = Field(
+        default=2,
+        ge=2,
+        le=MAX_RANKED,
+        description="Preference runs: answers per request. 2 makes a pair (chosen, rejected); "
+        "3 or more a ranking the reviewer orders by keyboard, exported as pairs "
+        "(`gapfill export --ranking-pairs`). The answers use prompts/defaults.yaml's "
+        "preference_variants in turn.",
+    )
     conversation: ConversationSettings = Field(
         default_factory=ConversationSettings,
         description="Conversations longer than one exchange (sft runs): more user turns, the "
@@ -133,6 +149,10 @@ class CampaignConfig(BaseModel):
     @model_validator(mode="after")
     def _conversations_are_sft(self) -> CampaignConfig:
         talk = self.conversation
+        if self.kind == "sft" and self.answers != 2:
+            raise ValueError(
+                "answers: more answers per request are for kind preference (a ranking)"
+            )
         if self.kind == "preference" and (talk.turns > 1 or talk.tools):
             raise ValueError(
                 "conversation: more turns and tools are generated for kind sft only (a "
@@ -253,6 +273,7 @@ def plan(
                 earlier.feedback[gap.id].avoid(gap, templates) if gap.id in earlier.feedback else ()
             ),
             conversation=config.conversation,
+            answers=config.answers,
         )
     ]
     run = pack_run(

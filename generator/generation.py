@@ -399,18 +399,24 @@ class _Outputs:
         ]
 
     def from_pair(self, results: Sequence[ChatResult]) -> list[Candidate]:
-        """The first two variants' answers, proposed as chosen/rejected (a reviewer confirms or
-        swaps them; the judge can propose the order)."""
+        """Each variant's answer, in variant order: two are proposed as chosen/rejected (a
+        reviewer confirms or swaps them; the judge can propose the order), three or more as a
+        ranking for the reviewer to order."""
         task = self.task
-        chosen, rejected = (r.completions[0] for r in results[:2])
-        finish = "length" if "length" in (chosen.finish_reason, rejected.finish_reason) else "stop"
-        sampling = {
-            "chosen": task.variants[0].model_dump(),
-            "rejected": task.variants[1].model_dump(),
-        }
-        raw = json.dumps({"chosen": chosen.text, "rejected": rejected.text})
+        answers = [r.completions[0] for r in results]
+        finish = "length" if any(a.finish_reason == "length" for a in answers) else "stop"
+        sampling: dict[str, Any]
+        if len(answers) == 2:
+            sampling = {
+                "chosen": task.variants[0].model_dump(),
+                "rejected": task.variants[1].model_dump(),
+            }
+            raw = json.dumps({"chosen": answers[0].text, "rejected": answers[1].text})
+        else:
+            sampling = {"ranked": [variant.model_dump() for variant in task.variants]}
+            raw = json.dumps({"ranked": [answer.text for answer in answers]})
         pair_usage = task.upstream
-        for result in results[:2]:  # one request per side, each its own share of the batch
+        for result in results:  # one request per answer, each its own share of the batch
             pair_usage = pair_usage + Usage(
                 prompt_tokens=result.prompt_tokens,
                 completion_tokens=result.completions[0].tokens,
@@ -418,10 +424,9 @@ class _Outputs:
             )
         return [
             self.candidate(
-                lambda: PreferenceExample(
-                    prompt=task.example_prompt,
-                    chosen=[Message(role="assistant", content=chosen.text)],
-                    rejected=[Message(role="assistant", content=rejected.text)],
+                lambda: PreferenceExample.ranking(
+                    task.example_prompt,
+                    [[Message(role="assistant", content=answer.text)] for answer in answers],
                 ),
                 raw,
                 self.provenance(sampling, finish, results[0].seconds, usage=pair_usage),

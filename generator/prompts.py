@@ -139,13 +139,15 @@ def tasks_for_gap(
     accepted: Sequence[str] = (),
     avoid: Sequence[str] = (),
     conversation: ConversationSettings | None = None,
+    answers: int = 2,
 ) -> list[GenerationTask]:
     """Instruction tasks that together ask for ``wanted`` (default: the gap's deficit) requests.
 
     In a later round (``generator/feedback.py``), ``accepted`` (requests reviewers accepted)
     come first among the seeds, and ``avoid`` (lines of the gap's avoid-list) goes in the prompt.
     ``conversation`` makes each request the start of a longer conversation (more user turns,
-    tools): what its later steps need is rendered here, once.
+    tools): what its later steps need is rendered here, once. ``answers``: per request of a
+    preference run, 2 (a pair) or more (a ranking), the defaults' variants taken in turn.
     """
     settings = defaults or templates.defaults()
     count = gap.deficit if wanted is None else wanted
@@ -169,6 +171,10 @@ def tasks_for_gap(
     variants = settings.preference_variants if kind is CandidateKind.PREFERENCE else []
     if kind is CandidateKind.PREFERENCE and len(variants) < 2:
         raise TemplateRenderError("preference runs need two preference_variants in defaults.yaml")
+    if variants and answers > 2:
+        # More answers than variants: the variants in turn, a seeded one shifted each time
+        # round, so two answers under the same setting still differ.
+        variants = [_nth_variant(variants, i) for i in range(answers)]
     rng = random.Random(f"{gap.run_id}:{gap.id}:{seed}")
     tasks = []
     for index in range(math.ceil(count / per_task)):
@@ -218,6 +224,13 @@ def tasks_for_gap(
             )
         )
     return tasks
+
+
+def _nth_variant(variants: list[SamplingParams], index: int) -> SamplingParams:
+    variant = variants[index % len(variants)]
+    if variant.seed is None or index < len(variants):
+        return variant
+    return variant.model_copy(update={"seed": variant.seed + index})
 
 
 def _step_hashes(templates: PromptTemplates, talk: ConversationSettings) -> dict[str, str]:

@@ -331,36 +331,89 @@ class SFTExample(BaseModel):
         return list(self.messages)
 
 
+MIN_RANKED, MAX_RANKED = 3, 9
+
+
 class PreferenceExample(BaseModel):
-    """A preference pair in TRL's conversational layout: a shared prompt and two completions."""
+    """A preference pair in TRL's conversational layout: a shared prompt and two completions.
+
+    A ranking of three or more answers is the same thing with ``ranked``: every answer, best
+    first; ``chosen`` and ``rejected`` are then its best and its worst, so whatever reads a pair
+    (filters, judge, desk, export) reads a ranking's extremes, and the export turns the whole
+    order into pairs (``ranked_pairs``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     prompt: list[Message]
     chosen: list[Message]
     rejected: list[Message]
+    ranked: list[list[Message]] | None = Field(
+        default=None,
+        min_length=MIN_RANKED,
+        max_length=MAX_RANKED,
+        description="Three or more answers, best first (a reviewer's ranking once reviewed).",
+    )
 
     @model_validator(mode="after")
     def _well_formed(self) -> PreferenceExample:
         _check_alternation(self.prompt, must_end_with="user", field="prompt")
-        for name in ("chosen", "rejected"):
-            completion: list[Message] = getattr(self, name)
+        named = [("chosen", self.chosen), ("rejected", self.rejected)]
+        named += [(f"ranked.{i}", answer) for i, answer in enumerate(self.ranked or [])]
+        for name, completion in named:
             if not completion:
                 raise ValueError(f"{name}: no messages")
             if any(m.role != "assistant" for m in completion):
                 raise ValueError(f"{name}: must hold assistant turns only")
+        if self.ranked is not None and (
+            self.ranked[0] != self.chosen or self.ranked[-1] != self.rejected
+        ):
+            raise ValueError("ranked: chosen and rejected must be its first and its last answer")
         return self
+
+    @model_serializer(mode="wrap")
+    def _without_unset(self, handler: Any) -> dict[str, Any]:
+        data: dict[str, Any] = handler(self)
+        if data.get("ranked") is None:
+            data.pop("ranked", None)  # a pair's bytes and id stay what they were
+        return data
+
+    @classmethod
+    def ranking(cls, prompt: list[Message], answers: list[list[Message]]) -> PreferenceExample:
+        """Answers in a proposed order, best first (a pair when there are two)."""
+        if len(answers) == 2:
+            return cls(prompt=prompt, chosen=answers[0], rejected=answers[1])
+        return cls(prompt=prompt, chosen=answers[0], rejected=answers[-1], ranked=answers)
+
+    def answers(self) -> list[list[Message]]:
+        """Every answer, in the order held (best first)."""
+        return self.ranked if self.ranked is not None else [self.chosen, self.rejected]
 
     def prompt_text(self) -> str:
         return next(m.content for m in reversed(self.prompt) if m.role == "user")
 
     def turns(self) -> list[Message]:
-        """Every message: the prompt, then the chosen and the rejected completion."""
-        return [*self.prompt, *self.chosen, *self.rejected]
+        """Every message: the prompt, then each answer (chosen first, rejected last)."""
+        return [*self.prompt, *(m for answer in self.answers() for m in answer)]
 
     def swapped(self) -> PreferenceExample:
-        """The same pair with chosen and rejected exchanged: a reviewer's swap."""
-        return self.model_copy(update={"chosen": self.rejected, "rejected": self.chosen})
+        """The same answers in the reverse order: a reviewer's swap of a pair."""
+        return self.ordered(list(reversed(range(len(self.answers())))))
+
+    def ordered(self, order: list[int]) -> PreferenceExample:
+        """The answers re-ranked: ``order`` lists the indices of the present answers, best
+        first (every index once)."""
+        answers = self.answers()
+        if sorted(order) != list(range(len(answers))):
+            raise ValueError(f"order: {order} is no ordering of {len(answers)} answers")
+        return PreferenceExample.ranking(self.prompt, [answers[i] for i in order])
+
+    def ranked_pairs(self, how: Literal["all", "best_worst"]) -> list[tuple[int, int]]:
+        """(better, worse) answer positions the ranking's pairs compare: every pair, or the
+        best against the worst only."""
+        count = len(self.answers())
+        if how == "best_worst" or count == 2:
+            return [(0, count - 1)]
+        return [(i, j) for i in range(count) for j in range(i + 1, count)]
 
 
 Example = SFTExample | PreferenceExample

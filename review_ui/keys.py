@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from review_ui.session import REJECT_REASONS
 
-Mode = Literal["view", "reject", "edit"]
+Mode = Literal["view", "reject", "edit", "rank"]
 KEYS_JS = Path(__file__).parent / "assets" / "keys.js"
 
 # (key, what it does), as the key map shows them; the reject reasons follow by number.
@@ -32,13 +32,15 @@ VIEW_KEYS = [
     ("s", "skip"),
     ("u", "undo your last decision"),
     ("w", "swap chosen and rejected, and accept (a preference pair)"),
+    ("r", "rank 3+ answers: their numbers, best first (the last places itself), then accepted"),
     ("j / ↓", "scroll the item down"),
     ("k / ↑", "scroll the item up"),
     ("?", "show or hide this key map"),
 ]
 ACTIONS = {"a": "accept", "s": "skip", "u": "undo", "w": "swap"}
-MODES = {"x": "reject", "e": "edit"}
+MODES = {"x": "reject", "e": "edit", "r": "rank"}
 REASON_KEYS = {str(number): reason for number, reason in enumerate(REJECT_REASONS, 1)}
+RANK_KEYS = [str(number) for number in range(1, 10)]
 NO_ITEM_KEYS = {"u", "?"}  # keys that act on no item: never refused for a changed screen
 
 
@@ -60,6 +62,7 @@ class Screen:
     mode: Mode
     item: str | None  # the item on screen, if any
     pair: bool = False  # a preference pair: w swaps
+    answers: int = 0  # a ranking's answers (3 or more): r ranks them
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ class Step:
     refused: str = ""
 
 
-ALL_KEYS = [*ACTIONS, *MODES, *REASON_KEYS, "?", "Escape"]
+ALL_KEYS = list(dict.fromkeys([*ACTIONS, *MODES, *REASON_KEYS, *RANK_KEYS, "?", "Escape"]))
 
 
 def screen_keys(screen: Screen) -> list[str]:
@@ -111,14 +114,26 @@ def step(press: KeyPress, screen: Screen) -> Step:
             return Step(mode="view")
         return Step(refused=f"'{key}' does nothing here: press 1-{len(REASON_KEYS)} for a reason, "
                     "or esc to go back")  # fmt: skip
+    if screen.mode == "rank":
+        if key in RANK_KEYS and int(key) <= screen.answers:
+            return Step(action="rank", args=(key,), mode="rank")
+        if key == "Escape":
+            return Step(mode="view")
+        return Step(refused=f"'{key}' does nothing here: press the answers' numbers (1-"
+                    f"{screen.answers}) best first, or esc to go back")  # fmt: skip
     if screen.mode == "edit":
         return Step(refused=f"'{key}' was not applied: save (ctrl+enter) or cancel (esc) first")
     if key == "Escape":
         return Step(keymap="close", mode="view")
-    if key in REASON_KEYS:
-        return Step(refused=f"'{key}' picks a reason after x (reject): nothing done")
+    if key in RANK_KEYS:
+        return Step(
+            refused=f"'{key}' picks a reason after x (reject), or an answer after r (rank): "
+            "nothing done"
+        )
     if key == "w" and not screen.pair:
         return Step(refused="'w' swaps a preference pair; this item is not one")
+    if key == "r" and screen.answers < 3:
+        return Step(refused="'r' ranks three or more answers; this item has none")
     if key in ACTIONS:
         return Step(action=ACTIONS[key])
     if key in MODES:

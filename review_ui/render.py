@@ -98,8 +98,22 @@ def payload(candidate: Candidate) -> None:
     turns(item.messages)
 
 
+def ranking(item: PreferenceExample) -> None:
+    """The prompt, then each answer under its number, in the order held (generation's, until
+    a reviewer ranks them): r, then the numbers best first."""
+    turns(item.prompt)
+    answers = item.ranked or []
+    st.markdown(f"**{len(answers)} answers to rank** (r, then their numbers, best first)")
+    for number, answer in enumerate(answers, 1):
+        st.markdown(f"**Answer {number}**")
+        turns(answer)
+
+
 def pair(item: PreferenceExample) -> None:
     """The prompt, then chosen and rejected side by side, then what differs, word by word."""
+    if item.ranked is not None:
+        ranking(item)
+        return
     turns(item.prompt)
     chosen, rejected = st.columns(2)
     with chosen:

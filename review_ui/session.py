@@ -34,6 +34,7 @@ from generator.store import Lease, Store
 
 REJECT_REASONS = ("duplicate", "wrong", "unsafe", "low quality", "off-gap", "PII", "other")
 PAIR_TAG = PREFERENCE_PAIR_TAG
+RANKED_TAG = "ranked"  # on the edit that records a reviewer's ranking of 3+ answers
 
 
 @dataclass
@@ -52,6 +53,8 @@ class ReviewSession:
     history: list[str] = field(default_factory=list)  # item ids this session decided
     decided: int = 0
     ended: bool = False  # the tab's connection went (end()); a resumed tab calls resume()
+    ranking: list[int] = field(default_factory=list)  # answers ranked so far, best first
+    ranking_for: str | None = None  # the item they were ranked on
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -130,6 +133,35 @@ class ReviewSession:
         if lease is None or not isinstance(lease.item.payload, PreferenceExample):
             return Outcome(False, "only a preference pair can be swapped")
         return self._decide("edit", edited=lease.item.payload.swapped(), reasons=["swapped"])
+
+    def rank(self, number: str) -> Outcome:
+        """One press of a ranking: answer ``number`` (as shown, from 1) is the next best. The
+        last answer places itself; then the order is recorded (an edit with the answers
+        reordered, tagged 'ranked') and the item accepted."""
+        lease = self.current
+        payload = lease.item.payload if lease is not None else None
+        if lease is None or not isinstance(payload, PreferenceExample) or payload.ranked is None:
+            return Outcome(False, "only an item with three or more answers can be ranked")
+        if self.ranking_for != lease.item_id:
+            self.ranking, self.ranking_for = [], lease.item_id
+        count = len(payload.ranked)
+        index = int(number) - 1 if number.isdigit() else -1
+        if not 0 <= index < count:
+            return Outcome(False, f"there is no answer {number}: press 1-{count}")
+        if index in self.ranking:
+            return Outcome(False, f"answer {number} is ranked already: {self.ranking_text()}")
+        self.ranking.append(index)
+        if len(self.ranking) < count - 1:
+            return Outcome(True, f"ranked so far: {self.ranking_text()}")
+        order = [*self.ranking, *(i for i in range(count) if i not in self.ranking)]
+        self.cancel_ranking()
+        return self._decide("edit", edited=payload.ordered(order), reasons=[RANKED_TAG])
+
+    def ranking_text(self) -> str:
+        return " > ".join(str(index + 1) for index in self.ranking) or "nothing yet"
+
+    def cancel_ranking(self) -> None:
+        self.ranking, self.ranking_for = [], None
 
     def undo(self) -> Outcome:
         """Take back this session's last decision; the item comes back on screen first."""

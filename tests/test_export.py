@@ -34,6 +34,7 @@ from generator.schema import (
     Candidate,
     CandidateKind,
     CandidateStatus,
+    PreferenceExample,
     ReviewSettings,
     RunConfig,
     Score,
@@ -935,4 +936,77 @@ def test_a_stored_tool_row_whose_call_breaks_its_schema_is_excluded_not_exported
     assert structure_problem(row) == (
         "messages.1.tool_calls.0: arguments for 'get_weather' break its schema: "
         "city: 7 is not of type 'string'"
+    )
+
+
+# -- rankings ----------------------------------------------------------------------------------
+
+
+def ranking_item(run: str = "run-1") -> Candidate:
+    from generator.schema import Message, PreferenceExample
+
+    answers = ["Sleep eight hours.", "Keep a fixed bedtime.", "Avoid screens late.", "Nap often."]
+    return Candidate(
+        kind=PREFERENCE,
+        payload=PreferenceExample.ranking(
+            [Message(role="user", content="How do I sleep better?")],
+            [[Message(role="assistant", content=text)] for text in answers],
+        ),
+        run_id=run,
+        gap_id="sleep",
+        status=CandidateStatus.PENDING,
+    )
+
+
+def ranked_by_alice(store: Store, order: list[int]) -> Candidate:
+    item = ranking_item()
+    put(store, [item])
+    lease = store.claim("alice", "run-1")
+    assert lease is not None and isinstance(item.payload, PreferenceExample)
+    store.decide(
+        item.id,
+        "alice",
+        "edit",
+        lease.version,
+        edited_payload=item.payload.ordered(order),
+        reason_tags=["ranked"],
+    )
+    return item
+
+
+@pytest.mark.parametrize(("how", "rows"), [("all", 6), ("best_worst", 1)])
+def test_a_ranking_exports_as_pairs_better_chosen_with_the_order_in_provenance(
+    store: Store, model_dir: Path, tmp_path: Path, how: str, rows: int
+) -> None:
+    ranked_by_alice(store, [2, 0, 3, 1])  # best: "Avoid screens late.", worst: "Keep a fixed..."
+    result = export(
+        store, options(tmp_path, model_dir, kind=PREFERENCE, ranking_pairs=how), tmp_path
+    )
+    assert result.rows["train"] == rows
+    out = tmp_path / "export"
+    written = [json.loads(line) for line in (out / "train.jsonl").read_text().splitlines()]
+    order = ["Avoid screens late.", "Sleep eight hours.", "Nap often.", "Keep a fixed bedtime."]
+    for row in written:
+        assert set(row) == {"prompt", "chosen", "rejected"}
+        better, worse = row["chosen"][0]["content"], row["rejected"][0]["content"]
+        assert order.index(better) < order.index(worse)
+    if how == "best_worst":
+        assert (better, worse) == (order[0], order[-1])
+    lines = [json.loads(line) for line in (out / "provenance.jsonl").read_text().splitlines()]
+    assert all(line["review"]["ranking"] == {"answers": 4, "order": [2, 0, 3, 1]} for line in lines)
+    assert all("ranked" in line["review"]["decisions"][0]["reason_tags"] for line in lines)
+
+
+def test_an_unranked_ranking_exports_in_its_proposed_order_once_accepted(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    put(store, [ranking_item()])
+    accept_all(store)
+    asked = options(tmp_path, model_dir, kind=PREFERENCE, ranking_pairs="best_worst")
+    export(store, asked, tmp_path)
+    written = (tmp_path / "export" / "train.jsonl").read_text()
+    [row] = [json.loads(line) for line in written.splitlines()]
+    assert (row["chosen"][0]["content"], row["rejected"][0]["content"]) == (
+        "Sleep eight hours.",
+        "Nap often.",
     )

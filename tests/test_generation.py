@@ -259,3 +259,37 @@ def test_a_refused_request_is_kept_as_malformed_with_the_reason(store: Store) ->
     [item] = store.get_many(outcome.candidate_ids)
     assert item.status is CandidateStatus.AUTO_REJECTED
     assert item.scores["malformed"].reason == "no output: prompt too long"
+
+
+def test_three_variants_make_a_ranking_of_three_answers_in_variant_order(
+    store: Store, local_backend: Backend
+) -> None:
+    temperatures = [0.3, 0.9, 1.3]
+    task = GenerationTask(
+        run_id="run-1",
+        kind=CandidateKind.PREFERENCE,
+        messages=[Message(role="user", content="Give advice on sleeping well.")],
+        variants=[
+            SamplingParams(temperature=t, max_tokens=24, seed=i) for i, t in enumerate(temperatures)
+        ],
+    )
+    store.add_tasks([task])
+    outcome = run_batch(store, local_backend, [task.id])
+    [item] = store.get_many(outcome.candidate_ids)
+    assert isinstance(item.payload, PreferenceExample) and item.payload.ranked is not None
+    assert len(item.payload.ranked) == 3
+    assert [s["temperature"] for s in item.provenance.sampling["ranked"]] == temperatures
+    usage = item.provenance.usage  # three requests: the prompt counted three times
+    assert usage is not None and usage.prompt_tokens % 3 == 0
+
+
+def test_a_campaign_asking_for_four_answers_takes_the_variants_in_turn() -> None:
+    from generator.prompts import PromptTemplates, tasks_for_gap
+    from generator.schema import Gap
+
+    gap = Gap(id="g", run_id="r", label="sleep", target=5, examples=["How do I sleep well?"])
+    [task] = tasks_for_gap(gap, PromptTemplates(), kind=CandidateKind.PREFERENCE, answers=4)
+    variants = PromptTemplates().defaults().preference_variants
+    assert [v.temperature for v in task.variants] == [
+        variants[i % len(variants)].temperature for i in range(4)
+    ]

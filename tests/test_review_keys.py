@@ -89,3 +89,17 @@ def test_anything_else_from_the_browser_is_ignored_not_an_error(value: object) -
 def test_a_well_formed_press_parses() -> None:
     parsed = parse({"key": "a", "seq": 3, "page": "ab12", "item": "i1", "extra": 1})
     assert parsed == KeyPress(key="a", seq=3, page="ab12", item="i1")
+
+
+def test_r_ranks_only_three_or_more_answers_by_their_numbers() -> None:
+    pair = Screen(mode="view", item="item-b", pair=True)
+    assert "three or more answers" in step(press("r"), pair).refused
+    four = Screen(mode="view", item="item-b", pair=True, answers=4)
+    assert step(press("r"), four).mode == "rank"
+    ranking = Screen(mode="rank", item="item-b", pair=True, answers=4)
+    result = step(press("3"), ranking)
+    assert (result.action, result.args, result.mode) == ("rank", ("3",), "rank")
+    assert "1-4" in step(press("5"), ranking).refused, "no answer 5"
+    assert "1-4" in step(press("a"), ranking).refused, "no accept while ranking"
+    assert step(press("Escape"), ranking).mode == "view"
+    assert "9" in screen_keys(ranking), "a ranking of nine answers has a key for each"

@@ -26,6 +26,8 @@ from generator.schema import (
     Candidate,
     CandidateKind,
     CandidateStatus,
+    Message,
+    PreferenceExample,
     Provenance,
     SFTExample,
     Usage,
@@ -1502,3 +1504,76 @@ def test_tool_conversations_are_reviewed_in_the_browser_and_export_in_trl_layout
         for i in items  # type: ignore[union-attr]
     )
     assert all(r["tools"] and any("tool_calls" in m for m in r["messages"]) for r in rows)
+
+
+# -- rankings ----------------------------------------------------------------------------------
+
+RANKED_ANSWERS = [
+    "Go to bed at the same time every night.",
+    "Sleep is for the weak.",
+    "Keep the bedroom cool and dark.",
+    "Drink coffee at midnight.",
+]
+
+
+def ranking_candidate(run: str = "ui-run") -> Candidate:
+    return Candidate(
+        kind=CandidateKind.PREFERENCE,
+        payload=PreferenceExample.ranking(
+            [Message(role="user", content="How can I sleep better?")],
+            [[Message(role="assistant", content=text)] for text in RANKED_ANSWERS],
+        ),
+        run_id=run,
+        gap_id="gap-a",
+        status=CandidateStatus.PENDING,
+    )
+
+
+def test_a_reviewer_ranks_four_answers_and_the_order_is_recorded_and_accepted(
+    ui_env: dict[str, str], ui_store: Store
+) -> None:
+    item = ranking_candidate()
+    ui_store.put_many(screen_all([item]))
+    at = app_test("local").run()
+    assert not at.exception
+    shown = "\n".join(m.value for m in at.markdown)
+    assert "4 answers to rank" in shown and "Answer 4" in shown
+    at.button(key="key-r").click().run()
+    at.button(key="rank-3").click().run()
+    assert "Ranked so far: 3" in "\n".join(m.value for m in at.markdown)
+    at.button(key="rank-3").click().run()  # twice: refused, the ranking goes on
+    assert any("ranked already" in w.value for w in at.warning)
+    at.button(key="rank-1").click().run()
+    at.button(key="rank-4").click().run()  # the last (answer 2) places itself
+    assert not at.exception
+    stored = ui_store.get(item.id)
+    assert stored.status is CandidateStatus.ACCEPTED
+    assert isinstance(stored.edited, PreferenceExample) and stored.edited.ranked is not None
+    assert [a[0].content for a in stored.edited.ranked] == [
+        RANKED_ANSWERS[2],
+        RANKED_ANSWERS[0],
+        RANKED_ANSWERS[3],
+        RANKED_ANSWERS[1],
+    ]
+    [decision] = [d.decision for d in ui_store.decisions("ui-run")]
+    assert decision.verdict == "edit" and decision.reason_tags == ["ranked"]
+
+
+def test_a_ranking_is_made_by_keyboard_in_the_browser(
+    served: str, ui_store: Store, browser
+) -> None:  # type: ignore[no-untyped-def]
+    item = ranking_candidate()
+    ui_store.put_many(screen_all([item]))
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(served)
+    shown_item(page)
+    page.get_by_text("Answer 4").first.wait_for(timeout=15_000)
+    press_until_shown(page, "r", "Rank the 4 answers")
+    for key in ("3", "1"):
+        press(page, key)
+    page.get_by_text("Ranked so far: 3 > 1").first.wait_for(timeout=15_000)
+    press(page, "4")
+    page.get_by_text("Nothing left").first.wait_for(timeout=15_000)
+    stored = ui_store.get(item.id)
+    assert isinstance(stored.edited, PreferenceExample) and stored.edited.ranked is not None
+    assert [a[0].content for a in stored.edited.ranked] == [RANKED_ANSWERS[i] for i in (2, 0, 3, 1)]

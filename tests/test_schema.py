@@ -132,3 +132,41 @@ def test_sampling_parameters_out_of_range_are_refused(params: dict[str, float]) 
 def test_a_gap_deficit_never_goes_negative() -> None:
     assert Gap(id="g", run_id="r", label="x", have=3, target=10).deficit == 7
     assert Gap(id="g", run_id="r", label="x", have=30, target=10).deficit == 0
+
+
+def answer(text: str) -> list[dict[str, str]]:
+    return [{"role": "assistant", "content": text}]
+
+
+def test_a_ranking_holds_three_to_nine_answers_best_first_with_its_extremes_as_the_pair() -> None:
+    prompt = [msg("user", "Name a colour.")]
+    ranking = PreferenceExample.ranking(
+        [Message.model_validate(m) for m in prompt],
+        [[Message.model_validate(m) for m in answer(t)] for t in ("red", "blue", "green", "teal")],
+    )
+    assert [a[0].content for a in ranking.answers()] == ["red", "blue", "green", "teal"]
+    assert (ranking.chosen[0].content, ranking.rejected[0].content) == ("red", "teal")
+    reordered = ranking.ordered([2, 0, 3, 1])
+    assert [a[0].content for a in reordered.answers()] == ["green", "red", "teal", "blue"]
+    assert (reordered.chosen[0].content, reordered.rejected[0].content) == ("green", "blue")
+    assert ranking.swapped().chosen[0].content == "teal"
+    assert ranking.ranked_pairs("best_worst") == [(0, 3)]
+    assert len(ranking.ranked_pairs("all")) == 6
+    with pytest.raises(ValueError, match="no ordering of 4 answers"):
+        ranking.ordered([0, 0, 1, 2])
+    bad = {"prompt": prompt, "chosen": answer("blue"), "rejected": answer("teal")}
+    with pytest.raises(ValidationError, match="first and its last answer"):
+        PreferenceExample.model_validate(
+            {**bad, "ranked": [answer("red"), answer("blue"), answer("teal")]}
+        )
+    with pytest.raises(ValidationError, match="at least 3"):
+        PreferenceExample.model_validate({**bad, "ranked": [answer("blue"), answer("teal")]})
+    with pytest.raises(ValidationError, match=r"ranked.1: must hold assistant turns only"):
+        PreferenceExample.model_validate(
+            {**bad, "ranked": [answer("blue"), [msg("user", "x")], answer("teal")]}
+        )
+
+
+def test_a_pairs_bytes_do_not_change_with_rankings_in_the_model() -> None:
+    pair = {"prompt": [msg("user")], "chosen": answer("a"), "rejected": answer("b")}
+    assert PreferenceExample.model_validate(pair).model_dump(mode="json") == pair

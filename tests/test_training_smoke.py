@@ -18,6 +18,7 @@ from generator.schema import (
     Candidate,
     CandidateKind,
     CandidateStatus,
+    Message,
     PreferenceExample,
     SFTExample,
 )
@@ -28,6 +29,7 @@ from tests.factories import tool_conversations, tool_tokenizer
 pytestmark = pytest.mark.slow
 
 HH = Path(__file__).parent / "data" / "hh-rlhf" / "harmless-base-test.jsonl.gz"
+LLMFAO = Path(__file__).parent / "data" / "llmfao"
 MAX_LENGTH = 96  # tokens: enough for a short conversation, small enough for a CPU step
 
 
@@ -198,4 +200,68 @@ def test_dpo_trainer_takes_a_step_on_an_export_of_real_pairs(
     assert len(rows_of(path)) == 4
     loss = one_step_on(DPOTrainer, DPOConfig, path, model_dir, tmp_path / "dpo-out", 1e-5)
     assert math.isfinite(loss)
+    assert loss == pytest.approx(math.log(2), abs=0.05), "a first DPO step starts at ln 2"
+
+
+def llmfao_rankings(count: int, answers: int) -> list[PreferenceExample]:
+    """Real rankings: LLMFAO's answers to its haiku prompt by different models, ordered by
+    how often the crowd preferred each model's answer to that prompt (ties count half)."""
+    import csv
+    import gzip
+
+    with gzip.open(LLMFAO / "pairs-crowd.jsonl.gz", "rt", encoding="utf-8") as handle:
+        pairs = [json.loads(line) for line in handle]
+    prompt_id = 8  # "Argue for and against the use of kubernetes in the style of a haiku."
+    texts: dict[int, str] = {}
+    for pair in (p for p in pairs if p["prompt"] == prompt_id):
+        texts.setdefault(pair["model_x"], pair["result_x"].strip())
+        texts.setdefault(pair["model_y"], pair["result_y"].strip())
+    wins: dict[int, float] = dict.fromkeys(texts, 0.0)
+    with (LLMFAO / "crowd-comparisons.csv").open(encoding="utf-8") as handle:
+        for vote in csv.DictReader(handle):
+            if int(vote["prompt"]) != prompt_id:
+                continue
+            x, y = int(vote["model_x"]), int(vote["model_y"])
+            if vote["winner"] == "tie":
+                wins[x] += 0.5
+                wins[y] += 0.5
+            else:
+                wins[x if vote["winner"] == "left" else y] += 1
+    short = sorted(
+        (m for m in texts if texts[m] and len(texts[m]) < 300), key=lambda m: len(texts[m])
+    )
+    asked = next(p["text"] for p in pairs if p["prompt"] == prompt_id)
+    prompt = [Message(role="user", content=asked)]
+    rankings = []
+    for start in range(0, count * answers, answers):
+        group = sorted(short[start : start + answers], key=lambda m: -wins[m])
+        rankings.append(
+            PreferenceExample.ranking(
+                prompt, [[Message(role="assistant", content=texts[m])] for m in group]
+            )
+        )
+    return rankings
+
+
+def test_dpo_trainer_takes_a_step_on_the_pairs_of_real_rankings(
+    store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from trl import DPOConfig, DPOTrainer
+
+    rankings = llmfao_rankings(2, answers=3)
+    assert all(r.ranked is not None and len(r.ranked) == 3 for r in rankings)
+    items = [
+        Candidate(
+            kind=CandidateKind.PREFERENCE,
+            payload=ranking,
+            run_id="train-run",
+            gap_id="haiku",
+            status=CandidateStatus.PENDING,
+        )
+        for ranking in rankings
+    ]
+    path = accepted_export(store, items, CandidateKind.PREFERENCE, tmp_path / "ranked", model_dir)
+    rows = rows_of(path)
+    assert len(rows) == 6, "all pairs of two rankings of three"
+    loss = one_step_on(DPOTrainer, DPOConfig, path, model_dir, tmp_path / "ranked-out", 1e-5)
     assert loss == pytest.approx(math.log(2), abs=0.05), "a first DPO step starts at ln 2"

@@ -45,6 +45,18 @@ def _edit_diff_record(item: dict[str, Any]) -> dict[str, Any]:
     return {"edit_diff": None, "edit_diff_withheld": f"the original holds PII/secrets ({flag})"}
 
 
+def _ranking_record(item: dict[str, Any]) -> dict[str, Any]:
+    """For a ranking: the order the reviewers settled on, as positions in the order the
+    answers were generated in (best first; None for an answer a reviewer's edit changed)."""
+    final = item.get("edited") or item.get("payload") or {}
+    ranked = final.get("ranked")
+    if not ranked:
+        return {}
+    generated = (item.get("payload") or {}).get("ranked") or []
+    order = [generated.index(answer) if answer in generated else None for answer in ranked]
+    return {"ranking": {"answers": len(ranked), "order": order}}
+
+
 @lru_cache(maxsize=4096)
 def _unsafe_prompt(messages: bytes) -> str | None:
     """Why a rendered prompt must not leave (PII/secrets in it), or None. Cached: the rows of
@@ -125,6 +137,7 @@ def provenance_record(approved: Approved, split: str, row: int) -> dict[str, Any
                 for d in approved.decisions
             ],
             **_edit_diff_record(item),
+            **_ranking_record(item),
         },
     }
     record.pop("rendered_prompt", None)

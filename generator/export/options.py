@@ -34,6 +34,11 @@ class ExportOptions(BaseModel):
     evaluate: bool = Field(default=True, description="Write the stage's eval and safety reports.")
     eval_sets: list[Path] = Field(default_factory=list, description="For the contamination check.")
     judge: str | None = Field(default=None, description="BACKEND/MODEL judging the eval report.")
+    ranking_pairs: Literal["all", "best_worst"] = Field(
+        default="all",
+        description="A ranking of 3+ answers becomes every pair, better chosen (n(n-1)/2 "
+        "rows), or only the best against the worst.",
+    )
     include_auto_decided: bool = Field(
         default=False,
         description="Also export items the pre-screen model accepted without a human (marked).",

@@ -13,7 +13,7 @@ from typing import Any
 
 from generator.export import manifest as record
 from generator.export.checks import LengthCheck, structure_problem
-from generator.export.rows import Row, row_for
+from generator.export.rows import RankingPairs, Row, rows_for
 from generator.export.selection import Approved
 from generator.schema import CandidateKind
 
@@ -32,18 +32,28 @@ class Prepared:
     line: int | None = None  # a merged existing row's line in its file
 
 
-def approved_row(approved: Approved, kind: CandidateKind, lengths: LengthCheck) -> Prepared:
-    """Raises ``RowRefused`` for an item that cannot be a row of ``kind``."""
-    row = row_for(approved.item, approved.decisions, kind)
-    return Prepared(
-        key=approved.id,
-        row=row,
-        problem=structure_problem(row),
-        surely_fits=lengths.surely_fits(row),
-        approved=approved,
-        origin=record.Origin.of(approved.item),
-        scores=approved.item.get("scores") or {},
-    )
+def approved_rows(
+    approved: Approved,
+    kind: CandidateKind,
+    lengths: LengthCheck,
+    ranking_pairs: RankingPairs = "all",
+) -> list[Prepared]:
+    """Raises ``RowRefused`` for an item that cannot be a row of ``kind``. A ranking gives a
+    row per pair: keyed ``<item id>#<n>`` after the first, so each is checked and excluded on
+    its own, and all of them split with their prompt."""
+    rows = rows_for(approved.item, approved.decisions, kind, ranking_pairs)
+    return [
+        Prepared(
+            key=approved.id if index == 0 else f"{approved.id}#{index}",
+            row=row,
+            problem=structure_problem(row),
+            surely_fits=lengths.surely_fits(row),
+            approved=approved,
+            origin=record.Origin.of(approved.item),
+            scores=approved.item.get("scores") or {},
+        )
+        for index, row in enumerate(rows)
+    ]
 
 
 def existing_row(row: Row, line: int, lengths: LengthCheck) -> Prepared:

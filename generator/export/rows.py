@@ -10,7 +10,7 @@ JSON of items (the schema's ``SFTExample`` / ``PreferenceExample`` have exactly 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import orjson
 
@@ -77,6 +77,35 @@ def final_example(item: dict[str, Any]) -> dict[str, Any]:
     if example is None:
         raise RowRefused("no payload (malformed output)")
     return example
+
+
+RankingPairs = Literal["all", "best_worst"]
+
+
+def ranking_rows(example: dict[str, Any], how: RankingPairs) -> list[Row]:
+    """A ranking's pairs, better answer chosen: every pair (n(n-1)/2 rows) or the best against
+    the worst (one)."""
+    answers = [_turns(answer) for answer in example["ranked"]]
+    prompt = _turns(example["prompt"])
+    pairs = (
+        [(0, len(answers) - 1)]
+        if how == "best_worst"
+        else [(i, j) for i in range(len(answers)) for j in range(i + 1, len(answers))]
+    )
+    return [{"prompt": prompt, "chosen": answers[i], "rejected": answers[j]} for i, j in pairs]
+
+
+def rows_for(
+    item: dict[str, Any],
+    decisions: tuple[DecisionRecord, ...],
+    kind: CandidateKind,
+    ranking_pairs: RankingPairs = "all",
+) -> list[Row]:
+    """An approved item's rows: one, or a ranking's pairs."""
+    example = final_example(item)
+    if kind is CandidateKind.PREFERENCE and example.get("ranked"):
+        return ranking_rows(example, ranking_pairs)
+    return [row_for(item, decisions, kind)]
 
 
 def row_for(

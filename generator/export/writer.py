@@ -29,7 +29,7 @@ from generator.export import manifest as record
 from generator.export.checks import LengthCheck, load_tokenizer, template_problem
 from generator.export.manifest_writer import ExportState, write_manifest
 from generator.export.options import ExportOptions, ExportResult
-from generator.export.prepare import Prepared, approved_row, existing_row
+from generator.export.prepare import Prepared, approved_rows, existing_row
 from generator.export.reports import run_reports
 from generator.export.rows import Row, RowRefused, preference_row, sft_row, uses_tools
 from generator.export.selection import Selection
@@ -82,7 +82,7 @@ def _prepared_rows(
     prepared, excluded = [], []
     for approved in selection:
         try:
-            prepared.append(approved_row(approved, options.kind, lengths))
+            prepared += approved_rows(approved, options.kind, lengths, options.ranking_pairs)
         except RowRefused as exc:
             excluded.append((approved.id, str(exc)))
     if len(options.runs) > 1:  # each run's come in id order

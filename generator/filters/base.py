@@ -41,12 +41,12 @@ def prompt_text(candidate: Candidate) -> str:
 
 
 def response_texts(candidate: Candidate) -> list[str]:
-    """The answer(s): the last assistant turn, or both sides of a preference pair."""
+    """The answer(s): the last assistant turn, or every answer of a pair or a ranking."""
     from generator.schema import PreferenceExample
 
     payload = candidate.payload
     if payload is None:
         return [candidate.raw or ""]
     if isinstance(payload, PreferenceExample):
-        return [payload.chosen[-1].content, payload.rejected[-1].content]
+        return [answer[-1].content for answer in payload.answers()]
     return [payload.response_text()]

@@ -97,6 +97,8 @@ def act(action: str, item_id: str | None, *args: object) -> None:
         args = (True,)
     outcome: Outcome = getattr(session, action)(*args)
     report(outcome)
+    if action == "rank" and session.ranking:  # a ranking under way stays in rank mode
+        st.session_state["mode"] = "rank"
     if not outcome.ok:
         st.session_state["refused"] = True
     elif action in ("accept", "reject", "swap"):
@@ -105,6 +107,9 @@ def act(action: str, item_id: str | None, *args: object) -> None:
 
 def set_mode(mode: str) -> None:
     st.session_state["mode"] = mode
+    session: ReviewSession | None = st.session_state.get("review_session")
+    if mode != "rank" and session is not None:
+        session.cancel_ranking()  # esc drops a ranking under way
 
 
 def toggle_keymap() -> None:
@@ -114,10 +119,13 @@ def toggle_keymap() -> None:
 def screen_of(session: ReviewSession | None) -> keys.Screen:
     lease = session.current if session is not None else None
     mode = st.session_state.get("mode", "view")
+    payload = lease.item.payload if lease is not None else None
+    ranked = payload.ranked if isinstance(payload, PreferenceExample) else None
     return keys.Screen(
-        mode=mode if mode in ("view", "reject", "edit") else "view",
+        mode=mode if mode in ("view", "reject", "edit", "rank") else "view",
         item=lease.item_id if lease is not None else None,
-        pair=lease is not None and isinstance(lease.item.payload, PreferenceExample),
+        pair=isinstance(payload, PreferenceExample),
+        answers=len(ranked) if ranked else 0,
     )
 
 
@@ -195,6 +203,12 @@ def save_edit() -> None:
         texts = [st.session_state[f"turn-{key}-{i}"] for i in range(len(original.messages))]
         edited: SFTExample | PreferenceExample = edited_sft(original, texts)
         report(session.edit(edited, as_pair=bool(st.session_state.get(f"pair-{key}"))))
+    elif isinstance(original, PreferenceExample) and original.ranked is not None:
+        answers = [
+            [*answer[:-1], Message(role="assistant", content=st.session_state[f"answer-{key}-{i}"])]
+            for i, answer in enumerate(original.ranked)
+        ]
+        report(session.edit(PreferenceExample.ranking(original.prompt, answers)))
     elif isinstance(original, PreferenceExample):
         chosen = [
             *original.chosen[:-1],
@@ -222,6 +236,10 @@ def editor(session: ReviewSession) -> None:
             "Also export a preference pair: the edited answer chosen, the original rejected",
             key=f"pair-{key}",
         )
+    elif isinstance(item, PreferenceExample) and item.ranked is not None:
+        render.turns(item.prompt)
+        for index, answer in enumerate(item.ranked):
+            st.text_area(f"answer {index + 1}", answer[-1].content, key=f"answer-{key}-{index}")
     elif isinstance(item, PreferenceExample):
         render.turns(item.prompt)
         st.text_area("chosen", item.chosen[-1].content, key=f"chosen-{key}")
@@ -231,6 +249,27 @@ def editor(session: ReviewSession) -> None:
         "Save and accept (ctrl+enter)", on_click=save_edit, shortcut="ctrl+enter", type="primary"
     )
     right.button("Cancel (esc)", on_click=set_mode, args=("view",), shortcut="escape")
+
+
+def rank_bar(session: ReviewSession, item_id: str) -> None:
+    """Rank mode: a button per answer (its number is its key), pressed best first."""
+    lease = session.current
+    payload = lease.item.payload if lease is not None else None
+    count = len(payload.ranked or []) if isinstance(payload, PreferenceExample) else 0
+    so_far = session.ranking_text() if session.ranking_for == item_id else "nothing yet"
+    st.markdown(
+        f"**Rank the {count} answers:** press their numbers, best first (the last places "
+        f"itself; esc to go back). Ranked so far: {so_far}"
+    )
+    with st.container(horizontal=True, key="rank-bar", gap="xsmall"):
+        for number in range(1, count + 1):
+            st.button(
+                f"{number} · Answer {number}",
+                on_click=act,
+                args=("rank", item_id, str(number)),
+                key=f"rank-{number}",
+            )
+        st.button("esc · cancel", on_click=set_mode, args=("view",), key="rank-cancel")
 
 
 def reject_reasons(item_id: str) -> None:
@@ -261,7 +300,11 @@ def actions(session: ReviewSession) -> None:
     if mode == "edit":
         editor(session)
         return
+    if mode == "rank" and item_id is not None and lease is not None:
+        rank_bar(session, item_id)
+        return
     pair = lease is not None and isinstance(lease.item.payload, PreferenceExample)
+    ranked = pair and lease is not None and lease.item.payload.ranked is not None  # type: ignore[union-attr]
     pii = lease.item.scores.get("pii") if lease is not None else None
     if pii is not None and not pii.passed:
         # Unchecked, an accepted item with this flag stays out of every export.
@@ -271,7 +314,9 @@ def actions(session: ReviewSession) -> None:
         ("a · Accept", "a", act, ("accept", item_id)),
         ("x · Reject", "x", set_mode, ("reject",)),
     ]
-    if pair:
+    if ranked:
+        buttons.append(("r · Rank", "r", set_mode, ("rank",)))
+    elif pair:
         buttons.append(("w · Swap and accept", "w", act, ("swap", item_id)))
     buttons += [
         ("e · Edit", "e", set_mode, ("edit",)),
