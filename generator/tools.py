@@ -9,11 +9,13 @@ is a finding for the reviewer, never silently fixed.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from jsonschema import Draft202012Validator
+import regex
+from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
 from referencing.exceptions import Unresolvable
 
@@ -49,9 +51,85 @@ def schema_problem(schema: dict[str, Any]) -> str:
     return ""
 
 
+# A tool's schema is untrusted (an imported row's, a model's): its regular expressions run
+# under the ``regex`` module with a time limit, never ``re``'s unbounded backtracking. A
+# pattern like (a+)+$ against a long argument would otherwise hold a worker for hours.
+PATTERN_SECONDS = 0.05
+
+
+def _matches(pattern: str, text: str) -> bool | None:
+    """Whether ``pattern`` matches somewhere in ``text``; None if it took too long or is no
+    regular expression the ``regex`` module reads."""
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_SECONDS) is not None
+    except (TimeoutError, regex.error):
+        return None
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "string"):
+        return
+    found = _matches(pattern, instance)
+    if found is None:
+        yield ValidationError(f"pattern {pattern[:80]!r} cannot be checked (too slow or invalid)")
+    elif not found:
+        yield ValidationError(f"{instance[:200]!r} does not match {pattern[:80]!r}")
+
+
+def _keys_matching(patterns: dict[str, Any], key: str) -> list[str] | None:
+    matched = []
+    for pattern in patterns:
+        found = _matches(pattern, key)
+        if found is None:
+            return None
+        if found:
+            matched.append(pattern)
+    return matched
+
+
+def _pattern_properties(
+    validator: Any, patterns: dict[str, Any], instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    for key, value in instance.items():
+        matched = _keys_matching(patterns, key)
+        if matched is None:
+            yield ValidationError(f"property {key[:80]!r} cannot be checked (a slow pattern)")
+            continue
+        for pattern in matched:
+            yield from validator.descend(value, patterns[pattern], path=key, schema_path=pattern)
+
+
+def _additional_properties(
+    validator: Any, additional: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if not validator.is_type(instance, "object"):
+        return
+    known = schema.get("properties", {})
+    patterns = schema.get("patternProperties", {})
+    extras = [k for k in instance if k not in known and not _keys_matching(patterns, k)]
+    if validator.is_type(additional, "object"):
+        for extra in extras:
+            yield from validator.descend(instance[extra], additional, path=extra)
+    elif not additional and extras:
+        names = ", ".join(repr(e) for e in sorted(extras)[:5])
+        yield ValidationError(f"Additional properties are not allowed ({names} unexpected)")
+
+
+_SafeValidator = validators.extend(  # type: ignore[no-untyped-call]
+    Draft202012Validator,
+    {
+        "pattern": _pattern,
+        "patternProperties": _pattern_properties,
+        "additionalProperties": _additional_properties,
+    },
+)
+
+
 @lru_cache(maxsize=256)
-def _validator(schema_json: bytes) -> Draft202012Validator:
-    return Draft202012Validator(orjson.loads(schema_json))
+def _validator(schema_json: bytes) -> Any:
+    return _SafeValidator(orjson.loads(schema_json))
 
 
 def argument_problem(tool: ToolDefinition, arguments: dict[str, Any]) -> str:
@@ -59,7 +137,9 @@ def argument_problem(tool: ToolDefinition, arguments: dict[str, Any]) -> str:
     with the path of the argument it is about."""
     schema = orjson.dumps(tool.function.parameters, option=orjson.OPT_SORT_KEYS)
     try:
-        errors = sorted(_validator(schema).iter_errors(arguments), key=lambda e: list(e.path))
+        errors = sorted(
+            _validator(schema).iter_errors(arguments), key=lambda e: [str(part) for part in e.path]
+        )
     except (Unresolvable, RecursionError) as exc:
         return f"its schema cannot be applied: {type(exc).__name__}: {exc}"[:300]
     if not errors:

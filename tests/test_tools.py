@@ -3,6 +3,7 @@ conversation's calls are checked against the tools it lists."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import pytest
@@ -190,3 +191,29 @@ def test_a_schema_that_points_elsewhere_fails_the_call_without_fetching_anything
 def test_a_turns_text_includes_its_calls_so_filters_see_the_arguments() -> None:
     example = SFTExample.model_validate(conversation(call(arguments={"city": "bob@example.com"})))
     assert 'get_weather({"city":"bob@example.com"})' in example.messages[1].text
+
+
+def test_a_hostile_pattern_in_a_tool_schema_cannot_hold_the_check() -> None:
+    # (a|aa)+$ backtracks exponentially: with re, 60 a's and a '!' take longer than the age
+    # of the universe. The check gives up on the pattern after a fraction of a second.
+    slow = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string", "pattern": "(a|aa)+$"}},
+                "patternProperties": {"(b|bb)+$": {"type": "string"}},
+            },
+        },
+    }
+    example = SFTExample.model_validate(
+        {
+            **conversation(call(arguments={"city": "a" * 60 + "!", "b" * 60 + "!": "x"})),
+            "tools": [slow],
+        }
+    )
+    started = time.monotonic()
+    problems = call_problems(example)
+    assert time.monotonic() - started < 2
+    assert "cannot be checked" in problems[0]
