@@ -10,6 +10,8 @@ from dataclasses import dataclass
 _FENCE = re.compile(r"^(?P<indent> {0,3})(?P<fence>`{3,}|~{3,})(?P<info>[^\n`]*)$")
 _LANGUAGE = re.compile(r"^[A-Za-z0-9_+#.-]{1,24}$")
 PYTHON_NAMES = {"python", "py", "python3"}
+# What counts as code stating its own tests: an assert, a unittest case, a pytest-style test.
+_TESTS = re.compile(r"^\s*(assert\b|def test_|class \w+\(.*TestCase\))", re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -75,3 +77,8 @@ def python_code(text: str) -> list[str]:
     if named:
         return named
     return [b.text for b in code if not b.language]
+
+
+def states_tests(code: str) -> bool:
+    """Whether ``code`` holds tests of its own (asserts, test functions, a TestCase)."""
+    return _TESTS.search(code) is not None

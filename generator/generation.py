@@ -17,6 +17,8 @@ from typing import Any
 from pydantic import ValidationError
 
 from generator.backends import Backend, ChatRequest, ChatResult, Completion
+from generator.code_blocks import states_tests
+from generator.code_tests import code_of, parsed_tests, tests_messages, tests_schema
 from generator.conversations import (
     assistant_turn,
     backend_messages,
@@ -31,6 +33,7 @@ from generator.conversations import (
     user_turns,
 )
 from generator.prompts import (
+    CODE_TESTS_TEMPLATE,
     RESPONSE_TEMPLATE,
     TOOL_RESULTS_TEMPLATE,
     TOOLS_TEMPLATE,
@@ -263,6 +266,8 @@ class _Outputs:
             "tool_system": task.tool_system,
             "max_tool_rounds": task.max_tool_rounds,
             "step_template_hashes": task.step_template_hashes,
+            "code": task.code,
+            "code_tests_system": task.code_tests_system,
         }
 
     def next_step(
@@ -278,6 +283,10 @@ class _Outputs:
             messages = user_turn_messages(task.user_system or "", conversation)
             schema = user_turn_schema()
             step, name = "user_turn", USER_TURN_TEMPLATE
+        elif stage is TaskStage.CODE_TESTS:
+            messages = tests_messages(task.code_tests_system or "", conversation)
+            schema = tests_schema()
+            step, name = "code_tests", CODE_TESTS_TEMPLATE
         elif stage is TaskStage.TOOL_RESULTS:
             messages = tool_results_messages(task.tool_system or "", tools, conversation)
             schema = results_schema(len(conversation[-1].tool_calls or []))
@@ -343,6 +352,8 @@ class _Outputs:
                 children.append(self.next_step(TaskStage.TOOL_RESULTS, conversation, spent))
             elif user_turns(conversation) < task.turns:
                 children.append(self.next_step(TaskStage.USER_TURN, conversation, spent))
+            elif self.needs_tests(conversation):
+                children.append(self.next_step(TaskStage.CODE_TESTS, conversation, spent))
             else:
                 candidates.append(
                     self.candidate(
@@ -352,6 +363,31 @@ class _Outputs:
                     )
                 )
         return candidates, children
+
+    def needs_tests(self, conversation: list[Message]) -> bool:
+        """A code gap's answer with Python that states no tests: the backend writes some."""
+        if not self.task.code or not self.task.code_tests_system:
+            return False
+        code = code_of(conversation[-1].content)
+        return bool(code.strip()) and not states_tests(code)
+
+    def from_code_tests(self, result: ChatResult) -> list[Candidate]:
+        """The answer, now a candidate, with the tests written for it on its record (none if
+        the step gave no usable tests: the filter then runs the code alone)."""
+        task = self.task
+        completion = result.completions[0]
+        tests = parsed_tests(completion.text) if completion.finish_reason == "stop" else None
+        provenance = self.provenance(
+            task.sampling.model_dump(), "stop", result.seconds, usage=self.usage(result, completion)
+        )
+        provenance.code_tests = tests
+        return [
+            self.candidate(
+                lambda: SFTExample(messages=task.example_prompt, tools=task.tools),
+                task.example_prompt[-1].content,
+                provenance,
+            )
+        ]
 
     def from_user_turn(self, result: ChatResult) -> tuple[list[Candidate], list[GenerationTask]]:
         task = self.task
@@ -379,24 +415,33 @@ class _Outputs:
         conversation = [*task.example_prompt, *results]
         return [], [self.next_step(TaskStage.RESPONSE, conversation, spent)]
 
-    def from_responses(self, result: ChatResult) -> list[Candidate]:
+    def from_responses(self, result: ChatResult) -> tuple[list[Candidate], list[GenerationTask]]:
         task = self.task
         sampling = task.sampling.model_dump()
-        return [
-            self.candidate(
-                lambda text=completion.text: SFTExample(
-                    messages=[*task.example_prompt, Message(role="assistant", content=text)]
-                ),
-                completion.text,
-                self.provenance(
-                    sampling,
-                    completion.finish_reason,
-                    result.seconds,
-                    usage=self.usage(result, completion),
-                ),
+        candidates: list[Candidate] = []
+        children: list[GenerationTask] = []
+        for completion in result.completions:
+            spent = self.usage(result, completion)
+            if completion.finish_reason == "stop" and completion.text.strip():
+                conversation = [
+                    *task.example_prompt,
+                    Message(role="assistant", content=completion.text),
+                ]
+                if self.needs_tests(conversation):
+                    children.append(self.next_step(TaskStage.CODE_TESTS, conversation, spent))
+                    continue
+            candidates.append(
+                self.candidate(
+                    lambda text=completion.text: SFTExample(
+                        messages=[*task.example_prompt, Message(role="assistant", content=text)]
+                    ),
+                    completion.text,
+                    self.provenance(
+                        sampling, completion.finish_reason, result.seconds, usage=spent
+                    ),
+                )
             )
-            for completion in result.completions
-        ]
+        return candidates, children
 
     def from_pair(self, results: Sequence[ChatResult]) -> list[Candidate]:
         """Each variant's answer, in variant order: two are proposed as chosen/rejected (a
@@ -490,8 +535,10 @@ def run_batch(
             candidates = outputs.from_pair(task_results)
         elif task.turns > 1 or task.tools:
             candidates, children = outputs.from_conversation(task_results[0])
+        elif task.stage is TaskStage.CODE_TESTS:
+            candidates = outputs.from_code_tests(task_results[0])
         else:
-            candidates = outputs.from_responses(task_results[0])
+            candidates, children = outputs.from_responses(task_results[0])
         prompt_tokens = sum(r.prompt_tokens for r in task_results)
         completion_tokens = sum(r.completion_tokens for r in task_results)
         stats: dict[str, float] = {

@@ -46,6 +46,7 @@ AVOID_TEMPLATE = "avoid.jinja"  # a gap's avoid-list from review (generator/feed
 USER_TURN_TEMPLATE = "user_turn.jinja"  # the backend playing the user in a conversation
 TOOL_RESULTS_TEMPLATE = "tool_results.jinja"  # the backend playing the tools
 TOOLS_TEMPLATE = "tools.jinja"  # the offered tools, added to the answering system prompt
+CODE_TESTS_TEMPLATE = "code_tests.jinja"  # tests for a code answer that stated none
 DEFAULT_PERSONA = "a user who wants a clear, correct answer"
 
 
@@ -220,7 +221,11 @@ def tasks_for_gap(
                 tools=tools,
                 tool_system=templates.render(TOOL_RESULTS_TEMPLATE, gap=gap) if tools else None,
                 max_tool_rounds=talk.max_tool_rounds,
-                step_template_hashes=_step_hashes(templates, talk),
+                step_template_hashes=_step_hashes(templates, talk, code=gap.code),
+                code=gap.code,
+                code_tests_system=templates.render(CODE_TESTS_TEMPLATE, gap=gap)
+                if gap.code
+                else None,
             )
         )
     return tasks
@@ -233,9 +238,12 @@ def _nth_variant(variants: list[SamplingParams], index: int) -> SamplingParams:
     return variant.model_copy(update={"seed": variant.seed + index})
 
 
-def _step_hashes(templates: PromptTemplates, talk: ConversationSettings) -> dict[str, str]:
+def _step_hashes(
+    templates: PromptTemplates, talk: ConversationSettings, *, code: bool
+) -> dict[str, str]:
     names = [USER_TURN_TEMPLATE] if talk.turns > 1 else []
     names += [TOOL_RESULTS_TEMPLATE, TOOLS_TEMPLATE] if talk.tools else []
+    names += [CODE_TESTS_TEMPLATE] if code else []
     return {name: templates.hash(name) for name in names}
 
 

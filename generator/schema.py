@@ -281,7 +281,7 @@ def _check_conversation_so_far(stage: str, messages: list[Message]) -> None:
     field = "example_prompt"
     if stage == "response":
         _check_alternation(messages, must_end_with="user", field=field)
-    elif stage == "user_turn":
+    elif stage in ("user_turn", "code_tests"):
         _check_alternation(messages, must_end_with="assistant", field=field)
     else:
         if not messages or not messages[-1].tool_calls:
@@ -450,7 +450,9 @@ class Score(BaseModel):
     evidence: dict[str, Any] = Field(default_factory=dict)
 
 
-TemplateStep = Literal["instructions", "response", "judge", "pairwise", "user_turn", "tool_results"]
+TemplateStep = Literal[
+    "instructions", "response", "judge", "pairwise", "user_turn", "tool_results", "code_tests"
+]
 
 
 class TemplateUse(BaseModel):
@@ -528,6 +530,11 @@ class Provenance(BaseModel):
         default=None,
         description="Its share of the backend's tokens and seconds, the instruction step's "
         "included (None: imported, or made before gapfill counted it).",
+    )
+    code_tests: str | None = Field(
+        default=None,
+        description="Code gaps: tests a backend wrote for the answer's code, which stated none; "
+        "the code_execution filter runs them after the code. Not part of the example.",
     )
     created_at: datetime = Field(default_factory=utcnow)
 
@@ -622,6 +629,7 @@ class TaskStage(StrEnum):
     RESPONSE = "response"
     USER_TURN = "user_turn"
     TOOL_RESULTS = "tool_results"
+    CODE_TESTS = "code_tests"  # a code gap's answer stated no tests: the backend writes some
 
 
 def instructions_schema(count: int | None = None) -> dict[str, Any]:
@@ -714,6 +722,14 @@ class GenerationTask(BaseModel):
         "from tool_results.jinja).",
     )
     max_tool_rounds: int = Field(default=2, ge=1, le=5)
+    code: bool = Field(
+        default=False,
+        description="A code gap's task: an answer whose code states no tests gets tests written "
+        "by the backend (a code_tests step) for the execution filter to run.",
+    )
+    code_tests_system: str | None = Field(
+        default=None, description="Code gaps: code_tests.jinja, rendered."
+    )
     step_template_hashes: dict[str, str] = Field(
         default_factory=dict,
         description="Conversations: the hashes of the templates their later steps were "

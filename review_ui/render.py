@@ -257,6 +257,8 @@ def evidence(candidate: Candidate, score: Score, texts: RunTexts) -> None:
             f"The code's output (isolation: {data.get('isolation', 'unknown')})",
             "\n".join(output) or "(no output)",
         )
+        if candidate.provenance.code_tests:  # not in the answer: say what else ran
+            _quoted("Tests the backend wrote (run after the code)", candidate.provenance.code_tests)
 
 
 def _quoted(title: str, text: str | None) -> None:

@@ -130,3 +130,26 @@ def test_a_batch_of_code_that_sleeps_runs_at_once_and_within_its_budget() -> Non
     assert [s.reason for s in one_at_a_time[1:]] == [
         "not run: this batch's 1 s for running code ran out"
     ] * 2
+
+
+# -- tests the backend writes ------------------------------------------------------------------
+
+
+def test_tests_the_backend_wrote_run_after_a_solution_that_stated_none() -> None:
+    from generator.schema import Provenance
+
+    wrong = answer(SOLUTION.replace("a + b", "a * b"))
+    wrong.provenance = Provenance(code_tests="assert add(2, 3) == 5")
+    [score] = CodeExecutionFilter(LIMITS).score([wrong])
+    assert not score.passed and "AssertionError" in score.reason
+    assert score.evidence["tests"] == "written by the backend"
+    assert score.evidence["blocks"] == 2
+
+
+def test_code_stating_its_own_tests_is_told_apart_from_code_without() -> None:
+    from generator.code_blocks import states_tests
+
+    assert states_tests("def f():\n    return 1\n\nassert f() == 1")
+    assert states_tests("import unittest\nclass T(unittest.TestCase):\n    pass")
+    assert states_tests("def test_f():\n    assert f() == 1")
+    assert not states_tests("def f():\n    return 1  # assert nothing here\nprint(f())")

@@ -293,3 +293,33 @@ def test_a_campaign_asking_for_four_answers_takes_the_variants_in_turn() -> None
     assert [v.temperature for v in task.variants] == [
         variants[i % len(variants)].temperature for i in range(4)
     ]
+
+
+def test_a_code_gaps_answer_without_tests_gets_tests_written_then_becomes_a_candidate(
+    store: Store,
+) -> None:
+    """The routing only (a scripted backend): the real model's steps run in test_whole_loop."""
+    from generator.generation import answer_task
+    from generator.prompts import PromptTemplates, tasks_for_gap
+    from generator.schema import Gap, TaskStage
+
+    gap = Gap(id="py", run_id="run-1", label="python", target=2, code=True, examples=["x"])
+    [instructions] = tasks_for_gap(gap, PromptTemplates(), wanted=1)
+    assert instructions.code and instructions.code_tests_system
+    task = answer_task(instructions, "Write add(a, b).")
+    store.add_tasks([task])
+    code = "```python\ndef add(a, b):\n    return a + b\n```"
+    answered = run_batch(store, ScriptedBackend([code]), [task.id])
+    assert answered.candidate_ids == [] and len(answered.new_task_ids) == 1
+    [step] = store.get_tasks(answered.new_task_ids)
+    assert step.stage is TaskStage.CODE_TESTS and "def add(a, b)" in step.messages[-1].content
+    tested = run_batch(store, ScriptedBackend(['{"tests": "assert add(2, 3) == 5"}']), [step.id])
+    [item] = store.get_many(tested.candidate_ids)
+    assert item.provenance.code_tests == "assert add(2, 3) == 5"
+    assert item.payload is not None and item.payload.turns()[-1].content == code
+    assert [use.step for use in item.provenance.templates][-1] == "code_tests"
+    # An answer that states its tests is a candidate at once.
+    stated = answer_task(instructions, "Write sub(a, b).")
+    store.add_tasks([stated])
+    with_tests = "```python\ndef add(a, b):\n    return a + b\n\nassert add(1, 1) == 2\n```"
+    assert len(run_batch(store, ScriptedBackend([with_tests]), [stated.id]).candidate_ids) == 1

@@ -54,6 +54,9 @@ class CodeExecutionFilter:
         blocks = [code for text in response_texts(candidate) for code in python_code(text)]
         if not blocks:
             return self._not_run("no Python code block to run", passed=True)
+        written = candidate.provenance.code_tests
+        if written:  # the answer stated no tests: the backend's run after its code
+            blocks.append(written)
         if time.monotonic() > deadline:
             budget = f"{self.budget_seconds:g} s"
             return self._not_run(f"not run: this batch's {budget} for running code ran out")
@@ -67,7 +70,12 @@ class CodeExecutionFilter:
             value=1.0 if result.passed else 0.0,
             passed=result.passed,
             reason=f"{result.outcome}: {result.reason}",
-            evidence={"ran": True, "blocks": len(blocks), **result.model_dump()},
+            evidence={
+                "ran": True,
+                "blocks": len(blocks),
+                "tests": "written by the backend" if written else "stated in the answer, if any",
+                **result.model_dump(),
+            },
         )
 
     def _not_run(self, reason: str, *, passed: bool = False) -> Score:
