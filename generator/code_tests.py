@@ -45,7 +45,7 @@ def parsed_tests(text: str) -> str | None:
     when there are none."""
     try:
         data = json.loads(text)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         return None
     tests = data.get("tests") if isinstance(data, dict) else None
     if not isinstance(tests, str) or not tests.strip():

@@ -81,12 +81,12 @@ def tool_choice_schema(tools: list[ToolDefinition], *, calls_allowed: bool) -> d
             "type": "object",
             "properties": {
                 "name": {"const": tool.function.name},
-                "arguments": tool.function.parameters,
+                "arguments": {"$ref": f"#/$defs/{_tool_def(index)}"},
             },
             "required": ["name", "arguments"],
             "additionalProperties": False,
         }
-        for tool in tools
+        for index, tool in enumerate(tools)
     ]
     calls = {
         "type": "object",
@@ -101,7 +101,32 @@ def tool_choice_schema(tools: list[ToolDefinition], *, calls_allowed: bool) -> d
         "required": ["tool_calls"],
         "additionalProperties": False,
     }
-    return {"anyOf": [answer, calls]}
+    # Each tool's parameters under $defs, their own references re-rooted there: a tool's
+    # "#/$defs/Unit" would point nowhere inside this larger schema.
+    defs = {_tool_def(i): _rerooted(t.function.parameters, i) for i, t in enumerate(tools)}
+    return {"anyOf": [answer, calls], "$defs": defs}
+
+
+def _tool_def(index: int) -> str:
+    return f"gapfill_tool_{index}"
+
+
+def _rerooted(value: Any, index: int) -> Any:
+    """``value`` with every local reference ("#...") pointing into the tool's place."""
+    if isinstance(value, dict):
+        return {
+            key: (
+                f"#/$defs/{_tool_def(index)}{inner[1:]}"
+                if key in ("$ref", "$dynamicRef")
+                and isinstance(inner, str)
+                and inner.startswith("#")
+                else _rerooted(inner, index)
+            )
+            for key, inner in value.items()
+        }
+    if isinstance(value, list):
+        return [_rerooted(inner, index) for inner in value]
+    return value
 
 
 def results_schema(count: int) -> dict[str, Any]:
@@ -152,14 +177,15 @@ def user_message(text: str) -> str | None:
 
 def _json(text: str) -> Any:
     cleaned = _FENCE.sub("", text.strip())
+    # ValueError covers JSONDecodeError; RecursionError: JSON nested thousands deep.
     try:
         return json.loads(cleaned)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         start, end = cleaned.find("{"), cleaned.rfind("}")
         if 0 <= start < end:
             try:
                 return json.loads(cleaned[start : end + 1])
-            except json.JSONDecodeError:
+            except (ValueError, RecursionError):
                 return None
     return None
 

@@ -443,6 +443,16 @@ def _from_self_instruct(record: dict[str, Any]) -> Example:
     return _from_alpaca({"instruction": record["instruction"], **instances[0]})
 
 
+def _no_tool_turns(example: PreferenceExample | SFTExample, layout: str) -> Example:
+    turns = example.turns()
+    if any(m.role == "tool" or m.tool_calls for m in turns):
+        raise RowError(
+            f"tool calls in a {layout} row: tool-calling conversations are read from "
+            "messages or sharegpt rows, with their tools"
+        )
+    return example
+
+
 def _from_prompt_completion(record: dict[str, Any]) -> Example:
     _require(record, "prompt", "completion")
     prompt, completion = record["prompt"], record["completion"]
@@ -453,7 +463,7 @@ def _from_prompt_completion(record: dict[str, Any]) -> Example:
         ]
     else:
         messages = _messages(prompt, "prompt") + _messages(completion, "completion")
-    return SFTExample.model_validate({"messages": messages})
+    return _no_tool_turns(SFTExample.model_validate({"messages": messages}), "prompt_completion")
 
 
 def _common_prefix(a: list[dict[str, Any]], b: list[dict[str, Any]]) -> int:
@@ -482,9 +492,10 @@ def _from_preference(record: dict[str, Any]) -> Example:
         prompt_m, chosen_m, rejected_m = chosen_m[:shared], chosen_m[shared:], rejected_m[shared:]
     else:
         prompt_m = _messages(prompt, "prompt")
-    return PreferenceExample.model_validate(
+    pair = PreferenceExample.model_validate(
         {"prompt": prompt_m, "chosen": chosen_m, "rejected": rejected_m}
     )
+    return _no_tool_turns(pair, "preference")
 
 
 _HH_MARKER = re.compile(r"\n\n(Human|Assistant):")

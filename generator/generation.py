@@ -348,7 +348,11 @@ class _Outputs:
                 candidates.append(self.broken(completion.text, provenance))
                 continue
             conversation = [*task.example_prompt, turn]
-            if turn.tool_calls:
+            if turn.tool_calls and calls_since_user(conversation) > task.max_tool_rounds:
+                # The schema allows no more calls; a backend that does not hold it to that
+                # (an OpenAI server without strict schemas) ends the conversation here.
+                candidates.append(self.broken(completion.text, provenance))
+            elif turn.tool_calls:
                 children.append(self.next_step(TaskStage.TOOL_RESULTS, conversation, spent))
             elif user_turns(conversation) < task.turns:
                 children.append(self.next_step(TaskStage.USER_TURN, conversation, spent))
@@ -506,6 +510,41 @@ def _failed(outputs: _Outputs, result: ChatResult) -> Candidate:
     )
 
 
+def _outputs_of(
+    outputs: _Outputs, task: GenerationTask, results: list[ChatResult]
+) -> tuple[list[Candidate], list[GenerationTask]]:
+    """One task's candidates and follow-up tasks, by its stage."""
+    failed = next((r for r in results if r.error), None)
+    if failed is not None:
+        return [_failed(outputs, failed)], []
+    if task.stage is TaskStage.INSTRUCTIONS:
+        return outputs.from_instructions(results[0])
+    if task.stage is TaskStage.USER_TURN:
+        return outputs.from_user_turn(results[0])
+    if task.stage is TaskStage.TOOL_RESULTS:
+        return outputs.from_tool_results(results[0])
+    if task.stage is TaskStage.CODE_TESTS:
+        return outputs.from_code_tests(results[0]), []
+    if task.kind is CandidateKind.PREFERENCE:
+        return outputs.from_pair(results), []
+    if task.turns > 1 or task.tools:
+        return outputs.from_conversation(results[0])
+    return outputs.from_responses(results[0])
+
+
+def _unusable(outputs: _Outputs, exc: Exception) -> Candidate:
+    task = outputs.task
+    return Candidate(
+        kind=task.kind,
+        raw=f"(output not usable: {type(exc).__name__}: {str(exc)[:300]})",
+        run_id=task.run_id,
+        gap_id=task.gap_id,
+        provenance=outputs.provenance(task.sampling.model_dump(), "error", 0.0, str(exc)[:300]),
+        status=CandidateStatus.GENERATED,
+        priority=task.priority,
+    )
+
+
 def run_batch(
     store: Store, backend: Backend, task_ids: Sequence[str], *, worker_id: str = "local"
 ) -> BatchOutcome:
@@ -521,24 +560,14 @@ def run_batch(
     for task in tasks:
         task_results = [results[r.id] for r in requests[task.id]]
         outputs = _Outputs(task, backend, worker_id, len(flat))
-        children: list[GenerationTask] = []
-        failed = next((r for r in task_results if r.error), None)
-        if failed is not None:
-            candidates = [_failed(outputs, failed)]
-        elif task.stage is TaskStage.INSTRUCTIONS:
-            candidates, children = outputs.from_instructions(task_results[0])
-        elif task.stage is TaskStage.USER_TURN:
-            candidates, children = outputs.from_user_turn(task_results[0])
-        elif task.stage is TaskStage.TOOL_RESULTS:
-            candidates, children = outputs.from_tool_results(task_results[0])
-        elif task.kind is CandidateKind.PREFERENCE:
-            candidates = outputs.from_pair(task_results)
-        elif task.turns > 1 or task.tools:
-            candidates, children = outputs.from_conversation(task_results[0])
-        elif task.stage is TaskStage.CODE_TESTS:
-            candidates = outputs.from_code_tests(task_results[0])
-        else:
-            candidates, children = outputs.from_responses(task_results[0])
+        try:
+            candidates, children = _outputs_of(outputs, task, task_results)
+        except (ValueError, TypeError, RecursionError) as exc:
+            # One task's output that breaks its step (JSON nested past any limit, say) is
+            # that task's malformed candidate, never the failure of the batch's 63 others.
+            logger.warning("task %s: output not usable: %s", task.id, exc)
+            candidates, children = [_unusable(outputs, exc)], []
+        prompt_tokens = sum(r.prompt_tokens for r in task_results)
         prompt_tokens = sum(r.prompt_tokens for r in task_results)
         completion_tokens = sum(r.completion_tokens for r in task_results)
         stats: dict[str, float] = {

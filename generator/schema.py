@@ -31,7 +31,7 @@ from pydantic import (
 
 from generator.errors import InvalidValueError
 from generator.filters.settings import FilterSettings
-from generator.tools import schema_problem
+from generator.tools import MAX_DEPTH, depth, schema_problem
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -63,6 +63,9 @@ def utcnow() -> datetime:
 # A tool's or a call's name: what the OpenAI API allows (letters, digits, '_', '-', at most 64).
 TOOL_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,64}$"
 ToolName = Annotated[str, StringConstraints(pattern=TOOL_NAME_PATTERN)]
+# A call's id (OpenAI's call_..., Anthropic's toolu_..., Mistral's 9 characters): an id, never
+# free text, so nothing hides in it past the filters.
+CallId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9_.:-]{1,64}$")]
 
 
 def _json_object(value: Any, what: str) -> Any:
@@ -87,7 +90,11 @@ class FunctionCall(BaseModel):
     @classmethod
     def _parsed(cls, value: Any) -> Any:
         # OpenAI sends arguments as a JSON string; TRL and chat templates want the object.
-        return _json_object(value, "arguments")
+        # Depth is checked here, whatever the source: a string's nesting escapes the readers'.
+        value = _json_object(value, "arguments")
+        if depth(value) > MAX_DEPTH:
+            raise ValueError(f"arguments nested deeper than {MAX_DEPTH} levels")
+        return value
 
 
 class ToolCall(BaseModel):
@@ -96,7 +103,7 @@ class ToolCall(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: Literal["function"] = "function"
-    id: str | None = Field(default=None, max_length=128)
+    id: CallId | None = None
     function: FunctionCall
 
     @model_serializer(mode="wrap")
@@ -165,7 +172,7 @@ class Message(BaseModel):
         "assistant turn that calls tools.",
     )
     name: ToolName | None = None
-    tool_call_id: str | None = Field(default=None, max_length=128)
+    tool_call_id: CallId | None = None
 
     @field_validator("content", mode="before")
     @classmethod
@@ -608,6 +615,9 @@ class SamplingParams(BaseModel):
 # (edited answer chosen, original rejected). On an accept: the reviewer checked the PII/secret
 # flag and clears the item for export.
 PREFERENCE_PAIR_TAG = "preference_pair"
+# On an edit of a ranking of 3+ answers: the answers' order is a reviewer's (the export takes
+# only such rankings).
+RANKED_TAG = "ranked"
 PII_CLEARED_TAG = "pii_cleared"
 # The pre-screen's decisions: its reviewer id (a ':' no human reviewer's name can hold) and the
 # tag on each of its decisions, so the log, the export and the card can never pass one off as a
@@ -656,6 +666,18 @@ def instructions_schema(count: int | None = None) -> dict[str, Any]:
 
 
 INSTRUCTIONS_SCHEMA: dict[str, Any] = instructions_schema()
+
+
+_CONVERSATION_ID_FIELDS = (
+    "example_prompt",
+    "turns",
+    "user_system",
+    "tools",
+    "tool_system",
+    "max_tool_rounds",
+    "code",
+    "code_tests_system",
+)
 
 
 class GenerationTask(BaseModel):
@@ -736,6 +758,20 @@ class GenerationTask(BaseModel):
         "rendered from (user_turn, tool_results, tools), for those steps' records.",
     )
 
+    @property
+    def conversational(self) -> bool:
+        """Whether the task is (or starts) a conversation of more steps than one answer."""
+        return (
+            self.turns > 1
+            or bool(self.tools)
+            or self.code
+            or self.stage
+            not in (
+                TaskStage.INSTRUCTIONS,
+                TaskStage.RESPONSE,
+            )
+        )
+
     @model_validator(mode="after")
     def _consistent(self) -> GenerationTask:
         if self.stage is not TaskStage.INSTRUCTIONS:
@@ -759,7 +795,9 @@ class GenerationTask(BaseModel):
                         "messages",
                         "sampling",
                         "variants",
-                        *(["example_prompt"] if self.stage is not TaskStage.RESPONSE else []),
+                        # A conversation's steps, and the settings that shape them (plain
+                        # tasks' ids stay what they were).
+                        *(_CONVERSATION_ID_FIELDS if self.conversational else []),
                     },
                 ),
             )

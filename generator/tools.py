@@ -9,6 +9,8 @@ is a finding for the reviewer, never silently fixed.
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
@@ -17,32 +19,53 @@ import orjson
 import regex
 from jsonschema import Draft202012Validator, validators
 from jsonschema.exceptions import SchemaError, ValidationError
+from referencing import Registry
 from referencing.exceptions import Unresolvable
 
 if TYPE_CHECKING:
     from generator.schema import SFTExample, ToolDefinition
 
-# A schema nested deeper than this is refused: jsonschema recurses once per level.
-_MAX_SCHEMA_DEPTH = 32
+# A schema or arguments nested deeper than this are refused: jsonschema, orjson and the chat
+# templates all recurse once per level.
+MAX_DEPTH = 32
+# What checking one call may cost: a short schema can still ask for exponential work (a chain
+# of $refs each used twice), so the check gives up past this.
+CALL_SECONDS = 1.0
+MAX_UNIQUE_ITEMS = 1000  # uniqueItems compares every pair
 
 
-def _depth(value: Any, level: int = 0) -> int:
-    if level > _MAX_SCHEMA_DEPTH:
+def depth(value: Any, level: int = 0) -> int:
+    """How deep ``value`` nests (counted up to just past MAX_DEPTH)."""
+    if level > MAX_DEPTH:
         return level
     if isinstance(value, dict):
-        return max((_depth(v, level + 1) for v in value.values()), default=level)
+        return max((depth(v, level + 1) for v in value.values()), default=level)
     if isinstance(value, list):
-        return max((_depth(v, level + 1) for v in value), default=level)
+        return max((depth(v, level + 1) for v in value), default=level)
     return level
+
+
+def _references(value: Any) -> Iterator[str]:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            if key in ("$ref", "$dynamicRef") and isinstance(inner, str):
+                yield inner
+            yield from _references(inner)
+    elif isinstance(value, list):
+        for inner in value:
+            yield from _references(inner)
 
 
 def schema_problem(schema: dict[str, Any]) -> str:
     """Why ``schema`` is no usable JSON Schema for a call's arguments ('' if it is one)."""
-    if _depth(schema) > _MAX_SCHEMA_DEPTH:
-        return f"nested deeper than {_MAX_SCHEMA_DEPTH} levels"
+    if depth(schema) > MAX_DEPTH:
+        return f"nested deeper than {MAX_DEPTH} levels"
+    outside = next((ref for ref in _references(schema) if not ref.startswith("#")), None)
+    if outside is not None:
+        # jsonschema's default registry fetches what a reference names (a file, a URL):
+        # a tool's schema is untrusted, so it may point inside itself only.
+        return f"$ref {outside[:80]!r} points outside the schema: only '#...' references"
     try:
-        # Local references ($defs) resolve; jsonschema fetches no remote one (since 4.18 a
-        # reference it has no registry entry for fails), so a schema cannot make us download.
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
         return str(exc.message)
@@ -64,6 +87,41 @@ def _matches(pattern: str, text: str) -> bool | None:
         return regex.search(pattern, text, timeout=PATTERN_SECONDS) is not None
     except (TimeoutError, regex.error):
         return None
+
+
+class _OutOfTime(Exception):
+    """Checking a call went past CALL_SECONDS."""
+
+
+_budget = threading.local()
+
+
+def _in_time() -> None:
+    deadline = getattr(_budget, "deadline", None)
+    if deadline is not None and time.monotonic() > deadline:
+        raise _OutOfTime
+
+
+def _timed(keyword: Any) -> Any:
+    """A keyword's check that first looks at the clock: every $ref, every subschema passes
+    through one, so no schema holds the check past its budget."""
+
+    def checked(
+        validator: Any, value: Any, instance: Any, schema: Any
+    ) -> Iterator[ValidationError]:
+        _in_time()
+        yield from keyword(validator, value, instance, schema)
+
+    return checked
+
+
+def _unique_items(
+    validator: Any, unique: Any, instance: Any, schema: Any
+) -> Iterator[ValidationError]:
+    if unique and validator.is_type(instance, "array") and len(instance) > MAX_UNIQUE_ITEMS:
+        yield ValidationError(f"more than {MAX_UNIQUE_ITEMS} items: uniqueness is not checked")
+        return
+    yield from Draft202012Validator.VALIDATORS["uniqueItems"](validator, unique, instance, schema)
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
@@ -117,34 +175,40 @@ def _additional_properties(
         yield ValidationError(f"Additional properties are not allowed ({names} unexpected)")
 
 
+_SAFE_KEYWORDS = {
+    **Draft202012Validator.VALIDATORS,
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties,
+    "uniqueItems": _unique_items,
+}
 _SafeValidator = validators.extend(  # type: ignore[no-untyped-call]
-    Draft202012Validator,
-    {
-        "pattern": _pattern,
-        "patternProperties": _pattern_properties,
-        "additionalProperties": _additional_properties,
-    },
+    Draft202012Validator, {name: _timed(check) for name, check in _SAFE_KEYWORDS.items()}
 )
 
 
 @lru_cache(maxsize=256)
 def _validator(schema_json: bytes) -> Any:
-    return _SafeValidator(orjson.loads(schema_json))
+    # An empty registry: a reference resolves inside the schema or not at all (no fetching,
+    # whatever slipped past schema_problem).
+    return _SafeValidator(orjson.loads(schema_json), registry=Registry())
 
 
 def argument_problem(tool: ToolDefinition, arguments: dict[str, Any]) -> str:
-    """Why ``arguments`` do not fit ``tool``'s parameters ('' if they do): the first error,
-    with the path of the argument it is about."""
+    """Why ``arguments`` do not fit ``tool``'s parameters ('' if they do): the first error
+    found, with the path of the argument it is about. Within CALL_SECONDS, or it says so."""
     schema = orjson.dumps(tool.function.parameters, option=orjson.OPT_SORT_KEYS)
+    _budget.deadline = time.monotonic() + CALL_SECONDS
     try:
-        errors = sorted(
-            _validator(schema).iter_errors(arguments), key=lambda e: [str(part) for part in e.path]
-        )
+        error: ValidationError | None = next(_validator(schema).iter_errors(arguments), None)
+    except _OutOfTime:
+        return f"its schema took longer than {CALL_SECONDS:g} s to check: refused"
     except (Unresolvable, RecursionError) as exc:
         return f"its schema cannot be applied: {type(exc).__name__}: {exc}"[:300]
-    if not errors:
+    finally:
+        _budget.deadline = None
+    if error is None:
         return ""
-    error: ValidationError = errors[0]
     where = ".".join(str(part) for part in error.path)
     return f"{where}: {error.message}" if where else error.message
 

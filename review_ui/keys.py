@@ -130,6 +130,11 @@ def step(press: KeyPress, screen: Screen) -> Step:
             refused=f"'{key}' picks a reason after x (reject), or an answer after r (rank): "
             "nothing done"
         )
+    if key in ("a", "w", "e") and screen.answers >= 3:
+        return Step(
+            refused=f"'{key}' does not apply to a ranking: rank its answers with r (their "
+            "numbers, best first), or reject it with x"
+        )
     if key == "w" and not screen.pair:
         return Step(refused="'w' swaps a preference pair; this item is not one")
     if key == "r" and screen.answers < 3:

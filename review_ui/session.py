@@ -27,6 +27,7 @@ from generator.errors import StoreError
 from generator.schema import (
     PII_CLEARED_TAG,
     PREFERENCE_PAIR_TAG,
+    RANKED_TAG,
     PreferenceExample,
     SFTExample,
 )
@@ -34,7 +35,10 @@ from generator.store import Lease, Store
 
 REJECT_REASONS = ("duplicate", "wrong", "unsafe", "low quality", "off-gap", "PII", "other")
 PAIR_TAG = PREFERENCE_PAIR_TAG
-RANKED_TAG = "ranked"  # on the edit that records a reviewer's ranking of 3+ answers
+RANK_FIRST = (
+    "rank its answers first (r, then their numbers, best first): accepting would keep the "
+    "generated order, which the export does not take"
+)
 
 
 @dataclass
@@ -114,7 +118,13 @@ class ReviewSession:
     def accept(self, clear_pii: bool = False) -> Outcome:
         """Accept; ``clear_pii`` records that the reviewer checked the item's PII/secret flag
         (without it, the export refuses a flagged item)."""
+        if self._ranking_on_screen():
+            return Outcome(False, RANK_FIRST)
         return self._decide("accept", reasons=[PII_CLEARED_TAG] if clear_pii else [])
+
+    def _ranking_on_screen(self) -> bool:
+        payload = self.current.item.payload if self.current is not None else None
+        return isinstance(payload, PreferenceExample) and payload.ranked is not None
 
     def reject(self, reason: str, note: str = "") -> Outcome:
         return self._decide("reject", reasons=[reason], note=note)
@@ -132,6 +142,8 @@ class ReviewSession:
         lease = self.current
         if lease is None or not isinstance(lease.item.payload, PreferenceExample):
             return Outcome(False, "only a preference pair can be swapped")
+        if self._ranking_on_screen():
+            return Outcome(False, RANK_FIRST)
         return self._decide("edit", edited=lease.item.payload.swapped(), reasons=["swapped"])
 
     def rank(self, number: str) -> Outcome:

@@ -145,12 +145,12 @@ def serving_ui(
         process.wait(timeout=20)
 
 
-TOOLS_DATA = Path(__file__).parent / "data" / "tools"
+TOOLS_DATA = Path(__file__).parent / "fixtures" / "tools"
 CHATML_TOOLS = Path(__file__).parent.parent / "examples" / "tools" / "chatml_tools.jinja"
 
 
 def tool_conversations() -> list[SFTExample]:
-    """The hand-written tool-calling conversations of tests/data/tools (TRL layout)."""
+    """The hand-written tool-calling conversations of tests/fixtures/tools (TRL layout)."""
     from generator.dataset_reader import load_examples
 
     return [e for e in load_examples(TOOLS_DATA / "trl_tools.jsonl") if isinstance(e, SFTExample)]

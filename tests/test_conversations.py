@@ -4,6 +4,9 @@ call that breaks them anyway is kept for the tool_calls filter, never repaired."
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
 import pytest
 from jsonschema import Draft202012Validator
 
@@ -25,6 +28,7 @@ from generator.schema import (
     Gap,
     SamplingParams,
     SFTExample,
+    ToolDefinition,
 )
 from generator.store import Store
 from tests.factories import tool_conversations
@@ -152,3 +156,102 @@ def test_the_bundled_model_writes_multi_turn_tool_conversations_whose_calls_fit_
         assert all(use.hash for use in item.provenance.templates[1:])
     # Constrained decoding: every call the model made fits its tool's schema.
     assert all(score.passed for score in ToolCallFilter().score(conversations))
+
+
+def test_a_tools_own_references_still_resolve_inside_the_turn_schema() -> None:
+    unit = ToolDefinition.model_validate(
+        {
+            "function": {
+                "name": "get_weather",
+                "parameters": {
+                    "type": "object",
+                    "$defs": {"Unit": {"enum": ["celsius", "fahrenheit"]}},
+                    "properties": {"unit": {"$ref": "#/$defs/Unit"}},
+                    "required": ["unit"],
+                },
+            }
+        }
+    )
+    validator = Draft202012Validator(tool_choice_schema([WEATHER, unit], calls_allowed=True))
+    call = {"name": "get_weather", "arguments": {"unit": "celsius"}}
+    assert validator.is_valid({"tool_calls": [call]})
+    wrong = {"name": "get_weather", "arguments": {"unit": "kelvin"}}
+    assert not validator.is_valid({"tool_calls": [wrong]})
+
+
+class AlwaysCalling:
+    """A backend that calls a tool whatever it is asked (one ignoring the schema's limit on
+    rounds, as an OpenAI server without strict schemas can): pure routing logic."""
+
+    name, model = "scripted", "script"
+
+    def load(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def generate(self, requests: list[Any]) -> list[Any]:
+        from generator.backends import ChatResult, Completion
+
+        call = '{"tool_calls": [{"name": "get_weather", "arguments": {"city": "Oslo"}}]}'
+        results = '{"results": ["-4 C"]}'
+        return [
+            ChatResult(
+                request_id=r.id,
+                completions=[
+                    Completion(
+                        text=results if "results" in str(r.json_schema) else call,
+                        finish_reason="stop",
+                        tokens=3,
+                    )
+                ],
+                prompt_tokens=5,
+                seconds=0.01,
+            )
+            for r in requests
+        ]
+
+
+def test_a_backend_that_never_stops_calling_ends_its_conversation_at_the_round_limit(
+    store: Store,
+) -> None:
+    gap = Gap(id="weather", run_id="conv-run", label="weather", target=1, examples=["x"])
+    settings = ConversationSettings(tools=[WEATHER], max_tool_rounds=2)
+    [task] = tasks_for_gap(gap, PromptTemplates(), wanted=1, conversation=settings)
+    store.add_tasks([answer_task(task, "Is it cold in Oslo?")])
+    [item] = drain(store, AlwaysCalling(), "conv-run", limit=12)  # type: ignore[arg-type]
+    assert item.payload is None and item.raw is not None
+    kept = json.loads(item.raw)["conversation"]
+    assert sum(1 for m in kept if m.get("tool_calls")) == 2, "two rounds, then it ended"
+
+
+def test_output_nested_thousands_deep_is_kept_and_fails_nothing(store: Store) -> None:
+    from generator.backends import ChatResult, Completion
+
+    class Nested(AlwaysCalling):
+        def generate(self, requests: list[Any]) -> list[Any]:
+            deep = (
+                '{"tool_calls": [{"name": "get_weather", "arguments": '
+                + "[" * 5000
+                + "]" * 5000
+                + "}]}"
+            )
+            texts = [deep, '{"answer": "It is cold."}']
+            return [
+                ChatResult(
+                    request_id=r.id,
+                    completions=[Completion(text=texts[i], finish_reason="stop", tokens=3)],
+                    prompt_tokens=5,
+                    seconds=0.01,
+                )
+                for i, r in enumerate(requests)
+            ]
+
+    gap = Gap(id="weather", run_id="conv-run", label="weather", target=2, examples=["x"])
+    [task] = tasks_for_gap(
+        gap, PromptTemplates(), wanted=2, conversation=ConversationSettings(tools=[WEATHER])
+    )
+    tasks = [answer_task(task, q) for q in ("Is it cold in Oslo?", "Is it cold in Rome?")]
+    store.add_tasks(tasks)
+    outcome = run_batch(store, Nested(), [t.id for t in tasks])  # type: ignore[arg-type]
+    assert outcome.tasks_done == 2, "neither task failed the batch"
+    assert len(store.get_many(outcome.candidate_ids)) == 2, "each kept, nothing lost"

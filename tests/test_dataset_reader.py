@@ -213,7 +213,7 @@ def test_ingest_stores_every_row_once_with_its_source(store: Store, tmp_path: Pa
 
 # -- conversations with tools ------------------------------------------------------------------
 
-TOOLS_DATA = Path(__file__).parent / "data" / "tools"
+TOOLS_DATA = Path(__file__).parent / "fixtures" / "tools"
 
 
 def test_trl_tool_calling_rows_import_with_their_calls_results_and_tools() -> None:
@@ -294,6 +294,18 @@ TOOL_BAD_ROWS = {
         {**_tool_row({"city": "Oslo"}), "tools": "[{oops"},
         r"tools: a string that is not valid JSON",
     ),
+    "tool turns in a preference row": (
+        {
+            "prompt": [
+                *_tool_row({"city": "Oslo"})["messages"][:3],
+                {"role": "assistant", "content": "?"},
+                {"role": "user", "content": "ok?"},
+            ],
+            "chosen": [{"role": "assistant", "content": "yes"}],
+            "rejected": [{"role": "assistant", "content": "no"}],
+        },
+        r"tool calls in a preference row: tool-calling conversations are read from messages",
+    ),
     "a ShareGPT function call that is no JSON": (
         {
             "conversations": [
@@ -311,7 +323,13 @@ def test_a_bad_tool_row_is_one_error_and_stores_nothing(
     store: Store, tmp_path: Path, case: str
 ) -> None:
     row, reason = TOOL_BAD_ROWS[case]
-    good = GOOD_ROWS["sharegpt"] if "conversations" in row else _tool_row({"city": "Oslo"})
+    good = (
+        GOOD_ROWS["sharegpt"]
+        if "conversations" in row
+        else GOOD_ROWS["preference"]
+        if "chosen" in row
+        else _tool_row({"city": "Oslo"})
+    )
     path = write_jsonl(tmp_path / "tools.jsonl", [good, row])
     with pytest.raises(InvalidRowError, match=rf"^{path}:2: {reason}"):
         ingest_file(store, path, "run-1")

@@ -997,16 +997,11 @@ def test_a_ranking_exports_as_pairs_better_chosen_with_the_order_in_provenance(
     assert all("ranked" in line["review"]["decisions"][0]["reason_tags"] for line in lines)
 
 
-def test_an_unranked_ranking_exports_in_its_proposed_order_once_accepted(
+def test_a_ranking_accepted_as_generated_is_refused_its_order_unchecked(
     store: Store, model_dir: Path, tmp_path: Path
 ) -> None:
+    # An accept through the store (a bulk action, the pre-screen): no reviewer ranked it.
     put(store, [ranking_item()])
     accept_all(store)
-    asked = options(tmp_path, model_dir, kind=PREFERENCE, ranking_pairs="best_worst")
-    export(store, asked, tmp_path)
-    written = (tmp_path / "export" / "train.jsonl").read_text()
-    [row] = [json.loads(line) for line in written.splitlines()]
-    assert (row["chosen"][0]["content"], row["rejected"][0]["content"]) == (
-        "Sleep eight hours.",
-        "Nap often.",
-    )
+    with pytest.raises(ExportError, match="nothing to export"):
+        export(store, options(tmp_path, model_dir, kind=PREFERENCE), tmp_path)

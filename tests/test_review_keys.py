@@ -103,3 +103,10 @@ def test_r_ranks_only_three_or_more_answers_by_their_numbers() -> None:
     assert "1-4" in step(press("a"), ranking).refused, "no accept while ranking"
     assert step(press("Escape"), ranking).mode == "view"
     assert "9" in screen_keys(ranking), "a ranking of nine answers has a key for each"
+
+
+def test_a_ranking_is_ranked_or_rejected_never_accepted_swapped_or_edited_as_generated() -> None:
+    four = Screen(mode="view", item="item-b", answers=4)
+    for key in ("a", "w", "e"):
+        assert "rank its answers with r" in step(press(key), four).refused
+    assert step(press("x"), four).mode == "reject"

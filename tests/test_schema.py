@@ -170,3 +170,21 @@ def test_a_ranking_holds_three_to_nine_answers_best_first_with_its_extremes_as_t
 def test_a_pairs_bytes_do_not_change_with_rankings_in_the_model() -> None:
     pair = {"prompt": [msg("user")], "chosen": answer("a"), "rejected": answer("b")}
     assert PreferenceExample.model_validate(pair).model_dump(mode="json") == pair
+
+
+def test_a_plain_tasks_id_covers_the_fields_it_always_did_so_stored_runs_resume() -> None:
+    from generator.schema import GenerationTask, TaskStage, content_hash
+
+    for stage in (TaskStage.INSTRUCTIONS, TaskStage.RESPONSE):
+        task = GenerationTask(
+            run_id="r", stage=stage, messages=[Message(role="user", content="Write a haiku.")]
+        )
+        fields = {"run_id", "gap_id", "stage", "kind", "messages", "sampling", "variants"}
+        assert task.id == content_hash("task", task.model_dump(mode="json", include=fields))
+        talking = GenerationTask(
+            run_id="r",
+            stage=stage,
+            turns=3,
+            messages=[Message(role="user", content="Write a haiku.")],
+        )
+        assert talking.id != task.id, "a conversation's settings are part of its id"

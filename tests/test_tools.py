@@ -173,21 +173,6 @@ def test_calls_are_checked_against_the_tools_listed() -> None:
     assert "Additional properties are not allowed" in call_problems(extra)[0]
 
 
-def test_a_schema_that_points_elsewhere_fails_the_call_without_fetching_anything() -> None:
-    remote = {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {
-                "type": "object",
-                "properties": {"city": {"$ref": "https://example.com/c.json"}},
-            },
-        },
-    }
-    example = SFTExample.model_validate({**conversation(call()), "tools": [remote]})
-    assert "its schema cannot be applied" in call_problems(example)[0]
-
-
 def test_a_turns_text_includes_its_calls_so_filters_see_the_arguments() -> None:
     example = SFTExample.model_validate(conversation(call(arguments={"city": "bob@example.com"})))
     assert 'get_weather({"city":"bob@example.com"})' in example.messages[1].text
@@ -217,3 +202,63 @@ def test_a_hostile_pattern_in_a_tool_schema_cannot_hold_the_check() -> None:
     problems = call_problems(example)
     assert time.monotonic() - started < 2
     assert "cannot be checked" in problems[0]
+
+
+def test_a_schema_may_point_inside_itself_only_so_nothing_is_fetched() -> None:
+    for outside in ("file:///etc/passwd", "http://127.0.0.1:9/schema.json", "other.json#/x"):
+        broken = {
+            "type": "function",
+            "function": {
+                "name": "f",
+                "parameters": {"type": "object", "properties": {"x": {"$ref": outside}}},
+            },
+        }
+        with pytest.raises(ValidationError, match="points outside the schema"):
+            SFTExample.model_validate({**conversation(call()), "tools": [broken]})
+    inside = {
+        "type": "object",
+        "$defs": {"Unit": {"enum": ["celsius", "fahrenheit"]}},
+        "properties": {"city": {"type": "string"}, "unit": {"$ref": "#/$defs/Unit"}},
+    }
+    tool = {"type": "function", "function": {"name": "get_weather", "parameters": inside}}
+    kelvin = call(arguments={"city": "Oslo", "unit": "kelvin"})
+    example = SFTExample.model_validate({**conversation(kelvin), "tools": [tool]})
+    assert "unit: 'kelvin' is not one of" in call_problems(example)[0]
+
+
+def test_a_schema_that_asks_for_exponential_work_is_given_up_on_within_its_budget() -> None:
+    # Each level refers to the next twice: 2^30 checks from a schema of 30 lines.
+    levels = 30
+    defs: dict[str, Any] = {
+        f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
+        for i in range(levels)
+    }
+    defs[f"d{levels}"] = {"type": "string"}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "$defs": defs,
+                "properties": {"city": {"$ref": "#/$defs/d0"}},
+            },
+        },
+    }
+    example = SFTExample.model_validate({**conversation(call()), "tools": [tool]})
+    started = time.monotonic()
+    assert "took longer than 1 s to check" in call_problems(example)[0]
+    assert time.monotonic() - started < 3
+
+
+def test_arguments_nested_too_deep_are_refused_even_as_a_json_string() -> None:
+    deep = '{"a": ' * 40 + "1" + "}" * 40
+    with pytest.raises(ValidationError, match="arguments nested deeper than 32 levels"):
+        SFTExample.model_validate(conversation(call(arguments=deep)))
+
+
+def test_call_ids_are_ids_not_free_text() -> None:
+    secret = "ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8"
+    with pytest.raises(ValidationError, match=r"tool_calls\.0\.id"):
+        SFTExample.model_validate(conversation(call(id=f"call {secret} and more")))
+    assert SFTExample.model_validate(conversation(call(id="toolu_01A09q90qw90lq917835lq9")))

@@ -159,10 +159,13 @@ def template_problem(tokenizer: Any) -> str | None:
             "role": "assistant",
             "content": "",
             "tool_calls": [
-                {"type": "function", "function": {"name": marker, "arguments": {"q": marker}}}
+                {
+                    "type": "function",
+                    "function": {"name": marker, "arguments": {"q": "arg_" + marker}},
+                }
             ],
         },
-        {"role": "tool", "name": marker, "content": "ok"},
+        {"role": "tool", "name": marker, "content": "result_" + marker},
         {"role": "assistant", "content": "done"},
     ]
     tool = {
@@ -173,8 +176,10 @@ def template_problem(tokenizer: Any) -> str | None:
         text = tokenizer.apply_chat_template(probe, tools=[tool], tokenize=False)
     except Exception as exc:  # a template that raises on tool turns: any error is the answer
         return f"its chat template fails on tool turns: {type(exc).__name__}: {exc}"[:300]
-    if marker not in text:
+    if "arg_" + marker not in text:
         return "its chat template drops tool calls"
+    if "result_" + marker not in text:
+        return "its chat template drops tool results"
     if "lookup_" + marker not in text:
         return "its chat template drops the tools list"
     return None

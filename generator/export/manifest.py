@@ -52,8 +52,11 @@ def _ranking_record(item: dict[str, Any]) -> dict[str, Any]:
     ranked = final.get("ranked")
     if not ranked:
         return {}
-    generated = (item.get("payload") or {}).get("ranked") or []
-    order = [generated.index(answer) if answer in generated else None for answer in ranked]
+    generated = list(enumerate((item.get("payload") or {}).get("ranked") or []))
+    order: list[int | None] = []
+    for answer in ranked:  # each generated answer matched once (two may be identical)
+        position = next((i for i, (_, a) in enumerate(generated) if a == answer), None)
+        order.append(None if position is None else generated.pop(position)[0])
     return {"ranking": {"answers": len(ranked), "order": order}}
 
 

@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import orjson
 
-from generator.schema import PREFERENCE_PAIR_TAG, CandidateKind, DecisionRecord
+from generator.schema import PREFERENCE_PAIR_TAG, RANKED_TAG, CandidateKind, DecisionRecord
 
 Turns = list[dict[str, Any]]
 Row = dict[str, Any]  # "messages" | "prompt"/"chosen"/"rejected": Turns; "tools": a list
@@ -92,7 +92,12 @@ def ranking_rows(example: dict[str, Any], how: RankingPairs) -> list[Row]:
         if how == "best_worst"
         else [(i, j) for i in range(len(answers)) for j in range(i + 1, len(answers))]
     )
-    return [{"prompt": prompt, "chosen": answers[i], "rejected": answers[j]} for i, j in pairs]
+    # Two identical answers prefer nothing: no row says one beats the other.
+    return [
+        {"prompt": prompt, "chosen": answers[i], "rejected": answers[j]}
+        for i, j in pairs
+        if answers[i] != answers[j]
+    ]
 
 
 def rows_for(
@@ -104,7 +109,14 @@ def rows_for(
     """An approved item's rows: one, or a ranking's pairs."""
     example = final_example(item)
     if kind is CandidateKind.PREFERENCE and example.get("ranked"):
-        return ranking_rows(example, ranking_pairs)
+        # Accepting a ranking as generated (a key, a bulk action, the pre-screen) checks no
+        # order: only a reviewer's ranking (r) makes its pairs.
+        if not any(RANKED_TAG in d.reason_tags for d in decisions if d.verdict == "edit"):
+            raise RowRefused("a ranking no reviewer ranked: its answers' order is unchecked")
+        rows = ranking_rows(example, ranking_pairs)
+        if not rows:
+            raise RowRefused("a ranking of identical answers: no pair prefers anything")
+        return rows
     return [row_for(item, decisions, kind)]
 
 

@@ -124,7 +124,7 @@ def screen_of(session: ReviewSession | None) -> keys.Screen:
     return keys.Screen(
         mode=mode if mode in ("view", "reject", "edit", "rank") else "view",
         item=lease.item_id if lease is not None else None,
-        pair=isinstance(payload, PreferenceExample),
+        pair=isinstance(payload, PreferenceExample) and ranked is None,
         answers=len(ranked) if ranked else 0,
     )
 
@@ -310,16 +310,22 @@ def actions(session: ReviewSession) -> None:
         # Unchecked, an accepted item with this flag stays out of every export.
         st.checkbox("PII/secret flag checked: safe to export", key="pii-cleared", value=False)
     # Each label names its key; the keys themselves come through the keyboard component.
-    buttons: list[tuple[str, str, Callable[..., None], tuple[object, ...]]] = [
-        ("a · Accept", "a", act, ("accept", item_id)),
-        ("x · Reject", "x", set_mode, ("reject",)),
-    ]
-    if ranked:
-        buttons.append(("r · Rank", "r", set_mode, ("rank",)))
-    elif pair:
+    buttons: list[tuple[str, str, Callable[..., None], tuple[object, ...]]]
+    if ranked:  # a ranking is ranked or rejected: accepting would keep an unchecked order
+        buttons = [
+            ("r · Rank", "r", set_mode, ("rank",)),
+            ("x · Reject", "x", set_mode, ("reject",)),
+        ]
+    else:
+        buttons = [
+            ("a · Accept", "a", act, ("accept", item_id)),
+            ("x · Reject", "x", set_mode, ("reject",)),
+        ]
+    if pair and not ranked:
         buttons.append(("w · Swap and accept", "w", act, ("swap", item_id)))
+    if not ranked:
+        buttons.append(("e · Edit", "e", set_mode, ("edit",)))
     buttons += [
-        ("e · Edit", "e", set_mode, ("edit",)),
         ("s · Skip", "s", act, ("skip", item_id)),
         ("u · Undo", "u", act, ("undo", item_id)),
         ("? · Keys", "?", toggle_keymap, ()),
