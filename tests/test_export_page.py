@@ -159,3 +159,49 @@ def test_the_overview_names_an_eval_report_of_another_version_instead_of_failing
     at.switch_page("views/overview.py").run()
     assert not at.exception
     assert any("from another gapfill version" in c.value for c in at.caption), at.caption
+
+
+def test_an_admin_exports_a_ranking_as_best_against_worst(
+    admin: str, page_store: Store, model_dir: Path, tmp_path: Path
+) -> None:
+    from generator.schema import (
+        Candidate,
+        CandidateKind,
+        CandidateStatus,
+        Message,
+        PreferenceExample,
+    )
+    from generator.screening import screen_all
+
+    ranking = PreferenceExample.ranking(
+        [Message(role="user", content="How do I sleep better?")],
+        [
+            [Message(role="assistant", content=t)]
+            for t in ("Dark room.", "Late coffee.", "Routine.")
+        ],
+    )
+    item = Candidate(
+        kind=CandidateKind.PREFERENCE,
+        payload=ranking,
+        run_id="ui-run",
+        status=CandidateStatus.PENDING,
+    )
+    page_store.put_many(screen_all([item]))
+    lease = page_store.claim("alice", "ui-run")
+    assert lease is not None
+    page_store.decide(
+        item.id, "alice", "edit", lease.version, edited_payload=ranking.ordered([2, 0, 1]),
+        reason_tags=["ranked"],
+    )  # fmt: skip
+    at = export_page(admin)
+    at.text_input(key="export-name").input("ranked")
+    next(r for r in at.radio if r.label == "Kind").set_value("preference")
+    next(r for r in at.radio if r.label.startswith("A ranking")).set_value("best against worst")
+    click_export(at)
+    assert any("Exported train 1 rows to ranked" in s.value for s in at.success), at.error
+    [row] = (tmp_path / "data" / "exports" / "ranked" / "train.jsonl").read_text().splitlines()
+    pair = json.loads(row)
+    assert (pair["chosen"][0]["content"], pair["rejected"][0]["content"]) == (
+        "Routine.",
+        "Late coffee.",
+    )

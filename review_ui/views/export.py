@@ -24,6 +24,7 @@ from review_ui.signin import signed_in_reviewer
 
 BUNDLED = "bundled"
 NO_MERGE = "none"
+RANKING_PAIRS = {"all pairs": "all", "best against worst": "best_worst"}
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Asked:
     merge: str
     base_model: str
     overwrite: bool
+    ranking_pairs: str = "all pairs"
 
 
 def _merge_files(config: Settings) -> dict[str, Path | None]:
@@ -64,13 +66,16 @@ def _form(runs: list[str], config: Settings) -> Asked | None:
         merge = st.selectbox(
             "Merge an existing dataset", list(_merge_files(config)), key="export-merge"
         )
+        ranking_pairs = st.radio(
+            "A ranking of 3+ answers becomes", list(RANKING_PAIRS), horizontal=True
+        )
         base_model = st.text_input("Base model (for the audit record, optional)")
         overwrite = st.checkbox("Replace an earlier export of that name")
         if not st.form_submit_button("Export", type="primary"):
             return None
     return Asked(
         chosen, kind, row_format, name.strip(), float(eval_fraction), int(max_length),
-        str(tokenizer), str(merge), base_model.strip(), overwrite,
+        str(tokenizer), str(merge), base_model.strip(), overwrite, str(ranking_pairs),
     )  # fmt: skip
 
 
@@ -80,6 +85,8 @@ def _options(asked: Asked, config: Settings) -> ExportOptions:
     merges = _merge_files(config)
     if asked.merge not in merges or asked.tokenizer not in [BUNDLED, *config.export_tokenizers]:
         raise GapfillError("choose the merge file and the tokenizer from the lists")
+    if asked.ranking_pairs not in RANKING_PAIRS:
+        raise GapfillError("choose how rankings become pairs from the list")
     return ExportOptions(
         runs=asked.runs,
         kind=CandidateKind(asked.kind),
@@ -91,6 +98,7 @@ def _options(asked: Asked, config: Settings) -> ExportOptions:
         max_length=asked.max_length,
         tokenizer=None if asked.tokenizer == BUNDLED else asked.tokenizer,
         base_model=asked.base_model or None,
+        ranking_pairs=RANKING_PAIRS[asked.ranking_pairs],
         mode=config.export_dir_mode(),
     )
 
