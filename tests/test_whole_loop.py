@@ -128,7 +128,7 @@ def test_rankings_go_from_a_gap_to_a_dpo_step(
         answers=3,
         gaps=1,
         per_gap=2,
-        max_tokens=96,
+        max_tokens=200,
     )
     env = {**os.environ, **ui_env}
     run_campaign(env, path)
@@ -192,8 +192,8 @@ def test_code_goes_from_a_gap_through_the_sandbox_to_a_trainer_step(
         reference=None,
         reference_label=None,
         gaps=1,
-        per_gap=3,
-        max_tokens=160,
+        per_gap=2,
+        max_tokens=320,
     )
     (path.parent / "taxonomy.yaml").write_text(CODE_TAXONOMY)
     env = {**os.environ, **ui_env}
