@@ -26,6 +26,7 @@ import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from generator.schema import Message, ToolDefinition
+from generator.tools import DATA_KEYWORDS, NAMED_SCHEMAS
 
 MAX_CALLS_PER_TURN = 4
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.MULTILINE)
@@ -111,22 +112,25 @@ def _tool_def(index: int) -> str:
     return f"gapfill_tool_{index}"
 
 
-def _rerooted(value: Any, index: int) -> Any:
-    """``value`` with every local reference ("#...") pointing into the tool's place."""
-    if isinstance(value, dict):
-        return {
-            key: (
-                f"#/$defs/{_tool_def(index)}{inner[1:]}"
-                if key in ("$ref", "$dynamicRef")
-                and isinstance(inner, str)
-                and inner.startswith("#")
-                else _rerooted(inner, index)
-            )
-            for key, inner in value.items()
-        }
-    if isinstance(value, list):
-        return [_rerooted(inner, index) for inner in value]
-    return value
+def _rerooted(schema: Any, index: int) -> Any:
+    """``schema`` with every reference ("#" or "#/...", the only ones a tool's schema may
+    hold) pointing into the tool's place; data (const, enum, default) and property names as
+    they are."""
+    if isinstance(schema, list):
+        return [_rerooted(inner, index) for inner in schema]
+    if not isinstance(schema, dict):
+        return schema
+    moved: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key in ("$ref", "$dynamicRef") and isinstance(value, str) and value.startswith("#"):
+            moved[key] = f"#/$defs/{_tool_def(index)}{value[1:]}"
+        elif key in DATA_KEYWORDS:
+            moved[key] = value
+        elif key in NAMED_SCHEMAS and isinstance(value, dict):
+            moved[key] = {name: _rerooted(inner, index) for name, inner in value.items()}
+        else:
+            moved[key] = _rerooted(value, index)
+    return moved
 
 
 def results_schema(count: int) -> dict[str, Any]:

@@ -568,7 +568,6 @@ def run_batch(
             logger.warning("task %s: output not usable: %s", task.id, exc)
             candidates, children = [_unusable(outputs, exc)], []
         prompt_tokens = sum(r.prompt_tokens for r in task_results)
-        prompt_tokens = sum(r.prompt_tokens for r in task_results)
         completion_tokens = sum(r.completion_tokens for r in task_results)
         stats: dict[str, float] = {
             "tasks_done": 1,

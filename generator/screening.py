@@ -58,6 +58,13 @@ def screened_text(candidate: Candidate) -> str:
     if example is None:
         return candidate.raw or ""
     turns = [m.text for m in example.turns()]
+    # Call ids are ids, but an id-shaped token is an id-shaped secret too: screened as well.
+    turns += [
+        ident
+        for m in example.turns()
+        for ident in [m.tool_call_id, *(c.id for c in m.tool_calls or [])]
+        if ident
+    ]
     if isinstance(example, SFTExample) and example.tools:
         turns += [orjson.dumps(tool.model_dump(mode="json")).decode() for tool in example.tools]
     return "\n".join(turns)

@@ -45,26 +45,65 @@ def depth(value: Any, level: int = 0) -> int:
     return level
 
 
-def _references(value: Any) -> Iterator[str]:
-    if isinstance(value, dict):
-        for key, inner in value.items():
-            if key in ("$ref", "$dynamicRef") and isinstance(inner, str):
-                yield inner
-            yield from _references(inner)
-    elif isinstance(value, list):
-        for inner in value:
-            yield from _references(inner)
+# Keywords whose values are data, not schemas: nothing inside them is a keyword.
+DATA_KEYWORDS = frozenset({"const", "enum", "default", "examples"})
+# Keywords that change which schema a reference means, or which validator checks a branch (a
+# sub-schema's $schema gets jsonschema's stock validator: no clock, re's backtracking), or
+# that jsonschema checks with re whatever the validator: refused in a tool's schema.
+REFUSED_KEYWORDS = frozenset(
+    {
+        "$schema",
+        "$id",
+        "id",
+        "$anchor",
+        "$dynamicAnchor",
+        "$recursiveRef",
+        "$recursiveAnchor",
+        "unevaluatedProperties",
+    }
+)
+# Keywords whose values map property names to schemas: those names are data.
+NAMED_SCHEMAS = frozenset(
+    {"properties", "patternProperties", "$defs", "definitions", "dependentSchemas"}
+)
+
+
+def keywords(schema: Any) -> Iterator[tuple[str, Any]]:
+    """Every (keyword, value) of a schema and its sub-schemas, property names and data
+    (const, enum, default) left out."""
+    if isinstance(schema, list):
+        for inner in schema:
+            yield from keywords(inner)
+        return
+    if not isinstance(schema, dict):
+        return
+    for key, value in schema.items():
+        yield key, value
+        if key in DATA_KEYWORDS:
+            continue
+        if key in NAMED_SCHEMAS and isinstance(value, dict):
+            for inner in value.values():
+                yield from keywords(inner)
+        else:
+            yield from keywords(value)
 
 
 def schema_problem(schema: dict[str, Any]) -> str:
     """Why ``schema`` is no usable JSON Schema for a call's arguments ('' if it is one)."""
     if depth(schema) > MAX_DEPTH:
         return f"nested deeper than {MAX_DEPTH} levels"
-    outside = next((ref for ref in _references(schema) if not ref.startswith("#")), None)
-    if outside is not None:
-        # jsonschema's default registry fetches what a reference names (a file, a URL):
-        # a tool's schema is untrusted, so it may point inside itself only.
-        return f"$ref {outside[:80]!r} points outside the schema: only '#...' references"
+    # The root may say which draft it is written in (pydantic's schemas do); nothing below it.
+    for key, value in keywords({k: v for k, v in schema.items() if k != "$schema"}):
+        if (
+            key in ("$ref", "$dynamicRef")
+            and not (isinstance(value, str) and value.startswith("#/"))
+            and value != "#"
+        ):
+            # jsonschema's default registry fetches what a reference names (a file, a URL):
+            # a tool's schema is untrusted, so it points inside itself only, by path.
+            return f"$ref {str(value)[:80]!r}: only references by path inside the schema ('#/...')"
+        if key in REFUSED_KEYWORDS:
+            return f"{key!r} is not accepted in a tool's schema"
     try:
         Draft202012Validator.check_schema(schema)
     except SchemaError as exc:
@@ -115,13 +154,32 @@ def _timed(keyword: Any) -> Any:
     return checked
 
 
+def _canonical(value: Any) -> Any:
+    """JSON Schema's equality as plain values: 1 and 1.0 are equal, true and 1 are not."""
+    if isinstance(value, bool) or value is None or isinstance(value, str | int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, list):
+        return [_canonical(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    return value
+
+
 def _unique_items(
     validator: Any, unique: Any, instance: Any, schema: Any
 ) -> Iterator[ValidationError]:
-    if unique and validator.is_type(instance, "array") and len(instance) > MAX_UNIQUE_ITEMS:
-        yield ValidationError(f"more than {MAX_UNIQUE_ITEMS} items: uniqueness is not checked")
+    """Linear, by each item's canonical JSON: jsonschema's own compares every pair."""
+    if not unique or not validator.is_type(instance, "array"):
         return
-    yield from Draft202012Validator.VALIDATORS["uniqueItems"](validator, unique, instance, schema)
+    seen: set[bytes] = set()
+    for item in instance:
+        key = orjson.dumps(_canonical(item), option=orjson.OPT_SORT_KEYS)
+        if key in seen:
+            yield ValidationError("has non-unique elements")
+            return
+        seen.add(key)
 
 
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterator[ValidationError]:
@@ -137,6 +195,7 @@ def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Iterat
 def _keys_matching(patterns: dict[str, Any], key: str) -> list[str] | None:
     matched = []
     for pattern in patterns:
+        _in_time()
         found = _matches(pattern, key)
         if found is None:
             return None
@@ -166,7 +225,16 @@ def _additional_properties(
         return
     known = schema.get("properties", {})
     patterns = schema.get("patternProperties", {})
-    extras = [k for k in instance if k not in known and not _keys_matching(patterns, k)]
+    extras = []
+    for key in instance:
+        if key in known:
+            continue
+        matched = _keys_matching(patterns, key)
+        if matched is None:
+            yield ValidationError(f"property {key[:80]!r} cannot be checked (a slow pattern)")
+            return
+        if not matched:
+            extras.append(key)
     if validator.is_type(additional, "object"):
         for extra in extras:
             yield from validator.descend(instance[extra], additional, path=extra)
@@ -190,15 +258,21 @@ _SafeValidator = validators.extend(  # type: ignore[no-untyped-call]
 @lru_cache(maxsize=256)
 def _validator(schema_json: bytes) -> Any:
     # An empty registry: a reference resolves inside the schema or not at all (no fetching,
-    # whatever slipped past schema_problem).
-    return _SafeValidator(orjson.loads(schema_json), registry=Registry())
+    # whatever slipped past schema_problem). The root's $schema (the only one accepted) is
+    # dropped: a reference to the root would otherwise hand it to jsonschema's stock class.
+    schema = orjson.loads(schema_json)
+    schema.pop("$schema", None)
+    return _SafeValidator(schema, registry=Registry())
 
 
 def argument_problem(tool: ToolDefinition, arguments: dict[str, Any]) -> str:
     """Why ``arguments`` do not fit ``tool``'s parameters ('' if they do): the first error
-    found, with the path of the argument it is about. Within CALL_SECONDS, or it says so."""
+    found, with the path of the argument it is about. Within the example's budget (see
+    ``call_problems``; CALL_SECONDS when called alone), or it says so."""
     schema = orjson.dumps(tool.function.parameters, option=orjson.OPT_SORT_KEYS)
-    _budget.deadline = time.monotonic() + CALL_SECONDS
+    own = getattr(_budget, "deadline", None) is None
+    if own:
+        _budget.deadline = time.monotonic() + CALL_SECONDS
     try:
         error: ValidationError | None = next(_validator(schema).iter_errors(arguments), None)
     except _OutOfTime:
@@ -206,7 +280,8 @@ def argument_problem(tool: ToolDefinition, arguments: dict[str, Any]) -> str:
     except (Unresolvable, RecursionError) as exc:
         return f"its schema cannot be applied: {type(exc).__name__}: {exc}"[:300]
     finally:
-        _budget.deadline = None
+        if own:
+            _budget.deadline = None
     if error is None:
         return ""
     where = ".".join(str(part) for part in error.path)
@@ -217,7 +292,19 @@ def call_problems(example: SFTExample) -> list[str]:
     """Every call of ``example`` that names a tool it does not list, or whose arguments break
     that tool's schema: one line each, naming the turn and the call."""
     tools = {tool.function.name: tool for tool in example.tools or []}
-    problems = []
+    problems: list[str] = []
+    # One budget for the whole example: a row may hold any number of calls.
+    _budget.deadline = time.monotonic() + CALL_SECONDS
+    try:
+        _check_calls(example, tools, problems)
+    finally:
+        _budget.deadline = None
+    return problems
+
+
+def _check_calls(
+    example: SFTExample, tools: dict[str, ToolDefinition], problems: list[str]
+) -> None:
     for turn, message in enumerate(example.messages):
         for position, call in enumerate(message.tool_calls or []):
             where = f"messages.{turn}.tool_calls.{position}"
@@ -230,4 +317,3 @@ def call_problems(example: SFTExample) -> list[str]:
             problem = argument_problem(tool, call.function.arguments)
             if problem:
                 problems.append(f"{where}: arguments for {name!r} break its schema: {problem}")
-    return problems

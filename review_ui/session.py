@@ -135,6 +135,8 @@ class ReviewSession:
     def edit(self, edited: SFTExample | PreferenceExample, *, as_pair: bool = False) -> Outcome:
         """Accept with the edited payload (the original is kept); ``as_pair`` asks the export
         for a preference pair too: the edited answer chosen, the original rejected."""
+        if self._ranking_on_screen():
+            return Outcome(False, RANK_FIRST)
         return self._decide("edit", edited=edited, reasons=[PAIR_TAG] if as_pair else [])
 
     def swap(self) -> Outcome:

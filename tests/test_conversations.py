@@ -269,3 +269,20 @@ def test_output_nested_thousands_deep_is_kept_and_fails_nothing(store: Store) ->
     outcome = run_batch(store, Nested(), [t.id for t in tasks])  # type: ignore[arg-type]
     assert outcome.tasks_done == 2, "neither task failed the batch"
     assert len(store.get_many(outcome.candidate_ids)) == 2, "each kept, nothing lost"
+
+
+def test_data_in_a_tool_schema_is_not_rewritten_with_its_references() -> None:
+    tool = ToolDefinition.model_validate(
+        {
+            "function": {
+                "name": "tag",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"label": {"const": {"$ref": "#/kept"}}},
+                },
+            }
+        }
+    )
+    validator = Draft202012Validator(tool_choice_schema([tool], calls_allowed=True))
+    kept = {"name": "tag", "arguments": {"label": {"$ref": "#/kept"}}}
+    assert validator.is_valid({"tool_calls": [kept]})

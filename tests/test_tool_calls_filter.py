@@ -65,3 +65,12 @@ def test_pii_in_a_calls_arguments_or_a_tools_result_is_caught() -> None:
     scores = PIIFilter().score([wrap(weather, 0), wrap(in_arguments, 1), wrap(in_result, 2)])
     assert [s.passed for s in scores] == [True, False, False]
     assert "e-mail" in scores[1].reason.lower() or "email" in scores[1].reason.lower()
+
+
+def test_a_secret_shaped_call_id_is_screened_like_any_text() -> None:
+    weather = tool_conversations()[0].model_dump(mode="json")
+    token = "ghp_16C7e42F292c6912E7710c838347Ae178B4a"  # an id's alphabet, a token's shape
+    weather["messages"][1]["tool_calls"][0]["id"] = token
+    weather["messages"][2] = {"role": "tool", "tool_call_id": token, "content": "-4 C"}
+    [score] = PIIFilter().score([wrap(SFTExample.model_validate(weather), 0)])
+    assert not score.passed

@@ -3,6 +3,7 @@ conversation's calls are checked against the tools it lists."""
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
 
@@ -213,7 +214,7 @@ def test_a_schema_may_point_inside_itself_only_so_nothing_is_fetched() -> None:
                 "parameters": {"type": "object", "properties": {"x": {"$ref": outside}}},
             },
         }
-        with pytest.raises(ValidationError, match="points outside the schema"):
+        with pytest.raises(ValidationError, match="only references by path inside the schema"):
             SFTExample.model_validate({**conversation(call()), "tools": [broken]})
     inside = {
         "type": "object",
@@ -262,3 +263,115 @@ def test_call_ids_are_ids_not_free_text() -> None:
     with pytest.raises(ValidationError, match=r"tool_calls\.0\.id"):
         SFTExample.model_validate(conversation(call(id=f"call {secret} and more")))
     assert SFTExample.model_validate(conversation(call(id="toolu_01A09q90qw90lq917835lq9")))
+
+
+@pytest.mark.parametrize(
+    ("where", "schema"),
+    [
+        # A sub-schema's $schema would hand its branch to jsonschema's stock validator.
+        (
+            "$schema",
+            {"$schema": "https://json-schema.org/draft/2020-12/schema", "pattern": "^(a+)+$"},
+        ),
+        ("$id", {"$id": "file:///etc/", "type": "string"}),
+        ("$anchor", {"$anchor": "unit", "type": "string"}),
+        (
+            "unevaluatedProperties",
+            {"patternProperties": {"^(a+)+$": {}}, "unevaluatedProperties": False},
+        ),
+    ],
+)
+def test_keywords_that_change_which_schema_or_validator_applies_are_refused(
+    where: str, schema: dict[str, Any]
+) -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": schema}},
+        },
+    }
+    with pytest.raises(ValidationError, match=re.escape(f"'{where}' is not accepted")):
+        SFTExample.model_validate({**conversation(call()), "tools": [tool]})
+
+
+def test_data_and_property_names_that_look_like_keywords_are_data() -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "$comment": "pydantic-style",
+            "parameters": {
+                "$schema": "http://json-schema.org/draft-07/schema#",
+                "type": "object",
+                "properties": {
+                    "$ref": {"type": "string"},
+                    "id": {"const": {"$ref": "x.json", "$id": "y"}},
+                    "city": {"type": "string"},
+                },
+            },
+        },
+    }
+    tool["function"].pop("$comment")
+    example = SFTExample.model_validate(
+        {
+            **conversation(
+                call(arguments={"city": "Oslo", "$ref": "a", "id": {"$ref": "x.json", "$id": "y"}})
+            ),
+            "tools": [tool],
+        }
+    )
+    assert call_problems(example) == []
+
+
+def test_uniqueness_is_checked_in_linear_time_with_json_schemas_equality() -> None:
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"days": {"type": "array", "uniqueItems": True}},
+            },
+        },
+    }
+    many = [{"day": i, **{f"k{j}": j for j in range(50)}} for i in range(5000)]
+    unique = SFTExample.model_validate(
+        {**conversation(call(arguments={"days": many})), "tools": [tool]}
+    )
+    started = time.monotonic()
+    assert call_problems(unique) == []
+    assert time.monotonic() - started < 2
+    repeated = SFTExample.model_validate(
+        {**conversation(call(arguments={"days": [1, 1.0]})), "tools": [tool]}
+    )
+    assert "non-unique" in call_problems(repeated)[0]
+    distinct = SFTExample.model_validate(
+        {**conversation(call(arguments={"days": [1, True]})), "tools": [tool]}
+    )
+    assert call_problems(distinct) == []
+
+
+def test_one_budget_covers_every_call_of_a_row() -> None:
+    levels = 30
+    defs: dict[str, Any] = {
+        f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
+        for i in range(levels)
+    }
+    defs[f"d{levels}"] = {"type": "string"}
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "$defs": defs,
+                "properties": {"city": {"$ref": "#/$defs/d0"}},
+            },
+        },
+    }
+    calls = [call() for _ in range(4)]
+    example = SFTExample.model_validate({**conversation(*calls), "tools": [tool]})
+    started = time.monotonic()
+    problems = call_problems(example)
+    assert len(problems) == 4 and time.monotonic() - started < 2

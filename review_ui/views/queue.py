@@ -203,13 +203,7 @@ def save_edit() -> None:
         texts = [st.session_state[f"turn-{key}-{i}"] for i in range(len(original.messages))]
         edited: SFTExample | PreferenceExample = edited_sft(original, texts)
         report(session.edit(edited, as_pair=bool(st.session_state.get(f"pair-{key}"))))
-    elif isinstance(original, PreferenceExample) and original.ranked is not None:
-        answers = [
-            [*answer[:-1], Message(role="assistant", content=st.session_state[f"answer-{key}-{i}"])]
-            for i, answer in enumerate(original.ranked)
-        ]
-        report(session.edit(PreferenceExample.ranking(original.prompt, answers)))
-    elif isinstance(original, PreferenceExample):
+    elif isinstance(original, PreferenceExample) and original.ranked is None:
         chosen = [
             *original.chosen[:-1],
             Message(role="assistant", content=st.session_state[f"chosen-{key}"]),
@@ -236,11 +230,7 @@ def editor(session: ReviewSession) -> None:
             "Also export a preference pair: the edited answer chosen, the original rejected",
             key=f"pair-{key}",
         )
-    elif isinstance(item, PreferenceExample) and item.ranked is not None:
-        render.turns(item.prompt)
-        for index, answer in enumerate(item.ranked):
-            st.text_area(f"answer {index + 1}", answer[-1].content, key=f"answer-{key}-{index}")
-    elif isinstance(item, PreferenceExample):
+    elif isinstance(item, PreferenceExample) and item.ranked is None:  # rankings: r, not e
         render.turns(item.prompt)
         st.text_area("chosen", item.chosen[-1].content, key=f"chosen-{key}")
         st.text_area("rejected", item.rejected[-1].content, key=f"rejected-{key}")
