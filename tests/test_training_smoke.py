@@ -47,6 +47,16 @@ def accepted_export(
 ) -> Path:
     store.put_many(screen_all(items))
     while (lease := store.claim("alice", "train-run")) is not None:
+        payload = lease.item.payload
+        if isinstance(payload, PreferenceExample) and payload.ranked is not None:
+            # A ranking leaves only as a reviewer's: alice keeps the order it came in (the
+            # crowd's), as pressing r 1 2 would.
+            ranked = payload.ordered(list(range(len(payload.ranked))))
+            store.decide(
+                lease.item_id, "alice", "edit", lease.version,
+                edited_payload=ranked, reason_tags=["ranked"],
+            )  # fmt: skip
+            continue
         store.decide(lease.item_id, "alice", "accept", lease.version)
     options = ExportOptions.model_validate(
         {
