@@ -177,6 +177,9 @@ def tasks_for_gap(
         # round, so two answers under the same setting still differ.
         variants = [_nth_variant(variants, i) for i in range(answers)]
     rng = random.Random(f"{gap.run_id}:{gap.id}:{seed}")
+    # Personas from a generator of their own: the seeds and samples drawn from ``rng`` stay
+    # what they were before conversations existed, so a stored run's tasks come out the same.
+    persona_rng = random.Random(f"{gap.run_id}:{gap.id}:{seed}:persona")
     tasks = []
     for index in range(math.ceil(count / per_task)):
         asked = min(per_task, count - index * per_task)
@@ -185,7 +188,7 @@ def tasks_for_gap(
             INSTRUCTIONS_TEMPLATE, gap=gap, seeds=seeds, count=asked, avoid=list(avoid)
         )
         messages = [Message(role="user", content=prompt)]
-        persona = rng.choice(personas)
+        persona = persona_rng.choice(personas)
         tasks.append(
             GenerationTask(
                 run_id=gap.run_id,

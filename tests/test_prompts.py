@@ -94,3 +94,18 @@ def test_a_missing_variable_names_the_template_the_variable_and_the_gap(tmp_path
 def test_the_judge_template_renders_a_rubric() -> None:
     text = PromptTemplates().render("judge.jinja", prompt="What is 2+2?", answer="4", rubric="")
     assert "What is 2+2?" in text and '"helpfulness"' in text
+
+
+def test_conversation_settings_leave_a_plain_runs_seeds_and_prompts_as_they_were() -> None:
+    from generator.conversations import ConversationSettings
+    from generator.prompts import PromptTemplates, tasks_for_gap
+    from generator.schema import Gap
+
+    gap = Gap(
+        id="g", run_id="r", label="sleep", target=15,
+        examples=[f"How do I sleep better, tip {i}?" for i in range(8)],
+    )  # fmt: skip
+    plain = tasks_for_gap(gap, PromptTemplates())
+    talking = tasks_for_gap(gap, PromptTemplates(), conversation=ConversationSettings(turns=3))
+    assert [t.sampling.seed for t in plain] == [t.sampling.seed for t in talking]
+    assert [t.messages for t in plain] == [t.messages for t in talking]
