@@ -52,6 +52,7 @@ from generator.schema import (
     TaskStage,
     TemplateUse,
     Usage,
+    content_hash,
 )
 from generator.store import Store
 
@@ -241,7 +242,7 @@ class _Outputs:
             kind=task.kind,
             messages=messages,
             example_prompt=[user],
-            sampling=task.response_sampling or SamplingParams(),
+            sampling=self.seeded(task.response_sampling or SamplingParams(), instruction),
             variants=task.variants,
             template_name=RESPONSE_TEMPLATE if made else task.template_name,
             template_hash=task.response_template_hash if made else task.template_hash,
@@ -254,6 +255,16 @@ class _Outputs:
             ),
             **self.conversation_fields(),
         )
+
+    def seeded(self, sampling: SamplingParams, salt: str) -> SamplingParams:
+        """A conversation's steps get a seed of their own where none is set (derived from
+        the step's parent and place), so a conversation reruns as it ran; a plain answer's
+        sampling is left as it was."""
+        task = self.task
+        if sampling.seed is not None or not (task.turns > 1 or task.tools):
+            return sampling
+        seed = int(content_hash("seed", [task.id, salt])[:8], 16) % 2**31
+        return sampling.model_copy(update={"seed": seed})
 
     def conversation_fields(self) -> dict[str, Any]:
         """What every step of a conversation passes on to the next."""
@@ -305,7 +316,7 @@ class _Outputs:
             kind=task.kind,
             messages=messages,
             example_prompt=conversation,
-            sampling=task.sampling.model_copy(update={"n": 1}),
+            sampling=self.seeded(task.sampling.model_copy(update={"n": 1}), str(len(conversation))),
             json_schema=schema,
             template_name=name,
             template_hash=hashes.get(name),
