@@ -286,3 +286,16 @@ def test_data_in_a_tool_schema_is_not_rewritten_with_its_references() -> None:
     validator = Draft202012Validator(tool_choice_schema([tool], calls_allowed=True))
     kept = {"name": "tag", "arguments": {"label": {"$ref": "#/kept"}}}
     assert validator.is_valid({"tool_calls": [kept]})
+
+
+def test_a_conversations_steps_are_seeded_and_a_plain_answers_are_left_alone() -> None:
+    gap = Gap(id="weather", run_id="conv-run", label="weather", target=1, examples=["x"])
+    [talking] = tasks_for_gap(
+        gap, PromptTemplates(), wanted=1, conversation=ConversationSettings(turns=2)
+    )
+    [plain] = tasks_for_gap(gap, PromptTemplates(), wanted=1)
+    first = answer_task(talking, "Is it cold in Oslo?")
+    assert first.sampling.seed is not None
+    assert answer_task(talking, "Is it cold in Oslo?").sampling.seed == first.sampling.seed
+    assert answer_task(talking, "Is it cold in Rome?").sampling.seed != first.sampling.seed
+    assert answer_task(plain, "Is it cold in Oslo?").sampling.seed is None
