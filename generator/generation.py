@@ -507,15 +507,15 @@ class _NoBackend:
 _NO_BACKEND: Any = _NoBackend()
 
 
-def _failed(outputs: _Outputs, result: ChatResult) -> Candidate:
-    """A request the backend refused (e.g. a prompt too long): kept as malformed, with why."""
+def _no_output(outputs: _Outputs, raw: str, error: str) -> Candidate:
+    """A task that gave no usable output: kept as malformed, with why."""
     task = outputs.task
     return Candidate(
         kind=task.kind,
-        raw=f"(no output: {result.error})",
+        raw=raw,
         run_id=task.run_id,
         gap_id=task.gap_id,
-        provenance=outputs.provenance(task.sampling.model_dump(), "error", 0.0, result.error),
+        provenance=outputs.provenance(task.sampling.model_dump(), "error", 0.0, error),
         status=CandidateStatus.GENERATED,
         priority=task.priority,
     )
@@ -527,7 +527,9 @@ def _outputs_of(
     """One task's candidates and follow-up tasks, by its stage."""
     failed = next((r for r in results if r.error), None)
     if failed is not None:
-        return [_failed(outputs, failed)], []
+        # A request the backend refused (e.g. a prompt too long).
+        error = failed.error or "refused"
+        return [_no_output(outputs, f"(no output: {error})", error)], []
     if task.stage is TaskStage.INSTRUCTIONS:
         return outputs.from_instructions(results[0])
     if task.stage is TaskStage.USER_TURN:
@@ -541,19 +543,6 @@ def _outputs_of(
     if task.turns > 1 or task.tools:
         return outputs.from_conversation(results[0])
     return outputs.from_responses(results[0])
-
-
-def _unusable(outputs: _Outputs, exc: Exception) -> Candidate:
-    task = outputs.task
-    return Candidate(
-        kind=task.kind,
-        raw=f"(output not usable: {type(exc).__name__}: {str(exc)[:300]})",
-        run_id=task.run_id,
-        gap_id=task.gap_id,
-        provenance=outputs.provenance(task.sampling.model_dump(), "error", 0.0, str(exc)[:300]),
-        status=CandidateStatus.GENERATED,
-        priority=task.priority,
-    )
 
 
 def run_batch(
@@ -577,7 +566,8 @@ def run_batch(
             # One task's output that breaks its step (JSON nested past any limit, say) is
             # that task's malformed candidate, never the failure of the batch's 63 others.
             logger.warning("task %s: output not usable: %s", task.id, exc)
-            candidates, children = [_unusable(outputs, exc)], []
+            why = f"{type(exc).__name__}: {str(exc)[:300]}"
+            candidates, children = [_no_output(outputs, f"(output not usable: {why})", why)], []
         prompt_tokens = sum(r.prompt_tokens for r in task_results)
         completion_tokens = sum(r.completion_tokens for r in task_results)
         stats: dict[str, float] = {

@@ -227,15 +227,14 @@ def test_a_schema_may_point_inside_itself_only_so_nothing_is_fetched() -> None:
     assert "unit: 'kelvin' is not one of" in call_problems(example)[0]
 
 
-def test_a_schema_that_asks_for_exponential_work_is_given_up_on_within_its_budget() -> None:
-    # Each level refers to the next twice: 2^30 checks from a schema of 30 lines.
-    levels = 30
+def fan_out_tool(levels: int = 30) -> dict[str, Any]:
+    """A tool whose schema asks for 2^levels checks: each level refers to the next twice."""
     defs: dict[str, Any] = {
         f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
         for i in range(levels)
     }
     defs[f"d{levels}"] = {"type": "string"}
-    tool = {
+    return {
         "type": "function",
         "function": {
             "name": "get_weather",
@@ -246,6 +245,10 @@ def test_a_schema_that_asks_for_exponential_work_is_given_up_on_within_its_budge
             },
         },
     }
+
+
+def test_a_schema_that_asks_for_exponential_work_is_given_up_on_within_its_budget() -> None:
+    tool = fan_out_tool()
     example = SFTExample.model_validate({**conversation(call()), "tools": [tool]})
     started = time.monotonic()
     assert "took longer than 1 s to check" in call_problems(example)[0]
@@ -353,23 +356,7 @@ def test_uniqueness_is_checked_in_linear_time_with_json_schemas_equality() -> No
 
 
 def test_one_budget_covers_every_call_of_a_row() -> None:
-    levels = 30
-    defs: dict[str, Any] = {
-        f"d{i}": {"allOf": [{"$ref": f"#/$defs/d{i + 1}"}, {"$ref": f"#/$defs/d{i + 1}"}]}
-        for i in range(levels)
-    }
-    defs[f"d{levels}"] = {"type": "string"}
-    tool = {
-        "type": "function",
-        "function": {
-            "name": "get_weather",
-            "parameters": {
-                "type": "object",
-                "$defs": defs,
-                "properties": {"city": {"$ref": "#/$defs/d0"}},
-            },
-        },
-    }
+    tool = fan_out_tool()
     calls = [call() for _ in range(4)]
     example = SFTExample.model_validate({**conversation(*calls), "tools": [tool]})
     started = time.monotonic()
