@@ -1,7 +1,7 @@
 """Benchmark: the cascade embedding tier beside the full-MiniLM tier, quality and speed, one run.
 
-    python bench/cascade.py [--coverage-rows 10000] [--index-rows 55185] [--full-rows 1000]
-                            [--million] [--json]
+    python bench/cascade.py [--coverage-rows 10000,50000] [--index-rows 55185] [--full-rows 1000]
+                            [--parts index,duplicates,contamination,coverage] [--million] [--json]
 
 Quality, each figure for both tiers on the same data, the full tier as the baseline:
 - semantic duplicates: the labelled T0 pairs of bench/duplicate_recall.py (difflib >= 0.9
@@ -11,14 +11,15 @@ Quality, each figure for both tiers on the same data, the full tier as the basel
 - contamination: every HumanEval problem planted three ways (verbatim after a seed task,
   edited, and the three hand-written paraphrases of tests/test_filters.py), and the 175 clean
   seed tasks for false positives, scored by ContaminationFilter;
-- coverage: the 252 user-oriented reference prompts against the first ``--coverage-rows`` T0
-  rows: each prompt's covered/uncovered label and the uncovered clusters (labels and sizes in
-  order), cascade against full.
+- coverage: the 252 user-oriented reference prompts against the first N T0 rows, for each N
+  of ``--coverage-rows``: each prompt's covered/uncovered label and the uncovered clusters
+  (labels in order, and their members), cascade against full.
 Speed, same run:
 - the index build (exact, MinHash, vectors) of the first ``--index-rows`` T0 rows in the cascade
   tier, against the full tier on the first ``--full-rows`` (the full tier on all 55k rows takes
   about an hour here: its rate is measured on a part and said so);
-- coverage analysis, cascade against full, on the same ``--coverage-rows`` rows;
+- coverage analysis, cascade against full, each cold, on the same rows (50,000: the size the
+  goal is set for; the full tier takes about 15 minutes there);
 - ``--million``: a 1,048,515-row corpus derived from T0 (each of the 55,185 prompts paired with
   19 different completions: row i's prompt with the completion of row (i + 2,903 v) mod 55,185,
   v = 0..18), indexed in the cascade tier in a child process, its wall time and peak RSS.
@@ -161,14 +162,15 @@ def contamination(tiers: dict[str, Embedder]) -> dict[str, Any]:
     return out
 
 
-def coverage(tiers: dict[str, Embedder], rows: int) -> dict[str, Any]:
+def coverage(cache: Path, rows: int) -> dict[str, Any]:
+    """Both tiers on the first ``rows`` T0 rows, each cold (its own cache directory)."""
     examples = [
         convert({"prompt": p, "completion": c}, "prompt_completion") for p, c in t0_rows(rows)
     ]
     reference = load_reference(REFERENCE, "motivation_app")
     out: dict[str, Any] = {"rows": rows, "reference_prompts": len(reference)}
     reports = {}
-    for tier, embedder in tiers.items():
+    for tier, embedder in embedders(cache / f"coverage-{rows}").items():
         started = time.perf_counter()
         reports[tier] = analyse(
             "bench", T0, examples, embedder, reference=reference, cascade_rows=tier == "cascade"
@@ -176,20 +178,34 @@ def coverage(tiers: dict[str, Embedder], rows: int) -> dict[str, Any]:
         seconds = time.perf_counter() - started
         out[tier] = {"seconds": seconds, "rows_per_s": rows / seconds}
     full, fast = reports["full"], reports["cascade"]
-    agree = sum(
-        a.covered == b.covered
-        for a, b in zip(full.reference_coverage, fast.reference_coverage, strict=True)
-    )
-    out["agreement"] = agree / len(reference)
+    pairs = list(zip(full.reference_coverage, fast.reference_coverage, strict=True))
+    out["agreement"] = sum(a.covered == b.covered for a, b in pairs) / len(reference)
+    # The prompts the tiers label apart: the full model's best similarity and the cascade's
+    # (the cascade can only understate: a missed row it never confirmed).
+    out["disagreements"] = [
+        {"full": a.similarity, "cascade": b.similarity} for a, b in pairs if a.covered != b.covered
+    ]
     out["covered"] = {t: sum(r.covered for r in reports[t].reference_coverage) for t in reports}
-    out["gaps"] = {t: [(g.label, len(g.examples)) for g in reports[t].gaps] for t in reports}
-    members = {
-        t: sorted(
-            (r.gap_id or "", r.line) for r in reports[t].reference_coverage if r.gap_id is not None
-        )
+    out["gaps"] = {t: [g.label for g in reports[t].gaps] for t in reports}
+    out["gap_sizes"] = {
+        t: [sum(r.gap_id == g.id for r in reports[t].reference_coverage) for g in reports[t].gaps]
         for t in reports
     }
-    out["same_clusters"] = members["full"] == members["cascade"]
+    # The prompts both tiers leave uncovered: grouped into gaps the same way by both?
+    gap_of = {
+        t: {r.line: r.gap_id for r in reports[t].reference_coverage if r.gap_id} for t in reports
+    }
+    both = gap_of["full"].keys() & gap_of["cascade"].keys()
+    groups = {
+        t: {
+            frozenset(line for line in both if gap_of[t][line] == g)
+            for g in set(gap_of[t].values())
+        }
+        - {frozenset()}
+        for t in reports
+    }
+    out["same_clusters"] = groups["full"] == groups["cascade"]
+    out["borderline"] = sum(r.borderline for r in fast.reference_coverage)
     out["same_gaps"] = out["gaps"]["full"] == out["gaps"]["cascade"]
     out["speedup"] = out["full"]["seconds"] / out["cascade"]["seconds"]
     return out
@@ -243,7 +259,8 @@ def million(cache: Path) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--coverage-rows", type=int, default=10_000)
+    parser.add_argument("--coverage-rows", default="10000,50000", help="sizes, comma-separated")
+    parser.add_argument("--parts", default="index,duplicates,contamination,coverage")
     parser.add_argument("--index-rows", type=int, default=T0_ROWS)
     parser.add_argument("--full-rows", type=int, default=1_000)
     parser.add_argument("--distractors", type=int, default=3_000)
@@ -257,40 +274,29 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gapfill-bench-cascade-") as directory:
         cache = Path(directory)
         tiers = embedders(cache)
-        rows = t0_rows(args.index_rows)
+        parts = set(args.parts.split(","))
         result: dict[str, Any] = {
-            "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}",
-            "index": {
+            "machine": f"{platform.machine()}, {platform.processor() or 'cpu'}"
+        }
+        if "index" in parts:
+            rows = t0_rows(args.index_rows)
+            index = result["index"] = {
                 "cascade": build_rate(tiers["cascade"], rows, "cascade"),
                 "full": build_rate(tiers["full"], rows[: args.full_rows], "full"),
-            },
-            "semantic_duplicates": semantic_duplicates(tiers, args.distractors),
-            "contamination": contamination(tiers),
-            "coverage": coverage(tiers, args.coverage_rows),
-        }
+            }
+            index["speedup"] = index["cascade"]["rows_per_s"] / index["full"]["rows_per_s"]
+        if "duplicates" in parts:
+            dup = result["semantic_duplicates"] = semantic_duplicates(tiers, args.distractors)
+            dup["recall_ratio"] = dup["cascade"]["recall"] / max(dup["full"]["recall"], 1e-9)
+        if "contamination" in parts:
+            con = result["contamination"] = contamination(tiers)
+            con["recall_ratio"] = con["cascade"]["recall"] / max(con["full"]["recall"], 1e-9)
+        if "coverage" in parts:
+            sizes = [int(size) for size in args.coverage_rows.split(",")]
+            result["coverage"] = [coverage(cache, size) for size in sizes]
         if args.million:
             result["million"] = million(cache / "cascade")
-    index = result["index"]
-    index["speedup"] = index["cascade"]["rows_per_s"] / index["full"]["rows_per_s"]
-    dup = result["semantic_duplicates"]
-    dup["recall_ratio"] = dup["cascade"]["recall"] / max(dup["full"]["recall"], 1e-9)
-    con = result["contamination"]
-    con["recall_ratio"] = con["cascade"]["recall"] / max(con["full"]["recall"], 1e-9)
-    cov = result["coverage"]
-    result["targets"] = {
-        "recall_held": dup["recall_ratio"] >= 0.97
-        and dup["cascade"]["precision"] >= dup["full"]["precision"] - 1e-9
-        and con["recall_ratio"] >= 0.97,
-        "labels_agree": cov["agreement"] >= 0.97,
-        "same_gaps": cov["same_gaps"] and cov["same_clusters"],
-        "index_rate": index["cascade"]["rows_per_s"] >= 1_000,
-        "coverage_speedup": cov["speedup"] >= 10,
-        "million": result.get("million", {}).get("seconds", float("inf")) <= 1_200,
-    }
-    if args.json:
-        print(json.dumps(result, indent=2))
-    else:
-        print(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
     return 0
 
 

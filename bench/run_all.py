@@ -381,7 +381,7 @@ def learning(r: dict[str, Any]) -> list[Row]:
 
 
 def cascade(r: dict[str, Any]) -> list[Row]:
-    index, dup, con, cov = (
+    index, dup, con, covs = (
         r["index"], r["semantic_duplicates"], r["contamination"], r["coverage"]
     )  # fmt: skip
     fast, full = index["cascade"], index["full"]
@@ -411,30 +411,9 @@ def cascade(r: dict[str, Any]) -> list[Row]:
                 big["seconds"] <= 1_200,
             )
         )
+    for cov in covs:
+        rows += coverage_rows(cov)
     rows += [
-        Row(
-            f"coverage analysis, {cov['rows']:,} T0 rows against the {cov['reference_prompts']} "
-            "reference prompts (the cascade: opt-in cascade_rows; by default coverage embeds "
-            "every row in full)",
-            f"cascade: {_n(cov['cascade']['rows_per_s'], 'rows/s')} "
-            f"({cov['cascade']['seconds']:.0f} s)",
-            f"full MiniLM: {_n(cov['full']['rows_per_s'], 'rows/s')} "
-            f"({cov['full']['seconds']:.0f} s)",
-            f"{cov['speedup']:.1f}x",
-            ">= 10x",
-            cov["speedup"] >= 10,
-        ),
-        Row(
-            f"covered/uncovered labels and uncovered clusters, the {cov['reference_prompts']} "
-            f"reference prompts against {cov['rows']:,} T0 rows (opt-in cascade_rows)",
-            f"cascade agrees on {cov['agreement']:.1%}; same gaps (labels, sizes, order): "
-            f"{'yes' if cov['same_gaps'] else 'no'}; same members: "
-            f"{'yes' if cov['same_clusters'] else 'no'}",
-            f"full MiniLM: {cov['covered']['full']} covered, {len(cov['gaps']['full'])} gaps",
-            "n/a",
-            ">= 97%, the same gaps",
-            cov["agreement"] >= 0.97 and cov["same_gaps"],
-        ),
         Row(
             f"semantic_duplicate on {dup['pairs']} labelled T0 pairs, the existing set their "
             f"first prompts and other T0 rows ({dup['existing']:,})",
@@ -459,6 +438,44 @@ def cascade(r: dict[str, Any]) -> list[Row]:
         device_row(),
     ]
     return rows
+
+
+def coverage_rows(cov: dict[str, Any]) -> list[Row]:
+    """Coverage at one size, cascade beside full: speed (the goal is set at 50,000 rows) and the
+    labels and gaps the cascade reaches."""
+    misses = cov["disagreements"]
+    missed = (
+        f"; the {len(misses)} prompts labelled apart: full {min(m['full'] for m in misses):.3f}"
+        f"-{max(m['full'] for m in misses):.3f}, the cascade's best row "
+        f"{min(m['cascade'] for m in misses):.3f}-{max(m['cascade'] for m in misses):.3f}"
+        if misses
+        else ""
+    )
+    return [
+        Row(
+            f"coverage analysis, {cov['rows']:,} T0 rows against the {cov['reference_prompts']} "
+            "reference prompts, each tier cold (the cascade: opt-in cascade_rows)",
+            f"cascade: {_n(cov['cascade']['rows_per_s'], 'rows/s')} "
+            f"({cov['cascade']['seconds']:.0f} s)",
+            f"full MiniLM: {_n(cov['full']['rows_per_s'], 'rows/s')} "
+            f"({cov['full']['seconds']:.0f} s)",
+            f"{cov['speedup']:.1f}x",
+            ">= 10x at 50,000 rows" if cov["rows"] >= 50_000 else "n/a (>= 10x at 50,000 rows)",
+            cov["speedup"] >= 10 if cov["rows"] >= 50_000 else None,
+        ),
+        Row(
+            f"covered/uncovered labels and uncovered clusters, the {cov['reference_prompts']} "
+            f"reference prompts against {cov['rows']:,} T0 rows (opt-in cascade_rows)",
+            f"cascade agrees on {cov['agreement']:.1%}{missed} ({cov['borderline']} marked "
+            f"borderline); same gaps (labels in order): {'yes' if cov['same_gaps'] else 'no'}; "
+            "the prompts both leave uncovered grouped the same: "
+            f"{'yes' if cov['same_clusters'] else 'no'}",
+            f"full MiniLM: {cov['covered']['full']} covered, {len(cov['gaps']['full'])} gaps",
+            "n/a",
+            ">= 97%, the same gaps",
+            cov["agreement"] >= 0.97 and cov["same_gaps"],
+        ),
+    ]
 
 
 def device_row() -> Row:

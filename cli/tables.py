@@ -17,6 +17,7 @@ from rich.cells import cell_len
 from rich.table import Table
 
 from cli.common import console, err_console, styled
+from generator.cascade import BORDERLINE_BAND
 from generator.coverage import GapReport
 from generator.queueing import WorkQueue
 from generator.schema import Gap
@@ -164,6 +165,13 @@ def print_report(report: GapReport, after: dict[str, int] | None = None) -> None
             f"({uncovered} of {len(report.reference_coverage)} uncovered, "
             f"similarity < {report.reference_threshold})"
         )
+        borderline = sum(r.borderline for r in report.reference_coverage)
+        if borderline:
+            console.print(
+                f"{borderline} of them borderline: the cascade's best row is within "
+                f"{BORDERLINE_BAND} of the threshold, and a row it did not confirm may cover them "
+                "(embedding_tier: full decides them exactly)"
+            )
 
 
 def _label(gap: Gap) -> str:

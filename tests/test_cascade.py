@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from generator.cascade import CascadeIndex, full_item_vectors, top_k
+from generator.cascade import CascadeIndex, Projection, best_rows, full_item_vectors, top_k
 from generator.coverage import analyse, load_reference
 from generator.dataset_reader import load_examples
 from generator.embeddings import Embedder
@@ -52,6 +52,22 @@ def test_exact_top_k_is_the_brute_force_order() -> None:
     assert (few_keys[:, 2:] == -1).all() and np.isneginf(few_scores[:, 2:]).all()
 
 
+def test_a_projection_maps_static_vectors_into_the_full_space_and_scores_their_cosines() -> None:
+    rng = np.random.default_rng(3)
+    static = rng.standard_normal((400, 6))
+    true_map = rng.standard_normal((6, 9))
+    projection = Projection(static, static @ true_map, ridge=1e-6)
+    np.testing.assert_allclose(projection.matrix, true_map, atol=1e-3)
+    rows = static[:50].astype(np.float32)
+    queries = rng.standard_normal((3, 9)).astype(np.float32)
+    mapped = rows @ projection.matrix
+    expected = queries @ (mapped / np.linalg.norm(mapped, axis=1, keepdims=True)).T
+    scores = projection.queries(queries) @ projection.scaled_rows(rows).T
+    np.testing.assert_allclose(scores, expected, rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="pairs"):
+        Projection(static[:0], static[:0] @ true_map)
+
+
 def test_the_cascade_finds_the_full_models_nearest_row_and_reports_its_cosine(
     embedder: Embedder,
 ) -> None:
@@ -71,7 +87,7 @@ def test_the_cascade_finds_the_full_models_nearest_row_and_reports_its_cosine(
     assert index.confirmed < len(corpus), "only the shortlisted rows were embedded in full"
 
 
-def test_coverage_embeds_every_row_in_full_unless_asked_and_the_cascade_never_overstates(
+def test_coverage_searches_by_the_embedders_tier_and_the_cascade_never_overstates(
     embedder: Embedder, tmp_path: Path
 ) -> None:
     examples = load_examples(SEED_TASKS) + load_examples(T0)[:300]  # type: ignore[operator]
@@ -80,20 +96,63 @@ def test_coverage_embeds_every_row_in_full_unless_asked_and_the_cascade_never_ov
     reports = {
         name: analyse("r", SEED_TASKS, examples, e, reference=reference, cascade_rows=cascade)
         for name, e, cascade in (
-            ("full", full, False),
-            ("default", embedder, False),  # a cascade-tier embedder, coverage left as it is
-            ("cascade", embedder, True),
+            ("full", full, None),  # a full-tier embedder: every row embedded in full
+            ("exact", embedder, False),  # a cascade-tier embedder, asked for every row
+            ("cascade", embedder, None),  # a cascade-tier embedder, left as it is
         )
     }
     sims = {n: [c.similarity for c in r.reference_coverage] for n, r in reports.items()}
-    assert sims["default"] == pytest.approx(sims["full"], abs=1e-4)
+    assert sims["exact"] == pytest.approx(sims["full"], abs=1e-4)
     assert sum(c.covered for c in reports["full"].reference_coverage) > 0
     gaps = {n: [(g.label, len(g.examples)) for g in r.gaps] for n, r in reports.items()}
-    assert gaps["default"] == gaps["full"]
+    assert gaps["exact"] == gaps["full"]
+    assert not any(c.borderline for n in ("full", "exact") for c in reports[n].reference_coverage)
     # the cascade confirms a shortlist: what it reports is a similarity the full model gives
     # one row, never more than the best row's
     for low, high in zip(sims["cascade"], sims["full"], strict=True):
         assert low <= high + 1e-4
+    for entry in reports["cascade"].reference_coverage:
+        assert entry.borderline == (0.45 <= entry.similarity < 0.5), entry
+    labels = {n: [c.covered for c in r.reference_coverage] for n, r in reports.items()}
+    agree = np.mean(np.equal(labels["cascade"], labels["full"]))
+    assert agree >= 0.97, f"covered/uncovered labels agree on {agree:.1%}"
+    # gaps are topics of the reference set: the prompts both tiers leave uncovered are grouped
+    # into gaps the same way by both
+    topic = {
+        n: {c.line: c.gap_id for c in r.reference_coverage if c.gap_id} for n, r in reports.items()
+    }
+    both = topic["full"].keys() & topic["cascade"].keys()
+    assert len(both) > 100
+    groups = {
+        n: {frozenset(line for line in both if topic[n][line] == g) for g in set(topic[n].values())}
+        - {frozenset()}
+        for n in ("full", "cascade")
+    }
+    assert groups["full"] == groups["cascade"]
+
+
+@pytest.mark.slow  # the exact answer embeds 2,175 rows in full
+def test_the_covering_search_confirms_a_fraction_of_the_rows_and_reports_full_cosines(
+    embedder: Embedder,
+) -> None:
+    seeds = [(example.prompt_text(),) for example in load_examples(SEED_TASKS)]
+    rows = seeds + [item.turns[:1] for item in reference_items(T0)]  # prompts, as coverage reads
+    prompts = [p.text for p in load_reference(REFERENCE)]
+    index = CascadeIndex(embedder)
+    index.add(rows)
+    queries = embedder.embed(prompts)
+    sims, keys, projection = best_rows(
+        index, index.static_of([(p,) for p in prompts]), queries, 0.5
+    )
+    exact = queries @ full_item_vectors(embedder, rows).T
+    np.testing.assert_allclose(sims, exact[np.arange(len(prompts)), keys], atol=1e-5)
+    covered = exact.max(axis=1) >= 0.5
+    assert covered.sum() >= 5, "the data has covered prompts to find"
+    found = sims >= 0.5
+    assert (found <= covered).all(), "a row the search calls covering really is"
+    assert found.sum() >= 0.9 * covered.sum(), f"{found.sum()} of {covered.sum()} covered found"
+    assert index.confirmed < len(rows) / 2
+    assert projection.matrix.shape == (embedder.static.dimension, embedder.dimension)
 
 
 @pytest.mark.parametrize("tier", ["cascade", "full"])

@@ -85,6 +85,31 @@ def test_a_reference_prompt_copied_into_the_dataset_is_covered(
     assert copied.nearest == target.text
 
 
+def test_gaps_are_topics_of_the_reference_set_and_stay_put_when_prompts_get_covered(
+    seed_tasks: list[SFTExample], reference_path: Path, report: GapReport, embedder: Embedder
+) -> None:
+    """Covering a few prompts shrinks their gaps and leaves every other prompt where it was:
+    the topics come from the reference set alone, not from which prompts are uncovered."""
+    reference = load_reference(reference_path, "motivation_app")
+    copied = [r for r in report.reference_coverage if not r.covered][::40][:4]
+    dataset = [*seed_tasks, *(sft(r.text, "An answer.") for r in copied)]
+    again = analyse("run-1", "x", dataset, embedder, reference=reference)
+    before = {r.line: r.gap_id for r in report.reference_coverage if r.gap_id}
+    after = {r.line: r.gap_id for r in again.reference_coverage if r.gap_id}
+    newly_covered = set(before) - set(after)  # the copies, and prompts close to one
+    assert {r.line for r in copied} <= newly_covered and set(after) <= set(before)
+    assert len(after) > 100
+
+    def together(gaps: dict[int, str]) -> set[frozenset[int]]:
+        return {
+            frozenset(line for line in after if gaps[line] == gap) for gap in set(gaps.values())
+        }
+
+    assert together(after) == together(before) - {frozenset()}, "the same prompts share a gap"
+    deficits = sum(g.deficit for g in report.gaps) - len(newly_covered)
+    assert sum(g.deficit for g in again.gaps) == deficits
+
+
 def test_accepted_items_covering_a_gap_shrink_its_deficit(
     store: Store, report: GapReport, embedder: Embedder
 ) -> None:
