@@ -36,6 +36,10 @@ from generator.yaml_file import read_yaml, validation_message
 
 DEFAULT_TAXONOMY_THRESHOLD = 0.25
 DEFAULT_REFERENCE_THRESHOLD = 0.5
+# Up to this many rows, coverage embeds every row in full even in the cascade tier: exact labels
+# for at most about 40 s of MiniLM on two cores (T0-length prompts), where the cascade would
+# save little and mark some prompts borderline.
+EXACT_COVERAGE_ROWS = 2_000
 
 
 class TaxonomyCell(BaseModel):
@@ -266,6 +270,7 @@ class ExistingRows:
         self.embedder = embedder
         self.cascade: CascadeIndex | None = None
         self.projection: Projection | None = None  # fitted by the reference prompts' search
+        self._confirmed_all = False
         self._full: np.ndarray | None = None
         if cascade and embedder.cascade and texts:
             self.cascade = CascadeIndex(embedder)
@@ -276,8 +281,9 @@ class ExistingRows:
 
     @property
     def searched(self) -> bool:
-        """Whether the rows were searched by the cascade (not every row embedded in full)."""
-        return self.projection is not None and self._full is None
+        """Whether the rows were searched by the cascade, short of embedding every row in full
+        (a small dataset's search may have confirmed every row: then it was exact)."""
+        return self.projection is not None and self._full is None and not self._confirmed_all
 
     @property
     def full(self) -> np.ndarray:
@@ -295,6 +301,7 @@ class ExistingRows:
             return max_similarity(vectors, self.full)
         static = self.cascade.static_of([(text,) for text in texts])
         sims, keys, self.projection = best_rows(self.cascade, static, vectors, threshold)
+        self._confirmed_all = self.cascade.confirmed >= len(self.texts)
         return sims, keys
 
     def near(self, vector: np.ndarray, threshold: float) -> tuple[int, int, float]:
@@ -491,7 +498,8 @@ def analyse(
 
     ``cascade_rows``: search the rows by shortlist and full-model confirmation
     (``generator.cascade.best_rows``) instead of embedding every row in full; by default, when
-    the embedder's tier is the cascade. A taxonomy assigns every row, so with one every row is
+    the embedder's tier is the cascade and there are more than ``EXACT_COVERAGE_ROWS``
+    rows. A taxonomy assigns every row, so with one every row is
     embedded in full and the reference prompts are measured on those vectors, exactly. The
     cascade can only understate a prompt's best similarity: an uncovered prompt within
     ``BORDERLINE_BAND`` of the threshold is marked ``borderline``.
@@ -501,7 +509,9 @@ def analyse(
     if not examples:
         raise DataFileError(f"{data_path}: the dataset has no examples")
     texts = prompt_texts(examples)
-    cascade = embedder.cascade if cascade_rows is None else cascade_rows
+    if cascade_rows is None:
+        cascade_rows = embedder.cascade and len(examples) > EXACT_COVERAGE_ROWS
+    cascade = cascade_rows
     existing = ExistingRows(texts, embedder, cascade=cascade)
     gaps: list[Gap] = []
     centroids: dict[str, list[float]] = {}

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from generator.cascade import CascadeIndex, Projection, best_rows, full_item_vectors, top_k
-from generator.coverage import analyse, load_reference
+from generator.coverage import EXACT_COVERAGE_ROWS, analyse, load_reference
 from generator.dataset_reader import load_examples
 from generator.embeddings import Embedder
 from generator.filters.stored_run import reference_items
@@ -87,8 +87,8 @@ def test_the_cascade_finds_the_full_models_nearest_row_and_reports_its_cosine(
     assert index.confirmed < len(corpus), "only the shortlisted rows were embedded in full"
 
 
-def test_coverage_searches_by_the_embedders_tier_and_the_cascade_never_overstates(
-    embedder: Embedder, tmp_path: Path
+def test_coverage_searches_large_sets_in_the_cascade_tier_and_it_never_overstates(
+    embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     examples = load_examples(SEED_TASKS) + load_examples(T0)[:300]  # type: ignore[operator]
     reference = load_reference(REFERENCE, "motivation_app")
@@ -98,21 +98,30 @@ def test_coverage_searches_by_the_embedders_tier_and_the_cascade_never_overstate
         for name, e, cascade in (
             ("full", full, None),  # a full-tier embedder: every row embedded in full
             ("exact", embedder, False),  # a cascade-tier embedder, asked for every row
-            ("cascade", embedder, None),  # a cascade-tier embedder, left as it is
+            ("small", embedder, None),  # a cascade-tier embedder, a set small enough for full
+            ("cascade", embedder, True),  # a cascade-tier embedder, asked for the cascade
         )
     }
     sims = {n: [c.similarity for c in r.reference_coverage] for n, r in reports.items()}
-    assert sims["exact"] == pytest.approx(sims["full"], abs=1e-4)
+    assert len(examples) <= EXACT_COVERAGE_ROWS
+    assert sims["exact"] == pytest.approx(sims["full"], abs=1e-4) == sims["small"]
     assert sum(c.covered for c in reports["full"].reference_coverage) > 0
     gaps = {n: [(g.label, len(g.examples)) for g in r.gaps] for n, r in reports.items()}
     assert gaps["exact"] == gaps["full"]
-    assert not any(c.borderline for n in ("full", "exact") for c in reports[n].reference_coverage)
+    exact = ("full", "exact", "small")
+    assert not any(c.borderline for n in exact for c in reports[n].reference_coverage)
     # the cascade confirms a shortlist: what it reports is a similarity the full model gives
     # one row, never more than the best row's
     for low, high in zip(sims["cascade"], sims["full"], strict=True):
         assert low <= high + 1e-4
     for entry in reports["cascade"].reference_coverage:
         assert entry.borderline == (0.45 <= entry.similarity < 0.5), entry
+    assert any(entry.borderline for entry in reports["cascade"].reference_coverage)
+
+    # past EXACT_COVERAGE_ROWS rows, the default is the cascade
+    monkeypatch.setattr("generator.coverage.EXACT_COVERAGE_ROWS", len(examples) - 1)
+    large = analyse("r", SEED_TASKS, examples, embedder, reference=reference)
+    assert [c.similarity for c in large.reference_coverage] == sims["cascade"]
     labels = {n: [c.covered for c in r.reference_coverage] for n, r in reports.items()}
     agree = np.mean(np.equal(labels["cascade"], labels["full"]))
     assert agree >= 0.97, f"covered/uncovered labels agree on {agree:.1%}"
