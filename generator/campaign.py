@@ -69,8 +69,9 @@ class CampaignConfig(BaseModel):
     )
     reference: Path | None = Field(
         default=None,
-        description="Reference prompts (e.g. real user traffic): gaps are clusters of the "
-        "prompts no existing example covers. Give this, taxonomy, or both.",
+        description="Reference prompts (e.g. real user traffic): they are clustered into "
+        "topics, and each topic's prompts that no existing example covers are a gap. Give this, "
+        "taxonomy, or both.",
     )
     reference_label: str | None = Field(
         default=None,
