@@ -396,21 +396,6 @@ def cascade(r: dict[str, Any]) -> list[Row]:
             fast["rows_per_s"] >= 1_000,
         )
     ]
-    if "million" in r:
-        big = r["million"]
-        hours = big["rows"] / full["rows_per_s"] / 3600
-        rows.append(
-            Row(
-                f"index build of a {big['rows']:,}-row corpus derived from T0 (each prompt with "
-                "19 other rows' completions), cascade, one process",
-                f"{big['seconds'] / 60:.1f} min ({_n(big['rows_per_s'], 'rows/s')}), peak RSS "
-                f"{big['peak_rss_gib']:.1f} GiB",
-                f"full MiniLM at its rate above: about {hours:.0f} h",
-                f"{hours * 3600 / big['seconds']:.0f}x",
-                "<= 20 min",
-                big["seconds"] <= 1_200,
-            )
-        )
     for cov in covs:
         rows += coverage_rows(cov)
     rows += [
@@ -440,6 +425,25 @@ def cascade(r: dict[str, Any]) -> list[Row]:
     return rows
 
 
+def million(r: dict[str, Any]) -> list[Row]:
+    """The million-row index build: its own entry, so rerunning the cascade's quality and
+    coverage figures need not rebuild it (it takes about 12 minutes here)."""
+    big, full = r["million"], r["index"]["full"]
+    hours = big["rows"] / full["rows_per_s"] / 3600
+    return [
+        Row(
+            f"index build of a {big['rows']:,}-row corpus derived from T0 (each prompt with "
+            "19 other rows' completions), cascade, one process",
+            f"{big['seconds'] / 60:.1f} min ({_n(big['rows_per_s'], 'rows/s')}), peak RSS "
+            f"{big['peak_rss_gib']:.1f} GiB",
+            f"full MiniLM at its rate on the first {full['rows']:,} T0 rows: about {hours:.0f} h",
+            f"{hours * 3600 / big['seconds']:.0f}x",
+            "<= 20 min",
+            big["seconds"] <= 1_200,
+        )
+    ]
+
+
 def coverage_rows(cov: dict[str, Any]) -> list[Row]:
     """Coverage at one size, cascade beside full: speed (the goal is set at 50,000 rows) and the
     labels and gaps the cascade reaches."""
@@ -454,7 +458,7 @@ def coverage_rows(cov: dict[str, Any]) -> list[Row]:
     return [
         Row(
             f"coverage analysis, {cov['rows']:,} T0 rows against the {cov['reference_prompts']} "
-            "reference prompts, each tier cold (the cascade: opt-in cascade_rows)",
+            "reference prompts, each tier cold (the cascade: the default past 2,000 rows)",
             f"cascade: {_n(cov['cascade']['rows_per_s'], 'rows/s')} "
             f"({cov['cascade']['seconds']:.0f} s)",
             f"full MiniLM: {_n(cov['full']['rows_per_s'], 'rows/s')} "
@@ -465,7 +469,7 @@ def coverage_rows(cov: dict[str, Any]) -> list[Row]:
         ),
         Row(
             f"covered/uncovered labels and uncovered clusters, the {cov['reference_prompts']} "
-            f"reference prompts against {cov['rows']:,} T0 rows (opt-in cascade_rows)",
+            f"reference prompts against {cov['rows']:,} T0 rows",
             f"cascade agrees on {cov['agreement']:.1%}{missed} ({cov['borderline']} marked "
             f"borderline); same gaps (labels in order): {'yes' if cov['same_gaps'] else 'no'}; "
             "the prompts both leave uncovered grouped the same: "
@@ -544,7 +548,8 @@ BENCHMARKS: dict[str, tuple[str, list[str], Extract]] = {
     "duplicates": ("duplicate_recall.py", [], duplicates),
     "learning": ("learning.py", [], learning),
     "dedup_peer": ("dedup_peer.py", [], dedup_peer),
-    "cascade": ("cascade.py", ["--million"], cascade),
+    "cascade": ("cascade.py", [], cascade),
+    "million": ("cascade.py", ["--parts", "index", "--million"], million),
 }
 
 

@@ -16,10 +16,11 @@ here, which would cost more than the whole embedding.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-from generator.embeddings import Embedder
+from generator.embeddings import Embedder, max_similarity
 
 # Items per query the full model confirms. Measured on T0 (bench/cascade.py): the full model's
 # nearest neighbour is in the static top 16 for the duplicates and eval items that matter.
@@ -27,12 +28,17 @@ DEFAULT_SHORTLIST = 16
 # Ridge penalty of the static -> full map (``Projection``); 0.01-0.1 gave the same coverage
 # labels on T0 (bench/cascade.py), 0.03 the fewest confirmations.
 PROJECTION_RIDGE = 0.03
-# ``CascadeIndex.best_rows``: a query whose projected best row is within this of the threshold
-# has its WIDEN nearest rows by projection confirmed (measured on T0: the projection's cosine is
-# within 0.03 of the full model's for the rows that decide a label).
+# ``best_rows``: a query not yet covered whose projected best is within this of the threshold
+# has its WIDEN nearest rows by projection confirmed. Measured on T0 (bench/cascade.py): 0.03 to
+# 0.08 and 16 or 32 gave the same labels on 10,000 rows but for one prompt, 0.05 and 16 the
+# fewest confirmations for that.
 BORDERLINE_BAND = 0.05
 WIDEN = 16
+# ``best_rows`` fits its first projection on at least this many pairs (with few queries, each
+# query's static top rows are confirmed for it).
+FIT_PAIRS = 128
 _CHUNK = 65_536  # rows per matrix product: 64 MB of scores for 256 queries
+_QUERY_CHUNK = 256  # queries per matrix product, for the same bound
 
 
 def pooled(
@@ -61,15 +67,33 @@ def full_item_vectors(embedder: Embedder, turns: Sequence[Sequence[str]]) -> np.
     return pooled(embedder.embed, turns)
 
 
-def top_k(queries: np.ndarray, corpus: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` by dot product: (keys, scores), each (len(queries), k), best first; -1 /
-    -inf where the corpus has fewer than ``k`` rows."""
+def top_k(
+    queries: np.ndarray, corpus: np.ndarray, k: int, scale: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact top-``k`` by dot product, each corpus row's score times ``scale`` when given:
+    (keys, scores), each (len(queries), k), best first; -1 / -inf where the corpus has fewer
+    than ``k`` rows. Queries and rows both go in blocks, so memory stays bounded however many
+    of either there are."""
     keys = np.full((len(queries), k), -1, dtype=np.int64)
     scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     if not len(corpus) or not len(queries) or k <= 0:
         return keys, scores
+    for first in range(0, len(queries), _QUERY_CHUNK):
+        rows = slice(first, first + _QUERY_CHUNK)
+        keys[rows], scores[rows] = _top_k_block(queries[rows], corpus, k, scale)
+    keys[~np.isfinite(scores)] = -1
+    return keys, scores
+
+
+def _top_k_block(
+    queries: np.ndarray, corpus: np.ndarray, k: int, scale: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    keys = np.full((len(queries), k), -1, dtype=np.int64)
+    scores = np.full((len(queries), k), -np.inf, dtype=np.float32)
     for start in range(0, len(corpus), _CHUNK):
         block = queries @ corpus[start : start + _CHUNK].T
+        if scale is not None:
+            block *= scale[start : start + _CHUNK]
         count = min(k, block.shape[1])
         local = np.argpartition(-block, count - 1, axis=1)[:, :count]
         merged_keys = np.concatenate([keys, local + start], axis=1)
@@ -77,7 +101,6 @@ def top_k(queries: np.ndarray, corpus: np.ndarray, k: int) -> tuple[np.ndarray, 
         order = np.argsort(-merged_scores, axis=1, kind="stable")[:, :k]
         keys = np.take_along_axis(merged_keys, order, axis=1)
         scores = np.take_along_axis(merged_scores, order, axis=1)
-    keys[~np.isfinite(scores)] = -1
     return keys, scores
 
 
@@ -98,29 +121,32 @@ class Projection:
             raise ValueError("a projection needs pairs of vectors, one of each tier")
         gram = static.T @ static + ridge * np.eye(static.shape[1], dtype=np.float64)
         self.matrix = np.linalg.solve(gram, static.T @ full).astype(np.float32)
-        self._scaled: tuple[np.ndarray, np.ndarray] | None = None
+        self._inverse_norms: tuple[np.ndarray, np.ndarray] | None = None
 
     def queries(self, full_queries: np.ndarray) -> np.ndarray:
         """Full-space queries expressed in the static space: ``(s @ W) . q == s . (q @ W.T)``."""
         projected: np.ndarray = full_queries @ self.matrix.T
         return projected
 
-    def scaled_rows(self, static_rows: np.ndarray) -> np.ndarray:
-        """Static rows divided by the norm of their projection, so a dot product with
-        ``queries(q)`` is the cosine between the projected row and ``q`` (computed once per
-        matrix of rows)."""
-        if self._scaled is not None and self._scaled[0] is static_rows:
-            return self._scaled[1]
-        norms = np.concatenate(
+    def inverse_norms(self, static_rows: np.ndarray) -> np.ndarray:
+        """1 / the norm of each row's projection, so ``(s . queries(q)) * inverse_norm`` is the
+        cosine between the projected row and ``q``. One float per row, computed once per matrix
+        of rows (``|s W|^2 = s (W W^T) s^T``, in blocks: no projected copy of the rows)."""
+        if self._inverse_norms is not None and self._inverse_norms[0] is static_rows:
+            return self._inverse_norms[1]
+        gram = self.matrix @ self.matrix.T
+        squares = np.concatenate(
             [
-                np.linalg.norm(static_rows[start : start + _CHUNK] @ self.matrix, axis=1)
+                np.einsum("ij,ij->i", block @ gram, block)
                 for start in range(0, len(static_rows), _CHUNK)
+                if len(block := static_rows[start : start + _CHUNK])
             ]
             or [np.zeros(0, np.float32)]
         )
-        scaled = (static_rows / np.where(norms == 0, 1.0, norms)[:, None]).astype(np.float32)
-        self._scaled = (static_rows, scaled)
-        return scaled
+        norms = np.sqrt(np.maximum(squares, 0.0))
+        inverse = np.where(norms > 0, 1.0 / np.where(norms > 0, norms, 1.0), 0.0)
+        self._inverse_norms = (static_rows, inverse.astype(np.float32))
+        return self._inverse_norms[1]
 
 
 class CascadeIndex:
@@ -220,6 +246,9 @@ class ConfirmedRows:
         self.index = index
         self.vectors: dict[int, np.ndarray] = {}
 
+    def __len__(self) -> int:
+        return len(self.vectors)
+
     def add(self, keys: np.ndarray) -> None:
         missing = sorted({int(k) for k in keys.ravel() if k >= 0} - self.vectors.keys())
         if missing:
@@ -229,7 +258,27 @@ class ConfirmedRows:
 
     def matrix(self) -> tuple[np.ndarray, np.ndarray]:
         keys = np.fromiter(self.vectors, dtype=np.int64, count=len(self.vectors))
+        if not len(keys):
+            return keys, np.zeros((0, self.index.embedder.dimension), dtype=np.float32)
         return keys, np.stack([self.vectors[int(k)] for k in keys])
+
+    def best(self, query_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the best full-model cosine over the confirmed rows, and that row's key."""
+        keys, vectors = self.matrix()
+        sims, where = max_similarity(query_vectors, vectors)
+        return sims, np.where(where >= 0, keys[np.maximum(where, 0)] if len(keys) else -1, -1)
+
+
+@dataclass(frozen=True)
+class CoveringSearch:
+    """What ``best_rows`` found: per query its best confirmed row (key, -1 for none) and that
+    row's full-model cosine; the projection it fitted (None when there was nothing to search);
+    and how many distinct rows it embedded in full."""
+
+    similarities: np.ndarray
+    keys: np.ndarray
+    projection: Projection | None
+    confirmed: int
 
 
 def best_rows(
@@ -237,30 +286,37 @@ def best_rows(
     static_queries: np.ndarray,
     query_vectors: np.ndarray,
     threshold: float,
-) -> tuple[np.ndarray, np.ndarray, Projection]:
+) -> CoveringSearch:
     """Per query, the best row by the full model's cosine that a search for "is any row at least
-    ``threshold``?" finds: (similarities, keys, the projection it fitted).
+    ``threshold``?" finds.
 
-    1. Each query's static nearest row is confirmed.
+    1. Each query's static nearest rows are confirmed: 1 each, more when there are few queries
+       (the projection is fitted on about ``FIT_PAIRS`` pairs or more).
     2. A ``Projection`` is fitted on the queries and those rows; each query's 2 nearest rows by
        projection are confirmed, and the projection refitted on everything confirmed.
-    3. A query whose projected best is within ``BORDERLINE_BAND`` of the threshold (or above it)
-       has its ``WIDEN`` nearest rows by projection confirmed.
+    3. A query not yet covered whose projected best is within ``BORDERLINE_BAND`` of the
+       threshold (or above it) has its ``WIDEN`` nearest rows by projection confirmed (and by
+       static cosine too, while the projection rests on fewer pairs than twice its dimensions).
     The best is taken over every confirmed row: a row confirmed for one query may cover another.
     Every similarity returned is the full model's; a query's best can only be understated.
     """
+    if not len(index) or not len(query_vectors):
+        keys, sims = _empty(len(query_vectors), 1)
+        return CoveringSearch(sims[:, 0], keys[:, 0], None, 0)
     confirmed = ConfirmedRows(index)
-    confirmed.add(top_k(static_queries, index.static_vectors, 1)[0])
+    first = min(WIDEN, -(-FIT_PAIRS // len(query_vectors)))
+    confirmed.add(top_k(static_queries, index.static_vectors, first)[0])
     projection = _refit(confirmed, static_queries, query_vectors)
     confirmed.add(_projected_top_k(index, projection, query_vectors, 2)[0])
     projection = _refit(confirmed, static_queries, query_vectors)
+    found, _ = confirmed.best(query_vectors)
     keys, scores = _projected_top_k(index, projection, query_vectors, WIDEN)
-    borderline = scores[:, 0] >= threshold - BORDERLINE_BAND
-    confirmed.add(keys[borderline])
-    rows, vectors = confirmed.matrix()
-    sims = query_vectors @ vectors.T
-    best = sims.argmax(axis=1)
-    return sims[np.arange(len(sims)), best], rows[best], projection
+    widen = (found < threshold) & (scores[:, 0] >= threshold - BORDERLINE_BAND)
+    confirmed.add(keys[widen])
+    if len(confirmed) + len(query_vectors) < 2 * static_queries.shape[1]:
+        confirmed.add(top_k(static_queries[widen], index.static_vectors, WIDEN)[0])
+    sims, best = confirmed.best(query_vectors)
+    return CoveringSearch(sims, best, projection, len(confirmed))
 
 
 def _refit(
@@ -275,7 +331,8 @@ def _projected_top_k(
     index: CascadeIndex, projection: Projection, query_vectors: np.ndarray, k: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest rows by the projected cosine (keys, projected cosines)."""
-    return top_k(projection.queries(query_vectors), projection.scaled_rows(index.static_vectors), k)
+    rows = index.static_vectors
+    return top_k(projection.queries(query_vectors), rows, k, projection.inverse_norms(rows))
 
 
 def _empty(rows: int, k: int) -> tuple[np.ndarray, np.ndarray]:

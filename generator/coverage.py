@@ -5,9 +5,9 @@ prompt and the mean of the cell's description and example prompts); below ``thre
 unassigned. Have vs target per cell gives the deficit.
 
 Reference coverage: each reference prompt's nearest existing example; below ``threshold`` the
-prompt is uncovered. Uncovered prompts are clustered (k-means, k chosen by silhouette within
-bounds); each cluster is a gap described by its most central prompts and majority label, with a
-target proportional to its size.
+prompt is uncovered. The reference set is clustered into topics (k-means, k chosen by silhouette
+within bounds); each topic's uncovered prompts are a gap, named by the topic's majority label
+and described by its most central uncovered prompts, with a target proportional to their number.
 
 Everything is embedded once (``Embedder`` caches by content hash), and ``compare`` counts newly
 accepted items into the same gaps for a before/after view.
@@ -40,6 +40,8 @@ DEFAULT_REFERENCE_THRESHOLD = 0.5
 # for at most about 40 s of MiniLM on two cores (T0-length prompts), where the cascade would
 # save little and mark some prompts borderline.
 EXACT_COVERAGE_ROWS = 2_000
+# The most rows the cascade confirms around one gap's centroid to count its ``have``.
+NEAR_CAP = 2_048
 
 
 class TaxonomyCell(BaseModel):
@@ -300,15 +302,17 @@ class ExistingRows:
         if self.cascade is None or self._full is not None:  # every row's full vector: exact
             return max_similarity(vectors, self.full)
         static = self.cascade.static_of([(text,) for text in texts])
-        sims, keys, self.projection = best_rows(self.cascade, static, vectors, threshold)
-        self._confirmed_all = self.cascade.confirmed >= len(self.texts)
-        return sims, keys
+        search = best_rows(self.cascade, static, vectors, threshold)
+        self.projection = search.projection
+        self._confirmed_all = search.confirmed >= len(self.texts)
+        return search.similarities, np.maximum(search.keys, 0)
 
     def near(self, vector: np.ndarray, threshold: float) -> tuple[int, int, float]:
         """How many rows are at least ``threshold`` from ``vector`` (a centroid), and the
         closest row with its cosine. Cascade: the shortlist around it, drawn by the projection
         the reference prompts' search fitted, grows until its far end falls below the
-        threshold, so the count is not cut short."""
+        threshold or it reaches ``NEAR_CAP`` rows; the count is then of the rows it confirmed,
+        so it is at least what it says (an uncovered topic's centroid has few rows near it)."""
         if self.cascade is None or self.projection is None or self._full is not None:
             scores = self.full @ vector
             closest = int(scores.argmax())
@@ -318,9 +322,10 @@ class ExistingRows:
             keys, sims = self.cascade.search_projected(self.projection, vector[None], size, size)
             found = keys[0] >= 0
             count = int((sims[0][found] >= threshold).sum())
-            if count < found.sum() or found.sum() < size or size >= len(self.texts):
+            done = count < found.sum() or found.sum() < size
+            if done or size >= min(len(self.texts), NEAR_CAP):
                 return count, int(keys[0, 0]), float(sims[0, 0])
-            size *= 4
+            size = min(size * 4, NEAR_CAP)
 
 
 def _taxonomy_gaps(
@@ -376,23 +381,26 @@ def _taxonomy_gaps(
     return gaps, assignments, vectors
 
 
-def _choose_k(points: np.ndarray, low: int, high: int) -> int:
+def _choose_k(points: np.ndarray, low: int, high: int) -> np.ndarray:
+    """Each point's cluster: k-means with k in ``low..high`` chosen by silhouette (cosine);
+    every point in one cluster when there are too few distinct points to compare."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
-    if len(points) <= low:
-        return max(1, len(points))
-    best_k, best_score = low, -2.0
-    for k in range(low, min(high, len(points) - 1) + 1):
+    distinct = len(np.unique(points, axis=0))
+    best_labels, best_score = np.zeros(len(points), dtype=np.int64), -2.0
+    for k in range(low, min(high, distinct - 1) + 1):
         labels = KMeans(n_clusters=k, n_init=5, random_state=0).fit_predict(points)
+        if len(np.unique(labels)) < 2:
+            continue
         # a fixed sample past 3,000 prompts: the score is quadratic in them
         sample = min(len(points), 3_000)
         score = silhouette_score(
             points, labels, metric="cosine", sample_size=sample, random_state=0
         )
         if score > best_score:
-            best_k, best_score = k, float(score)
-    return best_k
+            best_labels, best_score = labels.astype(np.int64), float(score)
+    return best_labels
 
 
 def reference_topics(references: np.ndarray, k_bounds: tuple[int, int]) -> np.ndarray:
@@ -403,13 +411,18 @@ def reference_topics(references: np.ndarray, k_bounds: tuple[int, int]) -> np.nd
     the same gaps, each with its uncovered prompts. Clustering only the uncovered prompts made
     the gaps unstable: on 10,000 T0 rows, leaving out 2 of the 227 uncovered prompts changed
     the number of gaps from 9 to 10, 11 or 12 in 6 of 8 tries (and every gap's members)."""
-    from sklearn.cluster import KMeans
+    return _choose_k(references, *k_bounds)
 
-    k = _choose_k(references, *k_bounds) if len(references) > 2 else 1
-    if k <= 1:
-        return np.zeros(len(references), dtype=np.int64)
-    topics: np.ndarray = KMeans(n_clusters=k, n_init=5, random_state=0).fit_predict(references)
-    return topics
+
+def _topic_label(
+    reference: list[ReferencePrompt], references: np.ndarray, members: np.ndarray
+) -> str:
+    """A topic's majority label, or without labels its most central prompt, shortened."""
+    majority = Counter(reference[i].label for i in members if reference[i].label).most_common(1)
+    if majority:
+        return str(majority[0][0])
+    centroid = _normalise(references[members].mean(axis=0, keepdims=True))[0]
+    return short_label(reference[members[int(np.argmax(references[members] @ centroid))]].text)
 
 
 def _reference_gaps(
@@ -444,16 +457,18 @@ def _reference_gaps(
         return [], coverage, {}
     topics = reference_topics(references, k_bounds)
     clusters = [np.flatnonzero(uncovered & (topics == t)) for t in range(int(topics.max()) + 1)]
-    # largest first; a tie goes to the topic k-means numbered first (the same every time)
+    # largest first; a tie goes to the topic k-means numbered first (the same every time).
+    # The gap's id is its topic's number, so ids need not follow this order.
     order = sorted((t for t, m in enumerate(clusters) if len(m)), key=lambda t: -len(clusters[t]))
     gaps, centroids = [], {}
-    for rank, topic in enumerate(order):
+    for topic in order:
         members = clusters[topic]
         centroid = _normalise(references[members].mean(axis=0, keepdims=True))[0]
         central = members[np.argsort(-(references[members] @ centroid))]
-        majority = Counter(reference[i].label for i in members if reference[i].label).most_common(1)
-        gap_id = f"ref-{rank + 1}"
-        label = majority[0][0] if majority else short_label(reference[central[0]].text)
+        # Its id and label come from the whole topic, not from which of its prompts are
+        # uncovered: the same gap keeps both when it is measured again (rounds match on them).
+        gap_id = f"ref-{topic + 1}"
+        label = _topic_label(reference, references, np.flatnonzero(topics == topic))
         if len(existing):
             have, closest, closest_similarity = existing.near(centroid, threshold)
         else:
@@ -511,7 +526,7 @@ def analyse(
     texts = prompt_texts(examples)
     if cascade_rows is None:
         cascade_rows = embedder.cascade and len(examples) > EXACT_COVERAGE_ROWS
-    cascade = cascade_rows
+    cascade = cascade_rows and taxonomy is None  # a taxonomy embeds every row in full anyway
     existing = ExistingRows(texts, embedder, cascade=cascade)
     gaps: list[Gap] = []
     centroids: dict[str, list[float]] = {}

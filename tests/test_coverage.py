@@ -106,6 +106,9 @@ def test_gaps_are_topics_of_the_reference_set_and_stay_put_when_prompts_get_cove
         }
 
     assert together(after) == together(before) - {frozenset()}, "the same prompts share a gap"
+    assert all(after[line] == before[line] for line in after), "and it keeps its id"
+    labels = {g.id: g.label for g in report.gaps}
+    assert all(labels[g.id] == g.label for g in again.gaps), "and its label"
     deficits = sum(g.deficit for g in report.gaps) - len(newly_covered)
     assert sum(g.deficit for g in again.gaps) == deficits
 
