@@ -34,8 +34,8 @@ PROJECTION_RIDGE = 0.03
 # fewest confirmations for that.
 BORDERLINE_BAND = 0.05
 WIDEN = 16
-# ``best_rows`` fits its first projection on at least this many pairs (with few queries, each
-# query's static top rows are confirmed for it).
+# ``best_rows`` aims to fit its first projection on this many pairs: each query's static top
+# ceil(FIT_PAIRS / queries) rows are confirmed, at most WIDEN (so fewer pairs below 8 queries).
 FIT_PAIRS = 128
 _CHUNK = 65_536  # rows per matrix product: 64 MB of scores for 256 queries
 _QUERY_CHUNK = 256  # queries per matrix product, for the same bound
@@ -291,7 +291,7 @@ def best_rows(
     ``threshold``?" finds.
 
     1. Each query's static nearest rows are confirmed: 1 each, more when there are few queries
-       (the projection is fitted on about ``FIT_PAIRS`` pairs or more).
+       (about ``FIT_PAIRS`` pairs for the first fit, at most ``WIDEN`` rows per query).
     2. A ``Projection`` is fitted on the queries and those rows; each query's 2 nearest rows by
        projection are confirmed, and the projection refitted on everything confirmed.
     3. A query not yet covered whose projected best is within ``BORDERLINE_BAND`` of the

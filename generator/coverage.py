@@ -388,16 +388,16 @@ def _choose_k(points: np.ndarray, low: int, high: int) -> np.ndarray:
     from sklearn.metrics import silhouette_score
 
     distinct = len(np.unique(points, axis=0))
+    # A fixed sample past 3,000 prompts: the score is quadratic in them.
+    sample = np.arange(len(points))
+    if len(points) > 3_000:
+        sample = np.sort(np.random.default_rng(0).choice(len(points), 3_000, replace=False))
     best_labels, best_score = np.zeros(len(points), dtype=np.int64), -2.0
-    for k in range(low, min(high, distinct - 1) + 1):
+    for k in range(low, min(high, distinct, len(points) - 1) + 1):
         labels = KMeans(n_clusters=k, n_init=5, random_state=0).fit_predict(points)
-        if len(np.unique(labels)) < 2:
+        if len(np.unique(labels[sample])) < 2:  # silhouette needs two clusters to compare
             continue
-        # a fixed sample past 3,000 prompts: the score is quadratic in them
-        sample = min(len(points), 3_000)
-        score = silhouette_score(
-            points, labels, metric="cosine", sample_size=sample, random_state=0
-        )
+        score = silhouette_score(points[sample], labels[sample], metric="cosine")
         if score > best_score:
             best_labels, best_score = labels.astype(np.int64), float(score)
     return best_labels

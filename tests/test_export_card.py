@@ -342,7 +342,7 @@ ASTRONOMY = ["How far away is the Andromeda galaxy?", "Why does Jupiter have a r
 def test_two_runs_gaps_of_one_name_are_kept_apart_in_the_card_manifest_and_report(
     store: Store, model_dir: Path, tmp_path: Path, embedder: Any
 ) -> None:
-    # Every run names its reference gaps ref-1..ref-k: two runs' ref-1 are two gaps.
+    # Every run names its reference gaps ref-N (N: the topic): two runs' ref-1 are two gaps.
     data = existing_file(tmp_path)
     for run, prompts, label in (("refA", GARDENING, "gardening"), ("refB", ASTRONOMY, "stars")):
         reference = [ReferencePrompt(text=t, label=label, line=i) for i, t in enumerate(prompts)]

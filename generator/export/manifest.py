@@ -217,8 +217,8 @@ def origin_counts(
     dataset, which have no gap or run: they are counted under ``by_origin`` and ``by_source``).
 
     ``by_gap`` is nested per run, ``{run: {gap: rows}}``, whatever the number of runs: a gap id
-    is its run's own (every run names its reference gaps ref-1..ref-k), so two runs' ``ref-1``
-    are two gaps, never added together. ``by_run`` is each run's total."""
+    is its run's own (every run names its reference gaps ref-N, by topic), so two runs'
+    ``ref-1`` are two gaps, never added together. ``by_run`` is each run's total."""
     by_gap: defaultdict[str, Counter[str]] = defaultdict(Counter)
     by_source: Counter[str] = Counter({"existing": existing} if existing else {})
     by_run: Counter[str] = Counter()

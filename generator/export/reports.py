@@ -26,7 +26,7 @@ class Reports:
 
 def gap_name(run: str, gap: str, runs: int) -> str:
     """A gap's name where an export's rows meet: "run/gap" when it spans several runs (ids hold
-    no '/'), since gap ids are a run's own: every run names its reference gaps ref-1..ref-k."""
+    no '/'), since gap ids are a run's own: every run names its reference gaps ref-N, by topic."""
     return f"{run}/{gap}" if runs > 1 else gap
 
 
