@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from generator.embeddings import Embedder, max_similarity
+from generator.embeddings import Embedder
 
 # Items per query the full model confirms. Measured on T0 (bench/cascade.py): the full model's
 # nearest neighbour is in the static top 16 for the duplicates and eval items that matter.
@@ -265,8 +265,9 @@ class ConfirmedRows:
     def best(self, query_vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Per query, the best full-model cosine over the confirmed rows, and that row's key."""
         keys, vectors = self.matrix()
-        sims, where = max_similarity(query_vectors, vectors)
-        return sims, np.where(where >= 0, keys[np.maximum(where, 0)] if len(keys) else -1, -1)
+        where, sims = top_k(query_vectors, vectors, 1)  # in blocks of queries and of rows
+        found = where[:, 0]
+        return sims[:, 0], np.where(found >= 0, keys[np.maximum(found, 0)] if len(keys) else -1, -1)
 
 
 @dataclass(frozen=True)
