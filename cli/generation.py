@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -94,8 +95,23 @@ def generate(
         console.print(running_line(enqueued, work.waiting_generation()))
         run_in_process(settings, spec, store, work, run)
     elif wait:
-        RunProgress(store, run, console).watch(lambda: not work.busy())
+        RunProgress(store, run, console).watch(settled(work))
     print_outcome(store, work, run, truncated_before=truncated)
+
+
+def settled(work: WorkQueue) -> Callable[[], bool]:
+    """A check that the queues are idle: nothing queued, running or waiting for a retry, seen on
+    two polls in a row. One idle poll is not enough: a job a worker has just taken off its
+    queue is in no registry until the worker marks it started, and ``--wait`` once stopped
+    there with nothing done."""
+    idle = 0
+
+    def finished() -> bool:
+        nonlocal idle
+        idle = 0 if work.busy() else idle + 1
+        return idle >= 2
+
+    return finished
 
 
 def running_line(enqueued: Enqueued, waiting: Enqueued) -> str:
