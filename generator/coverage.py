@@ -285,7 +285,7 @@ class ExistingRows:
     def searched(self) -> bool:
         """Whether the rows were searched by the cascade, short of embedding every row in full
         (a small dataset's search may have confirmed every row: then it was exact)."""
-        return self.projection is not None and self._full is None and not self._confirmed_all
+        return self.projection is not None and not self._confirmed_all
 
     @property
     def full(self) -> np.ndarray:
@@ -299,7 +299,7 @@ class ExistingRows:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Per query (its full vector and text), the best cosine to a row and that row. The
         cascade searches for what coverage asks, whether any row reaches ``threshold``."""
-        if self.cascade is None or self._full is not None:  # every row's full vector: exact
+        if self.cascade is None:
             return max_similarity(vectors, self.full)
         static = self.cascade.static_of([(text,) for text in texts])
         search = best_rows(self.cascade, static, vectors, threshold)
@@ -313,7 +313,7 @@ class ExistingRows:
         the reference prompts' search fitted, grows until its far end falls below the
         threshold or it reaches ``NEAR_CAP`` rows; the count is then of the rows it confirmed,
         so it is at least what it says (an uncovered topic's centroid has few rows near it)."""
-        if self.cascade is None or self.projection is None or self._full is not None:
+        if self.cascade is None or self.projection is None:
             scores = self.full @ vector
             closest = int(scores.argmax())
             return int((scores >= threshold).sum()), closest, float(scores[closest])
